@@ -1,0 +1,59 @@
+"""Readers for real data formats, one module each; `READERS` maps a spec's FORMAT to its reader.
+
+Every reader has the signature of `base.Reader`: (path, options, reject log) -> validated `Dataset`.
+Modules are imported on first use so that `aisle --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import import_module
+from pathlib import Path
+
+from aisle.data.readers.base import Dataset, DataSpec, Reader
+from aisle.data.validation import OnError, RejectLog
+
+_MODULES: dict[str, str] = {
+    "aisle": "native",  # Aisle's own Parquet folder (items/users/events.parquet), e.g. `aisle generate`
+    "s3rec": "s3rec",
+    "movielens": "movielens",
+    "ml1m-sasrec": "ml1m_sasrec",
+    "amazon": "amazon",
+    "multibehavior": "multibehavior",
+    "rees46": "rees46",
+    "otto": "otto",
+    "diginetica": "diginetica",
+    "homedepot": "homedepot",
+    "csv": "generic",
+    "parquet": "generic",
+    "jsonl": "generic",
+}
+
+
+def _lazy(fmt: str, module: str) -> Reader:
+    def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
+        mod = import_module(f"aisle.data.readers.{module}")
+        fn = getattr(mod, f"read_{fmt}".replace("-", "_"), None) or mod.read
+        return fn(path, options, log)
+
+    read.__name__ = f"read_{module}"
+    return read
+
+
+READERS: dict[str, Reader] = {fmt: _lazy(fmt, mod) for fmt, mod in _MODULES.items()}
+
+
+def read_dataspec(spec: str | DataSpec, *, on_error: OnError = "fail") -> Dataset:
+    """Read and validate a `FORMAT:PATH[?options]` source. Raises DataError under `fail` at the first bad row."""
+    ds = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
+    if ds.format not in READERS:
+        raise ValueError(f"unknown data format {ds.format!r}; known: {', '.join(sorted(READERS))}")
+    if not ds.path.exists():
+        raise FileNotFoundError(f"{ds.path}: no such file or folder (from data spec {str(ds)!r})")
+    log = RejectLog(on_error=on_error)
+    data = READERS[ds.format](ds.path, ds.options, log)
+    data.check_accounting()
+    return data
+
+
+__all__ = ["READERS", "DataSpec", "Dataset", "Reader", "read_dataspec"]

@@ -1,0 +1,79 @@
+"""What every reader returns, and how a data spec (`FORMAT:PATH?key=value`) is parsed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import polars as pl
+
+from aisle.data.validation import RejectLog
+from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, empty_frame
+
+TABLES = ("events", "items", "users")
+
+
+@dataclass
+class Dataset:
+    """The validated content of one source.
+
+    `events`, `items` and `users` have the canonical schemas of `aisle.types`; `items` and `users` hold
+    only rows the source really has (a log-only format has no catalog: its items are the ids in its
+    events, which the store and stats count from there). `extras` holds tables a
+    format has beyond those (e.g. Home Depot relevance judgments, a benchmark's fixed split), each
+    documented by its reader. `log` holds the rejects and the row totals per table.
+    """
+
+    name: str
+    events: pl.DataFrame = field(default_factory=lambda: empty_frame(EVENT_SCHEMA))
+    items: pl.DataFrame = field(default_factory=lambda: empty_frame(ITEM_SCHEMA))
+    users: pl.DataFrame = field(default_factory=lambda: empty_frame(USER_SCHEMA))
+    extras: dict[str, pl.DataFrame] = field(default_factory=dict)
+    log: RejectLog = field(default_factory=RejectLog)
+
+    def loaded(self, table: str) -> int:
+        return int(getattr(self, table).height)
+
+    def accounting(self) -> dict[str, dict[str, int]]:
+        """Per table: rows seen in the source, loaded and rejected. loaded + rejected = total, always."""
+        out = {}
+        for t in TABLES:
+            total, rejected, loaded = self.log.totals.get(t, 0), self.log.rejected(t), self.loaded(t)
+            out[t] = {"total": total, "loaded": loaded, "rejected": rejected}
+        return out
+
+    def check_accounting(self) -> None:
+        """Fail loudly if a reader dropped rows without rejecting them: nothing may be silently lost."""
+        for t, c in self.accounting().items():
+            if c["loaded"] + c["rejected"] != c["total"]:
+                raise AssertionError(f"{self.name}: {t}: loaded {c['loaded']} + rejected {c['rejected']} "
+                                     f"!= total {c['total']}")
+
+
+@dataclass(frozen=True, slots=True)
+class DataSpec:
+    """`FORMAT:PATH[?key=value&...]`, e.g. `s3rec:../shared/data/amazon-s3rec/Beauty.txt` or
+    `csv:events.csv?user_id=customer&item_id=sku&timestamp=ts`."""
+
+    format: str
+    path: Path
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> DataSpec:
+        fmt, sep, rest = text.partition(":")
+        if not sep or not fmt or not rest:
+            raise ValueError(f"data spec {text!r} is not FORMAT:PATH (e.g. s3rec:data/Beauty.txt)")
+        path, _, query = rest.partition("?")
+        return cls(fmt.strip().lower(), Path(path), dict(parse_qsl(query, keep_blank_values=True)))
+
+    def __str__(self) -> str:
+        opts = "&".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.format}:{self.path}" + (f"?{opts}" if opts else "")
+
+
+Reader = Callable[[Path, Mapping[str, str], RejectLog], Dataset]
+"""A reader takes the path, the spec's options and the reject log, and returns a validated Dataset."""
+

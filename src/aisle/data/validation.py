@@ -1,0 +1,316 @@
+"""Validation that loses nothing: every bad row becomes a `Reject` naming file, line, field and reason.
+
+Readers parse text into frames that keep each row's source line in a `_line` column; the validators
+here check those frames column-wise (no Python loop per row) and split them into good rows and
+rejects. A `RejectLog` applies the policy: under `fail` the first reject (by line) raises `DataError`,
+under `skip` rejects are kept, counted and can be written to a rejects file. Either way
+loaded + rejected = total for every table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from aisle.types import EVENT_SCHEMA, EVENT_TYPES, ITEM_SCHEMA, ITEMLESS_EVENT_TYPES, TIME, USER_SCHEMA, conform
+
+OnError = Literal["fail", "skip"]
+LINE = "_line"
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One row that could not be loaded, and why. `line` is 1-based, as an editor shows it."""
+
+    file: str
+    line: int
+    table: str
+    field: str
+    reason: str
+    raw: str = ""
+
+    def message(self) -> str:
+        return f"{self.file}:{self.line}: {self.table} field '{self.field}': {self.reason}"
+
+
+class DataError(ValueError):
+    """Raised under `--on-error fail` at the first bad row; the message names file, line, field, reason."""
+
+    def __init__(self, reject: Reject) -> None:
+        super().__init__(reject.message())
+        self.reject = reject
+
+
+@dataclass
+class RejectLog:
+    """Collects rejects under one policy and counts rows seen per table."""
+
+    on_error: OnError = "fail"
+    rejects: list[Reject] = field(default_factory=list)
+    totals: Counter[str] = field(default_factory=Counter)
+
+    def add(self, reject: Reject) -> None:
+        if self.on_error == "fail":
+            raise DataError(reject)
+        self.rejects.append(reject)
+
+    def extend(self, rejects: Iterable[Reject]) -> None:
+        ordered = sorted(rejects, key=lambda r: (r.file, r.line))
+        if ordered and self.on_error == "fail":
+            raise DataError(ordered[0])
+        self.rejects.extend(ordered)
+
+    def seen(self, table: str, n: int) -> None:
+        """Count `n` rows of `table` read from a source (good or bad)."""
+        self.totals[table] += n
+
+    def rejected(self, table: str) -> int:
+        return sum(1 for r in self.rejects if r.table == table)
+
+    def write(self, path: Path) -> None:
+        """Write rejects as JSON lines (one object per rejected row) for a person to fix and re-ingest."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            for r in self.rejects:
+                fh.write(
+                    json.dumps(
+                        {"file": r.file, "line": r.line, "table": r.table, "field": r.field,
+                         "reason": r.reason, "raw": r.raw},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+
+
+def _rejects_from(bad: pl.DataFrame, file: str, table: str, fld: str) -> list[Reject]:
+    """Turn rows of `bad` (with `_line`, `_reason` and the row's columns) into Reject records."""
+    data_cols = [c for c in bad.columns if c not in (LINE, "_reason")]
+    out = []
+    for row in bad.iter_rows(named=True):
+        raw = json.dumps({c: _jsonable(row[c]) for c in data_cols}, ensure_ascii=False, default=str)
+        out.append(Reject(file, int(row[LINE]), table, fld, row["_reason"], raw))
+    return out
+
+
+def _jsonable(v: object) -> object:
+    return v if v is None or isinstance(v, (str, int, float, bool, list)) else str(v)
+
+
+Rule = tuple[str, pl.Expr, pl.Expr]  # (field, bad-row predicate, reason text)
+
+
+def apply_rules(df: pl.DataFrame, rules: list[Rule], *, file: str, table: str, log: RejectLog) -> pl.DataFrame:
+    """Keep rows that break no rule; each breaking row is rejected once, for the first rule it breaks."""
+    if LINE not in df.columns:
+        df = df.with_row_index(LINE, offset=1)
+    if df.is_empty() or not rules:
+        return df
+    # index of the first broken rule per row (-1 when none): one pass, no per-row Python
+    first = pl.lit(-1, dtype=pl.Int32)
+    for i in reversed(range(len(rules))):
+        first = pl.when(rules[i][1].fill_null(False)).then(pl.lit(i, dtype=pl.Int32)).otherwise(first)
+    marked = df.with_columns(first.alias("_rule"))
+    bad = marked.filter(pl.col("_rule") >= 0)
+    if bad.height:
+        rejects: list[Reject] = []
+        for i, (fld, _pred, reason) in enumerate(rules):
+            sub = bad.filter(pl.col("_rule") == i)
+            if sub.height:
+                sub = sub.with_columns(reason.alias("_reason")).drop("_rule")
+                rejects.extend(_rejects_from(sub, file, table, fld))
+        log.extend(rejects)
+    return marked.filter(pl.col("_rule") < 0).drop("_rule")
+
+
+def _blank(name: str) -> pl.Expr:
+    return pl.col(name).is_null() | (pl.col(name).cast(pl.String).str.strip_chars() == "")
+
+
+# ---- timestamps ---------------------------------------------------------------------------------
+
+_STRING_FORMATS = (
+    "%Y-%m-%d %H:%M:%S UTC",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%:z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d",
+)
+_UNIT_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def epoch_unit(values: pl.Series) -> str:
+    """Guess seconds/milliseconds/microseconds from the magnitude of epoch numbers."""
+    med = values.drop_nulls().abs().median()
+    if med is None:
+        return "s"
+    med = float(med)  # type: ignore[arg-type]
+    return "us" if med > 1e14 else "ms" if med > 1e11 else "s"
+
+
+def parse_timestamps(col: pl.Series, *, unit: str | None = None, fmt: str | None = None) -> pl.Series:
+    """Parse epoch numbers or date strings into UTC microseconds; unparseable values become null.
+
+    Validation compares the result with the raw column to reject what did not parse, so this never
+    raises on bad values.
+    """
+    name = col.name
+    if col.dtype == TIME:
+        return col
+    if isinstance(col.dtype, pl.Datetime):
+        if col.dtype.time_zone is None:
+            return col.dt.replace_time_zone("UTC").cast(TIME)
+        return col.dt.convert_time_zone("UTC").cast(TIME)
+    if col.dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if col.dtype.is_numeric():
+        nums = col.cast(pl.Float64)
+        u = unit or epoch_unit(nums)
+        micros = (nums * _UNIT_FACTOR[u]).round(0)
+        ok = micros.is_finite() & (micros.abs() < 1e17)
+        micros = pl.select(pl.when(ok).then(micros).otherwise(None)).to_series()
+        return micros.cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+    text = col.cast(pl.String).str.strip_chars()
+    if fmt is not None:
+        return text.str.to_datetime(fmt, strict=False, time_unit="us").pipe(_to_utc).alias(name)
+    numeric = text.cast(pl.Float64, strict=False)
+    if numeric.null_count() == text.null_count():  # every value is a number: epoch time
+        return parse_timestamps(numeric.alias(name), unit=unit)
+    frame = pl.DataFrame({"t": text})
+    parsed = frame.select(
+        pl.coalesce(
+            [pl.col("t").str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _STRING_FORMATS]
+        )
+    ).to_series()
+    return parsed.alias(name)
+
+
+def _to_utc(s: pl.Series) -> pl.Series:
+    if isinstance(s.dtype, pl.Datetime) and s.dtype.time_zone is None:
+        return s.dt.replace_time_zone("UTC")
+    return s.dt.convert_time_zone("UTC")
+
+
+# ---- table validators ---------------------------------------------------------------------------
+
+
+def validate_events(
+    df: pl.DataFrame,
+    *,
+    file: str,
+    log: RejectLog,
+    ts_unit: str | None = None,
+    ts_format: str | None = None,
+) -> pl.DataFrame:
+    """Check a raw events frame (canonical column names, any dtypes, `_line`) and return EVENT_SCHEMA rows."""
+    if LINE not in df.columns:
+        df = df.with_row_index(LINE, offset=1)
+    if "timestamp" in df.columns:
+        raw_ts = df["timestamp"]
+        df = df.with_columns(
+            parse_timestamps(raw_ts, unit=ts_unit, fmt=ts_format).alias("timestamp"),
+            raw_ts.cast(pl.String).alias("_ts_raw"),
+        )
+    else:
+        df = df.with_columns(pl.lit(None, dtype=TIME).alias("timestamp"), pl.lit(None, pl.String).alias("_ts_raw"))
+    if "event_type" in df.columns:
+        df = df.with_columns(pl.col("event_type").cast(pl.String).str.strip_chars().str.to_lowercase())
+    value_col = pl.col("value").cast(pl.Float64, strict=False) if "value" in df.columns else None
+    rules: list[Rule] = [
+        ("user_id", _blank("user_id") if "user_id" in df.columns else pl.lit(True), pl.lit("missing user id")),
+        (
+            "event_type",
+            ~pl.col("event_type").is_in(EVENT_TYPES) if "event_type" in df.columns else pl.lit(True),
+            pl.format("unknown event type '{}' (expected one of {})", pl.col("event_type").fill_null(""),
+                      pl.lit(", ".join(EVENT_TYPES))) if "event_type" in df.columns else pl.lit("missing event type"),
+        ),
+        (
+            "item_id",
+            (_blank("item_id") if "item_id" in df.columns else pl.lit(True))
+            & ~pl.col("event_type").is_in(list(ITEMLESS_EVENT_TYPES)),
+            pl.lit("missing item id"),
+        ),
+        (
+            "timestamp",
+            pl.col("timestamp").is_null(),
+            pl.when(_blank("_ts_raw")).then(pl.lit("missing timestamp"))
+            .otherwise(pl.format("bad timestamp '{}'", pl.col("_ts_raw"))),
+        ),
+    ]
+    if value_col is not None:
+        raw_value = pl.col("value").cast(pl.String)
+        rules.append((
+            "value",
+            (raw_value.is_not_null() & (raw_value.str.strip_chars() != "") & ~value_col.is_finite().fill_null(False)),
+            pl.format("value '{}' is not a finite number", raw_value),
+        ))
+    good = apply_rules(df, rules, file=file, table="events", log=log)
+    good = good.drop("_ts_raw")
+    if "value" in good.columns:
+        good = good.with_columns(pl.col("value").cast(pl.Float64, strict=False))
+    for c in ("user_id", "item_id", "session_id", "event_id"):
+        if c in good.columns:
+            good = good.with_columns(pl.col(c).cast(pl.String).str.strip_chars())
+    return conform(good, {**EVENT_SCHEMA, LINE: pl.Int64()}).drop(LINE)
+
+
+def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFrame:
+    """Check a raw items frame and return ITEM_SCHEMA rows (later duplicates of an id win, as an upsert)."""
+    if LINE not in df.columns:
+        df = df.with_row_index(LINE, offset=1)
+    rules: list[Rule] = [("item_id", _blank("item_id"), pl.lit("missing item id"))]
+    if "price" in df.columns:
+        raw = pl.col("price").cast(pl.String).str.strip_chars()
+        num = raw.str.replace_all(r"^\$", "").cast(pl.Float64, strict=False)
+        given = raw.is_not_null() & (raw != "")
+        rules += [
+            ("price", given & (num.is_null() | ~num.is_finite()), pl.format("price '{}' is not a number", raw)),
+            ("price", given & (num < 0), pl.format("negative price {}", raw)),
+        ]
+        df = df.with_columns(pl.col("price").cast(pl.String).str.strip_chars().str.replace_all(r"^\$", "")
+                             .cast(pl.Float64, strict=False))
+    if "attributes" in df.columns and df.schema["attributes"] == pl.String:
+        ok = pl.col("attributes").map_elements(_is_json_object, return_dtype=pl.Boolean)
+        rules.append(("attributes", pl.col("attributes").is_not_null() & ~ok, pl.lit("attributes is not a JSON object")))
+    if "created_at" in df.columns:
+        raw_ts = df["created_at"]
+        df = df.with_columns(parse_timestamps(raw_ts).alias("created_at"), raw_ts.cast(pl.String).alias("_ts_raw"))
+        rules.append(("created_at", pl.col("created_at").is_null() & ~_blank("_ts_raw"),
+                      pl.format("bad timestamp '{}'", pl.col("_ts_raw"))))
+    good = apply_rules(df, rules, file=file, table="items", log=log)
+    good = good.drop("_ts_raw", strict=False).with_columns(pl.col("item_id").cast(pl.String).str.strip_chars())
+    defaults = {"title": "", "description": "", "currency": "USD", "available": True, "attributes": "{}"}
+    out = conform(good, ITEM_SCHEMA)
+    out = out.with_columns([pl.col(c).fill_null(v) for c, v in defaults.items()])
+    return out.with_columns(pl.col("categories").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+
+
+def validate_users(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFrame:
+    if LINE not in df.columns:
+        df = df.with_row_index(LINE, offset=1)
+    good = apply_rules(df, [("user_id", _blank("user_id"), pl.lit("missing user id"))], file=file, table="users", log=log)
+    out = conform(good.with_columns(pl.col("user_id").cast(pl.String).str.strip_chars()), USER_SCHEMA)
+    return out.with_columns(pl.col("attributes").fill_null("{}"))
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, TypeError):
+        return False
+
+
+def attributes_json(row_values: Mapping[str, object]) -> str:
+    """Serialize an attribute mapping the one way the store keeps it (sorted keys, no nulls)."""
+    return json.dumps({k: v for k, v in row_values.items() if v is not None}, sort_keys=True, ensure_ascii=False)
+
