@@ -30,6 +30,7 @@ class EventType(StrEnum):
     PURCHASE = "purchase"
     RATING = "rating"
     SEARCH = "search"
+    FAVORITE = "favorite"  # wishlist / "collect" (Tmall, JData): intent without a purchase
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)

@@ -23,7 +23,8 @@ class Dataset:
     only rows the source really has (a log-only format has no catalog: its items are the ids in its
     events, which the store and stats count from there). `extras` holds tables a
     format has beyond those (e.g. Home Depot relevance judgments, a benchmark's fixed split), each
-    documented by its reader. `log` holds the rejects and the row totals per table.
+    documented by its reader. `log` holds the rejects and the row totals per table, extras included
+    (a reader calls `log.seen(table, n)` for every row it reads, good or bad).
     """
 
     name: str
@@ -34,12 +35,13 @@ class Dataset:
     log: RejectLog = field(default_factory=RejectLog)
 
     def loaded(self, table: str) -> int:
-        return int(getattr(self, table).height)
+        frame = self.extras[table] if table in self.extras else getattr(self, table)
+        return int(frame.height)
 
     def accounting(self) -> dict[str, dict[str, int]]:
         """Per table: rows seen in the source, loaded and rejected. loaded + rejected = total, always."""
         out = {}
-        for t in TABLES:
+        for t in (*TABLES, *self.extras):
             total, rejected, loaded = self.log.totals.get(t, 0), self.log.rejected(t), self.loaded(t)
             out[t] = {"total": total, "loaded": loaded, "rejected": rejected}
         return out
