@@ -108,7 +108,9 @@ def read_delimited(
         line_nos.append(start_no)
         for col, value in zip(columns, row, strict=True):
             col.append(value if value != "" else None)
-    data: dict[str, Any] = {name: pl.Series(name, col, dtype=pl.String) for name, col in zip(names, columns, strict=True)}
+    data: dict[str, Any] = {
+        name: pl.Series(name, col, dtype=pl.String) for name, col in zip(names, columns, strict=True)
+    }
     data[LINE] = pl.Series(LINE, line_nos, dtype=pl.Int64)
     return pl.DataFrame(data)
 
@@ -125,8 +127,8 @@ def iter_jsonl(path: Path, *, table: str, log: RejectLog, encoding: str = "utf-8
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             log.seen(table, 1)
-            reason = "truncated JSON line" if exc.msg.startswith(("Unterminated", "Expecting")) and exc.pos >= len(text) - 1 \
-                else f"invalid JSON: {exc.msg} at column {exc.colno}"
+            cut = exc.msg.startswith(("Unterminated", "Expecting")) and exc.pos >= len(text) - 1
+            reason = "truncated JSON line" if cut else f"invalid JSON: {exc.msg} at column {exc.colno}"
             log.add(Reject(str(path), no, table, "(line)", reason, text[:500]))
             continue
         yield no, obj

@@ -111,21 +111,23 @@ def apply_rules(df: pl.DataFrame, rules: list[Rule], *, file: str, table: str, l
         df = df.with_row_index(LINE, offset=1)
     if df.is_empty() or not rules:
         return df
-    # index of the first broken rule per row (-1 when none): one pass, no per-row Python
+    # index of the first broken rule per row (-1 when none): one vectorized pass, no per-row Python
     first = pl.lit(-1, dtype=pl.Int32)
     for i in reversed(range(len(rules))):
         first = pl.when(rules[i][1].fill_null(False)).then(pl.lit(i, dtype=pl.Int32)).otherwise(first)
-    marked = df.with_columns(first.alias("_rule"))
-    bad = marked.filter(pl.col("_rule") >= 0)
-    if bad.height:
-        rejects: list[Reject] = []
-        for i, (fld, _pred, reason) in enumerate(rules):
-            sub = bad.filter(pl.col("_rule") == i)
-            if sub.height:
-                sub = sub.with_columns(reason.alias("_reason")).drop("_rule")
-                rejects.extend(_rejects_from(sub, file, table, fld))
-        log.extend(rejects)
-    return marked.filter(pl.col("_rule") < 0).drop("_rule")
+    rule = df.select(first.alias("_rule")).to_series()
+    bad_mask = rule >= 0
+    if not bad_mask.any():  # the common case: keep the frame as it is, no copy
+        return df
+    bad = df.filter(bad_mask).with_columns(rule.filter(bad_mask).alias("_rule"))
+    rejects: list[Reject] = []
+    for i, (fld, _pred, reason) in enumerate(rules):
+        sub = bad.filter(pl.col("_rule") == i)
+        if sub.height:
+            sub = sub.with_columns(reason.alias("_reason")).drop("_rule")
+            rejects.extend(_rejects_from(sub, file, table, fld))
+    log.extend(rejects)
+    return df.filter(~bad_mask)
 
 
 def _blank(name: str) -> pl.Expr:
@@ -215,17 +217,18 @@ def validate_events(
     """Check a raw events frame (canonical column names, any dtypes, `_line`) and return EVENT_SCHEMA rows."""
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
-    if "timestamp" in df.columns:
-        raw_ts = df["timestamp"]
-        df = df.with_columns(
-            parse_timestamps(raw_ts, unit=ts_unit, fmt=ts_format).alias("timestamp"),
-            raw_ts.cast(pl.String).alias("_ts_raw"),
-        )
-    else:
-        df = df.with_columns(pl.lit(None, dtype=TIME).alias("timestamp"), pl.lit(None, pl.String).alias("_ts_raw"))
-    if "event_type" in df.columns:
-        df = df.with_columns(pl.col("event_type").cast(pl.String).str.strip_chars().str.to_lowercase())
-    value_col = pl.col("value").cast(pl.Float64, strict=False) if "value" in df.columns else None
+    if "timestamp" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=TIME).alias("timestamp"))
+    raw_ts = df["timestamp"]
+    already_time = isinstance(raw_ts.dtype, pl.Datetime)
+    df = df.with_columns(parse_timestamps(raw_ts, unit=ts_unit, fmt=ts_format).alias("timestamp"))
+    if not already_time:  # keep the raw text only where a parse can fail (it names the bad value)
+        df = df.with_columns(raw_ts.alias("_ts_raw"))
+    if "event_type" in df.columns and df.schema["event_type"] == pl.String:
+        df = df.with_columns(pl.col("event_type").str.strip_chars().str.to_lowercase())
+    ts_reason = (pl.when(_blank("_ts_raw")).then(pl.lit("missing timestamp"))
+                 .otherwise(pl.format("bad timestamp '{}'", pl.col("_ts_raw").cast(pl.String)))
+                 if not already_time else pl.lit("missing timestamp"))
     rules: list[Rule] = [
         ("user_id", _blank("user_id") if "user_id" in df.columns else pl.lit(True), pl.lit("missing user id")),
         (
@@ -240,28 +243,23 @@ def validate_events(
             & ~pl.col("event_type").is_in(list(ITEMLESS_EVENT_TYPES)),
             pl.lit("missing item id"),
         ),
-        (
-            "timestamp",
-            pl.col("timestamp").is_null(),
-            pl.when(_blank("_ts_raw")).then(pl.lit("missing timestamp"))
-            .otherwise(pl.format("bad timestamp '{}'", pl.col("_ts_raw"))),
-        ),
+        ("timestamp", pl.col("timestamp").is_null(), ts_reason),
     ]
-    if value_col is not None:
-        raw_value = pl.col("value").cast(pl.String)
-        rules.append((
-            "value",
-            (raw_value.is_not_null() & (raw_value.str.strip_chars() != "") & ~value_col.is_finite().fill_null(False)),
-            pl.format("value '{}' is not a finite number", raw_value),
-        ))
+    if "value" in df.columns:
+        if df.schema["value"].is_numeric():
+            bad_value = pl.col("value").is_not_null() & ~pl.col("value").cast(pl.Float64).is_finite()
+        else:
+            raw_value = pl.col("value").cast(pl.String).str.strip_chars()
+            bad_value = (raw_value.is_not_null() & (raw_value != "")
+                         & ~raw_value.cast(pl.Float64, strict=False).is_finite().fill_null(False))
+        rules.append(("value", bad_value, pl.format("value '{}' is not a finite number", pl.col("value"))))
     good = apply_rules(df, rules, file=file, table="events", log=log)
-    good = good.drop("_ts_raw")
-    if "value" in good.columns:
-        good = good.with_columns(pl.col("value").cast(pl.Float64, strict=False))
-    for c in ("user_id", "item_id", "session_id", "event_id"):
-        if c in good.columns:
-            good = good.with_columns(pl.col(c).cast(pl.String).str.strip_chars())
-    return conform(good, {**EVENT_SCHEMA, LINE: pl.Int64()}).drop(LINE)
+    good = good.drop("_ts_raw", LINE, strict=False)
+    cleanup = [pl.col(c).cast(pl.String).str.strip_chars() for c in ("user_id", "item_id", "session_id", "event_id")
+               if c in good.columns]
+    if "value" in good.columns and not good.schema["value"].is_numeric():
+        cleanup.append(pl.col("value").cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False))
+    return conform(good.with_columns(cleanup), EVENT_SCHEMA)
 
 
 def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFrame:
@@ -281,7 +279,8 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
                              .cast(pl.Float64, strict=False))
     if "attributes" in df.columns and df.schema["attributes"] == pl.String:
         ok = pl.col("attributes").map_elements(_is_json_object, return_dtype=pl.Boolean)
-        rules.append(("attributes", pl.col("attributes").is_not_null() & ~ok, pl.lit("attributes is not a JSON object")))
+        rules.append(("attributes", pl.col("attributes").is_not_null() & ~ok,
+                      pl.lit("attributes is not a JSON object")))
     if "created_at" in df.columns:
         raw_ts = df["created_at"]
         df = df.with_columns(parse_timestamps(raw_ts).alias("created_at"), raw_ts.cast(pl.String).alias("_ts_raw"))
@@ -298,7 +297,8 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
 def validate_users(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFrame:
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
-    good = apply_rules(df, [("user_id", _blank("user_id"), pl.lit("missing user id"))], file=file, table="users", log=log)
+    rules: list[Rule] = [("user_id", _blank("user_id"), pl.lit("missing user id"))]
+    good = apply_rules(df, rules, file=file, table="users", log=log)
     out = conform(good.with_columns(pl.col("user_id").cast(pl.String).str.strip_chars()), USER_SCHEMA)
     return out.with_columns(pl.col("attributes").fill_null("{}"))
 

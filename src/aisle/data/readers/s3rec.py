@@ -50,7 +50,7 @@ def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
     }).with_columns(pl.lit("purchase").alias("event_type"))
     events = validate_events(raw, file=str(path), log=log, ts_unit="s")
     data = Dataset(name=path.stem, events=events, log=log)
-    attr_path = Path(options["attributes"]) if "attributes" in options else path.with_name(f"{path.stem}_item2attributes.json")
+    attr_path = Path(options.get("attributes", path.with_name(f"{path.stem}_item2attributes.json")))
     if attr_path.exists():
         data.items = _read_attributes(attr_path, log)
     return data

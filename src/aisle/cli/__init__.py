@@ -1,0 +1,26 @@
+"""The `aisle` command line. argv is parsed here and nowhere else; commands call the library."""
+
+from __future__ import annotations
+
+import typer
+
+from aisle.cli import data as _data
+
+app = typer.Typer(
+    name="aisle",
+    help="Aisle: search and recommendations for an online store, on one machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("generate")(_data.generate)
+app.command("ingest")(_data.ingest)
+app.command("stats")(_data.stats)
+app.command("demo")(_data.demo)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,167 @@
+"""Data commands: generate a synthetic store, ingest a source into the store, show its statistics."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from aisle.data.readers import READERS, DataSpec, read_dataspec
+from aisle.data.validation import DataError
+from aisle.store import DEFAULT_DB, Store, StoreStats
+
+console = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Path, typer.Option("--db", help="DuckDB store file (created if missing).")]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write items/users/events.parquet into.")],
+    items: Annotated[int, typer.Option(help="Number of catalog items.")] = 5_000,
+    users: Annotated[int, typer.Option(help="Number of shoppers.")] = 2_000,
+    events: Annotated[int, typer.Option(help="Number of events (views, carts, purchases, searches, ...).")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same store.")] = 0,
+) -> None:
+    """Generate the built-in synthetic store (catalog, shoppers, sessions) as an `aisle:` folder."""
+    from aisle.data.synthetic import SyntheticConfig
+    from aisle.data.synthetic import generate as synth
+
+    t0 = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("Generating events", total=events)
+        store = synth(SyntheticConfig(n_items=items, n_users=users, n_events=events, seed=seed),
+                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+    store.write(out)
+    console.print(f"Wrote {store.items.height:,} items, {store.users.height:,} users and {store.events.height:,} "
+                  f"events to [bold]{out}[/] in {time.perf_counter() - t0:.1f}s. Ingest with: "
+                  f"[bold]aisle ingest aisle:{out}[/]")
+
+
+def ingest(
+    dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
+    db: DbOption = DEFAULT_DB,
+    on_error: Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad row (exit 1); "
+                                          "skip: load the good rows and write the bad ones to --rejects.")] = "fail",
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows (JSON lines) under skip; "
+                                                 "default: beside the store.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Read, validate and store a data source. Re-ingesting the same events does not duplicate them."""
+    if on_error not in ("fail", "skip"):
+        raise typer.BadParameter("must be 'fail' or 'skip'", param_hint="--on-error")
+    try:
+        spec = DataSpec.parse(dataspec)
+        t0 = time.perf_counter()
+        with err.status(f"Reading and validating {spec} ..."):
+            data = read_dataspec(spec, on_error=on_error)  # type: ignore[arg-type]
+        read_s = time.perf_counter() - t0
+    except DataError as exc:
+        err.print(f"[red]error:[/] {exc}\n(use --on-error skip to load the good rows and write the bad ones to a "
+                  "rejects file)")
+        raise typer.Exit(1) from None
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    rejects_path = None
+    if data.log.rejects:
+        rejects_path = rejects or Path(db).parent / f"rejects-{spec.format}-{spec.path.stem}.jsonl"
+        data.log.write(rejects_path)
+    t1 = time.perf_counter()
+    with Store(db) as store, _progress() as bar:
+        task = bar.add_task("Storing events", total=data.events.height)
+        appended = store.ingest(data, progress=lambda n: bar.advance(task, n))
+        totals = store.stats()
+    write_s = time.perf_counter() - t1
+    ev = data.events
+    report: dict[str, Any] = {
+        "source": str(spec),
+        "db": str(db),
+        "events": ev.height,
+        "users": ev["user_id"].n_unique(),
+        "items": ev["item_id"].drop_nulls().n_unique() if ev.height else data.items.height,
+        "tables": {t: {**c, **({"inserted": appended[t].inserted, "duplicates": appended[t].duplicates}
+                               if t in appended else {})} for t, c in data.accounting().items()},
+        "rejects_file": str(rejects_path) if rejects_path else None,
+        "seconds": {"read": round(read_s, 3), "store": round(write_s, 3)},
+        "store": totals.as_dict(),
+    }
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    table = Table(title=f"Ingested {spec}", title_justify="left")
+    for col in ("table", "total", "loaded", "rejected", "new", "duplicates"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for t, c in report["tables"].items():
+        if c["total"] or c["loaded"]:
+            table.add_row(t, f"{c['total']:,}", f"{c['loaded']:,}", f"{c['rejected']:,}",
+                          f"{c.get('inserted', 0):,}", f"{c.get('duplicates', 0):,}")
+    console.print(table)
+    for t, c in report["tables"].items():
+        if c["total"]:
+            console.print(f"{t}: loaded {c['loaded']:,} + rejected {c['rejected']:,} = total {c['total']:,}")
+    console.print(f"Source has {report['events']:,} events from {report['users']:,} users on {report['items']:,} "
+                  f"items; read {read_s:.1f}s, stored {write_s:.1f}s into {db}.")
+    if rejects_path:
+        console.print(f"[yellow]{len(data.log.rejects):,} rejected rows written to {rejects_path}[/]")
+
+
+def stats(
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON on stdout.")] = False,
+) -> None:
+    """Users, items, events by type, time span and density of the store."""
+    try:
+        with Store(db, read_only=True) as store:
+            s = store.stats()
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(s.as_dict(), indent=2))
+        return
+    console.print(stats_table(s, title=f"Store {db}"))
+
+
+def stats_table(s: StoreStats, *, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("users", f"{s.users:,}")
+    table.add_row("items (catalog + seen in events)", f"{s.items:,}")
+    table.add_row("catalog items", f"{s.catalog_items:,}")
+    table.add_row("events", f"{s.events:,}")
+    for t, n in s.events_by_type.items():
+        table.add_row(f"  {t}", f"{n:,}")
+    span = f"{s.first_event:%Y-%m-%d %H:%M} → {s.last_event:%Y-%m-%d %H:%M}" if s.first_event else "-"
+    table.add_row("time span (UTC)", span)
+    table.add_row("user-item pairs", f"{s.interactions:,}")
+    table.add_row("density", f"{s.density:.4%}")
+    return table
+
+
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its store.")] = Path("aisle-data"),
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic store.")] = 0,
+) -> None:
+    """The main job on the built-in synthetic store: generate it, ingest it, show its statistics."""
+    store_dir = workdir / "synthetic"
+    db = workdir / "demo.duckdb"
+    console.rule("[bold]Aisle demo[/]: 1. generate the synthetic store")
+    generate(out=store_dir, seed=seed)
+    console.rule("2. ingest it into the embedded store")
+    db.unlink(missing_ok=True)
+    ingest(f"aisle:{store_dir}", db=db)
+    console.rule("3. what is in the store")
+    stats(db=db)

@@ -1,0 +1,230 @@
+"""The embedded store: one DuckDB file holding the catalog, users and the event log.
+
+DuckDB because the workload is analytical (scan all events to train, aggregate for stats) and it reads
+and writes Parquet and Arrow natively, so bulk ingest never goes through Python rows. Events are keyed
+by the source's event_id, or by user|item|type|timestamp|query when a format has none; appends skip
+keys already present, which makes re-ingesting a file idempotent. Events have no primary-key index on
+purpose: an ART index over tens of millions of keys costs gigabytes, while one hash anti-join per
+batch costs a scan. The natural key is stored only for events without an id (a second copy of every
+id would cost about a fifth of bulk-insert time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from aisle.data.readers.base import Dataset
+from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
+
+DEFAULT_DB = Path("aisle-data") / "aisle.duckdb"
+SCHEMA_VERSION = "1"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS items (
+    item_id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, brand VARCHAR, categories VARCHAR[],
+    price DOUBLE, currency VARCHAR, available BOOLEAN, attributes VARCHAR, created_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS users (user_id VARCHAR PRIMARY KEY, attributes VARCHAR);
+CREATE TABLE IF NOT EXISTS events (
+    natural_key VARCHAR, event_id VARCHAR, user_id VARCHAR NOT NULL, item_id VARCHAR,
+    event_type VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL, session_id VARCHAR, value DOUBLE, query VARCHAR
+);
+"""
+
+_EVENT_COLS = ", ".join(f'"{c}"' for c in EVENT_SCHEMA)
+_NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(item_id, ''), event_type, "
+            "CAST(epoch_us(timestamp) AS VARCHAR), coalesce(query, '')) END")
+_KEY = f"coalesce(event_id, {_NATURAL})"
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Result of an append: rows offered, rows new to the store, and rows already there (or repeated)."""
+
+    offered: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.offered - self.inserted
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    users: int
+    items: int
+    catalog_items: int
+    events: int
+    events_by_type: dict[str, int]
+    first_event: Any
+    last_event: Any
+    interactions: int
+    """Distinct (user, item) pairs: the non-zeros of the interaction matrix."""
+
+    @property
+    def density(self) -> float:
+        cells = self.users * self.items
+        return self.interactions / cells if cells else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "users": self.users, "items": self.items, "catalog_items": self.catalog_items, "events": self.events,
+            "events_by_type": self.events_by_type,
+            "first_event": self.first_event.isoformat() if self.first_event else None,
+            "last_event": self.last_event.isoformat() if self.last_event else None,
+            "interactions": self.interactions, "density": self.density,
+        }
+
+
+class Store:
+    """Catalog, users and events in one DuckDB file (or `:memory:`). Use as a context manager."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            if read_only and not Path(self.path).exists():
+                raise FileNotFoundError(f"{self.path}: no Aisle store here (create one with `aisle ingest`)")
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")  # Aisle draws its own progress bars
+        if not read_only:
+            self.con.execute(_DDL)
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes -----------------------------------------------------------------------------------
+
+    def append_events(self, events: pl.DataFrame) -> Appended:
+        """Append events, skipping any whose key is already stored or repeated earlier in the batch."""
+        batch = conform(events, EVENT_SCHEMA).to_arrow()
+        before = self._count("events")
+        self.con.register("_batch", batch)
+        try:
+            # a window dedupe costs ~3x a distinct count, and batches rarely repeat themselves: check first
+            repeats = self._scalar(f"SELECT count(*) - count(DISTINCT {_KEY}) FROM _batch")
+            dedupe = "QUALIFY row_number() OVER (PARTITION BY event_key) = 1" if repeats else ""
+            self.con.execute(f"""
+                INSERT INTO events
+                SELECT b.* EXCLUDE (event_key) FROM (
+                    SELECT {_KEY} AS event_key, {_NATURAL} AS natural_key, {_EVENT_COLS} FROM _batch {dedupe}
+                ) b
+                ANTI JOIN events e ON coalesce(e.event_id, e.natural_key) = b.event_key
+            """)
+        finally:
+            self.con.unregister("_batch")
+        return Appended(offered=batch.num_rows, inserted=self._count("events") - before)
+
+    def upsert_items(self, items: pl.DataFrame) -> int:
+        """Insert new items and replace existing ones (same item_id); the last row of a repeated id wins."""
+        return self._upsert("items", conform(items, ITEM_SCHEMA), "item_id")
+
+    def upsert_users(self, users: pl.DataFrame) -> int:
+        return self._upsert("users", conform(users, USER_SCHEMA), "user_id")
+
+    def _upsert(self, table: str, frame: pl.DataFrame, key: str) -> int:
+        if frame.is_empty():
+            return 0
+        frame = frame.unique(subset=[key], keep="last", maintain_order=True)
+        self.con.register("_batch", frame.to_arrow())
+        try:
+            cols = ", ".join(f'"{c}"' for c in frame.columns)
+            self.con.execute(f"INSERT OR REPLACE INTO {table} ({cols}) SELECT {cols} FROM _batch")
+        finally:
+            self.con.unregister("_batch")
+        return frame.height
+
+    def ingest(self, data: Dataset, *, progress: Callable[[int], None] | None = None,
+               batch_rows: int = 2_000_000) -> dict[str, Appended]:
+        """Store a validated Dataset: items and users upserted, events appended in batches (idempotent)."""
+        out = {"items": Appended(data.items.height, self.upsert_items(data.items)),
+               "users": Appended(data.users.height, self.upsert_users(data.users))}
+        offered = inserted = 0
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for start in range(0, data.events.height, batch_rows):
+                chunk = data.events.slice(start, batch_rows)
+                res = self.append_events(chunk)
+                offered, inserted = offered + res.offered, inserted + res.inserted
+                if progress:
+                    progress(chunk.height)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        out["events"] = Appended(offered, inserted)
+        return out
+
+    def delete_user(self, user_id: str) -> int:
+        """Erase a user: every event of theirs and their profile. Returns the number of events deleted."""
+        n = self._scalar("SELECT count(*) FROM events WHERE user_id = ?", [user_id])
+        self.con.execute("DELETE FROM events WHERE user_id = ?", [user_id])
+        self.con.execute("DELETE FROM users WHERE user_id = ?", [user_id])
+        return int(n)
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:
+        """Events in time order per user, EVENT_SCHEMA columns (optionally filtered by a SQL predicate)."""
+        sql = f"SELECT {_EVENT_COLS} FROM events {('WHERE ' + where) if where else ''} ORDER BY user_id, timestamp"
+        return conform(self.con.sql(sql, params=params or None).pl(), EVENT_SCHEMA)
+
+    def items(self) -> pl.DataFrame:
+        return conform(self.con.sql("SELECT * FROM items ORDER BY item_id").pl(), ITEM_SCHEMA)
+
+    def users(self) -> pl.DataFrame:
+        return conform(self.con.sql("SELECT * FROM users ORDER BY user_id").pl(), USER_SCHEMA)
+
+    def export_parquet(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write items/users/events.parquet (the `aisle` folder format, readable by `aisle:DIR`)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        queries = {
+            "items": "SELECT * FROM items ORDER BY item_id",
+            "users": "SELECT * FROM users ORDER BY user_id",
+            "events": f"SELECT {_EVENT_COLS} FROM events ORDER BY user_id, timestamp",
+        }
+        paths = {}
+        for table, sql in queries.items():
+            paths[table] = out / f"{table}.parquet"
+            self.con.execute(f"COPY ({sql}) TO '{_sql_path(paths[table])}' (FORMAT parquet)")
+        return paths
+
+    def stats(self) -> StoreStats:
+        q = self.con.execute
+        by_type = dict(q("SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall())
+        # .pl(), not fetchall(): Python datetimes with a time zone would need pytz
+        first, last = self.con.sql("SELECT min(timestamp), max(timestamp) FROM events").pl().row(0)
+        users = self._scalar("SELECT count(*) FROM (SELECT user_id FROM events UNION SELECT user_id FROM users)")
+        items = self._scalar("""SELECT count(*) FROM (SELECT item_id FROM events WHERE item_id IS NOT NULL
+                                UNION SELECT item_id FROM items)""")
+        pairs = self._scalar("""SELECT count(*) FROM (SELECT DISTINCT user_id, item_id FROM events
+                                WHERE item_id IS NOT NULL)""")
+        return StoreStats(users=users, items=items, catalog_items=self._count("items"), events=sum(by_type.values()),
+                          events_by_type=by_type, first_event=first, last_event=last, interactions=pairs)
+
+    def _count(self, table: str) -> int:
+        return self._scalar(f"SELECT count(*) FROM {table}")
+
+    def _scalar(self, sql: str, params: list[Any] | None = None) -> int:
+        # fetchall, not fetchone: DuckDB keeps a half-read result open and refuses the next statement
+        return int(self.con.execute(sql, params or []).fetchall()[0][0])
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
