@@ -1,0 +1,109 @@
+"""Sequence encoders: a history of item ids in, one hidden state per position out.
+
+Item id 0 is padding (histories are left-padded to `max_len`), so the model's item i is the data's
+item index i - 1. Scores are dot products with the item embedding table (tied input/output
+embeddings), optionally enriched by item side features (brand/category ids): tying keeps the
+parameter count small, which is what lets these models train on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ItemEmbedding(nn.Module):
+    """Item vectors: an id embedding plus the mean of the item's side-feature embeddings, if any."""
+
+    def __init__(self, n_items: int, dim: int, features: torch.Tensor | None = None, n_features: int = 0) -> None:
+        super().__init__()
+        self.ids = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        nn.init.normal_(self.ids.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.ids.weight[0].zero_()
+        self.features: torch.Tensor | None
+        if features is not None and n_features:
+            # features: (n_items + 1, F) feature ids per item, 0 = none; a fixed buffer, not a parameter
+            self.register_buffer("features", features.long(), persistent=True)
+            self.feat = nn.Embedding(n_features + 1, dim, padding_idx=0)
+            nn.init.normal_(self.feat.weight, std=dim**-0.5)
+        else:
+            self.features = None
+            self.feat = None
+
+    def table(self) -> torch.Tensor:
+        """(n_items + 1, dim) vectors for every item, padding row included."""
+        w = self.ids.weight
+        if self.feat is not None and self.features is not None:
+            f = self.feat(self.features)  # (N+1, F, dim)
+            mask = (self.features > 0).unsqueeze(-1).to(f.dtype)
+            w = w + (f * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return w
+
+    def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        if self.feat is None:
+            return self.ids(seq)
+        return (self.table() if table is None else table)[seq]
+
+
+class SASRecNet(nn.Module):
+    """Self-attentive sequential recommendation (Kang & McAuley 2018) with pre-norm blocks."""
+
+    def __init__(self, n_items: int, *, dim: int = 64, layers: int = 2, heads: int = 1, max_len: int = 50,
+                 dropout: float = 0.5, features: torch.Tensor | None = None, n_features: int = 0) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.items = ItemEmbedding(n_items, dim, features, n_features)
+        self.pos = nn.Embedding(max_len, dim)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, heads, dim_feedforward=dim * 2, dropout=dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.scale = math.sqrt(dim)
+
+    def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) item ids, left-padded with 0 -> (B, L, dim) hidden states.
+
+        `table` is the precomputed `item_table()`, passed when the caller also needs it for the output
+        layer, so side-feature embeddings are pooled once per step rather than twice.
+        """
+        length = seq.shape[1]
+        keep = (seq > 0).unsqueeze(-1).to(self.pos.weight.dtype)
+        positions = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        x = self.items(seq, table) * self.scale + self.pos(positions)
+        x = self.drop(x) * keep
+        causal = torch.triu(torch.full((length, length), float("-inf"), device=seq.device), diagonal=1)
+        for block in self.blocks:
+            x = block(x, src_mask=causal, is_causal=True) * keep
+        return self.norm(x)
+
+    def item_table(self) -> torch.Tensor:
+        return self.items.table()
+
+
+class GRU4RecNet(nn.Module):
+    """GRU4Rec (Hidasi et al. 2016) trained, like SASRec here, with full cross-entropy over the catalog."""
+
+    def __init__(self, n_items: int, *, dim: int = 64, layers: int = 1, max_len: int = 50, dropout: float = 0.3,
+                 features: torch.Tensor | None = None, n_features: int = 0) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.items = ItemEmbedding(n_items, dim, features, n_features)
+        self.drop = nn.Dropout(dropout)
+        self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        out, _ = self.gru(self.drop(self.items(seq, table)))
+        return self.norm(out)
+
+    def item_table(self) -> torch.Tensor:
+        return self.items.table()
+
+
+NETS: dict[str, type[nn.Module]] = {"sasrec": SASRecNet, "gru4rec": GRU4RecNet}

@@ -1,0 +1,238 @@
+"""The training loop every deep model shares.
+
+A model supplies a `TrainTask` (its batches, its loss, its validation metric); the `Trainer` owns
+everything else once: device choice, DDP under torchrun, AdamW with warmup + cosine decay, gradient
+clipping, mixed precision where it pays, early stopping on validation NDCG@10, checkpoints and resume,
+TensorBoard scalars and a progress bar with ETA. Keeping this in one place is what makes the models
+comparable: they differ only in what they compute, never in how they are trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from aisle.train.distributed import DistContext
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    schedule: str = "constant"  # "constant" or "cosine" (after warmup)
+    grad_clip: float = 5.0
+    patience: int = 10  # evaluations without improvement before stopping
+    eval_every: int = 1  # epochs
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # auto: bf16 on CUDA that supports it, fp16 on other CUDA, off on CPU; or bf16/fp16/off
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    tensorboard_dir: str | None = None
+    progress: bool = True
+    max_seconds: float | None = None  # wall-clock budget; stops after the epoch that crosses it
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig(**{**asdict(self), **changes})
+
+
+class TrainTask(Protocol):
+    """What a model tells the trainer: how to batch, what to minimise, how to validate."""
+
+    def batches(self, epoch: int, ctx: DistContext) -> Iterator[Any]:
+        """This rank's shard of training batches for `epoch` (shuffled with a seed derived from epoch)."""
+        ...
+
+    def n_batches(self, ctx: DistContext) -> int: ...
+
+    def loss(self, module: nn.Module, batch: Any) -> torch.Tensor: ...
+
+    def validate(self, module: nn.Module, ctx: DistContext) -> dict[str, float]:
+        """Metrics on held-out targets, averaged over ranks; must include "NDCG@10"."""
+        ...
+
+
+@dataclass
+class TrainResult:
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    epochs_run: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """'off', 'bf16' or 'fp16'. CPU autocast only pays with AVX512-BF16/AMX, so `auto` keeps fp32 there."""
+    if amp != "auto":
+        return amp
+    if device.type != "cuda":
+        return "off"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, ctx: DistContext | None = None) -> None:
+        self.config = config
+        self.ctx = ctx or DistContext.from_env(config.device)
+
+    def fit(self, module: nn.Module, task: TrainTask, *, metric: str = "NDCG@10") -> TrainResult:
+        """Train `module` in place; on return it holds the weights of the best validation epoch."""
+        cfg, ctx = self.config, self.ctx
+        seed_everything(cfg.seed)
+        module.to(ctx.device)
+        net: nn.Module = DistributedDataParallel(module) if ctx.enabled else module
+        opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, task.n_batches(ctx))
+        total_steps = steps_per_epoch * cfg.epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, total_steps))
+        amp = resolve_amp(ctx.device, cfg.amp)
+        scaler = torch.amp.GradScaler(ctx.device.type) if amp == "fp16" else None  # fp16 needs loss scaling
+        result = TrainResult()
+        best_state: dict[str, torch.Tensor] | None = None
+        start_epoch = 0
+        ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        if ckpt_dir and cfg.resume and (ckpt_dir / "last.pt").exists():
+            state = torch.load(ckpt_dir / "last.pt", map_location=ctx.device, weights_only=False)
+            module.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch = state["epoch"] + 1
+            result = TrainResult(**state["result"])
+            best_state = state.get("best_model")
+        writer = _tensorboard(cfg.tensorboard_dir) if ctx.is_main else None
+        t0 = time.perf_counter()
+        bad_evals = 0
+        with _progress_bar(cfg.progress and ctx.is_main, total=cfg.epochs * steps_per_epoch) as bar:
+            if bar is not None:
+                bar.update(completed=start_epoch * steps_per_epoch)
+            for epoch in range(start_epoch, cfg.epochs):
+                net.train()
+                running, n = 0.0, 0
+                for batch in task.batches(epoch, ctx):
+                    with _autocast(ctx.device, amp):
+                        loss = task.loss(net, batch)
+                    opt.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(opt)
+                        nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                        opt.step()
+                    sched.step()
+                    running, n = running + float(loss.detach()), n + 1
+                    if bar is not None:
+                        bar.advance(desc=f"epoch {epoch + 1} loss {running / n:.4f}")
+                result.epochs_run = epoch + 1
+                row: dict[str, float] = {"epoch": epoch + 1, "loss": ctx.all_mean(running / max(n, 1))}
+                stop = False
+                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                    net.eval()
+                    with torch.no_grad():
+                        row.update(task.validate(module, ctx))
+                    if row[metric] > result.best_metric:
+                        result.best_metric, result.best_epoch, bad_evals = row[metric], epoch + 1, 0
+                        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                    else:
+                        bad_evals += 1
+                    stop = bad_evals >= cfg.patience
+                over_time = cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds
+                result.history.append(row)
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "epoch":
+                            writer.add_scalar(key, value, epoch + 1)
+                    writer.add_scalar("lr", sched.get_last_lr()[0], epoch + 1)
+                if bar is not None:
+                    bar.note(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
+                             + f" (best {metric} {result.best_metric:.4f} @ {result.best_epoch})")
+                if ckpt_dir and ctx.is_main:
+                    ckpt_dir.mkdir(parents=True, exist_ok=True)
+                    torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "epoch": epoch, "result": asdict(result),
+                                "best_model": best_state, "config": asdict(cfg)}, ckpt_dir / "last.pt")
+                if ctx.broadcast_flag(stop or over_time):
+                    result.stopped_early = stop
+                    break
+        result.seconds = time.perf_counter() - t0
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        if writer is not None:
+            writer.close()
+        return result
+
+
+def _lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def _tensorboard(logdir: str | None) -> Any:
+    if not logdir:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(logdir)
+
+
+class _Bar:
+    """A thin rich progress bar (one task) with an ETA and a line printed per epoch."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(), transient=True)
+        self.task = self.progress.add_task("training", total=total)
+
+    def update(self, completed: int) -> None:
+        self.progress.update(self.task, completed=completed)
+
+    def advance(self, desc: str) -> None:
+        self.progress.update(self.task, advance=1, description=desc)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[_Bar | None]:
+    if not enabled:
+        yield None
+        return
+    bar = _Bar(total)
+    with bar.progress:
+        yield bar
