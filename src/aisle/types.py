@@ -41,7 +41,8 @@ ITEMLESS_EVENT_TYPES: frozenset[str] = frozenset({EventType.SEARCH.value})
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A catalog entry. `categories` is a path from the root, e.g. ("Outdoors", "Footwear", "Hiking boots")."""
+    """A catalog entry. `categories` is a path from the root, e.g. ("Outdoors", "Footwear", "Hiking boots"),
+    or, for catalogs without a tree (MovieLens genres), an unordered set of labels."""
 
     item_id: ItemId
     title: str = ""

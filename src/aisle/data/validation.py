@@ -186,7 +186,11 @@ def parse_timestamps(col: pl.Series, *, unit: str | None = None, fmt: str | None
     if fmt is not None:
         return text.str.to_datetime(fmt, strict=False, time_unit="us").pipe(_to_utc).alias(name)
     numeric = text.cast(pl.Float64, strict=False)
-    if numeric.null_count() == text.null_count():  # every value is a number: epoch time
+    parsed_numbers = numeric.len() - numeric.null_count()
+    given = text.len() - text.null_count()
+    # epoch numbers when a unit is given or most values are numbers: a stray word then fails alone,
+    # instead of turning the whole column into date strings that every number fails
+    if unit is not None or (given and parsed_numbers * 2 >= given):
         return parse_timestamps(numeric.alias(name), unit=unit)
     frame = pl.DataFrame({"t": text})
     parsed = frame.select(

@@ -23,8 +23,10 @@ class Dataset:
     only rows the source really has (a log-only format has no catalog: its items are the ids in its
     events, which the store and stats count from there). `extras` holds tables a
     format has beyond those (e.g. Home Depot relevance judgments, a benchmark's fixed split), each
-    documented by its reader. `log` holds the rejects and the row totals per table, extras included
-    (a reader calls `log.seen(table, n)` for every row it reads, good or bad).
+    documented by its reader: either a marking of rows that are also in `events` (ml1m-sasrec's
+    "split") or rows kept apart from them (multibehavior's held-out "valid"/"test" pairs, Home Depot's
+    "judgments"); the reader's docstring says which. `log` holds the rejects and the row totals per
+    table, extras included (a reader calls `log.seen(table, n)` for every row it reads, good or bad).
     """
 
     name: str
