@@ -17,7 +17,7 @@ from aisle.data.validation import DataError
 from aisle.store import DEFAULT_DB, Store, StoreStats
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never break a file path across lines
 
 DbOption = Annotated[Path, typer.Option("--db", help="DuckDB store file (created if missing).")]
 
