@@ -127,8 +127,9 @@ def iter_jsonl(path: Path, *, table: str, log: RejectLog, encoding: str = "utf-8
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             log.seen(table, 1)
-            cut = exc.msg.startswith(("Unterminated", "Expecting")) and exc.pos >= len(text) - 1
-            reason = "truncated JSON line" if cut else f"invalid JSON: {exc.msg} at column {exc.colno}"
+            cut = exc.msg.startswith("Unterminated string") or (
+                exc.msg.startswith("Expecting") and exc.pos >= len(text.rstrip()) - 1)
+            reason = "truncated JSON line" if cut else f"invalid JSON: {exc.msg} (column {exc.colno})"
             log.add(Reject(str(path), no, table, "(line)", reason, text[:500]))
             continue
         yield no, obj

@@ -184,7 +184,7 @@ def parse_timestamps(col: pl.Series, *, unit: str | None = None, fmt: str | None
         return micros.cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
     text = col.cast(pl.String).str.strip_chars()
     if fmt is not None:
-        return text.str.to_datetime(fmt, strict=False, time_unit="us").pipe(_to_utc).alias(name)
+        return _to_utc(text.str.to_datetime(fmt, strict=False, time_unit="us")).alias(name)
     numeric = text.cast(pl.Float64, strict=False)
     parsed_numbers = numeric.len() - numeric.null_count()
     given = text.len() - text.null_count()
@@ -272,15 +272,23 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
         df = df.with_row_index(LINE, offset=1)
     rules: list[Rule] = [("item_id", _blank("item_id"), pl.lit("missing item id"))]
     if "price" in df.columns:
-        raw = pl.col("price").cast(pl.String).str.strip_chars()
+        # keep the raw text beside the parsed number: "free" must be rejected, not silently become null
+        df = df.with_columns(pl.col("price").cast(pl.String).str.strip_chars().alias("_price_raw"))
+        raw = pl.col("_price_raw")
         num = raw.str.replace_all(r"^\$", "").cast(pl.Float64, strict=False)
         given = raw.is_not_null() & (raw != "")
         rules += [
             ("price", given & (num.is_null() | ~num.is_finite()), pl.format("price '{}' is not a number", raw)),
             ("price", given & (num < 0), pl.format("negative price {}", raw)),
         ]
-        df = df.with_columns(pl.col("price").cast(pl.String).str.strip_chars().str.replace_all(r"^\$", "")
-                             .cast(pl.Float64, strict=False))
+        df = df.with_columns(num.alias("price"))
+    if "available" in df.columns and df.schema["available"] != pl.Boolean:
+        raw_av = pl.col("available").cast(pl.String).str.strip_chars().str.to_lowercase()
+        truth = pl.when(raw_av.is_in(["true", "1", "yes", "y"])).then(True) \
+            .when(raw_av.is_in(["false", "0", "no", "n"])).then(False).otherwise(None)
+        df = df.with_columns(truth.alias("_available"), pl.col("available").cast(pl.String).alias("_available_raw"))
+        rules.append(("available", pl.col("_available").is_null() & ~_blank("_available_raw"),
+                      pl.format("available '{}' is not true/false", pl.col("_available_raw"))))
     if "attributes" in df.columns and df.schema["attributes"] == pl.String:
         ok = pl.col("attributes").map_elements(_is_json_object, return_dtype=pl.Boolean)
         rules.append(("attributes", pl.col("attributes").is_not_null() & ~ok,
@@ -291,7 +299,10 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
         rules.append(("created_at", pl.col("created_at").is_null() & ~_blank("_ts_raw"),
                       pl.format("bad timestamp '{}'", pl.col("_ts_raw"))))
     good = apply_rules(df, rules, file=file, table="items", log=log)
-    good = good.drop("_ts_raw", strict=False).with_columns(pl.col("item_id").cast(pl.String).str.strip_chars())
+    if "_available" in good.columns:
+        good = good.with_columns(pl.col("_available").alias("available"))
+    good = good.drop("_ts_raw", "_price_raw", "_available", "_available_raw", strict=False)
+    good = good.with_columns(pl.col("item_id").cast(pl.String).str.strip_chars())
     defaults = {"title": "", "description": "", "currency": "USD", "available": True, "attributes": "{}"}
     out = conform(good, ITEM_SCHEMA)
     out = out.with_columns([pl.col(c).fill_null(v) for c, v in defaults.items()])
