@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from aisle.cli import data as _data
+from aisle.cli import evaluate as _evaluate
 
 app = typer.Typer(
     name="aisle",
@@ -17,6 +18,7 @@ app.command("generate")(_data.generate)
 app.command("ingest")(_data.ingest)
 app.command("stats")(_data.stats)
 app.command("demo")(_data.demo)
+app.command("evaluate")(_evaluate.evaluate)
 
 
 def main() -> None:

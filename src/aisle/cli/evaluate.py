@@ -1,0 +1,123 @@
+"""`aisle evaluate`: compare recommenders on a data source by the published offline protocol.
+
+One command from raw file to a publishable comparison: read and validate the source, split it
+(leave-one-out or temporal), tune every model on the validation targets, refit, score once on the test
+targets with full ranking, and print a table; `--json` and `--report` keep the numbers and a
+Markdown + PNG report. Heavy imports (the models, torch) happen inside the command so `aisle --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from aisle.data.readers import READERS
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"expected positive integers, got {text!r}", param_hint=option)
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def evaluate(
+    dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
+    models: Annotated[str, typer.Option(help="Comma-separated model names (see the error for the list).")]
+    = "pop,itemknn",
+    protocol: Annotated[str, typer.Option(help="loo: last target per user is the test target, the one before "
+                                          "it validation; temporal: a global cut in time.")] = "loo",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs K for the @K metrics.")] = "10,20",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file "
+                                                  "('-' for stdout).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write a Markdown report here and its PNG chart beside "
+                                                "it.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for model fits and negative sampling.")] = 0,
+    sampled: Annotated[int | None, typer.Option(help="Rank each target among N uniformly sampled negatives "
+                                                "instead of all items (labelled in every metric). Not "
+                                                "comparable with full-ranking numbers.")] = None,
+    target_types: Annotated[str | None, typer.Option("--target-types", help="Comma-separated event types "
+                                                     "that count as targets, e.g. purchase (default: all).")] = None,
+    max_trials: Annotated[int, typer.Option(help="At most this many hyper-parameter settings per model, "
+                                            "tried on the validation targets.")] = 8,
+) -> None:
+    """Tune on validation, refit, and score models on the test targets (full ranking); print a comparison."""
+    from aisle.data.readers import DataSpec, read_dataspec
+    from aisle.data.validation import DataError
+    from aisle.evaluate.report import comparison_table, params_summary, write_json, write_report
+    from aisle.evaluate.runner import PROTOCOLS, ModelError, run_experiment
+
+    ks = _ints(k, "--k")
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
+    if sampled is not None and sampled < 1:
+        raise typer.BadParameter("must be a positive number of negatives", param_hint="--sampled")
+    if max_trials < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-trials")
+    names = _names(models)
+    if not names:
+        raise typer.BadParameter("name at least one model", param_hint="--models")
+    try:
+        from aisle.models.registry import MODELS
+    except ImportError as exc:
+        err.print(f"[red]error:[/] no model registry available (aisle.models.registry): {exc}")
+        raise typer.Exit(2) from None
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        err.print(f"[red]error:[/] unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                  f"known: {', '.join(sorted(MODELS))}")
+        raise typer.Exit(2)
+    try:
+        spec = DataSpec.parse(dataspec)
+        with err.status(f"Reading and validating {spec} ..."):
+            data = read_dataspec(spec)
+    except DataError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if data.events.is_empty():
+        err.print(f"[red]error:[/] {spec} holds no events to evaluate on")
+        raise typer.Exit(2)
+    try:
+        exp = run_experiment(data, {n: MODELS[n] for n in names}, protocol=protocol, ks=ks, max_trials=max_trials,
+                             seed=seed, sampled=sampled, target_types=_names(target_types) if target_types else None,
+                             console=err, name=spec.path.stem)
+    except ModelError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except ValueError as exc:  # e.g. a temporal split of an event log without time
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    result = exp.to_dict()
+    to_stdout = json_out is not None and str(json_out) == "-"
+    (err if to_stdout else console).print(comparison_table(result))
+    (err if to_stdout else console).print(params_summary(result), markup=False, highlight=False)
+    if sampled is not None:
+        (err if to_stdout else console).print(f"[yellow]Sampled metrics ({sampled} negatives per target): not "
+                                              "comparable with full-ranking numbers.[/]")
+    if to_stdout:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    elif json_out is not None:
+        write_json(result, json_out)
+        console.print(f"Wrote {json_out}")
+    if report is not None:
+        md, png = write_report(result, report)
+        (err if to_stdout else console).print(f"Wrote {md} and {png}")
