@@ -3,7 +3,9 @@
 Polars' CSV reader is fast but silently pads short rows and stops on a bad byte; a store must instead
 say "file.csv:1203: truncated row". So text formats go through Python's csv module here, line by line,
 with each undecodable line, short/long row or bad JSON line turned into a `Reject`. The cost is about
-a second per million rows, paid once at ingest; Parquet skips this path entirely.
+a second per million rows, paid once at ingest; Parquet skips this path entirely. Header-less files with
+other separators (GroupLens' `::`, whitespace-separated pairs) go through `read_split_lines`, which decodes
+lines in Python and splits them in Polars.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
 
-from aisle.data.validation import LINE, Reject, RejectLog
+from aisle.data.validation import LINE, Reject, RejectLog, Rule, apply_rules
 
 csv.field_size_limit(1 << 28)
 
@@ -113,6 +115,63 @@ def read_delimited(
     }
     data[LINE] = pl.Series(LINE, line_nos, dtype=pl.Int64)
     return pl.DataFrame(data)
+
+
+def read_lines(path: Path, *, table: str, log: RejectLog, encoding: str = "utf-8",
+               keep_blank: bool = False) -> pl.DataFrame:
+    """(`_line`, `text`) for each line that decodes; a line that does not is rejected (and counted) as in
+    `iter_lines`. Blank lines are left out unless `keep_blank` (where a line's number means something, e.g. the
+    n-th line is user n). Counts no rows: how many rows a line holds is the caller's to say.
+    """
+    nos: list[int] = []
+    texts: list[str] = []
+    for no, text in iter_lines(path, encoding=encoding, log=log, table=table):
+        if keep_blank or text.strip():
+            nos.append(no)
+            texts.append(text)
+    return pl.DataFrame({LINE: pl.Series(nos, dtype=pl.Int64), "text": pl.Series(texts, dtype=pl.String)})
+
+
+def read_split_lines(
+    path: Path,
+    *,
+    names: Sequence[str],
+    table: str,
+    log: RejectLog,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+) -> pl.DataFrame:
+    """Read a header-less file of `len(names)` fields per line into string columns `names` plus `_line`.
+
+    `sep` is a literal separator of any length (e.g. GroupLens' `::`, which the csv module cannot take), or
+    None for runs of whitespace (`user item` pairs). No quoting. Python only decodes lines; counting and
+    splitting fields is done by Polars, column-wise. As in `read_delimited`: blank lines are ignored, every other
+    line is one row of `table`, a line that does not decode or has the wrong number of fields is rejected with
+    its line number (naming the first missing field, or the last field when there are too many), and a field
+    that is blank after stripping is null (other fields keep their text as it is).
+    """
+    if not names:
+        raise ValueError("read_split_lines needs at least one column name")
+    df = read_lines(path, table=table, log=log, encoding=encoding).rename({"text": "line"})
+    log.seen(table, df.height)
+    line = pl.col("line")
+    if sep is None:
+        n, fields = line.str.count_matches(r"\S+"), line.str.extract_all(r"\S+")
+    elif sep:
+        n, fields = line.str.count_matches(sep, literal=True) + 1, line.str.split(sep)
+    else:
+        raise ValueError("sep='' splits nothing: give a separator, or None for whitespace")
+    width = len(names)
+    rules: list[Rule] = [
+        (names[k], n == k, pl.lit(f"truncated row: expected {width} fields, got {k}")) for k in range(width)
+    ]
+    rules.append((names[-1], n > width, pl.format("too many fields: expected {} fields, got {}", pl.lit(width), n)))
+    good = apply_rules(df, rules, file=str(path), table=table, log=log)
+    return good.select(*[_text_or_null(fields.list.get(i)).alias(name) for i, name in enumerate(names)], LINE)
+
+
+def _text_or_null(value: pl.Expr) -> pl.Expr:
+    return pl.when(value.str.strip_chars() != "").then(value)
 
 
 def iter_jsonl(path: Path, *, table: str, log: RejectLog, encoding: str = "utf-8") -> Iterator[tuple[int, Any]]:

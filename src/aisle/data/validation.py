@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,9 +88,9 @@ class RejectLog:
                 )
 
 
-def _rejects_from(bad: pl.DataFrame, file: str, table: str, fld: str) -> list[Reject]:
+def _rejects_from(bad: pl.DataFrame, file: str, table: str, fld: str, hidden: Collection[str] = ()) -> list[Reject]:
     """Turn rows of `bad` (with `_line`, `_reason` and the row's columns) into Reject records."""
-    data_cols = [c for c in bad.columns if c not in (LINE, "_reason")]
+    data_cols = [c for c in bad.columns if c not in (LINE, "_reason") and c not in hidden]
     out = []
     for row in bad.iter_rows(named=True):
         raw = json.dumps({c: _jsonable(row[c]) for c in data_cols}, ensure_ascii=False, default=str)
@@ -105,29 +105,44 @@ def _jsonable(v: object) -> object:
 Rule = tuple[str, pl.Expr, pl.Expr]  # (field, bad-row predicate, reason text)
 
 
-def apply_rules(df: pl.DataFrame, rules: list[Rule], *, file: str, table: str, log: RejectLog) -> pl.DataFrame:
-    """Keep rows that break no rule; each breaking row is rejected once, for the first rule it breaks."""
+def apply_rules(df: pl.DataFrame, rules: list[Rule], *, file: str, table: str, log: RejectLog,
+                hidden: Collection[str] = ()) -> pl.DataFrame:
+    """Keep rows that break no rule; each breaking row is rejected once, for the first rule it breaks.
+
+    `hidden` names working columns (e.g. a cleaned copy of a field) left out of a reject's `raw`, which shows
+    the row as the source gave it.
+    """
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
     if df.is_empty() or not rules:
         return df
+    bad_mask = reject_broken(df, rules, file=file, table=table, log=log, hidden=hidden)
+    return df if bad_mask is None else df.filter(~bad_mask)
+
+
+def reject_broken(df: pl.DataFrame, rules: list[Rule], *, file: str, table: str, log: RejectLog,
+                  hidden: Collection[str] = ()) -> pl.Series | None:
+    """The rejecting half of `apply_rules` (`df` has `_line`): log each breaking row for the first rule it
+    breaks and return the mask of those rows, or None when every row is good. For a caller that keeps only
+    some columns of the good rows and so filters fewer of them.
+    """
     # index of the first broken rule per row (-1 when none): one vectorized pass, no per-row Python
     first = pl.lit(-1, dtype=pl.Int32)
     for i in reversed(range(len(rules))):
         first = pl.when(rules[i][1].fill_null(False)).then(pl.lit(i, dtype=pl.Int32)).otherwise(first)
     rule = df.select(first.alias("_rule")).to_series()
     bad_mask = rule >= 0
-    if not bad_mask.any():  # the common case: keep the frame as it is, no copy
-        return df
+    if not bad_mask.any():  # the common case: no copy at all
+        return None
     bad = df.filter(bad_mask).with_columns(rule.filter(bad_mask).alias("_rule"))
     rejects: list[Reject] = []
     for i, (fld, _pred, reason) in enumerate(rules):
         sub = bad.filter(pl.col("_rule") == i)
         if sub.height:
             sub = sub.with_columns(reason.alias("_reason")).drop("_rule")
-            rejects.extend(_rejects_from(sub, file, table, fld))
+            rejects.extend(_rejects_from(sub, file, table, fld, hidden))
     log.extend(rejects)
-    return df.filter(~bad_mask)
+    return bad_mask
 
 
 def _blank(name: str) -> pl.Expr:
@@ -210,6 +225,11 @@ def _to_utc(s: pl.Series) -> pl.Series:
 # ---- table validators ---------------------------------------------------------------------------
 
 
+#: Event id columns, kept without surrounding whitespace.
+_EVENT_IDS = ("event_id", "user_id", "item_id", "session_id")
+_EVENT_SCHEMA = pl.Schema(EVENT_SCHEMA)
+
+
 def validate_events(
     df: pl.DataFrame,
     *,
@@ -218,56 +238,107 @@ def validate_events(
     ts_unit: str | None = None,
     ts_format: str | None = None,
 ) -> pl.DataFrame:
-    """Check a raw events frame (canonical column names, any dtypes, `_line`) and return EVENT_SCHEMA rows."""
+    """Check a raw events frame (canonical column names, any dtypes, `_line`) and return EVENT_SCHEMA rows.
+
+    Built for the bulk path (tens of millions of rows): event types are normalised and checked through their
+    few distinct values, each id column is stripped once (the rules check the stripped text, good rows keep
+    it, rejects show the source text), and non-string columns are not turned into text.
+    """
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
     if "timestamp" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=TIME).alias("timestamp"))
     raw_ts = df["timestamp"]
     already_time = isinstance(raw_ts.dtype, pl.Datetime)
-    df = df.with_columns(parse_timestamps(raw_ts, unit=ts_unit, fmt=ts_format).alias("timestamp"))
+    work = [parse_timestamps(raw_ts, unit=ts_unit, fmt=ts_format).alias("timestamp")]
     if not already_time:  # keep the raw text only where a parse can fail (it names the bad value)
-        df = df.with_columns(raw_ts.alias("_ts_raw"))
+        work.append(raw_ts.alias("_ts_raw"))
+    clean = {c: f"_clean_{c}" for c in _EVENT_IDS if c in df.columns}
+    work += [_as_text(c, df.schema[c]).str.strip_chars().alias(h) for c, h in clean.items()]
+    numeric_value = "value" in df.columns and df.schema["value"].is_numeric()
+    if "value" in df.columns and not numeric_value:
+        clean["value"] = "_clean_value"
+        work.append(_as_text("value", df.schema["value"]).str.strip_chars().alias("_value_text"))
+    df = df.with_columns(work)
+    if "value" in clean:
+        df = df.with_columns(pl.col("_value_text").cast(pl.Float64, strict=False).alias("_clean_value"))
+    all_known = False
     if "event_type" in df.columns and df.schema["event_type"] == pl.String:
-        df = df.with_columns(pl.col("event_type").str.strip_chars().str.to_lowercase())
+        df, all_known = _normalise_event_types(df)
+
     ts_reason = (pl.when(_blank("_ts_raw")).then(pl.lit("missing timestamp"))
                  .otherwise(pl.format("bad timestamp '{}'", pl.col("_ts_raw").cast(pl.String)))
                  if not already_time else pl.lit("missing timestamp"))
-    rules: list[Rule] = [
-        ("user_id", _blank("user_id") if "user_id" in df.columns else pl.lit(True), pl.lit("missing user id")),
-        (
-            "event_type",
-            ~pl.col("event_type").is_in(EVENT_TYPES) if "event_type" in df.columns else pl.lit(True),
-            pl.format("unknown event type '{}' (expected one of {})", pl.col("event_type").fill_null(""),
-                      pl.lit(", ".join(EVENT_TYPES))) if "event_type" in df.columns else pl.lit("missing event type"),
-        ),
-        (
-            "item_id",
-            (_blank("item_id") if "item_id" in df.columns else pl.lit(True))
-            & ~pl.col("event_type").is_in(list(ITEMLESS_EVENT_TYPES)),
-            pl.lit("missing item id"),
-        ),
+    rules: list[Rule] = [("user_id", _blank_clean(clean, "user_id"), pl.lit("missing user id"))]
+    if "event_type" not in df.columns:
+        rules.append(("event_type", pl.lit(True), pl.lit("missing event type")))
+        itemless = pl.lit(False)  # unreachable: every row is rejected for its event type first
+    else:
+        event_type = pl.col("event_type")
+        if not all_known:  # a full pass only when some value is not an event type
+            rules.append(("event_type", ~event_type.is_in(EVENT_TYPES),
+                          pl.format("unknown event type '{}' (expected one of {})", event_type.fill_null(""),
+                                    pl.lit(", ".join(EVENT_TYPES)))))
+        if df.schema["event_type"] == pl.String:  # `==` on text is cheaper than is_in, with the same nulls
+            itemless = pl.any_horizontal([event_type == t for t in sorted(ITEMLESS_EVENT_TYPES)])
+        else:
+            itemless = event_type.is_in(list(ITEMLESS_EVENT_TYPES))
+    rules += [
+        ("item_id", _blank_clean(clean, "item_id") & ~itemless, pl.lit("missing item id")),
         ("timestamp", pl.col("timestamp").is_null(), ts_reason),
     ]
-    if "value" in df.columns:
-        if df.schema["value"].is_numeric():
-            bad_value = pl.col("value").is_not_null() & ~pl.col("value").cast(pl.Float64).is_finite()
-        else:
-            raw_value = pl.col("value").cast(pl.String).str.strip_chars()
-            bad_value = (raw_value.is_not_null() & (raw_value != "")
-                         & ~raw_value.cast(pl.Float64, strict=False).is_finite().fill_null(False))
-        rules.append(("value", bad_value, pl.format("value '{}' is not a finite number", pl.col("value"))))
-    good = apply_rules(df, rules, file=file, table="events", log=log)
-    good = good.drop("_ts_raw", LINE, strict=False)
-    cleanup = [pl.col(c).cast(pl.String).str.strip_chars() for c in ("user_id", "item_id", "session_id", "event_id")
-               if c in good.columns]
-    if "value" in good.columns and not good.schema["value"].is_numeric():
-        cleanup.append(pl.col("value").cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False))
-    return conform(good.with_columns(cleanup), EVENT_SCHEMA)
+    if numeric_value:
+        number = pl.col("value") if df.schema["value"] == pl.Float64 else pl.col("value").cast(pl.Float64)
+        rules.append(("value", pl.col("value").is_not_null() & ~number.is_finite(),
+                      pl.format("value '{}' is not a finite number", pl.col("value"))))
+    elif "value" in df.columns:
+        text = pl.col("_value_text")
+        rules.append(("value", text.is_not_null() & (text != "") & ~pl.col("_clean_value").is_finite().fill_null(False),
+                      pl.format("value '{}' is not a finite number", pl.col("value"))))
+    hidden = [*clean.values(), "_value_text"]
+    bad_mask = reject_broken(df, rules, file=file, table="events", log=log, hidden=hidden) if df.height else None
+    # only the columns the table keeps (cleaned ones in place of the source text) are filtered: no copy when
+    # every row is good, and no copy of columns about to be dropped when some are not
+    good = df.select(pl.col(clean.get(c, c)).alias(c) for c in EVENT_SCHEMA if c in df.columns)
+    if good.schema != _EVENT_SCHEMA:  # even identity casts cost a rechunk of every column when chunks differ
+        good = conform(good, EVENT_SCHEMA)
+    return good if bad_mask is None else good.filter(~bad_mask)
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    return pl.col(name) if dtype == pl.String else pl.col(name).cast(pl.String)
+
+
+def _blank_clean(clean: Mapping[str, str], name: str) -> pl.Expr:
+    """`_blank(name)` on the stripped copy of the column (all rows blank when the frame lacks it)."""
+    if name not in clean:
+        return pl.lit(True)
+    return pl.col(clean[name]).is_null() | (pl.col(clean[name]) == "")
+
+
+def _normalise_event_types(df: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """Strip and lower-case a text `event_type` column through its distinct values (a handful, whatever the
+    row count); nothing is rewritten when they are all clean. Also says whether every non-null value is an
+    event type.
+    """
+    distinct = df["event_type"].unique()
+    normal = distinct.str.strip_chars().str.to_lowercase()
+    if (distinct != normal).any():  # mapping every distinct value (unchanged ones too) is the faster replace
+        df = df.with_columns(pl.col("event_type").replace(distinct, normal))
+    return df, bool(normal.is_in(EVENT_TYPES).all())
+
+
+#: Text an `available` flag may hold (any case, surrounding spaces ignored).
+_TRUE = ("true", "1", "yes", "y", "t")
+_FALSE = ("false", "0", "no", "n", "f")
 
 
 def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFrame:
-    """Check a raw items frame and return ITEM_SCHEMA rows (later duplicates of an id win, as an upsert)."""
+    """Check a raw items frame and return ITEM_SCHEMA rows (later duplicates of an id win, as an upsert).
+
+    `price` may be a number or text ("$3.50"); text that is not a number is rejected naming it, as is a negative
+    price. `available` may be a boolean, a number (non-zero is true) or text: true/false, 1/0, yes/no, y/n, t/f.
+    """
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
     rules: list[Rule] = [("item_id", _blank("item_id"), pl.lit("missing item id"))]
@@ -282,10 +353,11 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
             ("price", given & (num < 0), pl.format("negative price {}", raw)),
         ]
         df = df.with_columns(num.alias("price"))
-    if "available" in df.columns and df.schema["available"] != pl.Boolean:
+    if "available" in df.columns and df.schema["available"].is_numeric():  # a 1/0 flag: any non-zero is true
+        df = df.with_columns(pl.col("available") != 0)
+    elif "available" in df.columns and df.schema["available"] != pl.Boolean:
         raw_av = pl.col("available").cast(pl.String).str.strip_chars().str.to_lowercase()
-        truth = pl.when(raw_av.is_in(["true", "1", "yes", "y"])).then(True) \
-            .when(raw_av.is_in(["false", "0", "no", "n"])).then(False).otherwise(None)
+        truth = pl.when(raw_av.is_in(_TRUE)).then(True).when(raw_av.is_in(_FALSE)).then(False).otherwise(None)
         df = df.with_columns(truth.alias("_available"), pl.col("available").cast(pl.String).alias("_available_raw"))
         rules.append(("available", pl.col("_available").is_null() & ~_blank("_available_raw"),
                       pl.format("available '{}' is not true/false", pl.col("_available_raw"))))

@@ -65,8 +65,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "users": tuple(USER_SCHEMA),
 }
 READ_OPTIONS = frozenset({"table", "sep", "encoding", "ts_unit", "ts_format", "category_sep", "columns"})
-_TRUE = ("true", "1", "yes", "y", "t")
-_FALSE = ("false", "0", "no", "n", "f")
 _ID_FIELDS = frozenset({"event_id", "user_id", "item_id", "session_id", "query"})
 _EXTRA = "_extra"  # inner JSON text ('"k":v,...') of the unmapped columns, before it joins `attributes`
 
@@ -215,38 +213,6 @@ def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr if dtype == pl.String else expr.cast(pl.String)
 
 
-def timestamps_with_format(df: pl.DataFrame, fmt: str, *, file: str, log: RejectLog,
-                           column: str = "timestamp") -> pl.DataFrame:
-    """Parse a text timestamp column with one strftime format, rejecting what does not parse.
-
-    Does what `validate_events(ts_format=...)` is meant to do (same reasons: "bad timestamp '...'"), and hands
-    on a UTC datetime column; `parse_timestamps(fmt=...)` itself calls `Series.pipe`, which Polars 2 removed.
-    """
-    if column not in df.columns or df.schema[column] != pl.String:
-        return df
-    text = df[column].str.strip_chars()
-    parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
-    dtype = parsed.dtype
-    parsed = (parsed.dt.convert_time_zone("UTC") if isinstance(dtype, pl.Datetime) and dtype.time_zone
-              else parsed.dt.replace_time_zone("UTC"))
-    df = df.with_columns(parsed.alias(column), text.alias("_ts_text"))
-    rule: Rule = (column, pl.col(column).is_null() & (pl.col("_ts_text") != ""),
-                  pl.format("bad timestamp '{}'", pl.col("_ts_text")))
-    return apply_rules(df, [rule], file=file, table="events", log=log).drop("_ts_text")
-
-
-def price_rule(column: str = "price") -> Rule:
-    """Reject a price text that is not a number (`$` prefix allowed), naming the raw text.
-
-    `validate_items` casts prices before its rules look at them, so text such as "n/a" would become a null
-    price without a reject; checking first keeps it visible. (Negative prices are left to `validate_items`.)
-    """
-    raw = pl.col(column).cast(pl.String).str.strip_chars()
-    num = raw.str.replace_all(r"^\$", "").cast(pl.Float64, strict=False)
-    bad = raw.is_not_null() & (raw != "") & ~num.is_finite().fill_null(False)
-    return column, bad, pl.format("price '{}' is not a number", raw)
-
-
 # ---- readers --------------------------------------------------------------------------------------
 
 
@@ -348,25 +314,20 @@ def _finish(raw: pl.DataFrame, plan: Plan, mapping: dict[str, str], extras: list
     if plan.table == "events":
         if "event_type" in df.columns and plan.type_map:
             df = df.with_columns(map_values(df["event_type"], lambda v: plan.type_map.get(v.strip().lower(), v)))
-        if plan.ts_format is not None:
-            df = timestamps_with_format(df, plan.ts_format, file=file, log=staged)
-        out = validate_events(df, file=file, log=staged, ts_unit=plan.ts_unit)
+        out = validate_events(df, file=file, log=staged, ts_unit=plan.ts_unit, ts_format=plan.ts_format)
     elif plan.table == "items":
-        df, rules = _item_columns(df, plan.category_sep)
-        df = apply_rules(df, rules, file=file, table="items", log=staged).drop("_raw_categories", "_raw_available",
-                                                                              strict=False)
-        out = validate_items(df, file=file, log=staged)
+        df, rules = _categories(df, plan.category_sep)
+        df = apply_rules(df, rules, file=file, table="items", log=staged).drop("_raw_categories", strict=False)
+        out = validate_items(df, file=file, log=staged)  # prices and `available` are parsed and checked there
     else:
         out = validate_users(df, file=file, log=staged)
     log.extend(staged.rejects)
     return out
 
 
-def _item_columns(df: pl.DataFrame, category_sep: str) -> tuple[pl.DataFrame, list[Rule]]:
-    """Parse `categories` (JSON list or delimited path) and `available` (true/false...) column-wise."""
+def _categories(df: pl.DataFrame, category_sep: str) -> tuple[pl.DataFrame, list[Rule]]:
+    """Parse `categories` (JSON list or delimited path) column-wise, with the rule that rejects a bad JSON list."""
     rules: list[Rule] = []
-    if "price" in df.columns:
-        rules.append(price_rule())
     if "categories" in df.columns and not isinstance(df.schema["categories"], pl.List):
         text = df["categories"].cast(pl.String).str.strip_chars()
         is_json = text.str.starts_with("[").fill_null(False)
@@ -380,17 +341,6 @@ def _item_columns(df: pl.DataFrame, category_sep: str) -> tuple[pl.DataFrame, li
     if "categories" in df.columns:
         clean = pl.col("categories").cast(pl.List(pl.String)).list.eval(pl.element().str.strip_chars())
         df = df.with_columns(clean.list.eval(pl.element().filter(pl.element().is_not_null() & (pl.element() != ""))))
-    if "available" in df.columns and df.schema["available"] != pl.Boolean:
-        if df.schema["available"].is_numeric():
-            df = df.with_columns(pl.col("available") != 0)
-        else:
-            raw = pl.col("available").cast(pl.String).str.strip_chars()
-            flags = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
-            df = df.with_columns(raw.alias("_raw_available"),
-                                 raw.str.to_lowercase().replace_strict(flags, default=None, return_dtype=pl.Boolean)
-                                 .alias("available"))
-            rules.append(("available", pl.col("available").is_null() & (pl.col("_raw_available") != ""),
-                          pl.format("available '{}' is not true or false", pl.col("_raw_available"))))
     return df, rules
 
 

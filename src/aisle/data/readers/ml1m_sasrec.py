@@ -33,7 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from aisle.data.readers.base import Dataset
-from aisle.data.textio import iter_lines
+from aisle.data.textio import read_lines
 from aisle.data.validation import LINE, RejectLog, Rule, apply_rules, validate_events
 
 FILES = ("train_input.txt", "val_input.txt", "val_output.txt", "test_output.txt")
@@ -50,7 +50,8 @@ def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
     train_file, val_in_file, val_out_file, test_file = (path / f for f in FILES)
 
     # train_input: line number = user; one event per token, at its index in the user's sequence.
-    train = _lines(train_file, encoding, log).with_columns(_TOKENS.alias("_tokens"))
+    train = read_lines(train_file, table="events", log=log, encoding=encoding, keep_blank=True).with_columns(
+        _TOKENS.alias("_tokens"))
     log.seen("events", int(train["_tokens"].list.len().sum()))
     train = train.with_columns(pl.col(LINE).cast(pl.String).alias("user_id"),
                                pl.col("_tokens").list.len().alias("_n"))
@@ -61,7 +62,8 @@ def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
     lengths = train.select("user_id", "_n")
 
     # val_input: one new item per line (seq[-3]) at index len(train line); the rest must repeat the train line.
-    val_in = _lines(val_in_file, encoding, log).with_columns(_TOKENS.alias("_tokens"))
+    val_in = read_lines(val_in_file, table="events", log=log, encoding=encoding, keep_blank=True).with_columns(
+        _TOKENS.alias("_tokens"))
     log.seen("events", val_in.height)
     val_in = val_in.with_columns(pl.col(LINE).alias("_j"),
                                  pl.col("_tokens").list.slice(0, pl.col("_tokens").list.len() - 1).alias("_prefix"))
@@ -101,20 +103,9 @@ def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
     return Dataset(name=path.name, events=events, extras={"split": split}, log=log)
 
 
-def _lines(file: Path, encoding: str, log: RejectLog, *, table: str = "events", blank: bool = True) -> pl.DataFrame:
-    """(`_line`, `text`) for each line that decodes; blank lines kept when `blank` (a line number is a user)."""
-    nos: list[int] = []
-    texts: list[str] = []
-    for no, text in iter_lines(file, encoding=encoding, log=log, table=table):
-        if blank or text.strip():
-            nos.append(no)
-            texts.append(text)
-    return pl.DataFrame({LINE: pl.Series(nos, dtype=pl.Int64), "text": pl.Series(texts, dtype=pl.String)})
-
-
 def _targets(file: Path, encoding: str, log: RejectLog) -> pl.DataFrame:
     """One item per line (line j = j-th user of that file). Each line feeds one event and one split row."""
-    df = _lines(file, encoding, log, blank=False)
+    df = read_lines(file, table="events", log=log, encoding=encoding)
     log.seen("events", df.height)
     log.seen("split", df.height)
     return df.select(LINE, pl.col(LINE).alias("_j"), _TOKENS.list.first().alias("item_id"),
@@ -127,7 +118,7 @@ def _val_users(path: Path, val_in: pl.DataFrame, train: pl.DataFrame, encoding: 
     if file.exists():
         # not a table of rows but the key of the val lines: a line that does not decode leaves its val line
         # without a user, and that line is rejected ("no user for this validation line")
-        users = _lines(file, encoding, RejectLog(on_error="skip"), table="val_users", blank=False)
+        users = read_lines(file, table="val_users", log=RejectLog(on_error="skip"), encoding=encoding)
         return users.select(pl.col(LINE).alias("_j"), pl.col("text").str.strip_chars().alias("user_id"))
     key = pl.col("_tokens").list.join(" ")
     by_train = train.group_by(key.alias("_key")).agg(pl.col("user_id").first(), pl.len().alias("_count"))

@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from aisle.data.readers.base import Dataset
-from aisle.data.textio import iter_lines, read_delimited
+from aisle.data.textio import read_delimited, read_split_lines
 from aisle.data.validation import LINE, RejectLog, Rule, apply_rules, validate_events, validate_items, validate_users
 
 _NO_GENRE = ["unknown", "(no genres listed)"]
@@ -125,10 +125,12 @@ def _read_dat(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset
     data = Dataset(name=path.name, log=log)
     ratings, movies, users = path / "ratings.dat", path / "movies.dat", path / "users.dat"
     if ratings.exists():
-        raw = _read_colons(ratings, ("user_id", "item_id", "value", "timestamp"), "events", encoding, log)
+        raw = read_split_lines(ratings, names=("user_id", "item_id", "value", "timestamp"), sep="::", table="events",
+                               encoding=encoding, log=log)
         data.events = _rating_events(raw, ratings, log)
     if movies.exists():
-        raw = _read_colons(movies, ("item_id", "title", "genres"), "items", encoding, log)
+        raw = read_split_lines(movies, names=("item_id", "title", "genres"), sep="::", table="items",
+                               encoding=encoding, log=log)
         parts = pl.col("title").str.strip_chars().str.extract_groups(r"^(?<t>.*?)\s*\((?<y>\d{4})\)$")
         raw = raw.with_columns(parts.struct.field("t").alias("_t"), parts.struct.field("y").alias("_y"))
         items = raw.select(
@@ -140,7 +142,8 @@ def _read_dat(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset
         )
         data.items = validate_items(items, file=str(movies), log=log)
     if users.exists():
-        raw = _read_colons(users, ("user_id", "gender", "age", "occupation", "zip"), "users", encoding, log)
+        raw = read_split_lines(users, names=("user_id", "gender", "age", "occupation", "zip"), sep="::",
+                               table="users", encoding=encoding, log=log)
         age, occupation = pl.col("age").str.strip_chars(), pl.col("occupation").str.strip_chars()
         frame = raw.select(LINE, "user_id", _json_object({
             "age_band": age.replace_strict(ML1M_AGE_BANDS, default=age, return_dtype=pl.String),
@@ -150,33 +153,6 @@ def _read_dat(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset
         }).alias("attributes"))
         data.users = validate_users(frame, file=str(users), log=log)
     return data
-
-
-def _read_colons(file: Path, names: tuple[str, ...], table: str, encoding: str, log: RejectLog) -> pl.DataFrame:
-    """A header-less `::`-separated file (the csv module takes one-character separators only) -> string columns.
-
-    A line with the wrong number of fields is rejected, as `read_delimited` does for other separators.
-    """
-    nos: list[int] = []
-    texts: list[str] = []
-    for no, text in iter_lines(file, encoding=encoding, log=log, table=table):
-        if text.strip():
-            nos.append(no)
-            texts.append(text)
-    log.seen(table, len(nos))
-    df = pl.DataFrame({LINE: pl.Series(nos, dtype=pl.Int64), "line": pl.Series(texts, dtype=pl.String)})
-    width = len(names)
-    n = pl.col("line").str.count_matches("::", literal=True) + 1
-    rules: list[Rule] = [  # the field named is the first one missing, as read_delimited names it
-        (names[k], n == k, pl.lit(f"truncated row: expected {width} fields, got {k}")) for k in range(1, width)
-    ]
-    rules.append((names[-1], n > width, pl.format("too many fields: expected {} fields, got {}", pl.lit(width), n)))
-    good = apply_rules(df, rules, file=str(file), table=table, log=log)
-    fields = pl.col("line").str.split("::")
-    return good.select(LINE, *[
-        pl.when(fields.list.get(i).str.strip_chars() != "").then(fields.list.get(i)).alias(name)
-        for i, name in enumerate(names)
-    ])
 
 
 # ---- shared mapping -------------------------------------------------------------------------------------

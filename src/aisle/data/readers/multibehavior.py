@@ -26,14 +26,15 @@ from pathlib import Path
 import polars as pl
 
 from aisle.data.readers.base import Dataset
-from aisle.data.textio import iter_lines
-from aisle.data.validation import LINE, RejectLog, Rule, apply_rules, validate_events
+from aisle.data.textio import read_split_lines
+from aisle.data.validation import LINE, RejectLog, validate_events
 
 #: behaviour file stem -> event type, in the funnel's order
 BEHAVIOURS: tuple[tuple[str, str], ...] = (
     ("view", "view"), ("collect", "favorite"), ("cart", "add_to_cart"), ("buy", "purchase"),
 )
 HELD_OUT = ("valid", "test")
+PAIR = ("user_id", "item_id")  # one whitespace-separated pair per line
 
 
 def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
@@ -47,11 +48,11 @@ def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
             file = path / "train.txt"
         if not file.exists():
             continue
-        pairs = _read_pairs(file, "events", encoding, log)
+        pairs = read_split_lines(file, names=PAIR, table="events", encoding=encoding, log=log)
         raw = pairs.with_columns((pl.col(LINE) - 1).alias("timestamp"), pl.lit(event_type).alias("event_type"))
         frames.append(validate_events(raw, file=str(file), log=log, ts_unit="s"))
-    extras = {stem: _read_pairs(path / f"{stem}.txt", stem, encoding, log).drop(LINE)
-              for stem in HELD_OUT if (path / f"{stem}.txt").exists()}
+    extras = {stem: read_split_lines(file, names=PAIR, table=stem, encoding=encoding, log=log).drop(LINE)
+              for stem in HELD_OUT if (file := path / f"{stem}.txt").exists()}
     if not frames and not extras:
         names = ", ".join(f"{s}.txt" for s, _ in BEHAVIOURS)
         raise ValueError(f"{path}: no multi-behaviour files here (expected {names}, train.txt, valid.txt, test.txt)")
@@ -59,26 +60,3 @@ def read(path: Path, options: Mapping[str, str], log: RejectLog) -> Dataset:
     if frames:
         data.events = pl.concat(frames)
     return data
-
-
-def _read_pairs(file: Path, table: str, encoding: str, log: RejectLog) -> pl.DataFrame:
-    """`user item` lines -> (user_id, item_id, `_line`); a line without exactly two fields is rejected.
-
-    Blank lines are ignored (as `read_delimited` does). The split is done by Polars, not per line in Python.
-    """
-    nos: list[int] = []
-    texts: list[str] = []
-    for no, text in iter_lines(file, encoding=encoding, log=log, table=table):
-        if text.strip():
-            nos.append(no)
-            texts.append(text)
-    log.seen(table, len(nos))
-    df = pl.DataFrame({LINE: pl.Series(nos, dtype=pl.Int64), "line": pl.Series(texts, dtype=pl.String)})
-    n = pl.col("line").str.count_matches(r"\S+")
-    rules: list[Rule] = [
-        ("item_id", n < 2, pl.format("truncated row: expected 2 fields, got {}", n)),
-        ("item_id", n > 2, pl.format("too many fields: expected 2 fields, got {}", n)),
-    ]
-    good = apply_rules(df, rules, file=str(file), table=table, log=log)
-    tokens = pl.col("line").str.extract_all(r"\S+")
-    return good.select(tokens.list.get(0).alias("user_id"), tokens.list.get(1).alias("item_id"), LINE)

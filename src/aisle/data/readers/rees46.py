@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from aisle.data.readers.base import Dataset
-from aisle.data.readers.generic import json_fields, map_values, merge_attributes, price_rule, timestamps_with_format
+from aisle.data.readers.generic import json_fields, map_values, merge_attributes
 from aisle.data.textio import read_delimited
 from aisle.data.validation import LINE, RejectLog, Rule, apply_rules, validate_events, validate_items
 
@@ -76,8 +76,7 @@ def _events(raw: pl.DataFrame, file: str, log: RejectLog, ts_format: str) -> pl.
                       source_type)),
     )
     df = apply_rules(df, [rule], file=file, table="events", log=log).drop("_source_type")
-    df = timestamps_with_format(df, ts_format, file=file, log=log)
-    return validate_events(df, file=file, log=log)
+    return validate_events(df, file=file, log=log, ts_format=ts_format)
 
 
 def _items(raw: pl.DataFrame, file: str, log: RejectLog, staged: RejectLog) -> pl.DataFrame:
@@ -100,5 +99,4 @@ def _items(raw: pl.DataFrame, file: str, log: RejectLog, staged: RejectLog) -> p
         pl.when(pl.col("brand") != "").then(pl.col("brand")).alias("brand"),
         merge_attributes(None, json_fields(df.schema, ["category_id"])).alias("attributes"),
     ).drop("category_id")
-    df = apply_rules(df, [price_rule()], file=file, table="items", log=staged)
-    return validate_items(df, file=file, log=staged)
+    return validate_items(df, file=file, log=staged)  # rejects a price that is not a number, or negative
