@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import numpy as np
+
+from aisle.models.base import QueryBatch, TrainData
+from aisle.models.markov import MarkovChain, transition_counts
+from aisle.testing.toy import sequences_frame
+
+
+def _data() -> TrainData:
+    return TrainData.from_events(sequences_frame({"u1": ["a", "b", "c"], "u2": ["a", "b"], "u3": ["c", "a"]}))
+
+
+def test_transitions_stay_within_users() -> None:
+    t = transition_counts(_data()).toarray()
+    a, b, c = range(3)
+    expected = np.zeros((3, 3))
+    expected[a, b], expected[b, c], expected[c, a] = 2, 1, 1  # no u1 -> u2 (c -> a across users) edge
+    np.testing.assert_array_equal(t, expected)
+
+
+def test_smoothed_next_item_probabilities() -> None:
+    model = MarkovChain(smoothing=1.0, window=1).fit(_data())
+    a, b, c = range(3)
+    prior = np.array([3, 2, 2]) / 7
+    p = model.next_item_probabilities(np.array([a, b]))
+    np.testing.assert_allclose(p[0], (np.array([0, 2, 0]) + prior) / 3, rtol=1e-6)
+    np.testing.assert_allclose(p[1], (np.array([0, 0, 1]) + prior) / 2, rtol=1e-6)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    # the last item decides under window=1; an empty history gets the prior
+    np.testing.assert_allclose(model.score(QueryBatch.of_histories([[c, a]]))[0], p[0], rtol=1e-6)
+    np.testing.assert_allclose(model.score(QueryBatch.of_histories([[]]))[0], prior, rtol=1e-6)
+    idx, _ = model.similar(np.array([a]), 2)
+    assert list(idx[0]) == [b, -1]
+
+
+def test_window_mixes_recent_items_with_decay() -> None:
+    model = MarkovChain(smoothing=1.0, window=2, decay=0.5).fit(_data())
+    a, b = 0, 1
+    p = model.next_item_probabilities(np.array([a, b]))
+    mixed = model.score(QueryBatch.of_histories([[a, b]]))[0]
+    np.testing.assert_allclose(mixed, (p[1] + 0.5 * p[0]) / 1.5, rtol=1e-6)
