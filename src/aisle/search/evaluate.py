@@ -1,0 +1,201 @@
+"""Offline search evaluation against graded human judgments (the Home Depot relevance file and its like).
+
+Protocol (what `aisle search-eval` runs):
+
+* The catalog is every product of the file (or of `--catalog`); every query ranks the WHOLE catalog.
+* Judgments are (query, item, relevance) with relevance on the 1-3 scale (1 irrelevant, 2 partially, 3 perfect).
+  Gain = relevance - 1 (0..2, linear); an unjudged item has gain 0.
+* NDCG@10 = DCG@10 / ideal DCG@10 of the query's judged gains, averaged over queries with some positive gain
+  (a query whose judged items are all rated 1.0 has no ideal ranking and is left out and counted).
+* Recall@100 = share of the query's relevant items (relevance >= 2: on average at least "partially relevant")
+  found in the top 100, averaged over queries with at least one; items missing from the catalog count as missed.
+* Baseline `bm25`: plain bm25s over titles only with its English stemmer and stopwords, default parameters.
+* `hybrid`: Aisle's query understanding + field BM25 + MiniLM fused with RRF, nothing learned.
+* `aisle`: the hybrid candidates reranked by LambdaMART. Anything learned is cross-validated by query: queries
+  are split into `folds` groups by a hash of their normalised text (so "Deck Over" and "deck over" share a fold),
+  and each query is ranked by a model trained on the other folds only. Or, with a separate training file, the
+  model is trained on that file's queries over that file's catalog and scores every query of the main file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import bm25s
+import numpy as np
+import polars as pl
+import Stemmer
+
+from aisle.search.engine import SearchEngine
+from aisle.search.rerank import Reranker
+from aisle.search.text import normalize
+
+Progress = Callable[[str, int, int], None]
+RELEVANT_AT = 2.0
+
+
+@dataclass
+class JudgedQuery:
+    query: str
+    rows: np.ndarray  # catalog rows of the judged items (-1: not in the catalog)
+    gains: np.ndarray  # relevance - 1
+    relevant: int  # judged items with relevance >= RELEVANT_AT (in the catalog or not)
+
+
+@dataclass
+class Prepared:
+    """What a query's ranking needs after retrieval: fusion-ordered rows and the reranker's head features."""
+
+    rows: np.ndarray
+    features: np.ndarray
+
+
+def judged_queries(judgments: pl.DataFrame, engine: SearchEngine) -> list[JudgedQuery]:
+    """Judgments (query, item_id, relevance) grouped per query, sorted by query text."""
+    grouped = (judgments.group_by("query").agg(pl.col("item_id"), pl.col("relevance").cast(pl.Float64))
+               .sort("query"))
+    out = []
+    for q, items, rel in grouped.iter_rows():
+        r = np.asarray(rel, dtype=np.float64)
+        out.append(JudgedQuery(q, engine.item_rows(items), r - 1.0, int((r >= RELEVANT_AT).sum())))
+    return out
+
+
+def ndcg_at(ranked: np.ndarray, jq: JudgedQuery, k: int = 10) -> float | None:
+    ideal = np.sort(jq.gains)[::-1][:k]
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    idcg = float((ideal * disc[:len(ideal)]).sum())
+    if idcg <= 0:
+        return None
+    gain = {int(r): g for r, g in zip(jq.rows, jq.gains, strict=True) if r >= 0}
+    top = ranked[:k]
+    dcg = sum(gain.get(int(r), 0.0) * disc[i] for i, r in enumerate(top))
+    return dcg / idcg
+
+
+def recall_at(ranked: np.ndarray, jq: JudgedQuery, k: int = 100) -> float | None:
+    if jq.relevant == 0:
+        return None
+    rel = {int(r) for r, g in zip(jq.rows, jq.gains, strict=True) if r >= 0 and g >= RELEVANT_AT - 1.0}
+    return len(rel.intersection(int(r) for r in ranked[:k])) / jq.relevant
+
+
+def metrics(rankings: list[np.ndarray], judged: list[JudgedQuery]) -> dict[str, float | int]:
+    nd = [ndcg_at(r, j) for r, j in zip(rankings, judged, strict=True)]
+    rc = [recall_at(r, j) for r, j in zip(rankings, judged, strict=True)]
+    nd_ok = [x for x in nd if x is not None]
+    rc_ok = [x for x in rc if x is not None]
+    return {"ndcg@10": float(np.mean(nd_ok)) if nd_ok else 0.0, "recall@100": float(np.mean(rc_ok)) if rc_ok else 0.0,
+            "queries_ndcg": len(nd_ok), "queries_recall": len(rc_ok)}
+
+
+def bm25_baseline(titles: list[str], queries: list[str], k: int = 100) -> list[np.ndarray]:
+    """Plain bm25s: English stemmer and stopwords, titles only, default BM25 parameters."""
+    stemmer = Stemmer.Stemmer("english")
+    corpus = bm25s.tokenize(titles, stopwords="en", stemmer=stemmer, show_progress=False)
+    model = bm25s.BM25()
+    model.index(corpus, show_progress=False)
+    out = []
+    for q in queries:
+        toks = bm25s.tokenize([q], stopwords="en", stemmer=stemmer, show_progress=False, return_ids=False)[0]
+        scores = model.get_scores(toks) if toks else np.zeros(len(titles))
+        idx = np.flatnonzero(scores > 0)
+        if len(idx) > k:
+            idx = idx[np.argpartition(-scores[idx], k)[:k]]
+        out.append(idx[np.argsort(-scores[idx], kind="stable")])
+    return out
+
+
+def prepare(engine: SearchEngine, queries: list[str], *, features: bool = True,
+            progress: Progress | None = None) -> list[Prepared]:
+    """Retrieve and fuse candidates for every query (dense side batched) and compute the head features."""
+    parsed = [engine.understand(q) for q in queries]
+    dense_rows: np.ndarray | None = None
+    if engine.dense is not None and engine.embedder is not None:
+        vecs = engine.embedder.embed_texts([engine.embedding_query(pq) for pq, _ in parsed])
+        dense_rows, _ = engine.dense.search_batch(vecs, engine.config.k_dense)
+    else:
+        vecs = None
+    out = []
+    for i, (pq, terms) in enumerate(parsed):
+        cand = engine.retriever.candidates(terms, None if vecs is None else vecs[i], k_lex=engine.config.k_lex,
+                                           k_dense=engine.config.k_dense,
+                                           dense_rows=None if dense_rows is None else dense_rows[i])
+        ranked = engine.eligible(cand, terms)
+        x = engine.head_features(pq, terms, ranked) if features else np.zeros((0, 0), np.float32)
+        out.append(Prepared(rows=ranked.rows, features=x))
+        if progress is not None and (i % 200 == 0 or i == len(parsed) - 1):
+            progress("retrieving", i + 1, len(parsed))
+    return out
+
+
+def head_gains(prep: list[Prepared], judged: list[JudgedQuery]) -> list[np.ndarray]:
+    """Training labels: the gain of each head candidate (0 when unjudged)."""
+    out = []
+    for p, j in zip(prep, judged, strict=True):
+        gain = {int(r): g for r, g in zip(j.rows, j.gains, strict=True) if r >= 0}
+        out.append(np.array([gain.get(int(r), 0.0) for r in p.rows[:len(p.features)]], dtype=np.float64))
+    return out
+
+
+def fit(prep: list[Prepared], labels: list[np.ndarray], idx: np.ndarray | list[int], *, threads: int = 1) -> Reranker:
+    keep = [i for i in idx if len(prep[i].features)]
+    x = np.vstack([prep[i].features for i in keep])
+    y = np.concatenate([labels[i] for i in keep])
+    return Reranker.fit(x, y, [len(prep[i].features) for i in keep], threads=threads)
+
+
+def apply(model: Reranker, p: Prepared) -> np.ndarray:
+    """Rows in final order: the head reranked, the rest in fusion order."""
+    if not len(p.features):
+        return p.rows
+    s = model.predict(p.features, threads=1)
+    d = len(s)
+    return np.concatenate([p.rows[:d][np.argsort(-s, kind="stable")], p.rows[d:]])
+
+
+def fold_of(query: str, folds: int) -> int:
+    return int(hashlib.md5(normalize(query).encode()).hexdigest()[:8], 16) % folds
+
+
+def cross_validated(prep: list[Prepared], judged: list[JudgedQuery], folds: int,
+                    progress: Progress | None = None) -> tuple[list[np.ndarray], Reranker | None]:
+    """Rankings where each query's reranker never saw it; also the model of the last fold (for importances)."""
+    labels = head_gains(prep, judged)
+    fold = np.array([fold_of(j.query, folds) for j in judged])
+    rankings: list[np.ndarray] = [p.rows for p in prep]
+    model = None
+    for f in range(folds):
+        if progress is not None:
+            progress("training", f, folds)
+        train = np.flatnonzero(fold != f)
+        model = fit(prep, labels, train)
+        for i in np.flatnonzero(fold == f):
+            rankings[i] = apply(model, prep[i])
+    if progress is not None:
+        progress("training", folds, folds)
+    return rankings, model
+
+
+def judgments_from_events(events: pl.DataFrame, *, max_after: int = 10) -> pl.DataFrame:
+    """Implicit judgments from a store's log: what shoppers did right after a search, in the same session.
+
+    Every search event is followed (same session, before the next search, at most `max_after` events) by item
+    events; an item clicked, carted or bought gets relevance 3, one only viewed 2. Columns query, item_id,
+    relevance (the Home Depot scale), so the reranker trains on a store's own logs exactly as on human labels.
+    """
+    ev = (events.filter(pl.col("session_id").is_not_null())
+          .sort("session_id", "timestamp")
+          .with_columns(pl.int_range(pl.len()).over("session_id").alias("_pos"),
+                        (pl.col("event_type") == "search").cum_sum().over("session_id").alias("_search_no")))
+    searches = ev.filter(pl.col("event_type") == "search").select(
+        "session_id", "_search_no", pl.col("query").alias("_q"), pl.col("_pos").alias("_qpos"))
+    strong = pl.col("event_type").is_in(["click", "add_to_cart", "purchase"])
+    follow = (ev.filter(pl.col("item_id").is_not_null())
+              .join(searches, on=["session_id", "_search_no"], how="inner")
+              .filter(pl.col("_pos") - pl.col("_qpos") <= max_after)
+              .with_columns(pl.when(strong).then(3.0).otherwise(2.0).alias("relevance")))
+    return (follow.group_by(pl.col("_q").alias("query"), "item_id").agg(pl.col("relevance").max())
+            .filter(pl.col("query").is_not_null()).sort("query", "item_id"))
