@@ -6,6 +6,8 @@ import typer
 
 from aisle.cli import data as _data
 from aisle.cli import evaluate as _evaluate
+from aisle.cli import search as _search
+from aisle.cli import train as _train
 
 app = typer.Typer(
     name="aisle",
@@ -19,6 +21,8 @@ app.command("ingest")(_data.ingest)
 app.command("stats")(_data.stats)
 app.command("demo")(_data.demo)
 app.command("evaluate")(_evaluate.evaluate)
+app.command("train")(_train.train)
+app.command("search-eval")(_search.search_eval)
 
 
 def main() -> None:

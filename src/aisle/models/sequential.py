@@ -66,6 +66,7 @@ class SequenceTask:
                 train.append(s)
         length = cfg.max_len + 1
         self.train = _left_pad(train, length)
+        self.lengths = (self.train > 0).sum(1)
         self.val_hist = _left_pad(val_hist, cfg.max_len)
         self.val_target = np.asarray(val_target, dtype=np.int64)
 
@@ -86,9 +87,19 @@ class SequenceTask:
         if len(shard) < per_rank:
             shard = np.concatenate([shard, order[: per_rank - len(shard)]])
         size = self._rank_batch(ctx)
-        for start in range(0, per_rank, size):
-            rows = self.train[shard[start:start + size]]
-            width = int((rows > 0).sum(1).max())  # left-padded: drop the all-padding columns
+        # bucket by length inside shuffled windows of 64 batches: a batch then holds sequences of similar
+        # length and drops its all-padding columns (most shoppers' histories are short), while the
+        # window keeps the order random; the batch order is shuffled again
+        rng = np.random.default_rng(self.seed + 7919 * epoch + ctx.rank)
+        window = size * 64
+        batches = []
+        for w in range(0, len(shard), window):
+            part = shard[w:w + window]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[i:i + size] for i in range(0, len(part), size)]
+        for b in rng.permutation(len(batches)):
+            rows = self.train[batches[b]]
+            width = int(self.lengths[batches[b]].max())  # left-padded: drop the all-padding columns
             yield torch.from_numpy(rows[:, -max(width, 2):]).to(ctx.device)
 
     def loss(self, net: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
