@@ -116,19 +116,26 @@ class Store:
         before = self._count("events")
         self.con.register("_batch", batch)
         try:
-            # a window dedupe costs ~3x a distinct count, and batches rarely repeat themselves: check first
-            repeats = self._scalar(f"SELECT count(*) - count(DISTINCT {_KEY}) FROM _batch")
-            dedupe = "QUALIFY row_number() OVER (PARTITION BY event_key) = 1" if repeats else ""
-            self.con.execute(f"""
-                INSERT INTO events
-                SELECT b.* EXCLUDE (event_key) FROM (
-                    SELECT {_KEY} AS event_key, {_NATURAL} AS natural_key, {_EVENT_COLS} FROM _batch {dedupe}
-                ) b
-                ANTI JOIN events e ON coalesce(e.event_id, e.natural_key) = b.event_key
-            """)
+            self._insert_batch(dedupe=self._has_repeats(), against_store=before > 0)
         finally:
             self.con.unregister("_batch")
         return Appended(offered=batch.num_rows, inserted=self._count("events") - before)
+
+    def _has_repeats(self) -> bool:
+        # a window dedupe costs ~3x a distinct count, and logs rarely repeat themselves: check first
+        return self._scalar(f"SELECT count(*) - count(DISTINCT {_KEY}) FROM _batch") > 0
+
+    def _insert_batch(self, *, dedupe: bool, against_store: bool) -> None:
+        """INSERT the registered `_batch`; the anti-join against stored keys runs only when the store has events
+        (its cost grows with the table, so a first bulk load into an empty store skips it)."""
+        first = "QUALIFY row_number() OVER (PARTITION BY event_key) = 1" if dedupe else ""
+        anti = "ANTI JOIN events e ON coalesce(e.event_id, e.natural_key) = b.event_key" if against_store else ""
+        self.con.execute(f"""
+            INSERT INTO events
+            SELECT b.* EXCLUDE (event_key) FROM (
+                SELECT {_KEY} AS event_key, {_NATURAL} AS natural_key, {_EVENT_COLS} FROM _batch {first}
+            ) b {anti}
+        """)
 
     def upsert_items(self, items: pl.DataFrame) -> int:
         """Insert new items and replace existing ones (same item_id); the last row of a repeated id wins."""
@@ -154,19 +161,32 @@ class Store:
         """Store a validated Dataset: items and users upserted, events appended in batches (idempotent)."""
         out = {"items": Appended(data.items.height, self.upsert_items(data.items)),
                "users": Appended(data.users.height, self.upsert_users(data.users))}
-        offered = inserted = 0
+        events = conform(data.events, EVENT_SCHEMA).to_arrow()  # once; batches are zero-copy slices
+        before = self._count("events")
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for start in range(0, data.events.height, batch_rows):
-                chunk = data.events.slice(start, batch_rows)
-                res = self.append_events(chunk)
-                offered, inserted = offered + res.offered, inserted + res.inserted
+            # One duplicate check over the whole log, then batches: into an empty store a repeat-free log is a
+            # plain bulk insert; otherwise every batch is anti-joined against what is stored (earlier batches
+            # included, so a repeat across batches is caught too).
+            self.con.register("_batch", events)
+            try:
+                repeats = self._has_repeats()
+            finally:
+                self.con.unregister("_batch")
+            for start in range(0, events.num_rows, batch_rows):
+                chunk = events.slice(start, batch_rows)
+                self.con.register("_batch", chunk)
+                try:
+                    self._insert_batch(dedupe=repeats, against_store=before > 0 or (repeats and start > 0))
+                finally:
+                    self.con.unregister("_batch")
                 if progress:
-                    progress(chunk.height)
+                    progress(chunk.num_rows)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
+        offered, inserted = events.num_rows, self._count("events") - before
         out["events"] = Appended(offered, inserted)
         return out
 

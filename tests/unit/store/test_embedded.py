@@ -42,6 +42,21 @@ def test_repeats_inside_one_batch_are_stored_once(store: Store) -> None:
     assert (res.offered, res.inserted) == (6, 3)
 
 
+@pytest.mark.parametrize("ids", [True, False])
+@pytest.mark.parametrize("preloaded", [0, 2])
+def test_bulk_ingest_in_batches_stores_each_event_once(store: Store, ids: bool, preloaded: int) -> None:
+    """Repeats across batches and against what is stored are caught whichever insert path a batch takes."""
+    from aisle.data.readers.base import Dataset
+
+    if preloaded:
+        store.append_events(_events(preloaded, ids=ids))
+    log = pl.concat([_events(5, ids=ids), _events(3, ids=ids), _events(6, ids=ids, user="u2")])
+    res = store.ingest(Dataset(name="t", events=log), batch_rows=4)
+    assert (res["events"].offered, res["events"].inserted) == (14, 11 - preloaded)
+    assert store.stats().events == 11
+    assert store.ingest(Dataset(name="t", events=log), batch_rows=4)["events"].inserted == 0
+
+
 def test_same_id_wins_over_different_natural_key(store: Store) -> None:
     a = _events(1, ids=True)
     b = a.with_columns(pl.lit("other-item").alias("item_id"))  # a resend with the same id is the same event
