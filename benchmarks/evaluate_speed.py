@@ -11,36 +11,16 @@ every item in batches, excluding each user's history, top-K, the exact rank of e
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "amazon-s3rec" / "Sports_and_Outdoors.txt"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _memory_gb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _model_class(name: str) -> type:
@@ -96,8 +76,8 @@ def main() -> None:
                       f"{best.n_users / best.seconds:,.0f}", f"{best.metrics['HR@10']:.4f}",
                       f"{best.metrics['NDCG@10']:.4f}", f"{best.metrics['MRR']:.4f}")
     console.print(table)
-    console.print(f"read + split + encode: {prep_s:.2f}s. Machine: {_cpu()}, {os.cpu_count()} cores, "
-                  f"{_memory_gb():.0f} GB RAM; torch threads {__import__('torch').get_num_threads()}.")
+    console.print(f"read + split + encode: {prep_s:.2f}s. Machine: {machine.describe()};"
+                  f" torch threads {__import__('torch').get_num_threads()}.")
 
 
 if __name__ == "__main__":

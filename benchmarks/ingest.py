@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -22,15 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+import machine
 
 
 def _child(size: int, workdir: Path) -> dict[str, float]:
@@ -78,7 +69,7 @@ def main() -> None:
         print(json.dumps(_child(args.child, args.workdir)))
         return
     console = Console()
-    table = Table(title=f"Ingest throughput from Parquet ({_cpu()}, {_cores()} cores)", title_justify="left")
+    table = Table(title=f"Ingest throughput from Parquet ({machine.describe()})", title_justify="left")
     for col in ("events", "read+validate s", "store s", "events/s", "re-ingest s (new rows)", "peak RSS GB"):
         table.add_column(col, justify="right")
     for size in (int(s) for s in args.sizes.split(",")):
@@ -91,12 +82,6 @@ def main() -> None:
                       f"{r['events_per_s']:,.0f}", f"{r['reingest_s']:.2f} ({r['reingest_inserted']})",
                       f"{r['peak_rss_gb']:.2f}")
     console.print(table)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

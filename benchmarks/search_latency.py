@@ -18,25 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import machine
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -108,7 +99,7 @@ def main() -> None:
         "mean_ms": round(float(np.mean(lat)), 2), "embed_p50_ms": round(_pct(emb, 50), 2),
         "embed_p95_ms": round(_pct(emb, 95), 2), "median_total_hits": int(np.median(totals)),
         "build_s": round(t_build, 1), "generate_s": round(t_gen, 1), "reranker_train_s": round(t_train, 1),
-        "reranker_queries": len(judged), "cpu": _cpu(), "cores": os.cpu_count(),
+        "reranker_queries": len(judged), "cpu": machine.cpu(), "cores": os.cpu_count(),
         "load_avg": [round(x, 2) for x in os.getloadavg()], "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
     print(json.dumps(res, indent=2))
