@@ -1,0 +1,140 @@
+"""Typed, immutable settings for serving: one TOML file, then `AISLE_*` environment overrides.
+
+Why pydantic models with `frozen=True, extra="forbid"`: a typo in a config file ("max_per_brnad") must be an
+error at start-up, not a silently ignored rule, and nothing may change settings while the server runs. The
+environment wins over the file so a container can override one value without a file of its own:
+`AISLE_BUNDLE=/models/v7`, `AISLE_STATE=redis://cache:6379/0`, `AISLE_API_KEYS=k1,k2`, and nested fields with a
+double underscore, `AISLE_RULES__MAX_PER_BRAND=3`. argv is parsed in `aisle.cli` only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "AISLE_"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Pin(_Frozen):
+    """Show `item_id` at `position` (1-based) of every list it is allowed into (a promotion)."""
+
+    item_id: str
+    position: int = Field(ge=1)
+
+
+class RulesConfig(_Frozen):
+    """Business rules applied after ranking (see `aisle.rules`)."""
+
+    exclude_seen: Literal["all", "purchased", "none"] = "all"
+    only_available: bool = True
+    max_per_brand: int | None = Field(default=None, ge=1)
+    diversity: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Penalty per item already shown from the same leaf category (0 = none, 1 = strong)."""
+    boost_items: dict[str, float] = Field(default_factory=dict)
+    boost_brands: dict[str, float] = Field(default_factory=dict)
+    boost_categories: dict[str, float] = Field(default_factory=dict)
+    pins: tuple[Pin, ...] = ()
+
+
+class Settings(_Frozen):
+    bundle: Path = Path("aisle-data") / "bundle"
+    store: Path | None = None
+    """DuckDB store that accepted events are appended to and erased users are deleted from (optional)."""
+    state: str = "memory"
+    """Where live session state lives: `memory` (one process) or a `redis://` URL (any number of workers)."""
+    api_keys: tuple[str, ...] = ()
+    """Keys for write routes (POST /events, PUT /items, DELETE /users); empty = open (local use only)."""
+    admin_keys: tuple[str, ...] = ()
+    """Keys for /admin routes; empty = the write keys."""
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    max_batch: int = Field(default=1_000, ge=1)
+    max_k: int = Field(default=100, ge=1)
+    history_length: int = Field(default=50, ge=1)
+    """Events per user kept in live state."""
+    online_max_items: int = Field(default=20_000, ge=0)
+    """Full-catalog models score live sessions on each request only up to this catalog size; above it they
+    serve the per-user lists precomputed in the bundle and the session reacts through item-to-item sources."""
+    watch_seconds: float = Field(default=0.0, ge=0.0)
+    """Poll the bundle folder for a new manifest this often (0 = only on POST /admin/reload)."""
+    search_cache: int = Field(default=2_048, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    rules: RulesConfig = RulesConfig()
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v: Any) -> Any:
+        return tuple(k.strip() for k in v.split(",") if k.strip()) if isinstance(v, str) else v
+
+    @field_validator("state")
+    @classmethod
+    def _check_state(cls, v: str) -> str:
+        if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("state must be 'memory' or a redis:// URL")
+        return v
+
+    @property
+    def write_keys(self) -> tuple[str, ...]:
+        return self.api_keys
+
+    @property
+    def admin_or_write_keys(self) -> tuple[str, ...]:
+        return self.admin_keys or self.api_keys
+
+
+class ConfigError(ValueError):
+    """A settings file or variable is invalid; the message names it."""
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == "AISLE_CACHE":
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Settings from `path` (TOML), then `AISLE_*` variables, then keyword overrides (the CLI's options)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    data = _merge(data, _env_overrides(os.environ if env is None else env))
+    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = f"{path} / environment" if path else "environment / options"
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings ({where}): {problems}") from None
+
+
+__all__ = ["ConfigError", "Pin", "RulesConfig", "Settings", "load_settings"]

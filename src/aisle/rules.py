@@ -1,0 +1,165 @@
+"""Business rules: what a store may show, applied after the learned ranking and before explanations.
+
+Why after ranking and over the candidates only: rules are the merchandiser's word (in stock only, never what
+they just bought, a promoted item at slot 2, at most 3 of one brand, a mix of categories) and must hold whatever
+the model thinks, but a request only ever shows a few hundred candidates, so every rule is a mask or a greedy
+pass over those few hundred rows, never over the catalog.
+
+Order: hard exclusions (seen/purchased, request exclusions, out of stock, request filters) -> boosts (additive,
+in units of the request's score span, so a boost means the same whatever the model's scale) -> greedy selection
+with `max_per_brand` and the category `diversity` penalty -> pins (placed at their position when they pass the
+hard rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aisle.config import RulesConfig
+
+
+@dataclass(frozen=True)
+class ItemFilters:
+    """A request's restrictions; each list means "any of". Categories match any level of an item's path."""
+
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+
+    def is_empty(self) -> bool:
+        return not self.categories and not self.brands and self.price_min is None and self.price_max is None
+
+
+@dataclass
+class ItemAttributes:
+    """Per item index: what rules and features need (codes are -1 when unknown)."""
+
+    brand: np.ndarray  # int32 codes into brand_names
+    leaf: np.ndarray  # int32 codes into leaf_names (the last category of the path)
+    price: np.ndarray  # float64, NaN unknown
+    available: np.ndarray  # bool
+    brand_names: list[str]
+    leaf_names: list[str]
+    paths: list[tuple[str, ...]]
+    _category_masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.brand)
+
+    def category_mask(self, name: str) -> np.ndarray:
+        """Items with `name` at any level of their category path (case-insensitive), cached."""
+        key = name.strip().lower()
+        mask = self._category_masks.get(key)
+        if mask is None:
+            mask = np.fromiter((any(c.lower() == key for c in p) for p in self.paths), bool, len(self.paths))
+            self._category_masks[key] = mask
+        return mask
+
+    def passes(self, rows: np.ndarray, f: ItemFilters) -> np.ndarray:
+        ok = np.ones(len(rows), bool)
+        if f.categories:
+            ok &= np.logical_or.reduce([self.category_mask(c)[rows] for c in f.categories])
+        if f.brands:
+            wanted = {b.strip().lower() for b in f.brands}
+            codes = np.array([i for i, b in enumerate(self.brand_names) if b.lower() in wanted], np.int32)
+            ok &= np.isin(self.brand[rows], codes)
+        if f.price_min is not None:
+            ok &= self.price[rows] >= f.price_min
+        if f.price_max is not None:
+            ok &= self.price[rows] <= f.price_max
+        return ok
+
+
+@dataclass(frozen=True)
+class Selected:
+    rows: np.ndarray
+    scores: np.ndarray
+    pinned: np.ndarray  # bool per row
+
+
+def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: dict[str, int]) -> np.ndarray:
+    b = np.zeros(len(rows))
+    for item, w in rules.boost_items.items():
+        i = index.get(item)
+        if i is not None:
+            b[rows == i] += w
+    for table, codes, names in ((rules.boost_brands, attrs.brand, attrs.brand_names),
+                                (rules.boost_categories, attrs.leaf, attrs.leaf_names)):
+        if table:
+            lower = {k.lower(): v for k, v in table.items()}
+            per_code = np.array([lower.get(n.lower(), 0.0) for n in names] + [0.0])
+            b += per_code[codes[rows]]  # code -1 reads the trailing 0
+    return b
+
+
+def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttributes, rules: RulesConfig,
+                index: dict[str, int], exclude: np.ndarray | Sequence[int] = (),
+                filters: ItemFilters | None = None) -> Selected:
+    """The final `k` of ranked candidates `rows` (item indices, any order) under `rules` (see module docstring)."""
+    rows = np.asarray(rows, np.int64)
+    scores = np.asarray(scores, np.float64)
+    keep = ~np.isin(rows, np.asarray(exclude, np.int64))
+    if rules.only_available:
+        keep &= attrs.available[rows]
+    if filters is not None and not filters.is_empty():
+        keep &= attrs.passes(rows, filters)
+    rows, scores = rows[keep], scores[keep]
+    span = float(scores.max() - scores.min()) if len(scores) > 1 else 1.0
+    span = span or 1.0
+    if rules.boost_items or rules.boost_brands or rules.boost_categories:
+        scores = scores + span * _boosts(rows, attrs, rules, index)
+    pins = [(index[p.item_id], p.position) for p in rules.pins if p.item_id in index]
+    pinned_rows = np.array([r for r, _ in pins], np.int64)
+    free = ~np.isin(rows, pinned_rows)
+    rows, scores = rows[free], scores[free]
+    picked = _greedy(rows, scores, k, attrs, rules, span)
+    out_rows, out_scores = list(rows[picked]), list(scores[picked])
+    flags = [False] * len(out_rows)
+    top = max(out_scores) if out_scores else 0.0
+    for r, pos in sorted(pins, key=lambda p: p[1]):
+        ok = np.isin([r], np.asarray(exclude, np.int64), invert=True)[0] and (
+            not rules.only_available or bool(attrs.available[r])) and (
+            filters is None or filters.is_empty() or bool(attrs.passes(np.array([r]), filters)[0]))
+        if ok and pos <= k:
+            at = min(pos - 1, len(out_rows))
+            out_rows.insert(at, r)
+            out_scores.insert(at, top)
+            flags.insert(at, True)
+    n = min(k, len(out_rows))
+    return Selected(np.asarray(out_rows[:n], np.int64), np.asarray(out_scores[:n], np.float64),
+                    np.asarray(flags[:n], bool))
+
+
+def _greedy(rows: np.ndarray, scores: np.ndarray, k: int, attrs: ItemAttributes, rules: RulesConfig,
+            span: float) -> np.ndarray:
+    """Positions picked best-first, skipping brands at their cap and penalising repeated leaf categories."""
+    order = np.argsort(-scores, kind="stable")
+    if rules.max_per_brand is None and rules.diversity == 0.0:
+        return order[:k]
+    brands, leaves = attrs.brand[rows], attrs.leaf[rows]
+    eff = scores.copy()
+    alive = np.ones(len(rows), bool)
+    brand_count: dict[int, int] = {}
+    leaf_count: dict[int, int] = {}
+    picked: list[int] = []
+    while len(picked) < k and alive.any():
+        cand = np.where(alive, eff, -np.inf)
+        i = int(np.argmax(cand))
+        alive[i] = False
+        b = int(brands[i])
+        if rules.max_per_brand is not None and b >= 0 and brand_count.get(b, 0) >= rules.max_per_brand:
+            continue
+        picked.append(i)
+        brand_count[b] = brand_count.get(b, 0) + 1
+        leaf = int(leaves[i])
+        leaf_count[leaf] = leaf_count.get(leaf, 0) + 1
+        if rules.diversity and leaf >= 0:
+            eff[leaves == leaf] -= rules.diversity * span
+    return np.asarray(picked, np.int64)
+
+
+__all__ = ["ItemAttributes", "ItemFilters", "Selected", "apply_rules"]
