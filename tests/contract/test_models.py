@@ -19,6 +19,9 @@ from aisle.testing.contract import RecommenderContract
 TOY_OVERRIDES: dict[str, dict[str, Any]] = {
     "als": {"factors": 16, "iterations": 10, "num_threads": 1},
     "bpr": {"factors": 16, "iterations": 50},
+    # deep models: a small net for a few epochs (the toy is 80 users; real defaults train for minutes)
+    **{name: {"dim": 32, "layers": 1, "batch_size": 32, "lr": 5e-3, "warmup_steps": 0, "epochs": 15, "dropout": 0.1,
+              "progress": False, "device": "cpu"} for name in ("sasrec", "gru4rec", "twotower")},
 }
 
 

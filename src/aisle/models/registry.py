@@ -16,6 +16,8 @@ from aisle.models.knn import ItemKNN, UserKNN
 from aisle.models.markov import MarkovChain
 from aisle.models.mf import ALS, BPR
 from aisle.models.popularity import Popularity, Trending
+from aisle.models.sequential import GRU4Rec, SASRec
+from aisle.models.twotower import TwoTower
 
 MODELS: dict[str, type[Recommender]] = {
     "pop": Popularity,
@@ -28,4 +30,7 @@ MODELS: dict[str, type[Recommender]] = {
     "markov": MarkovChain,
     "fbt": FrequentlyBoughtTogether,
     "content": ContentSimilarity,
+    "sasrec": SASRec,
+    "gru4rec": GRU4Rec,
+    "twotower": TwoTower,
 }

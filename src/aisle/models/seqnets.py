@@ -106,4 +106,4 @@ class GRU4RecNet(nn.Module):
         return self.items.table()
 
 
-NETS: dict[str, type[nn.Module]] = {"sasrec": SASRecNet, "gru4rec": GRU4RecNet}
+__all__ = ["GRU4RecNet", "ItemEmbedding", "SASRecNet"]
