@@ -7,6 +7,13 @@ A bundle is a folder:
     items.json           the item vocabulary (index -> item_id), shared by every model in the bundle
     users.json           the user vocabulary
     models/<name>/       each model's own `save()` output (JSON config + .npy/.safetensors arrays)
+    catalog.parquet      the items table (card data for responses, attributes for rules), when known
+    histories.npz        each user's last events (item index, event type code, time), the serving state
+                         a known user starts from
+    pipeline/            the recommendation pipeline (`aisle.pipeline`): its sources, neighbour tables,
+                         combiner, and `users.npz` (each user source's precomputed top items per user)
+    search/              the search engine (`SearchEngine.save`), reranker included
+    report.json          the latest offline evaluation report, when one was run
 
 Loading looks each model's registry name up in `aisle.models.registry.MODELS` and calls its `load`,
 so a bundle can only instantiate code that ships with Aisle. The data fingerprint (a hash of the
@@ -21,14 +28,57 @@ import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from aisle import __version__
-from aisle.models.base import Recommender, Vocab
+from aisle.models.base import Recommender, TrainData, Vocab
+from aisle.types import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from aisle.pipeline import Pipeline
+    from aisle.search.engine import SearchEngine
 
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Per user index, the last events as CSR arrays: items (int32), event type codes (int8, `EVENT_TYPES`
+    order) and timestamps (int64 microseconds), oldest first."""
+
+    ptr: np.ndarray
+    items: np.ndarray
+    types: np.ndarray
+    times: np.ndarray
+
+    @classmethod
+    def from_train(cls, data: TrainData, last: int = 50) -> Histories:
+        codes = {t: i for i, t in enumerate(EVENT_TYPES)}
+        ev = data.events.with_columns(pl.int_range(pl.len()).reverse().over("user_idx").alias("_from_end"))
+        ev = ev.filter(pl.col("_from_end") < last)
+        counts = np.bincount(ev["user_idx"].to_numpy(), minlength=data.n_users)
+        ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        types = ev["event_type"].replace_strict(codes, default=0, return_dtype=pl.Int8).to_numpy()
+        times = ev["timestamp"].dt.epoch("us").to_numpy().astype(np.int64)
+        return cls(ptr, ev["item_idx"].to_numpy().astype(np.int32), types.astype(np.int8), times)
+
+    def of(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if user < 0 or user >= len(self.ptr) - 1:
+            empty = np.zeros(0, np.int64)
+            return empty, empty.astype(np.int8), empty
+        a, b = self.ptr[user], self.ptr[user + 1]
+        return self.items[a:b].astype(np.int64), self.types[a:b], self.times[a:b]
+
+    def save(self, path: Path) -> None:
+        np.savez(path, ptr=self.ptr, items=self.items, types=self.types, times=self.times)
+
+    @classmethod
+    def load(cls, path: Path) -> Histories:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["ptr"], z["items"], z["types"], z["times"])
 
 
 def fingerprint(events: pl.DataFrame) -> str:
@@ -46,17 +96,47 @@ class Bundle:
     users: Vocab
     models: dict[str, Recommender] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    catalog: pl.DataFrame | None = None
+    histories: Histories | None = None
+    pipeline: Pipeline | None = None
+    user_rows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    search: SearchEngine | None = None
+    report: dict[str, Any] | None = None
+
+    @property
+    def version(self) -> str:
+        """What a server reports as its model version: creation time + data fingerprint."""
+        return f"{self.manifest.get('created_at', '?')}/{self.manifest.get('data_fingerprint', '?')}"
 
     def save(self, path: str | Path, *, data_fingerprint: str, metrics: dict[str, Any] | None = None) -> Path:
         """Write the bundle folder (atomically enough: a reader only trusts a complete manifest)."""
         out = Path(path)
         (out / "models").mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)  # a half-rewritten bundle is never mistaken for whole
         (out / "items.json").write_text(json.dumps(self.items.ids.tolist()))
         (out / "users.json").write_text(json.dumps(self.users.ids.tolist()))
         entries = {}
         for key, model in self.models.items():
             model.save(out / "models" / key)
             entries[key] = {"model": model.name, "path": f"models/{key}"}
+        parts: dict[str, str] = {}
+        if self.catalog is not None:
+            self.catalog.write_parquet(out / "catalog.parquet")
+            parts["catalog"] = "catalog.parquet"
+        if self.histories is not None:
+            self.histories.save(out / "histories.npz")
+            parts["histories"] = "histories.npz"
+        if self.pipeline is not None:
+            self.pipeline.save(out / "pipeline")
+            np.savez(out / "pipeline" / "users.npz", **{f"{k}_{x}": a for k, (i, v) in self.user_rows.items()
+                                                         for x, a in (("items", i), ("scores", v))})
+            parts["pipeline"] = "pipeline"
+        if self.search is not None:
+            self.search.save(out / "search")
+            parts["search"] = "search"
+        if self.report is not None:
+            (out / "report.json").write_text(json.dumps(self.report, indent=2, default=str))
+            parts["report"] = "report.json"
         import torch
 
         self.manifest = {
@@ -69,6 +149,7 @@ class Bundle:
             "n_items": len(self.items),
             "n_users": len(self.users),
             "models": entries,
+            "parts": parts,
             "metrics": metrics or {},
         }
         tmp = out / "manifest.json.tmp"
@@ -76,8 +157,19 @@ class Bundle:
         tmp.replace(out / "manifest.json")
         return out
 
+    def write_report(self, path: str | Path, report: dict[str, Any]) -> None:
+        """Attach an offline evaluation report to a saved bundle (the manifest is rewritten atomically)."""
+        root = Path(path)
+        (root / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        self.report = report
+        self.manifest.setdefault("parts", {})["report"] = "report.json"
+        tmp = root / "manifest.json.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=2))
+        tmp.replace(root / "manifest.json")
+
     @classmethod
-    def load(cls, path: str | Path) -> Bundle:
+    def load(cls, path: str | Path, *, search: bool = True, embedder: Any = None) -> Bundle:
+        """Read a bundle; `search=False` skips the search index (it is the slowest part to load)."""
         from aisle.models.registry import MODELS
 
         root = Path(path)
@@ -94,4 +186,78 @@ class Bundle:
             models[key] = MODELS[entry["model"]].load(root / entry["path"])
         items = Vocab.of(json.loads((root / "items.json").read_text()))
         users = Vocab.of(json.loads((root / "users.json").read_text()))
-        return cls(items=items, users=users, models=models, manifest=manifest)
+        bundle = cls(items=items, users=users, models=models, manifest=manifest)
+        parts = manifest.get("parts", {})
+        if "catalog" in parts:
+            bundle.catalog = pl.read_parquet(root / parts["catalog"])
+        if "histories" in parts:
+            bundle.histories = Histories.load(root / parts["histories"])
+        if "pipeline" in parts:
+            from aisle.pipeline import Pipeline
+
+            bundle.pipeline = Pipeline.load(root / parts["pipeline"])
+            with np.load(root / parts["pipeline"] / "users.npz", allow_pickle=False) as z:
+                keys = {f[: -len("_items")] for f in z.files if f.endswith("_items")}
+                bundle.user_rows = {k: (z[f"{k}_items"], z[f"{k}_scores"]) for k in keys}
+        if "search" in parts and search:
+            from aisle.search.engine import SearchEngine
+
+            bundle.search = SearchEngine.load(root / parts["search"], embedder=embedder)
+        if "report" in parts:
+            bundle.report = json.loads((root / parts["report"]).read_text())
+        return bundle
+
+
+def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search: bool = True, dense: bool = True,
+                         history_length: int = 50, progress: Any = None) -> Bundle:
+    """Everything `aisle serve` needs from a Dataset: pipeline (+ per-user lists), search engine, catalog,
+    histories. `manifest["metrics"]["parts"]` says what was built and how long each part took."""
+    import time
+
+    from aisle.evaluate.protocol import item_vocab
+    from aisle.pipeline import Pipeline, PipelineConfig
+
+    say = progress or (lambda _msg: None)
+    parts: dict[str, dict[str, Any]] = {}
+    catalog = data.items if data.items.height else None
+    items = item_vocab(data.events, catalog)
+    train = TrainData.from_events(data.events, items=items, catalog=catalog)
+    t0 = time.perf_counter()
+    say("pipeline sources and combiner")
+    pipe = Pipeline(config or PipelineConfig(), seed=seed).fit(train)
+    parts["pipeline"] = {"what": f"sources {', '.join(pipe.source_keys)}; ranker {pipe.ranker}",
+                         "seconds": time.perf_counter() - t0, "selection_NDCG@10": pipe.selection}
+    t0 = time.perf_counter()
+    say("per-user candidate lists")
+    rows = pipe.precompute(train)
+    parts["user_lists"] = {"what": f"{train.n_users:,} users x {pipe.config.per_source} items per user source",
+                           "seconds": time.perf_counter() - t0}
+    engine = None
+    if search and catalog is not None:
+        t0 = time.perf_counter()
+        say("search index")
+        engine = _search_engine(data, dense)
+        parts["search"] = {"what": f"{len(engine.catalog):,} items, dense={dense}, reranker="
+                                   f"{'yes' if engine.reranker is not None else 'no'}",
+                           "seconds": time.perf_counter() - t0}
+    bundle = Bundle(items=items, users=train.users, catalog=catalog, histories=Histories.from_train(train,
+                    history_length), pipeline=pipe, user_rows=rows, search=engine)
+    bundle.manifest = {"metrics": {"parts": parts, "pipeline": {"ranker": pipe.ranker, "selection": pipe.selection}}}
+    return bundle
+
+
+def _search_engine(data: Any, dense: bool) -> SearchEngine:
+    from aisle.search import evaluate as ev
+    from aisle.search.embed import Embedder, default_cache_dir
+    from aisle.search.engine import SearchEngine
+
+    purchases = data.events.filter(pl.col("event_type") == "purchase").group_by("item_id").len()
+    engine = SearchEngine.build(data.items, dense=dense, embedder=Embedder(default_cache_dir()) if dense else None,
+                                popularity=dict(purchases.iter_rows()))
+    judgments = ev.judgments_from_events(data.events)
+    if judgments.height:
+        judged = ev.judged_queries(judgments, engine)
+        prep = ev.prepare(engine, [j.query for j in judged])
+        if sum(len(p.features) for p in prep) >= 100:
+            engine.reranker = ev.fit(prep, ev.head_gains(prep, judged), list(range(len(prep))))
+    return engine

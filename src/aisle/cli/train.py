@@ -1,8 +1,12 @@
 """`aisle train`: fit models on a whole data source and write a versioned bundle for serving.
 
-Unlike `aisle evaluate`, nothing is held out for scoring: a production model learns from every event
-(deep models still hold each user's last item out internally, to stop early). The same command runs
-under `torchrun --nproc_per_node=N` for data-parallel training; rank 0 writes the bundle.
+Without `--model` it builds everything `aisle serve` needs: the recommendation pipeline (its candidate
+sources, neighbour tables, the learned combiner, per-user precomputed lists), the search engine (index +
+LambdaMART reranker trained on the source's own search log), the catalog and each user's recent history.
+With `--model a,b` it fits just those registry models (the deep-model workflow). Unlike `aisle evaluate`,
+nothing is held out for scoring: a production model learns from every event (deep models and the pipeline's
+combiner still hold each user's last item out internally). The same command runs under
+`torchrun --nproc_per_node=N` for data-parallel training; rank 0 writes the bundle.
 """
 
 from __future__ import annotations
@@ -37,12 +41,19 @@ def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
 def train(
     dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (manifest, vocabularies, models).")],
-    model: Annotated[str, typer.Option("--model", help="Comma-separated registry names, e.g. sasrec,itemknn.")]
-    = "sasrec",
-    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model hyper-parameters.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Comma-separated registry names, e.g. sasrec,itemknn; "
+                                              "default: the whole serving bundle (pipeline + search).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model hyper-parameters; a [pipeline] "
+                                                "table sets the pipeline (e.g. sources, per_source).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every model that uses randomness.")] = 0,
+    search: Annotated[bool, typer.Option(help="Build the search index (serving bundle only).")] = True,
+    dense: Annotated[bool, typer.Option(help="Search with MiniLM vectors too (embeddings cached in $AISLE_CACHE).")]
+    = True,
 ) -> None:
     """Fit models on all events of a source and save them as a bundle (works under torchrun too)."""
+    if model is None:
+        serving_bundle(dataspec, out, params=load_config(config), seed=seed, search=search, dense=dense)
+        return
     from aisle.bundle import Bundle, fingerprint
     from aisle.data.readers import read_dataspec
     from aisle.data.validation import DataError
@@ -91,6 +102,36 @@ def train(
         console.print(table)
         console.print(f"Bundle written to [bold]{out}[/] ({len(fitted)} model(s), {len(items):,} items).")
     ctx.close()
+
+
+def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]], seed: int, search: bool = True,
+                   dense: bool = True) -> Path:
+    """Build and save the whole serving bundle; prints what was built (used by `aisle train` and `aisle demo`)."""
+    from aisle.bundle import build_serving_bundle, fingerprint
+    from aisle.data.readers import read_dataspec
+    from aisle.data.validation import DataError
+    from aisle.pipeline import PipelineConfig
+
+    try:
+        data = read_dataspec(dataspec)
+        pcfg = PipelineConfig.from_json({**PipelineConfig().to_json(), **params.get("pipeline", {})})
+    except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2 if not isinstance(exc, DataError) else 1) from None
+    t0 = time.perf_counter()
+    with err.status("Training the serving bundle ...") as status:
+        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense,
+                                      progress=lambda msg: status.update(f"Training the serving bundle: {msg} ..."))
+    bundle.save(out, data_fingerprint=fingerprint(data.events), metrics=bundle.manifest.get("metrics", {}))
+    table = Table(title=f"Serving bundle for {dataspec}", title_justify="left")
+    for col in ("part", "what", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for part, info in bundle.manifest["metrics"].get("parts", {}).items():
+        table.add_row(part, info["what"], f"{info['seconds']:.1f}")
+    console.print(table)
+    console.print(f"Bundle written to [bold]{out}[/] in {time.perf_counter() - t0:.0f}s. Serve it with: "
+                  f"[bold]aisle serve --bundle {out}[/]")
+    return out
 
 
 def _init_params(cls: type) -> set[str]:
