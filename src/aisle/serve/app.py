@@ -1,0 +1,146 @@
+"""`create_app(settings, services)`: the FastAPI application.
+
+One pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request) enforces the body
+size limit, times every request into the metrics under its route *template* (never the raw path, whose user
+ids would explode label cardinality) and turns any unexpected exception into a JSON 500 without a stack trace.
+Validation errors and HTTP errors are JSON too: `{"error": ..., "detail": ...}`. The paths "/" and
+"/dashboard" are left to the web UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aisle import __version__
+from aisle.config import Settings
+from aisle.serve.routes import router
+from aisle.serve.services import NotReadyError, Services
+
+log = logging.getLogger("aisle.serve")
+
+
+def _json(status: int, error: str, detail: Any) -> Response:
+    return Response(orjson.dumps({"error": error, "detail": detail}), status_code=status,
+                    media_type="application/json")
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class ServeMiddleware:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app, self.services = app, services
+        self.limit = services.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+        started = False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _json(413, "too_large", f"request body over {self.limit} bytes")(scope, receive, send)
+                self._observe(scope, 413, t0)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLargeError:
+            status = 413
+            if not started:
+                await _json(413, "too_large", f"request body over {self.limit} bytes")(scope, receive, send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            status = 500
+            if not started:
+                await _json(500, "internal", "internal server error")(scope, receive, send)
+        finally:
+            self._observe(scope, status, t0)
+
+    def _observe(self, scope: Scope, status: int, t0: float) -> None:
+        route = scope.get("route")
+        name = getattr(route, "path", None) or "unmatched"
+        self.services.metrics.observe(name, scope.get("method", ""), status, time.perf_counter() - t0)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None, *, load: bool = True) -> FastAPI:
+    """The API over `services` (built from `settings` when not given); loads the bundle at start-up if `load`."""
+    if services is None:
+        services = Services(settings or Settings())
+    svc = services
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = []
+        if load and not svc.ready:
+            try:
+                await svc.reload()
+            except Exception:
+                log.exception("could not load the bundle at %s; /ready says why", svc.bundle_path)
+        if svc.settings.watch_seconds > 0:
+            tasks.append(asyncio.create_task(svc.watch()))
+        if svc.state.backend == "redis":
+            tasks.append(asyncio.create_task(svc.poll_catalog()))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await svc.close()
+
+    app = FastAPI(title="Aisle", version=__version__, lifespan=lifespan,
+                  description="Search and recommendations for an online store: real-time, explained, hot-swappable.")
+    app.state.services = svc
+    app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        return _json(422, "validation", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        names = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                 422: "validation", 503: "unavailable"}
+        return _json(exc.status_code, names.get(exc.status_code, "error"), exc.detail)
+
+    @app.exception_handler(NotReadyError)
+    async def _not_ready(_request: Request, exc: NotReadyError) -> Response:
+        return _json(503, "not_ready", str(exc))
+
+    app.add_middleware(ServeMiddleware, services=svc)
+    return app
+
+
+__all__ = ["ServeMiddleware", "create_app"]

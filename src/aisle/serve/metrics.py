@@ -1,0 +1,85 @@
+"""Request metrics: Prometheus for scrapers, a rolling one-minute window as JSON for a dashboard.
+
+Why both: Prometheus histograms are what operators alert on, but a browser dashboard wants "requests/s and
+p99 right now" without running Prometheus. Under several uvicorn workers, `PROMETHEUS_MULTIPROC_DIR` (set by
+`aisle serve`) makes /metrics sum every worker; the JSON window is per process and says which one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5)
+WINDOW_S = 60.0
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        r = self.registry
+        self.requests = Counter("aisle_requests", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.latency = Histogram("aisle_request_seconds", "Request latency", ["route"], buckets=BUCKETS, registry=r)
+        self.events = Counter("aisle_events_ingested", "Events posted to /events", ["outcome"], registry=r)
+        self.items = Counter("aisle_items_upserted", "Items upserted through PUT /items", registry=r)
+        self.model = Gauge("aisle_model_info", "Loaded bundle (value: load time, unix seconds)", ["version"],
+                           registry=r, multiprocess_mode="liveall")
+        self.reloads = Counter("aisle_reloads", "Bundle loads", ["outcome"], registry=r)
+        self.started = time.time()
+        self._window: deque[tuple[float, str, float, int]] = deque()
+        self._events: deque[tuple[float, int]] = deque()
+        self._version: str | None = None
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        now = time.time()
+        self._window.append((now, route, seconds * 1000.0, status))
+        while self._window and self._window[0][0] < now - WINDOW_S:
+            self._window.popleft()
+
+    def ingested(self, accepted: int, duplicates: int) -> None:
+        self.events.labels("accepted").inc(accepted)
+        self.events.labels("duplicate").inc(duplicates)
+        self._events.append((time.time(), accepted))
+
+    def model_loaded(self, version: str) -> None:
+        if self._version is not None:
+            self.model.remove(self._version)
+        self.model.labels(version).set(time.time())
+        self._version = version
+
+    def render(self) -> bytes:
+        if self.multiprocess:
+            reg = CollectorRegistry()
+            MultiProcessCollector(reg)
+            return generate_latest(reg)
+        return generate_latest(self.registry)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Requests/s, latency percentiles and errors per route over the last minute (this process)."""
+        now = time.time()
+        rows = [w for w in self._window if w[0] >= now - WINDOW_S]
+        span = min(WINDOW_S, max(now - self.started, 1e-9))
+        routes: dict[str, Any] = {}
+        for route in sorted({r[1] for r in rows}):
+            lat = np.array([r[2] for r in rows if r[1] == route])
+            errors = sum(1 for r in rows if r[1] == route and r[3] >= 500)
+            p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+            routes[route] = {"requests_per_s": round(len(lat) / span, 2), "p50_ms": round(float(p50), 2),
+                             "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2), "errors": errors,
+                             "client_errors": sum(1 for r in rows if r[1] == route and 400 <= r[3] < 500)}
+        events = sum(n for t, n in self._events if t >= now - WINDOW_S)
+        return {"process": os.getpid(), "window_s": WINDOW_S, "requests_per_s": round(len(rows) / span, 2),
+                "errors": sum(1 for r in rows if r[3] >= 500), "events_per_min": round(events * 60.0 / span, 1),
+                "routes": routes, "uptime_s": round(now - self.started, 1)}
+
+
+__all__ = ["Metrics"]

@@ -1,0 +1,201 @@
+"""The HTTP routes. Thin on purpose: parse and validate, call `Services` / `Runtime`, return JSON-ready dicts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from aisle.rules import ItemFilters
+from aisle.serve.auth import require_admin, require_write
+from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
+from aisle.serve.services import Services
+
+router = APIRouter()
+
+K = Annotated[int, Query(ge=1, le=1000, description="How many items.")]
+Categories = Annotated[list[str] | None, Query(description="Only these categories (any level of the path).")]
+Brands = Annotated[list[str] | None, Query(description="Only these brands.")]
+PriceMin = Annotated[float | None, Query(ge=0)]
+PriceMax = Annotated[float | None, Query(ge=0)]
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def _filters(category: list[str] | None, brand: list[str] | None, price_min: float | None,
+             price_max: float | None) -> ItemFilters:
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise HTTPException(422, "price_min is above price_max")
+    return ItemFilters(tuple(category or ()), tuple(brand or ()), price_min, price_max)
+
+
+def _k(svc: Services, k: int) -> int:
+    if k > svc.settings.max_k:
+        raise HTTPException(422, f"k must be at most {svc.settings.max_k}")
+    return k
+
+
+# ---- reads ---------------------------------------------------------------------------------------------
+
+
+@router.get("/users/{user_id}/recommendations", tags=["recommendations"])
+async def recommendations(user_id: str, svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
+                          price_min: PriceMin = None, price_max: PriceMax = None,
+                          context_item: Annotated[str | None, Query(description="The item on screen now.")] = None,
+                          exclude: Annotated[list[str] | None, Query(description="Item ids not to show.")] = None,
+                          ) -> dict[str, Any]:
+    """Recommended for you: the pipeline on the shopper's history plus everything they did since."""
+    k = _k(svc, k)
+    f = _filters(category, brand, price_min, price_max)
+    live, erased = await svc.state.history(user_id)
+    rt = svc.runtime
+    h = rt.history(user_id, live, erased, context_item)
+    out = rt.recommend(h, k, filters=f, exclude=exclude or ())
+    out["user_id"] = user_id
+    out["known_user"] = h.user_idx >= 0
+    return out
+
+
+@router.get("/items/{item_id}/similar", tags=["recommendations"])
+async def similar(item_id: str, svc: Svc, k: K = 10) -> dict[str, Any]:
+    """Similar items (content and co-viewing neighbours); an unknown item gets trending items instead."""
+    rt = svc.runtime
+    out = rt.neighbours(item_id, _k(svc, k), ("content", "itemknn", "markov"))
+    return out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version}
+
+
+@router.get("/items/{item_id}/bought-together", tags=["recommendations"])
+async def bought_together(item_id: str, svc: Svc, k: K = 10) -> dict[str, Any]:
+    """Frequently bought together (association rules), then co-viewed items when there are too few rules."""
+    rt = svc.runtime
+    out = rt.neighbours(item_id, _k(svc, k), ("fbt", "itemknn"))
+    return out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version}
+
+
+@router.get("/trending", tags=["recommendations"])
+async def trending(svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
+                   price_min: PriceMin = None, price_max: PriceMax = None) -> dict[str, Any]:
+    rt = svc.runtime
+    return {"items": rt.trending(_k(svc, k), _filters(category, brand, price_min, price_max)),
+            "model_version": rt.version}
+
+
+@router.get("/search", tags=["search"])
+async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="The shopper's query.")] = "",
+                 category: Categories = None, brand: Brands = None, price_min: PriceMin = None,
+                 price_max: PriceMax = None,
+                 sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
+                 page: Annotated[int, Query(ge=1, le=1000)] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+                 user: Annotated[str | None, Query(description="Personalise for this shopper.")] = None,
+                 ) -> dict[str, Any]:
+    """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised."""
+    from aisle.search.query import Filters
+
+    rt = svc.runtime
+    if rt.search is None:
+        raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
+    f = _filters(category, brand, price_min, price_max)
+    filters = Filters(price_min=f.price_min, price_max=f.price_max, brands=list(f.brands),
+                      categories=list(f.categories), available=True if svc.settings.rules.only_available else None)
+    affinity = None
+    if user:
+        live, erased = await svc.state.history(user)
+        affinity = rt.affinity(rt.history(user, live, erased))
+    return rt.search_json(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
+
+
+# ---- writes --------------------------------------------------------------------------------------------
+
+
+@router.post("/events", tags=["events"], dependencies=[Depends(require_write)])
+async def post_events(body: EventsIn, svc: Svc) -> dict[str, Any]:
+    """A batch of events; repeats (same event_id, or same user/item/type/time) are counted and ignored."""
+    if len(body.events) > svc.settings.max_batch:
+        raise HTTPException(413, f"at most {svc.settings.max_batch} events per request")
+    return await svc.ingest([e.record() for e in body.events])
+
+
+@router.put("/items", tags=["catalog"], dependencies=[Depends(require_write)])
+async def put_items(body: ItemsIn, svc: Svc) -> dict[str, Any]:
+    """Insert or replace catalog items; new ones are searchable and recommendable (cold start) on return."""
+    if len(body.items) > svc.settings.max_batch:
+        raise HTTPException(413, f"at most {svc.settings.max_batch} items per request")
+    return await svc.upsert_items([i.record() for i in body.items])
+
+
+@router.delete("/users/{user_id}", tags=["users"], dependencies=[Depends(require_write)])
+async def delete_user(user_id: str, svc: Svc) -> dict[str, Any]:
+    """Erase a shopper: live state, stored events, and the bundle's copy of their history from now on."""
+    return await svc.erase(user_id)
+
+
+# ---- operations ----------------------------------------------------------------------------------------
+
+
+@router.get("/health", tags=["operations"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["operations"])
+async def ready(svc: Svc) -> Response:
+    import orjson
+
+    ok_state = await svc.state.ping()
+    body: dict[str, Any] = {"ready": svc.ready and ok_state, "state": svc.state.backend, "state_ok": ok_state}
+    if svc.ready:
+        body["model_version"] = svc.runtime.version
+    elif svc.last_error:
+        body["error"] = svc.last_error
+    return Response(orjson.dumps(body), status_code=200 if body["ready"] else 503, media_type="application/json")
+
+
+@router.get("/metrics", tags=["operations"])
+async def metrics(svc: Svc) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/stats", tags=["operations"])
+async def stats(svc: Svc) -> dict[str, Any]:
+    """For a dashboard: traffic and latency of the last minute, the bundle, the catalog, the offline report."""
+    out: dict[str, Any] = {"traffic": svc.metrics.snapshot(), "state": svc.state.backend,
+                           "workers": svc.settings.workers}
+    if svc.ready:
+        rt = svc.runtime
+        m = rt.bundle.manifest
+        out["bundle"] = {"path": str(svc.bundle_path), "version": rt.version, "created_at": m.get("created_at"),
+                         "data_fingerprint": m.get("data_fingerprint"), "aisle": m.get("aisle"),
+                         "models": list(m.get("models", {})), "parts": list(m.get("parts", {})),
+                         "loaded_at": rt.loaded_at, "metrics": m.get("metrics", {})}
+        hist = rt.bundle.histories
+        out["catalog"] = {"items": len(rt.item_ids), "bundle_items": len(rt.bundle.items),
+                          "upserted": len(svc.upserts), "catalog_version": svc.catalog_version,
+                          "users": rt.n_users, "bundle_history_events": int(hist.ptr[-1]) if hist else 0,
+                          "searchable": rt.search is not None, "online_scoring": rt.online}
+        out["offline_report"] = rt.bundle.report
+    return out
+
+
+@router.post("/admin/reload", tags=["operations"], dependencies=[Depends(require_admin)])
+async def reload(svc: Svc, body: ReloadIn | None = None) -> dict[str, Any]:
+    """Load the bundle again (or the one at `path`) and swap it in atomically; requests keep flowing."""
+    from pathlib import Path
+
+    path = Path(body.path) if body and body.path else None
+    if path is not None and not (path / "manifest.json").exists():
+        raise HTTPException(404, f"{path}: not an Aisle bundle (no manifest.json)")
+    old = svc.runtime.version if svc.ready else None
+    try:
+        rt = await svc.reload(path)
+    except Exception as exc:
+        raise HTTPException(500, f"reload failed, the previous bundle keeps serving: {type(exc).__name__}: {exc}"
+                            ) from None
+    return {"reloaded": True, "previous_version": old, "model_version": rt.version, "path": str(svc.bundle_path)}

@@ -1,0 +1,303 @@
+"""`Runtime`: one loaded bundle plus the catalog upserts made since, answering requests synchronously.
+
+A Runtime never changes after it is built; a hot swap or a catalog upsert builds a new one (sharing the heavy
+arrays) and replaces the reference, so a request that started on the old one finishes on it. Everything a
+request needs is precomputed here: id -> index maps, card columns, neighbour tables (in the pipeline), the
+search engine. Per request the work is a few small numpy operations over a few hundred candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from aisle.bundle import Bundle
+from aisle.config import Settings
+from aisle.models.base import EVENT_WEIGHTS, QueryBatch
+from aisle.pipeline import Pipeline, item_attributes
+from aisle.rules import ItemAttributes, ItemFilters, apply_rules
+from aisle.serve.state import LiveEvent
+from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
+
+_POSITIVE = {t for t, w in EVENT_WEIGHTS.items() if w > 0}
+_VERB = {"purchase": "bought", "add_to_cart": "added", "favorite": "saved", "rating": "rated"}
+_SEQUENTIAL = {"sasrec", "gru4rec", "markov"}
+
+
+@dataclass(frozen=True)
+class History:
+    items: np.ndarray  # item indices, oldest first (unknown items dropped)
+    types: list[str]
+    user_idx: int  # -1: unknown or erased
+    live: int  # events from the live state
+
+
+class Runtime:
+    def __init__(self, bundle: Bundle, settings: Settings, upserts: Sequence[dict[str, Any]] = (),
+                 embedder: Any = None, search: Any = None) -> None:
+        self.bundle, self.settings, self.embedder = bundle, settings, embedder
+        self.version = bundle.version
+        self.loaded_at = time.time()
+        base = bundle.catalog if bundle.catalog is not None else pl.DataFrame({"item_id": []}, schema={
+            "item_id": pl.String})
+        ids = list(bundle.items.ids)
+        ups = conform(pl.DataFrame(list(upserts), schema_overrides={"categories": pl.List(pl.String)},
+                                   strict=False), ITEM_SCHEMA) if upserts else None
+        new_ids = [i for i in (ups["item_id"].to_list() if ups is not None else []) if i not in bundle.items.index]
+        self.item_ids: list[str] = ids + list(dict.fromkeys(new_ids))
+        self.index = {i: n for n, i in enumerate(self.item_ids)}
+        frame = pl.DataFrame({"item_id": pl.Series(self.item_ids, dtype=pl.String)})
+        cat = conform(base, ITEM_SCHEMA) if base.height else conform(base, ITEM_SCHEMA).clear()
+        if ups is not None:
+            cat = pl.concat([cat.filter(~pl.col("item_id").is_in(ups["item_id"].implode())), ups])
+        self.catalog = frame.join(cat.unique("item_id", keep="last"), on="item_id", how="left", maintain_order="left")
+        self.cards = {c: self.catalog[c].to_list() for c in ("title", "brand", "price", "currency", "categories")}
+        self.attrs: ItemAttributes = item_attributes(self.catalog, len(self.item_ids))
+        self.pipeline: Pipeline | None = bundle.pipeline.with_items(self.attrs) if bundle.pipeline else None
+        self.extra: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        self.own: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # new items' own content neighbours
+        if new_ids and self.pipeline is not None:
+            self._cold_start([self.index[i] for i in dict.fromkeys(new_ids)])
+        self.search = search if search is not None else bundle.search
+        self.n_users = len(bundle.users)
+        self.online = len(self.item_ids) <= settings.online_max_items
+        self._search_cache: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+
+    # ---- cold start ----------------------------------------------------------------------------------
+
+    def _cold_start(self, rows: list[int]) -> None:
+        """New items get content neighbours now, and become content candidates of the items they resemble."""
+        assert self.pipeline is not None
+        content = next((s.key for s in self.pipeline.sources if s.model == "content"), None)
+        emb = getattr(self.pipeline.models.get(content), "embeddings", None) if content else None
+        if content is None or emb is None or self.embedder is None:
+            return
+        from aisle.models.content import item_texts
+
+        texts = item_texts(self.catalog[rows], len(rows))
+        vecs = self.embedder.embed_texts(texts)
+        sims = vecs @ emb.T
+        k = self.pipeline.config.neighbours
+        reverse: dict[int, list[tuple[int, float]]] = {}
+        for row, s in zip(rows, sims, strict=True):
+            top = np.argsort(-s)[:k]
+            self.own[row] = (top.astype(np.int64), s[top].astype(np.float32))
+            for j in top:
+                reverse.setdefault(int(j), []).append((row, float(s[j])))
+        self.extra[content] = {j: (np.array([r for r, _ in v], np.int64), np.array([x for _, x in v], np.float32))
+                               for j, v in reverse.items()}
+
+    # ---- histories -----------------------------------------------------------------------------------
+
+    def history(self, user_id: str, live: list[LiveEvent], erased: bool, context: str | None = None) -> History:
+        uidx = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        items: list[int] = []
+        types: list[str] = []
+        if uidx >= 0 and self.bundle.histories is not None:
+            it, ty, _ = self.bundle.histories.of(uidx)
+            items, types = it.tolist(), [EVENT_TYPES[t] for t in ty]
+        for item, etype, _ts in live:
+            i = self.index.get(item)
+            if i is not None:
+                items.append(i)
+                types.append(etype)
+        if context is not None and context in self.index:
+            items.append(self.index[context])
+            types.append("view")
+        return History(np.asarray(items, np.int64), types, uidx, len(live))
+
+    # ---- recommendations -----------------------------------------------------------------------------
+
+    def recommend(self, h: History, k: int, *, filters: ItemFilters | None = None,
+                  exclude: Sequence[str] = ()) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        pipe = self.pipeline
+        positive = np.array([t in _POSITIVE for t in h.types], bool)
+        model_hist = h.items[positive] if len(h.items) else h.items
+        excluded = self._excluded(h) + [self.index[e] for e in exclude if e in self.index]
+        picks: list[dict[str, Any]] = []
+        if pipe is not None:
+            rows = self._user_rows(h)
+            c = pipe.candidates(QueryBatch(np.array([h.user_idx]), [model_hist]), user_rows=rows, extra=self.extra,
+                                exclude_history=False)
+            scores = pipe.rank(c)
+            sel = apply_rules(c.item, scores, k, attrs=self.attrs, rules=self.settings.rules, index=self.index,
+                              exclude=excluded, filters=filters)
+            pos = {int(i): j for j, i in enumerate(c.item)}
+            for r, s, pinned in zip(sel.rows, sel.scores, sel.pinned, strict=True):
+                j = pos.get(int(r))
+                why = self._why_pinned() if pinned or j is None else self._explain(
+                    int(r), pipe.source_keys[int(c.best_source[j])], int(c.anchor[j]), h)
+                picks.append(self.card(int(r), float(s), why))
+        if len(picks) < k:  # unknown shopper under narrow filters, or no pipeline: trending fills the list
+            seen = {p["item_id"] for p in picks}
+            for p in self._trending_cards(k, filters, excluded):
+                if len(picks) >= k:
+                    break
+                if p["item_id"] not in seen:
+                    picks.append(p)
+        return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
+                "model_version": self.version, "history_length": len(h.items), "live_events": h.live}
+
+    def _user_rows(self, h: History) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Precomputed lists for a known user, unless the catalog is small enough to score the live session."""
+        pipe = self.pipeline
+        assert pipe is not None
+        user_keys = [s.key for s in pipe.sources if s.kind == "user"]
+        empty = (np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
+        if h.user_idx < 0 and not len(h.items):  # nothing to personalise on: trending and popularity decide
+            return dict.fromkeys(user_keys, empty)
+        if self.online and (h.live or h.user_idx < 0):
+            return None
+        if h.user_idx >= 0 and all(k in self.bundle.user_rows for k in user_keys):
+            return {k: (self.bundle.user_rows[k][0][h.user_idx:h.user_idx + 1],
+                        self.bundle.user_rows[k][1][h.user_idx:h.user_idx + 1]) for k in user_keys}
+        if self.online:
+            return None
+        return dict.fromkeys(user_keys, empty)
+
+    def _excluded(self, h: History) -> list[int]:
+        mode = self.settings.rules.exclude_seen
+        if mode == "none" or not len(h.items):
+            return []
+        if mode == "purchased":
+            return [int(i) for i, t in zip(h.items, h.types, strict=True) if t == "purchase"]
+        return [int(i) for i, t in zip(h.items, h.types, strict=True) if t in _POSITIVE]
+
+    def _explain(self, row: int, key: str, anchor: int, h: History) -> dict[str, Any]:
+        assert self.pipeline is not None
+        src = next(s for s in self.pipeline.sources if s.key == key)
+        title = self.cards["title"][anchor] if 0 <= anchor < len(self.item_ids) else None
+        anchor_id = self.item_ids[anchor] if 0 <= anchor < len(self.item_ids) else None
+        if src.kind == "trending":
+            leaf = self.attrs.leaf[row]
+            where = self.attrs.leaf_names[leaf] if leaf >= 0 else None
+            return {"type": "trending", "text": f"Trending in {where}" if where else "Trending now"}
+        if src.kind == "i2i" and title:
+            if src.model == "fbt":
+                return {"type": "bought_together", "text": f"Often bought with {title}", "item_id": anchor_id}
+            if src.model == "content":
+                return {"type": "similar", "text": f"Similar to {title}", "item_id": anchor_id}
+            last = next((t for i, t in zip(h.items[::-1], h.types[::-1], strict=True) if i == anchor), "view")
+            return {"type": "because_you", "text": f"Because you {_VERB.get(last, 'viewed')} {title}",
+                    "item_id": anchor_id}
+        if src.model in _SEQUENTIAL:
+            return {"type": "session", "text": "Picked for what you are browsing now"}
+        return {"type": "personal", "text": "Popular with shoppers like you"}
+
+    @staticmethod
+    def _why_pinned() -> dict[str, Any]:
+        return {"type": "promoted", "text": "Featured"}
+
+    def card(self, row: int, score: float | None = None, why: dict[str, Any] | None = None) -> dict[str, Any]:
+        c = self.cards
+        price = c["price"][row]
+        out = {"item_id": self.item_ids[row], "title": c["title"][row] or self.item_ids[row], "brand": c["brand"][row],
+               "price": None if price is None or price != price else float(price), "currency": c["currency"][row],
+               "category": list(c["categories"][row] or []), "available": bool(self.attrs.available[row])}
+        if score is not None:
+            out["score"] = round(score, 5)
+        if why is not None:
+            out["explanation"] = why
+        return out
+
+    # ---- item pages and trending ---------------------------------------------------------------------
+
+    def neighbours(self, item_id: str, k: int, models: Sequence[str]) -> dict[str, Any] | None:
+        """Items next to `item_id` in the pipeline's tables of `models` (in that order of preference)."""
+        row = self.index.get(item_id)
+        pipe = self.pipeline
+        if row is None or pipe is None:
+            return None
+        cand: dict[int, tuple[float, str]] = {}
+        for s in pipe.sources:
+            if s.kind != "i2i" or s.model not in models:
+                continue
+            nb, ns = pipe.tables[s.key]
+            idx, sc = (nb[row], ns[row]) if row < len(nb) else self.own.get(row, (np.zeros(0, np.int64), []))
+            weight = 1.0 / (1 + models.index(s.model))
+            for rank, (j, v) in enumerate(zip(idx, sc, strict=True)):
+                if j >= 0 and v > 0:
+                    prev = cand.get(int(j), (0.0, s.model))
+                    cand[int(j)] = (prev[0] + weight / (1 + rank), prev[1] if prev[0] else s.model)
+        rows = np.fromiter(cand, np.int64, len(cand))
+        scores = np.array([v[0] for v in cand.values()])
+        sel = apply_rules(rows, scores, k, attrs=self.attrs, rules=self.settings.rules.model_copy(
+            update={"max_per_brand": None, "diversity": 0.0}), index=self.index, exclude=[row])
+        title = self.cards["title"][row] or item_id
+        texts = {"fbt": f"Often bought with {title}", "content": f"Similar to {title}"}
+        items = [self.card(int(r), float(s), {"type": "bought_together" if cand[int(r)][1] == "fbt" else "similar",
+                                               "text": texts.get(cand[int(r)][1], f"Shoppers who viewed {title} "
+                                                                                  "also viewed this"),
+                                               "item_id": item_id}) for r, s in zip(sel.rows, sel.scores, strict=True)]
+        return {"item": self.card(row), "items": items, "model_version": self.version}
+
+    def trending(self, k: int, filters: ItemFilters | None = None) -> list[dict[str, Any]]:
+        return self._trending_cards(k, filters, [])
+
+    def _trending_cards(self, k: int, filters: ItemFilters | None, exclude: list[int]) -> list[dict[str, Any]]:
+        trend = self.pipeline.trend if self.pipeline is not None else np.zeros(len(self.item_ids), np.float32)
+        pop = self.pipeline.popularity if self.pipeline is not None else trend
+        key = trend.astype(np.float64) + 1e-6 * pop
+        top = np.argsort(-key, kind="stable")[: max(k * 20, 200)]
+        sel = apply_rules(top, key[top], k, attrs=self.attrs, rules=self.settings.rules, index=self.index,
+                          exclude=exclude, filters=filters)
+        out = []
+        for r, s in zip(sel.rows, sel.scores, strict=True):
+            leaf = self.attrs.leaf[r]
+            where = self.attrs.leaf_names[leaf] if leaf >= 0 else None
+            out.append(self.card(int(r), float(s), {"type": "trending",
+                                                    "text": f"Trending in {where}" if where else "Trending now"}))
+        return out
+
+    # ---- search --------------------------------------------------------------------------------------
+
+    def affinity(self, h: History) -> dict[str, dict[str, float]]:
+        """Brand and category shares of a shopper's recent history (search personalisation)."""
+        recent = h.items[-20:]
+        out: dict[str, dict[str, float]] = {"brands": {}, "categories": {}}
+        for name, codes, names in (("brands", self.attrs.brand, self.attrs.brand_names),
+                                   ("categories", self.attrs.leaf, self.attrs.leaf_names)):
+            c = codes[recent]
+            c = c[c >= 0]
+            if len(c):
+                vals, counts = np.unique(c, return_counts=True)
+                out[name] = {names[v]: float(n / counts.max()) for v, n in zip(vals, counts, strict=True)}
+        return out
+
+    def search_json(self, query: str, *, filters: Any, sort: str, page: int, page_size: int,
+                    affinity: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+        assert self.search is not None
+        key = None
+        if not affinity or not any(affinity.values()):
+            affinity = None
+            key = (query, json.dumps(filters.to_json(), sort_keys=True), sort, page, page_size)
+            hit = self._search_cache.get(key)
+            if hit is not None:
+                self._search_cache.move_to_end(key)
+                return {**hit, "cached": True}
+        t0 = time.perf_counter()
+        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
+                                 user_affinity=affinity)
+        out = res.to_json()
+        for hit in out["hits"]:
+            row = self.index.get(hit["item_id"])
+            if row is not None:
+                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
+        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        out["model_version"] = self.version
+        if key is not None and self.settings.search_cache:
+            self._search_cache[key] = out
+            if len(self._search_cache) > self.settings.search_cache:
+                self._search_cache.popitem(last=False)
+        return {**out, "cached": False}
+
+
+__all__ = ["History", "Runtime"]
