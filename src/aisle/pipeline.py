@@ -326,6 +326,8 @@ class Pipeline:
         for sid, q, _items, sc, anc, lc in parts:
             j = inv[start:start + len(q)]
             start += len(q)
+            if not len(j):
+                continue
             score[sid] = np.bincount(j, weights=sc, minlength=m)
             lastc[sid] = np.bincount(j, weights=lc, minlength=m)
             present = np.bincount(j, minlength=m) > 0
@@ -483,6 +485,21 @@ class Pipeline:
         return model
 
 
+def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, console: Any = None,
+            name: str | None = None) -> Any:
+    """The pipeline next to each of its sources alone, through the evaluation harness (full ranking,
+    leave-one-out; the combiner learns on the validation targets, everything is scored on the test targets)."""
+    import functools
+
+    from aisle.evaluate.runner import run_experiment
+
+    cfg = config or PipelineConfig()
+    models: dict[str, Any] = {s.key: functools.partial(model_class(s.model), **s.params)
+                              for s in available_sources(cfg.sources)}
+    models["pipeline"] = functools.partial(Pipeline, cfg)
+    return run_experiment(data, models, max_trials=1, seed=seed, console=console, name=name)
+
+
 def _ndcg10(scores: np.ndarray, labels: np.ndarray, sizes: np.ndarray) -> float:
     """Mean NDCG@10 of one relevant item per group (the held-out target), ties broken pessimistically."""
     out = []
@@ -543,5 +560,5 @@ def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.n
             stats["user_idx"].to_numpy().astype(np.int64), stats["item_idx"].to_numpy().astype(np.int64))
 
 
-__all__ = ["DEFAULT_SOURCES", "Candidates", "Pipeline", "PipelineConfig", "Source", "hold_out_last",
+__all__ = ["DEFAULT_SOURCES", "Candidates", "Pipeline", "PipelineConfig", "Source", "compare", "hold_out_last",
            "item_attributes", "neighbour_table", "top_n"]

@@ -7,6 +7,7 @@ import typer
 from aisle.cli import data as _data
 from aisle.cli import evaluate as _evaluate
 from aisle.cli import search as _search
+from aisle.cli import serve as _serve
 from aisle.cli import train as _train
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command("demo")(_data.demo)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("train")(_train.train)
 app.command("search-eval")(_search.search_eval)
+app.command("serve")(_serve.serve)
 
 
 def main() -> None:

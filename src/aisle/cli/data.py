@@ -151,17 +151,61 @@ def stats_table(s: StoreStats, *, title: str) -> Table:
     return table
 
 
+DEMO_SOURCES_FAST = [  # no deep model, no text model: the whole job in well under a minute (tests, CI)
+    {"key": "als", "model": "als", "kind": "user", "params": {"factors": 32, "iterations": 8}},
+    {"key": "itemknn", "model": "itemknn", "kind": "i2i", "decay": 0.7},
+    {"key": "markov", "model": "markov", "kind": "i2i", "window": 5, "decay": 0.5},
+    {"key": "fbt", "model": "fbt", "kind": "i2i"},
+    {"key": "trending", "model": "trending", "kind": "trending"},
+]
+DEMO_SOURCES = [
+    {"key": "sasrec", "model": "sasrec", "kind": "user", "params": {"max_seconds": 25.0, "progress": False}},
+    *DEMO_SOURCES_FAST[:-1],
+    {"key": "content", "model": "content", "kind": "i2i", "refit": False},
+    DEMO_SOURCES_FAST[-1],
+]
+
+
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its store.")] = Path("aisle-data"),
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic store.")] = 0,
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its store and bundle.")] = Path("aisle-data"),
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic store and the models.")] = 0,
+    items: Annotated[int, typer.Option(help="Catalog items of the synthetic store.")] = 3_000,
+    users: Annotated[int, typer.Option(help="Shoppers.")] = 1_500,
+    events: Annotated[int, typer.Option(help="Events.")] = 100_000,
+    fast: Annotated[bool, typer.Option(help="Skip the deep and text models and dense search (seconds, not "
+                                       "minutes).")] = False,
+    serve: Annotated[bool, typer.Option(help="Serve the bundle on http://127.0.0.1:PORT at the end.")] = True,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
 ) -> None:
-    """The main job on the built-in synthetic store: generate it, ingest it, show its statistics."""
-    store_dir = workdir / "synthetic"
-    db = workdir / "demo.duckdb"
+    """The main job on the built-in synthetic store: generate -> ingest -> train -> evaluate -> serve."""
+    from aisle.cli.serve import run
+    from aisle.cli.train import serving_bundle
+    from aisle.config import Settings
+    from aisle.evaluate.report import comparison_table
+    from aisle.pipeline import PipelineConfig, compare
+
+    t0 = time.perf_counter()
+    store_dir, db, bundle = workdir / "synthetic", workdir / "demo.duckdb", workdir / "bundle"
+    sources = DEMO_SOURCES_FAST if fast else DEMO_SOURCES
     console.rule("[bold]Aisle demo[/]: 1. generate the synthetic store")
-    generate(out=store_dir, seed=seed)
+    generate(out=store_dir, items=items, users=users, events=events, seed=seed)
     console.rule("2. ingest it into the embedded store")
     db.unlink(missing_ok=True)
     ingest(f"aisle:{store_dir}", db=db)
-    console.rule("3. what is in the store")
-    stats(db=db)
+    console.rule("3. train the serving bundle (pipeline sources, combiner, search index)")
+    serving_bundle(f"aisle:{store_dir}", bundle, params={"pipeline": {"sources": sources}}, seed=seed,
+                   dense=not fast)
+    console.rule("4. evaluate: the pipeline next to each of its models (leave-one-out, full ranking)")
+    data = read_dataspec(f"aisle:{store_dir}")
+    cfg = PipelineConfig.from_json({**PipelineConfig().to_json(), "sources": sources})
+    exp = compare(data, cfg, seed=seed, console=err, name="synthetic store")
+    report = exp.to_dict()
+    console.print(comparison_table(report, title="Held-out test targets (the combiner learned on validation "
+                                                 "targets only)"))
+    from aisle.bundle import Bundle
+
+    Bundle.load(bundle, search=False).write_report(bundle, report)
+    console.print(f"Demo built in {time.perf_counter() - t0:.0f}s; the report is in {bundle}/report.json.")
+    if serve:
+        console.rule("5. serve")
+        run(Settings(bundle=bundle, store=db, port=port))
