@@ -56,6 +56,9 @@ def evaluate(
                                                      "that count as targets, e.g. purchase (default: all).")] = None,
     max_trials: Annotated[int, typer.Option(help="At most this many hyper-parameter settings per model, "
                                             "tried on the validation targets.")] = 8,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model parameters "
+                                                "(`[sasrec] max_len = 200`): they are fixed, not searched.")]
+    = None,
 ) -> None:
     """Tune on validation, refit, and score models on the test targets (full ranking); print a comparison."""
     from aisle.data.readers import DataSpec, read_dataspec
@@ -83,6 +86,9 @@ def evaluate(
         err.print(f"[red]error:[/] unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
                   f"known: {', '.join(sorted(MODELS))}")
         raise typer.Exit(2)
+    classes = {n: MODELS[n] for n in names}
+    if config is not None:
+        classes = _pinned(classes, config)
     try:
         spec = DataSpec.parse(dataspec)
         with err.status(f"Reading and validating {spec} ..."):
@@ -97,7 +103,7 @@ def evaluate(
         err.print(f"[red]error:[/] {spec} holds no events to evaluate on")
         raise typer.Exit(2)
     try:
-        exp = run_experiment(data, {n: MODELS[n] for n in names}, protocol=protocol, ks=ks, max_trials=max_trials,
+        exp = run_experiment(data, classes, protocol=protocol, ks=ks, max_trials=max_trials,
                              seed=seed, sampled=sampled, target_types=_names(target_types) if target_types else None,
                              console=err, name=spec.path.stem)
     except ModelError as exc:
@@ -121,3 +127,27 @@ def evaluate(
     if report is not None:
         md, png = write_report(result, report)
         (err if to_stdout else console).print(f"Wrote {md} and {png}")
+
+
+def _pinned(classes: dict[str, type], path: Path) -> dict[str, type]:
+    """Each model with the file's parameters pinned: a subclass whose search space holds one value per pinned
+    key, so the runner fits it as given (and reports the parameters) while unpinned keys are still searched."""
+    from aisle.cli.train import load_config
+
+    try:
+        params = load_config(path)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--config") from None
+    extra = sorted(set(params) - set(classes))
+    if extra:
+        raise typer.BadParameter(f"{path} configures {', '.join(extra)}, which --models does not name",
+                                 param_hint="--config")
+    out: dict[str, type] = {}
+    for name, cls in classes.items():
+        pinned = params.get(name)
+        if not pinned:
+            out[name] = cls
+            continue
+        space = {**dict(getattr(cls, "search_space", {}) or {}), **{k: [v] for k, v in pinned.items()}}
+        out[name] = type(cls.__name__, (cls,), {"search_space": space, "__module__": cls.__module__})
+    return out

@@ -130,7 +130,7 @@ class Trainer:
             result = TrainResult(**state["result"])
             best_state = state.get("best_model")
         writer = _tensorboard(cfg.tensorboard_dir) if ctx.is_main else None
-        t0 = time.perf_counter()
+        t0, base_seconds = time.perf_counter(), result.seconds
         bad_evals = 0
         with _progress_bar(cfg.progress and ctx.is_main, total=cfg.epochs * steps_per_epoch) as bar:
             if bar is not None:
@@ -157,7 +157,9 @@ class Trainer:
                     if bar is not None:
                         bar.advance(desc=f"epoch {epoch + 1} loss {running / n:.4f}")
                 result.epochs_run = epoch + 1
-                row: dict[str, float] = {"epoch": epoch + 1, "loss": ctx.all_mean(running / max(n, 1))}
+                result.seconds = base_seconds + time.perf_counter() - t0
+                row: dict[str, float] = {"epoch": epoch + 1, "loss": ctx.all_mean(running / max(n, 1)),
+                                         "seconds": round(result.seconds, 1)}
                 stop = False
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                     net.eval()
@@ -175,11 +177,13 @@ class Trainer:
                 result.history.append(row)
                 if writer is not None:
                     for key, value in row.items():
-                        if key != "epoch":
+                        if key not in ("epoch", "seconds"):
                             writer.add_scalar(key, value, epoch + 1)
                     writer.add_scalar("lr", sched.get_last_lr()[0], epoch + 1)
                 if bar is not None:
-                    bar.note(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
+                    bar.note(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                                if k not in ("epoch", "seconds"))
+                             + f", {row['seconds']:.0f} s"
                              + f" (best {metric} {result.best_metric:.4f} @ {result.best_epoch})")
                 if ckpt_dir and ctx.is_main:
                     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +193,7 @@ class Trainer:
                 if ctx.broadcast_flag(stop or over_time):
                     result.stopped_early = stop
                     break
-        result.seconds = time.perf_counter() - t0
+        result.seconds = base_seconds + time.perf_counter() - t0  # a resumed run adds to the seconds it had
         if best_state is not None:
             module.load_state_dict(best_state)
         if writer is not None:

@@ -1,0 +1,38 @@
+"""`aisle evaluate --config`: parameters from a file are fixed (not searched) and reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aisle.cli import app
+from aisle.testing.toy import toy_sequences
+
+runner = CliRunner()
+
+
+def _toy(tmp_path: Path) -> Path:
+    path = tmp_path / "Toy.txt"
+    path.write_text("\n".join(f"{u} {' '.join(s)}" for u, s in toy_sequences(40, 20, seed=1).items()) + "\n")
+    return path
+
+
+def test_config_pins_parameters(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[markov]\nwindow = 2\n")
+    out = tmp_path / "res.json"
+    result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "markov", "--config", str(cfg),
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(out.read_text())["models"]["markov"]
+    assert entry["params"]["window"] == 2
+    assert all(t["params"]["window"] == 2 for t in entry["trials"])
+
+
+def test_config_naming_an_unselected_model_is_an_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[sasrec]\ndim = 8\n")
+    result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "pop", "--config", str(cfg)])
+    assert result.exit_code == 2 and "sasrec" in result.output
