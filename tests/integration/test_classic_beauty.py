@@ -2,7 +2,7 @@
 
 The protocol of ../shared/data/amazon-s3rec/README.md: fit on train + validation targets, rank all 12,101 items
 for each user's test target with history = split.history("test"), the history's items excluded.
-`benchmarks/classic_beauty.py` runs every classic model the same way, with hyper-parameters chosen on validation.
+`benchmarks/classic.py` runs every classic model through `aisle evaluate`, with hyper-parameters chosen on validation.
 """
 
 from __future__ import annotations
