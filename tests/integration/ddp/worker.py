@@ -38,7 +38,8 @@ def main() -> None:
     ctx = DistContext.from_env("cpu")
     data = TrainData.from_events(planted_log())
     model = SASRec(epochs=8, dim=32, layers=1, dropout=0.1, batch_size=64, lr=3e-3, warmup_steps=0,
-                   progress=False, patience=100, seed=0, device="cpu", use_features=False)
+                   progress=False, patience=100, seed=0, device="cpu", use_features=False, holdout=True,
+                   schedule="constant")
     model.fit(data)
     if ctx.is_main:
         result = model.result

@@ -12,7 +12,7 @@ from aisle.models.twotower import TwoTower
 from tests.integration.ddp.worker import planted_log
 
 SMALL = {"dim": 16, "layers": 1, "batch_size": 64, "lr": 5e-3, "warmup_steps": 0, "progress": False,
-         "use_features": False, "device": "cpu", "dropout": 0.1}
+         "use_features": False, "device": "cpu", "dropout": 0.1, "holdout": True}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_two_tower_learns_with_in_batch_negatives(data: TrainData) -> None:
 
 
 def test_without_holdout_trains_every_epoch_on_everything(data: TrainData) -> None:
-    model = GRU4Rec(epochs=3, holdout=False, patience=1, **SMALL).fit(data)
+    model = GRU4Rec(epochs=3, patience=1, **{**SMALL, "holdout": False}).fit(data)
     res = model.result
     assert res is not None and res.epochs_run == 3 and res.best_epoch == 3 and not res.stopped_early
     assert all("NDCG@10" not in row for row in res.history)

@@ -12,7 +12,7 @@ from aisle.train.trainer import TrainConfig, resolve_amp
 from tests.integration.ddp.worker import planted_log
 
 SMALL = {"dim": 16, "layers": 1, "batch_size": 64, "lr": 3e-3, "warmup_steps": 0, "progress": False,
-         "use_features": False, "device": "cpu"}
+         "use_features": False, "device": "cpu", "holdout": True, "schedule": "constant"}
 
 
 @pytest.fixture(scope="module")
