@@ -43,6 +43,9 @@ class RulesConfig(_Frozen):
     boost_brands: dict[str, float] = Field(default_factory=dict)
     boost_categories: dict[str, float] = Field(default_factory=dict)
     pins: tuple[Pin, ...] = ()
+    new_item_slot: int | None = Field(default=3, ge=1)
+    """Cold start: the best candidate added since the bundle (no events yet) is shown at this position at the
+    latest, so new products get exposure; None turns it off."""
 
 
 class Settings(_Frozen):

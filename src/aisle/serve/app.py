@@ -27,6 +27,7 @@ from aisle import __version__
 from aisle.config import Settings
 from aisle.serve.routes import router
 from aisle.serve.services import NotReadyError, Services
+from aisle.web import router as web_router
 
 log = logging.getLogger("aisle.serve")
 
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   description="Search and recommendations for an online store: real-time, explained, hot-swappable.")
     app.state.services = svc
     app.include_router(router)
+    app.include_router(web_router)  # the storefront at /, the dashboard at /dashboard (aisle.web)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:

@@ -73,26 +73,54 @@ class Runtime:
     # ---- cold start ----------------------------------------------------------------------------------
 
     def _cold_start(self, rows: list[int]) -> None:
-        """New items get content neighbours now, and become content candidates of the items they resemble."""
-        assert self.pipeline is not None
-        content = next((s.key for s in self.pipeline.sources if s.model == "content"), None)
-        emb = getattr(self.pipeline.models.get(content), "embeddings", None) if content else None
-        if content is None or emb is None or self.embedder is None:
+        """New items get neighbours now and become candidates next to the items they resemble: by the content
+        model's text vectors, else the search index's vectors, else shared leaf category and brand."""
+        pipe = self.pipeline
+        assert pipe is not None
+        i2i = [s for s in pipe.sources if s.kind == "i2i"]
+        if not i2i:
             return
-        from aisle.models.content import item_texts
-
-        texts = item_texts(self.catalog[rows], len(rows))
-        vecs = self.embedder.embed_texts(texts)
-        sims = vecs @ emb.T
-        k = self.pipeline.config.neighbours
+        key = next((s.key for s in i2i if s.model == "content"), i2i[0].key)
+        sims = self._content_sims(rows, key)
+        k = pipe.config.neighbours
+        n_old = len(self.bundle.items)
         reverse: dict[int, list[tuple[int, float]]] = {}
         for row, s in zip(rows, sims, strict=True):
-            top = np.argsort(-s)[:k]
+            s[row] = -np.inf
+            s[n_old:] = -np.inf  # new items are not each other's evidence
+            top = np.argsort(-s, kind="stable")[:k]
+            top = top[np.isfinite(s[top]) & (s[top] > 0)]
             self.own[row] = (top.astype(np.int64), s[top].astype(np.float32))
             for j in top:
                 reverse.setdefault(int(j), []).append((row, float(s[j])))
-        self.extra[content] = {j: (np.array([r for r, _ in v], np.int64), np.array([x for _, x in v], np.float32))
-                               for j, v in reverse.items()}
+        self.extra[key] = {j: (np.array([r for r, _ in v], np.int64), np.array([x for _, x in v], np.float32))
+                           for j, v in reverse.items()}
+
+    def _content_sims(self, rows: list[int], key: str) -> np.ndarray:
+        """(len(rows), n_items) similarity of each new item to every item."""
+        assert self.pipeline is not None
+        n = len(self.item_ids)
+        emb = getattr(self.pipeline.models.get(key), "embeddings", None)
+        if emb is not None and self.embedder is not None:
+            from aisle.models.content import item_texts
+
+            vecs = self.embedder.embed_texts(item_texts(self.catalog[rows], len(rows)))
+            return np.pad(vecs @ emb.T, ((0, 0), (0, n - emb.shape[0])), constant_values=-np.inf)
+        engine = self.bundle.search
+        if engine is not None and engine.dense is not None and engine.embedder is not None:
+            from aisle.search.catalog import Catalog
+
+            new = Catalog.from_items(self.catalog[rows])
+            vecs = engine.embedder.embed_texts([new.embedding_text(i) for i in range(len(rows))])
+            out = np.full((len(rows), n), -np.inf)
+            at = np.array([self.index.get(i, -1) for i in engine.catalog.item_ids])
+            out[:, at[at >= 0]] = (vecs @ engine.dense.vectors.T)[:, at >= 0]
+            return out
+        a = self.attrs
+        same_leaf = (a.leaf[None, :] == a.leaf[rows][:, None]) & (a.leaf[rows][:, None] >= 0)
+        same_brand = (a.brand[None, :] == a.brand[rows][:, None]) & (a.brand[rows][:, None] >= 0)
+        pop = self.pipeline.popularity
+        return np.where(same_leaf, 0.5 + 0.25 * same_brand + 0.1 * pop[None, :], -np.inf)
 
     # ---- histories -----------------------------------------------------------------------------------
 
@@ -130,11 +158,13 @@ class Runtime:
             scores = pipe.rank(c)
             sel = apply_rules(c.item, scores, k, attrs=self.attrs, rules=self.settings.rules, index=self.index,
                               exclude=excluded, filters=filters)
+            n_old = len(self.bundle.items)
+            sel = self._expose_new(sel, c.item, scores, k, excluded, filters, n_old)
             pos = {int(i): j for j, i in enumerate(c.item)}
             for r, s, pinned in zip(sel.rows, sel.scores, sel.pinned, strict=True):
                 j = pos.get(int(r))
                 why = self._why_pinned() if pinned or j is None else self._explain(
-                    int(r), pipe.source_keys[int(c.best_source[j])], int(c.anchor[j]), h)
+                    int(r), pipe.source_keys[int(c.best_source[j])], int(c.anchor[j]), h, new=r >= n_old)
                 picks.append(self.card(int(r), float(s), why))
         if len(picks) < k:  # unknown shopper under narrow filters, or no pipeline: trending fills the list
             seen = {p["item_id"] for p in picks}
@@ -145,6 +175,24 @@ class Runtime:
                     picks.append(p)
         return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "model_version": self.version, "history_length": len(h.items), "live_events": h.live}
+
+    def _expose_new(self, sel: Any, items: np.ndarray, scores: np.ndarray, k: int, excluded: list[int],
+                    filters: ItemFilters | None, n_old: int) -> Any:
+        """The `new_item_slot` rule: a new item among the candidates is shown at that position at the latest."""
+        slot = self.settings.rules.new_item_slot
+        if slot is None or n_old >= len(self.item_ids) or (sel.rows >= n_old).any():
+            return sel
+        new = items >= n_old
+        if not new.any():
+            return sel
+        best = apply_rules(items[new], scores[new], 1, attrs=self.attrs, rules=self.settings.rules,
+                           index=self.index, exclude=excluded, filters=filters)
+        if not len(best.rows):
+            return sel
+        at = min(slot, k, len(sel.rows) + 1) - 1
+        rows = np.insert(sel.rows, at, best.rows[0])[:k]
+        sc = np.insert(sel.scores, at, sel.scores[at] if at < len(sel.scores) else best.scores[0])[:k]
+        return type(sel)(rows, sc, np.insert(sel.pinned, at, False)[:k])
 
     def _user_rows(self, h: History) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
         """Precomputed lists for a known user, unless the catalog is small enough to score the live session."""
@@ -169,13 +217,15 @@ class Runtime:
             return []
         if mode == "purchased":
             return [int(i) for i, t in zip(h.items, h.types, strict=True) if t == "purchase"]
-        return [int(i) for i, t in zip(h.items, h.types, strict=True) if t in _POSITIVE]
+        return [int(i) for i in h.items]
 
-    def _explain(self, row: int, key: str, anchor: int, h: History) -> dict[str, Any]:
+    def _explain(self, row: int, key: str, anchor: int, h: History, new: bool = False) -> dict[str, Any]:
         assert self.pipeline is not None
         src = next(s for s in self.pipeline.sources if s.key == key)
         title = self.cards["title"][anchor] if 0 <= anchor < len(self.item_ids) else None
         anchor_id = self.item_ids[anchor] if 0 <= anchor < len(self.item_ids) else None
+        if new and title:
+            return {"type": "similar", "text": f"New, and similar to {title}", "item_id": anchor_id}
         if src.kind == "trending":
             leaf = self.attrs.leaf[row]
             where = self.attrs.leaf_names[leaf] if leaf >= 0 else None
@@ -223,6 +273,9 @@ class Runtime:
             nb, ns = pipe.tables[s.key]
             idx, sc = (nb[row], ns[row]) if row < len(nb) else self.own.get(row, (np.zeros(0, np.int64), []))
             weight = 1.0 / (1 + models.index(s.model))
+            more = self.extra.get(s.key, {}).get(row)
+            if more is not None:
+                idx, sc = np.concatenate([more[0], idx]), np.concatenate([more[1], sc])
             for rank, (j, v) in enumerate(zip(idx, sc, strict=True)):
                 if j >= 0 and v > 0:
                     prev = cand.get(int(j), (0.0, s.model))

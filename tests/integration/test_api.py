@@ -1,0 +1,364 @@
+"""The serving API end to end on a tiny synthetic store: real time (in-process and Redis), hot swap, erase,
+cold start, rules, explanations, safety. One bundle is built for the module (fast sources + content)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from aisle.bundle import build_serving_bundle, fingerprint
+from aisle.config import Settings
+from aisle.data.readers.base import Dataset
+from aisle.data.synthetic import SyntheticConfig, generate
+from aisle.pipeline import PipelineConfig, Source
+from aisle.serve import Services, create_app
+from aisle.store import Store
+
+SOURCES = (Source("als", "als", "user", {"factors": 16, "iterations": 5}),
+           Source("itemknn", "itemknn", "i2i", decay=0.7),
+           Source("markov", "markov", "i2i", window=5, decay=0.5),
+           Source("fbt", "fbt", "i2i"),
+           Source("trending", "trending", "trending"))  # content (MiniLM over descriptions) costs minutes here
+
+
+@pytest.fixture(scope="module")
+def shop() -> Dataset:
+    s = generate(SyntheticConfig(n_items=400, n_users=200, n_events=12_000, seed=3))
+    return Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(shop: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "b1"
+    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=30), dense=False)
+    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    return out
+
+
+@pytest.fixture
+def client(bundle_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(bundle=bundle_dir, store=tmp_path / "live.duckdb")
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _user_with_history(client: TestClient, shop: Dataset) -> str:
+    """An active shopper whose whole history fits the bundle's per-user window (50 events)."""
+    counts = shop.events.group_by("user_id").len().filter((shop.events.group_by("user_id").len()["len"] >= 20)
+                                                         & (shop.events.group_by("user_id").len()["len"] <= 45))
+    return str(counts.sort("user_id")["user_id"][0])
+
+
+def _far_item(client: TestClient, shop: Dataset, user: str) -> tuple[str, str]:
+    """An item from a category the user never touched (so viewing it must change their list)."""
+    seen = set(shop.events.filter(shop.events["user_id"] == user)["item_id"].drop_nulls().to_list())
+    cat_of = dict(zip(shop.items["item_id"].to_list(), shop.items["categories"].to_list(), strict=True))
+    cats = {tuple(cat_of.get(i) or ()) for i in seen}
+    popular = shop.events.drop_nulls("item_id").group_by("item_id").len().sort(["len", "item_id"],
+                                                                                descending=[True, False])
+    for item in popular["item_id"].drop_nulls():
+        if tuple(cat_of.get(item) or ()) not in cats:
+            return str(item), str(shop.items.filter(shop.items["item_id"] == item)["title"][0])
+    raise AssertionError("no far item")
+
+
+# ---- reads -----------------------------------------------------------------------------------------------
+
+
+def test_health_ready_docs(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    r = client.get("/ready").json()
+    assert r["ready"] and r["state"] == "memory" and r["model_version"]
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/users/{user_id}/recommendations", "/items/{item_id}/similar", "/items/{item_id}/bought-together",
+              "/trending", "/search", "/events", "/items", "/users/{user_id}", "/admin/reload", "/metrics"):
+        assert p in paths
+
+
+def test_recommendations_are_cards_with_explanations_and_respect_rules(client: TestClient, shop: Dataset) -> None:
+    user = _user_with_history(client, shop)
+    r = client.get(f"/users/{user}/recommendations", params={"k": 12})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["known_user"] and len(body["items"]) == 12
+    seen = set(shop.events.filter(shop.events["user_id"] == user)["item_id"].drop_nulls().to_list())
+    for it in body["items"]:
+        assert {"item_id", "title", "brand", "price", "category", "available", "score", "explanation"} <= set(it)
+        assert it["explanation"]["text"] and it["available"]
+        assert it["item_id"] not in seen  # exclude_seen="all" by default
+    assert len({i["item_id"] for i in body["items"]}) == 12
+    brand = body["items"][0]["brand"]
+    only = client.get(f"/users/{user}/recommendations", params={"k": 5, "brand": brand}).json()["items"]
+    assert only and all(i["brand"] == brand for i in only)
+    cheap = client.get(f"/users/{user}/recommendations", params={"k": 5, "price_max": 30}).json()["items"]
+    assert all(i["price"] <= 30 for i in cheap)
+
+
+def test_unknown_user_and_item_get_fallbacks_not_errors(client: TestClient) -> None:
+    r = client.get("/users/nobody-at-all/recommendations", params={"k": 5})
+    assert r.status_code == 200 and len(r.json()["items"]) == 5 and not r.json()["known_user"]
+    assert all(i["explanation"]["type"] == "trending" for i in r.json()["items"])
+    r = client.get("/items/no-such-item/similar")
+    assert r.status_code == 200 and r.json()["fallback"] == "trending" and r.json()["items"]
+
+
+def test_similar_bought_together_trending(client: TestClient, shop: Dataset) -> None:
+    counts = shop.events.drop_nulls("item_id").group_by("item_id").len()
+    item = str(counts.sort(["len", "item_id"], descending=[True, False])["item_id"][0])
+    sim = client.get(f"/items/{item}/similar", params={"k": 5}).json()
+    assert sim["item"]["item_id"] == item and len(sim["items"]) == 5
+    assert item not in {i["item_id"] for i in sim["items"]}
+    bt = client.get(f"/items/{item}/bought-together", params={"k": 5}).json()
+    assert bt["items"] and all(i["explanation"]["item_id"] == item for i in bt["items"])
+    tr = client.get("/trending", params={"k": 3}).json()["items"]
+    assert len(tr) == 3 and tr[0]["explanation"]["text"].startswith("Trending")
+    cat = tr[0]["category"][0]
+    assert all(cat in i["category"] for i in client.get("/trending", params={"category": cat}).json()["items"])
+
+
+def test_search_with_facets_filters_personalisation_and_cache(client: TestClient, shop: Dataset) -> None:
+    r = client.get("/search", params={"q": "hiking boots", "page_size": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["total"] > 0 and body["hits"] and body["facets"]["brand"]
+    assert {"category", "currency", "available"} <= set(body["hits"][0])
+    assert client.get("/search", params={"q": "hiking boots", "page_size": 5}).json()["cached"]
+    brand = body["facets"]["brand"][0]["value"]
+    only = client.get("/search", params={"q": "hiking boots", "brand": brand}).json()
+    assert only["total"] == body["facets"]["brand"][0]["count"]
+    user = _user_with_history(client, shop)
+    personal = client.get("/search", params={"q": "hiking boots", "user": user}).json()
+    assert personal["total"] == body["total"] and not personal["cached"]
+
+
+# ---- real time, erase, idempotency -------------------------------------------------------------------------
+
+
+def test_an_event_changes_the_very_next_recommendation(client: TestClient, shop: Dataset) -> None:
+    user = _user_with_history(client, shop)
+    before = [i["item_id"] for i in client.get(f"/users/{user}/recommendations", params={"k": 10}).json()["items"]]
+    item, title = _far_item(client, shop, user)
+    ev = {"events": [{"user_id": user, "item_id": item, "event_type": "view", "event_id": "rt-1"}]}
+    assert client.post("/events", json=ev).json() == {"accepted": 1, "duplicates": 0}
+    after = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()
+    assert after["live_events"] == 1
+    assert [i["item_id"] for i in after["items"]] != before
+    assert any(i["explanation"].get("item_id") == item and title in i["explanation"]["text"] for i in after["items"])
+
+
+def test_events_are_idempotent_and_reach_the_store(client: TestClient, bundle_dir: Path, tmp_path: Path) -> None:
+    ev = {"events": [{"user_id": "shopper-x", "item_id": "i00001", "event_type": "view", "event_id": "dup-1"},
+                     {"user_id": "shopper-x", "item_id": "i00002", "event_type": "add_to_cart",
+                      "timestamp": "2026-01-02T03:04:05Z"}]}  # no id: the natural key (user, item, type, time)
+    assert client.post("/events", json=ev).json() == {"accepted": 2, "duplicates": 0}
+    assert client.post("/events", json=ev).json() == {"accepted": 0, "duplicates": 2}
+    svc: Services = client.app.state.services
+    svc.sink.flush()
+    with Store(tmp_path / "live.duckdb", read_only=True) as store:
+        assert store.events("user_id = 'shopper-x'").height == 2
+
+
+def test_erase_forgets_live_state_bundle_history_and_stored_events(client: TestClient, shop: Dataset,
+                                                                   tmp_path: Path) -> None:
+    user = _user_with_history(client, shop)
+    client.post("/events", json={"events": [{"user_id": user, "item_id": "i00003", "event_type": "purchase"}]})
+    assert client.get(f"/users/{user}/recommendations").json()["history_length"] > 1
+    r = client.delete(f"/users/{user}")
+    assert r.status_code == 200 and r.json()["erased"] and r.json()["live_events"] == 1
+    assert r.json()["stored_events"] == 1
+    after = client.get(f"/users/{user}/recommendations").json()
+    assert after["history_length"] == 0 and not after["known_user"]
+    with Store(tmp_path / "live.duckdb", read_only=True) as store:
+        assert store.events("user_id = ?", [user]).height == 0
+
+
+# ---- catalog ----------------------------------------------------------------------------------------------
+
+
+def test_new_items_are_searchable_and_recommendable_at_once(client: TestClient, shop: Dataset) -> None:
+    anchor = shop.items.row(0, named=True)
+    new = {"item_id": "brand-new-1", "title": anchor["title"] + " Zephyrion edition", "brand": anchor["brand"],
+           "categories": anchor["categories"], "price": 42.0, "description": anchor["description"]}
+    r = client.put("/items", json={"items": [new]})
+    assert r.status_code == 200 and r.json()["new"] == 1
+    hits = client.get("/search", params={"q": "zephyrion"}).json()["hits"]
+    assert hits and hits[0]["item_id"] == "brand-new-1"
+    sim = client.get(f"/items/{anchor['item_id']}/similar", params={"k": 20}).json()["items"]
+    assert "brand-new-1" in [i["item_id"] for i in sim]
+    client.post("/events", json={"events": [{"user_id": "cold-1", "item_id": anchor["item_id"], "event_type": "view"}]})
+    recs = client.get("/users/cold-1/recommendations", params={"k": 10}).json()["items"]
+    mine = [n for n, i in enumerate(recs) if i["item_id"] == "brand-new-1"]
+    assert mine and mine[0] < 3  # the new_item_slot rule (default 3)
+    assert recs[mine[0]]["explanation"] == {"type": "similar", "item_id": anchor["item_id"],
+                                            "text": f"New, and similar to {anchor['title']}"}
+    assert client.get("/items/brand-new-1/similar", params={"k": 3}).json()["items"]
+
+
+# ---- safety -------------------------------------------------------------------------------------------------
+
+
+def test_bad_requests_are_clear_json_4xx(client: TestClient) -> None:
+    for r in (client.get("/users/x/recommendations", params={"k": 0}), client.post("/events", content=b"{oops"),
+              client.post("/events", json={"events": [{"user_id": "u", "event_type": "view"}]}),
+              client.post("/events", json={"events": [{"user_id": "u", "item_id": "i", "event_type": "teleport"}]}),
+              client.get("/search", params={"q": "x", "sort": "cheapest"}),
+              client.get("/users/x/recommendations", params={"price_min": 10, "price_max": 1})):
+        assert r.status_code == 422 and r.json()["error"] == "validation" and "Traceback" not in r.text
+    r = client.get("/no/such/route")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    big = {"events": [{"user_id": "u" * 200, "item_id": "i" * 200, "event_type": "view"}] * 3000}
+    r = client.post("/events", json=big)
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+
+
+def test_api_keys_guard_write_and_admin_routes(bundle_dir: Path) -> None:
+    with TestClient(create_app(Settings(bundle=bundle_dir, api_keys=("w-key",), admin_keys=("a-key",)))) as c:
+        ev = {"events": [{"user_id": "u", "item_id": "i00001", "event_type": "view"}]}
+        assert c.post("/events", json=ev).status_code == 401
+        assert c.post("/events", json=ev, headers={"X-API-Key": "nope"}).status_code == 403
+        assert c.post("/events", json=ev, headers={"X-API-Key": "w-key"}).status_code == 200
+        assert c.post("/events", json=ev, headers={"Authorization": "Bearer w-key"}).status_code == 200
+        assert c.post("/admin/reload", headers={"X-API-Key": "w-key"}).status_code == 403
+        assert c.post("/admin/reload", headers={"X-API-Key": "a-key"}).status_code == 200
+        assert c.get("/users/u/recommendations").status_code == 200  # reads stay open
+
+
+def test_metrics_and_stats(client: TestClient) -> None:
+    client.get("/users/u1/recommendations")
+    text = client.get("/metrics").text
+    assert 'aisle_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
+    assert "aisle_request_seconds_bucket" in text and "aisle_model_info" in text
+    stats = client.get("/api/stats").json()
+    assert stats["traffic"]["routes"]["/users/{user_id}/recommendations"]["requests_per_s"] > 0
+    assert stats["catalog"]["items"] == 400 and stats["bundle"]["version"]
+
+
+# ---- hot swap under load (a real uvicorn server) ----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server(settings: Settings) -> tuple[object, threading.Thread]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
+                                           log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, t
+
+
+def test_hot_swap_keeps_requests_flowing(bundle_dir: Path, shop: Dataset, tmp_path: Path) -> None:
+    second = tmp_path / "b2"
+    shutil.copytree(bundle_dir, second)
+    b2 = build_serving_bundle(Dataset(name="shop", items=shop.items, users=shop.users, events=shop.events[:-500]),
+                              PipelineConfig(sources=SOURCES[:2] + SOURCES[3:], rounds=20), dense=False)
+    b2.save(second, data_fingerprint="second", metrics={})
+    settings = Settings(bundle=bundle_dir, port=_free_port())
+    server, thread = _server(settings)
+    url = f"http://127.0.0.1:{settings.port}"
+    failures: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def hammer(path: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as h:
+            while not stop.is_set():
+                r = h.get(path)
+                if r.status_code != 200:
+                    failures.append(f"{path}: {r.status_code} {r.text[:200]}")
+                else:
+                    versions.append(r.json()["model_version"])
+
+    workers = [threading.Thread(target=hammer, args=(p,)) for p in ("/users/u00001/recommendations?k=10",
+                                                                     "/search?q=boots", "/trending")]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(0.5)
+        with httpx.Client(base_url=url, timeout=120) as h:
+            r = h.post("/admin/reload", json={"path": str(second)})
+        assert r.status_code == 200, r.text
+        new_version = r.json()["model_version"]
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=10)
+    assert not failures
+    assert new_version.endswith("/second") and r.json()["previous_version"] != new_version
+    assert versions[-1] == new_version and len(set(versions)) == 2 and len(versions) > 20
+
+
+# ---- Redis state: several workers share one shopper's live session ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
+    port = _free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_real_time_with_redis_state_across_two_workers(bundle_dir: Path, shop: Dataset, redis_url: str) -> None:
+    settings = Settings(bundle=bundle_dir, state=redis_url)
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        assert a.get("/ready").json()["state"] == "redis"
+        user = _user_with_history(a, shop)
+        before = [i["item_id"] for i in b.get(f"/users/{user}/recommendations").json()["items"]]
+        item, title = _far_item(a, shop, user)
+        ev = {"events": [{"user_id": user, "item_id": item, "event_type": "view", "event_id": "redis-rt-1"}]}
+        assert a.post("/events", json=ev).json()["accepted"] == 1
+        assert b.post("/events", json=ev).json() == {"accepted": 0, "duplicates": 1}  # idempotent across workers
+        after = b.get(f"/users/{user}/recommendations").json()  # the other worker sees the event at once
+        assert after["live_events"] == 1 and [i["item_id"] for i in after["items"]] != before
+        assert any(i["explanation"].get("item_id") == item for i in after["items"])
+        assert b.delete(f"/users/{user}").json()["live_events"] == 1
+        gone = a.get(f"/users/{user}/recommendations").json()
+        assert gone["history_length"] == 0 and not gone["known_user"]
+
+
+def test_redis_catalog_upserts_reach_other_workers(bundle_dir: Path, shop: Dataset, redis_url: str) -> None:
+    settings = Settings(bundle=bundle_dir, state=redis_url)
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        item = shop.items.row(5, named=True)
+        a.put("/items", json={"items": [{"item_id": item["item_id"], "title": item["title"], "price": 1.0,
+                                         "categories": item["categories"], "brand": item["brand"]}]})
+        svc_b: Services = b.app.state.services
+        b.portal.call(svc_b.sync_catalog)  # what its background poll does every second (it may have done it)
+        assert svc_b.catalog_version == a.app.state.services.catalog_version
+        card = b.get(f"/items/{item['item_id']}/similar").json()["item"]
+        assert np.isclose(card["price"], 1.0)
