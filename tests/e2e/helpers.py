@@ -1,0 +1,22 @@
+"""Small waits and reads the browser tests share (the pages mark themselves `data-ready` when rendered)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ready(pg: Any, page: str, timeout: float = 20_000) -> None:
+    """Wait until the storefront's router has rendered `page` (home, search, product, cart)."""
+    pg.wait_for_selector(f'main[data-ready="{page}"]', timeout=timeout)
+
+
+def ids(pg: Any, section: str) -> list[str]:
+    return pg.eval_on_selector_all(f"#{section} li.card", "els => els.map(e => e.dataset.itemId)")
+
+
+def texts(pg: Any, selector: str) -> list[str]:
+    return pg.eval_on_selector_all(selector, "els => els.map(e => e.textContent.trim())")
+
+
+def no_horizontal_scroll(pg: Any) -> bool:
+    return pg.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
