@@ -118,3 +118,12 @@ def test_catalog_upserts_reach_suggestions(client: TestClient) -> None:
     assert {"text": "Zephyrine", "kind": "brand", "items": 1} in out
     assert any(s.get("item_id") == "new-1" for s in out)
     assert pl.DataFrame(out).height <= 8
+
+
+def test_config_says_when_event_posts_need_a_key(bundle_dir: Path) -> None:
+    with TestClient(create_app(Settings(bundle=bundle_dir, api_keys=("k1",)))) as c:
+        assert c.get("/api/web/config").json()["write_key_required"] is True
+        event = {"events": [{"user_id": "anon-1", "item_id": "x", "event_type": "view"}]}
+        assert c.post("/events", json=event).status_code == 401
+        assert c.post("/events", json=event, headers={"X-API-Key": "k1"}).status_code == 200
+        assert c.get("/api/web/users").status_code == 200  # the storefront's reads stay open
