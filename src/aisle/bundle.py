@@ -100,6 +100,7 @@ class Bundle:
     histories: Histories | None = None
     pipeline: Pipeline | None = None
     user_rows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    ranked: dict[str, np.ndarray] = field(default_factory=dict)
     search: SearchEngine | None = None
     report: dict[str, Any] | None = None
 
@@ -130,6 +131,8 @@ class Bundle:
             self.pipeline.save(out / "pipeline")
             np.savez(out / "pipeline" / "users.npz", **{f"{k}_{x}": a for k, (i, v) in self.user_rows.items()
                                                          for x, a in (("items", i), ("scores", v))})
+            if self.ranked:
+                np.savez(out / "pipeline" / "ranked.npz", **self.ranked)
             parts["pipeline"] = "pipeline"
         if self.search is not None:
             self.search.save(out / "search")
@@ -199,6 +202,9 @@ class Bundle:
             with np.load(root / parts["pipeline"] / "users.npz", allow_pickle=False) as z:
                 keys = {f[: -len("_items")] for f in z.files if f.endswith("_items")}
                 bundle.user_rows = {k: (z[f"{k}_items"], z[f"{k}_scores"]) for k in keys}
+            if (root / parts["pipeline"] / "ranked.npz").exists():
+                with np.load(root / parts["pipeline"] / "ranked.npz", allow_pickle=False) as z:
+                    bundle.ranked = {k: z[k] for k in z.files}
         if "search" in parts and search:
             from aisle.search.engine import SearchEngine
 
@@ -230,8 +236,9 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     t0 = time.perf_counter()
     say("per-user candidate lists")
     rows = pipe.precompute(train)
-    parts["user_lists"] = {"what": f"{train.n_users:,} users x {pipe.config.per_source} items per user source",
-                           "seconds": time.perf_counter() - t0}
+    ranked = pipe.ranked(train, rows)
+    parts["user_lists"] = {"what": f"{train.n_users:,} users: {pipe.config.per_source} items per user source, "
+                                   "the final top 100", "seconds": time.perf_counter() - t0}
     engine = None
     if search and catalog is not None:
         t0 = time.perf_counter()
@@ -241,7 +248,7 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
                                    f"{'yes' if engine.reranker is not None else 'no'}",
                            "seconds": time.perf_counter() - t0}
     bundle = Bundle(items=items, users=train.users, catalog=catalog, histories=Histories.from_train(train,
-                    history_length), pipeline=pipe, user_rows=rows, search=engine)
+                    history_length), pipeline=pipe, user_rows=rows, ranked=ranked, search=engine)
     bundle.manifest = {"metrics": {"parts": parts, "pipeline": {"ranker": pipe.ranker, "selection": pipe.selection}}}
     return bundle
 

@@ -60,6 +60,7 @@ DEFAULT_SOURCES: tuple[Source, ...] = (
 
 LGB_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [10], "learning_rate": 0.05, "num_leaves": 15,
+    "max_depth": 6,
     "min_data_in_leaf": 50, "feature_fraction": 0.8, "lambda_l2": 10.0, "verbose": -1, "deterministic": True,
     "force_row_wise": True, "num_threads": 1,
 }
@@ -68,13 +69,13 @@ LGB_PARAMS: dict[str, Any] = {
 @dataclass(frozen=True)
 class PipelineConfig:
     sources: tuple[Source, ...] = DEFAULT_SOURCES
-    per_source: int = 100
+    per_source: int = 50
     neighbours: int = 50
     window: int = 20
     decay: float = 0.8
-    trending: int = 50
+    trending: int = 30
     max_train_queries: int = 5_000
-    rounds: int = 100
+    rounds: int = 80
     holdout_fraction: float = 0.2  # of the combiner's queries, to choose between it and the best single source
     seed: int = 0
 
@@ -313,33 +314,34 @@ class Pipeline:
 
     def _merge(self, parts: list, n_b: int, hist: list[np.ndarray], win: list[np.ndarray], wq: np.ndarray,
                witems: np.ndarray, lens: np.ndarray, exclude_history: bool) -> Candidates:
-        n_ext = len(self.popularity)
-        n_src = len(self.sources)
-        keys = np.concatenate([p[1] * n_ext + p[2] for p in parts]) if parts else np.zeros(0, np.int64)
-        uniq, inv = np.unique(keys, return_inverse=True)
+        """One pass over all sources' rows at once (a few vectorised ops, whatever the number of sources)."""
+        n_ext, n_src = len(self.popularity), len(self.sources)
+        if parts:
+            src = np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts])
+            q = np.concatenate([p[1] for p in parts]).astype(np.int64)
+            it = np.concatenate([p[2] for p in parts]).astype(np.int64)
+            sc, anc, lc = (np.concatenate([p[k] for p in parts]) for k in (3, 4, 5))
+        else:
+            src = q = it = anc = np.zeros(0, np.int64)
+            sc = lc = np.zeros(0)
+        uniq, inv = np.unique(q * n_ext + it, return_inverse=True)
         m = len(uniq)
-        score = np.zeros((n_src, m))
-        rr = np.zeros((n_src, m))
-        lastc = np.zeros((n_src, m))
-        anchor = np.full((n_src, m), -1, np.int64)
-        start = 0
-        for sid, q, _items, sc, anc, lc in parts:
-            j = inv[start:start + len(q)]
-            start += len(q)
-            if not len(j):
-                continue
-            score[sid] = np.bincount(j, weights=sc, minlength=m)
-            lastc[sid] = np.bincount(j, weights=lc, minlength=m)
-            present = np.bincount(j, minlength=m) > 0
-            o = np.lexsort((sc, j))  # per candidate, its largest contribution last
-            last = np.r_[j[o][1:] != j[o][:-1], True]
-            anchor[sid, j[o][last]] = anc[o][last]
-            cq = uniq[present] // n_ext
-            order = np.lexsort((-score[sid, present], cq))
-            first = np.searchsorted(cq[order], cq[order])
-            rank = np.empty(len(order), np.float64)
-            rank[order] = np.arange(len(order)) - first
-            rr[sid, np.flatnonzero(present)] = 1.0 / (1.0 + rank)
+        cell = inv * n_src + src
+        score = np.bincount(cell, weights=sc, minlength=m * n_src)
+        lastc = np.bincount(cell, weights=lc, minlength=m * n_src)
+        present = np.bincount(cell, minlength=m * n_src) > 0
+        anchor = np.full(m * n_src, -1, np.int64)
+        o = np.lexsort((sc, cell))  # per (candidate, source) its largest contribution last
+        ends = np.r_[cell[o][1:] != cell[o][:-1], True] if len(o) else np.zeros(0, bool)
+        anchor[cell[o][ends]] = anc[o][ends]
+        cells = np.flatnonzero(present)
+        c_src, c_q = cells % n_src, uniq[cells // n_src] // n_ext
+        order = np.lexsort((-score[cells], c_q, c_src))
+        group = (c_src * n_b + c_q)[order]
+        first = np.searchsorted(group, group)
+        rr = np.zeros(m * n_src)
+        rr[cells[order]] = 1.0 / (1.0 + np.arange(len(order)) - first)
+        score, lastc, rr, anchor = (a.reshape(m, n_src) for a in (score, lastc, rr, anchor))
         query, item = uniq // n_ext, uniq % n_ext
         keep = np.ones(m, bool)
         if exclude_history and lens.sum():
@@ -347,13 +349,12 @@ class Pipeline:
             keep = ~np.isin(uniq, hk)
         attrs = self.attrs
         assert attrs is not None
-        leaf, brand = attrs.leaf[item], attrs.brand[item]
-        per_source = [col for i in range(n_src) for col in (score[i], rr[i], lastc[i])]
-        x = np.column_stack([*per_source, *self._context_features(query, item, leaf, brand, win, wq, witems, lens,
-                                                                  rr)])
-        best = np.argmax(rr, axis=0) if n_src else np.zeros(m, np.int64)
+        per_source = np.stack([score, rr, lastc], axis=2).reshape(m, 3 * n_src)
+        ctx = self._context_features(query, item, attrs.leaf[item], attrs.brand[item], win, wq, witems, lens, rr)
+        x = np.column_stack([per_source, *ctx])
+        best = np.argmax(rr, axis=1) if n_src else np.zeros(m, np.int64)
         return Candidates(query[keep], item[keep], x[keep].astype(np.float32), best[keep],
-                          anchor[best, np.arange(m)][keep] if n_src else np.full(keep.sum(), -1))
+                          anchor[np.arange(m), best][keep] if n_src else np.full(int(keep.sum()), -1))
 
     def _context_features(self, query: np.ndarray, item: np.ndarray, leaf: np.ndarray, brand: np.ndarray,
                           win: list[np.ndarray], wq: np.ndarray, witems: np.ndarray, lens: np.ndarray,
@@ -387,7 +388,7 @@ class Pipeline:
         return [self.popularity[item], self.trend[item], np.nan_to_num(np.log1p(np.nan_to_num(price, nan=0.0))),
                 share(hl, leaf, len(attrs.leaf_names)), share(hb, brand, len(attrs.brand_names)),
                 (leaf >= 0) & (leaf == last_leaf[query]), np.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0),
-                (rr > 0).sum(axis=0), np.log1p(lens[query])]
+                (rr > 0).sum(axis=1), np.log1p(lens[query])]
 
     def rank(self, c: Candidates) -> np.ndarray:
         """The combiner's score per candidate (the summed reciprocal ranks when there is no combiner)."""
@@ -426,6 +427,27 @@ class Pipeline:
                 i, v = top_n(self.models[s.key].score(QueryBatch(u, [seqs[x] for x in u])), self.config.per_source)
                 idx[u], sc[u] = i, v
             out[s.key] = (idx, sc)
+        return out
+
+    def ranked(self, data: TrainData, user_rows: dict[str, tuple[np.ndarray, np.ndarray]], *, n: int = 100,
+               chunk: int = 512) -> dict[str, np.ndarray]:
+        """Per known user, the pipeline's final top `n` on their history (history excluded), with each item's
+        best source and anchor: what serving answers from when a shopper has done nothing since the bundle."""
+        seqs = data.sequences()
+        out = {"items": np.full((data.n_users, n), -1, np.int32), "scores": np.zeros((data.n_users, n), np.float32),
+               "source": np.zeros((data.n_users, n), np.int8), "anchor": np.full((data.n_users, n), -1, np.int32)}
+        for a in range(0, data.n_users, chunk):
+            u = np.arange(a, min(a + chunk, data.n_users))
+            rows = {k: (v[0][u], v[1][u]) for k, v in user_rows.items()}
+            c = self.candidates(QueryBatch(u, [seqs[x] for x in u]), user_rows=rows)
+            s = self.rank(c)
+            o = np.lexsort((-s, c.query))
+            q = c.query[o]
+            pos = np.arange(len(o)) - np.searchsorted(q, q)
+            ok = pos < n
+            r, p, j = u[q[ok]], pos[ok], o[ok]
+            out["items"][r, p], out["scores"][r, p] = c.item[j], s[j]
+            out["source"][r, p], out["anchor"][r, p] = c.best_source[j], c.anchor[j]
         return out
 
     def with_items(self, attrs: ItemAttributes) -> Pipeline:

@@ -339,7 +339,7 @@ def test_real_time_with_redis_state_across_two_workers(bundle_dir: Path, shop: D
         assert a.get("/ready").json()["state"] == "redis"
         user = _user_with_history(a, shop)
         before = [i["item_id"] for i in b.get(f"/users/{user}/recommendations").json()["items"]]
-        item, title = _far_item(a, shop, user)
+        item, _title = _far_item(a, shop, user)
         ev = {"events": [{"user_id": user, "item_id": item, "event_type": "view", "event_id": "redis-rt-1"}]}
         assert a.post("/events", json=ev).json()["accepted"] == 1
         assert b.post("/events", json=ev).json() == {"accepted": 0, "duplicates": 1}  # idempotent across workers

@@ -151,7 +151,10 @@ class Runtime:
         model_hist = h.items[positive] if len(h.items) else h.items
         excluded = self._excluded(h) + [self.index[e] for e in exclude if e in self.index]
         picks: list[dict[str, Any]] = []
-        if pipe is not None:
+        fast = self._precomputed(h, k, filters, excluded)
+        if fast is not None:
+            picks = fast
+        elif pipe is not None:
             rows = self._user_rows(h)
             c = pipe.candidates(QueryBatch(np.array([h.user_idx]), [model_hist]), user_rows=rows, extra=self.extra,
                                 exclude_history=False)
@@ -175,6 +178,35 @@ class Runtime:
                     picks.append(p)
         return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "model_version": self.version, "history_length": len(h.items), "live_events": h.live}
+
+    def _precomputed(self, h: History, k: int, filters: ItemFilters | None, excluded: list[int]
+                     ) -> list[dict[str, Any]] | None:
+        """A known shopper with nothing new since the bundle: their ranked list from the bundle, under the rules.
+        None (run the pipeline) when they have live events, the rules keep seen items, or filters leave < k."""
+        ranked = self.bundle.ranked
+        if (not ranked or h.live or h.user_idx < 0 or len(h.items) != self._bundle_len(h.user_idx)
+                or self.settings.rules.exclude_seen != "all" or self.pipeline is None):
+            return None
+        u = h.user_idx
+        items = ranked["items"][u]
+        ok = items >= 0
+        sel = apply_rules(items[ok], ranked["scores"][u][ok], k, attrs=self.attrs, rules=self.settings.rules,
+                          index=self.index, exclude=excluded, filters=filters)
+        if len(sel.rows) < k:
+            return None
+        keys = self.pipeline.source_keys
+        where = {int(i): j for j, i in enumerate(items[ok])}
+        out = []
+        for r, s, pinned in zip(sel.rows, sel.scores, sel.pinned, strict=True):
+            j = where.get(int(r))
+            why = self._why_pinned() if pinned or j is None else self._explain(
+                int(r), keys[int(ranked["source"][u][ok][j])], int(ranked["anchor"][u][ok][j]), h)
+            out.append(self.card(int(r), float(s), why))
+        return out
+
+    def _bundle_len(self, u: int) -> int:
+        hist = self.bundle.histories
+        return int(hist.ptr[u + 1] - hist.ptr[u]) if hist is not None else 0
 
     def _expose_new(self, sel: Any, items: np.ndarray, scores: np.ndarray, k: int, excluded: list[int],
                     filters: ItemFilters | None, n_old: int) -> Any:

@@ -113,6 +113,7 @@ class Services:
         self._embedder = embedder
         self._runtime: Runtime | None = None
         self._swap = threading.Lock()
+        self._sync = asyncio.Lock()
         self.catalog_version = 0
         self.upserts: dict[str, dict[str, Any]] = {}
         self.last_error: str | None = None
@@ -194,14 +195,15 @@ class Services:
 
     async def sync_catalog(self) -> bool:
         """Apply catalog upserts made through another worker (Redis state); True when something changed."""
-        version, items = await self.state.items_since(self.catalog_version)
-        if not items:
-            return False
-        self.upserts.update({it["item_id"]: it for it in items})
-        self.catalog_version = version
-        if self._runtime is not None:
-            await run_in_threadpool(self._rebuild_runtime)
-        return True
+        async with self._sync:  # one rebuild at a time; a caller waits for the one in flight
+            version, items = await self.state.items_since(self.catalog_version)
+            if not items:
+                return False
+            self.upserts.update({it["item_id"]: it for it in items})
+            if self._runtime is not None:
+                await run_in_threadpool(self._rebuild_runtime)
+            self.catalog_version = version
+            return True
 
     def _rebuild_runtime(self) -> None:
         with self._swap:

@@ -184,7 +184,8 @@ class Trainer:
                     bar.note(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                                 if k not in ("epoch", "seconds"))
                              + f", {row['seconds']:.0f} s"
-                             + f" (best {metric} {result.best_metric:.4f} @ {result.best_epoch})")
+                             + (f" (best {metric} {result.best_metric:.4f} @ {result.best_epoch})"
+                                if metric in row else ""))
                 if ckpt_dir and ctx.is_main:
                     ckpt_dir.mkdir(parents=True, exist_ok=True)
                     torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),

@@ -42,10 +42,12 @@ export async function home() {
   const who = shopper();
   const [recs, trend] = await Promise.all([
     recommendedRow("recommended", who.known ? `Recommended for ${who.id}` : "Recommended for you"),
-    get("/trending", { k: REC_K }),
+    get("/trending", { k: 2 * REC_K }),
   ]);
+  const shown = new Set([...recs.querySelectorAll("li.card")].map((li) => li.dataset.itemId));
+  const trending = trend.items.filter((i) => !shown.has(i.item_id)).slice(0, REC_K);
   const view = h("div", {}, h("h1", { tabindex: "-1", text: who.known ? `Welcome back, ${who.id}` : "Welcome to the Aisle store" }),
-    recs, row("trending", "Trending now", trend.items, { note: "What shoppers are buying and viewing right now." }));
+    recs, row("trending", "Trending now", trending, { note: "What shoppers are buying and viewing right now (beyond the picks above)." }));
   return { view, title: "Aisle store" };
 }
 

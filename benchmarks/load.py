@@ -1,0 +1,229 @@
+"""Load benchmark of the serving API: open-loop requests at a fixed rate on loopback, bounded in time.
+
+    .venv/bin/python benchmarks/load.py --bundle BUNDLE --workers 2 --rec-rate 500 --search-rate 200
+
+Starts `aisle serve` (N uvicorn workers, live state in a redis-server it starts itself unless --state memory),
+then for each phase sends requests at a fixed arrival rate for `--seconds` and reports achieved requests/s,
+latency percentiles and errors. Latency is measured from each request's *scheduled* send time, so a stalled
+server or client counts against it (no coordinated omission). The client is a minimal asyncio HTTP/1.1 client
+over a pool of keep-alive connections: it runs on the same 2 cores as the server, so it must be cheap.
+
+Phases: `recs` GET /users/{random known user}/recommendations (k=10) while `--event-rate` events/s are posted
+for random users, so part of the traffic is shoppers whose live state changed; `search` GET /search with
+queries drawn from the store's own search log (its real repeats: the per-bundle result cache answers repeats);
+`search-distinct` every query different (no cache can help), at `--distinct-rate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Pool:
+    """Keep-alive HTTP/1.1 connections to one host; `request` returns (status, body)."""
+
+    def __init__(self, port: int, size: int) -> None:
+        self.port, self.size = port, size
+        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def open(self) -> None:
+        for _ in range(self.size):
+            self.free.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        reader, writer = await self.free.get()
+        try:
+            head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+            if body:
+                head += "Content-Type: application/json\r\n"
+            writer.write(head.encode() + b"\r\n" + body)
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            length = next(int(x.split(":")[1]) for x in lines[1:] if x.lower().startswith("content-length:"))
+            data = await reader.readexactly(length)
+            self.free.put_nowait((reader, writer))
+            return status, data
+        except Exception:
+            writer.close()
+            self.free.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
+            raise
+
+
+async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None) -> dict[str, Any]:
+    """Send `make(i)` -> (method, path, body) at `rate`/s for `seconds`; latencies from scheduled times."""
+    n = int(rate * seconds)
+    lat = np.full(n, np.nan)
+    errors: list[str] = []
+    flags: list[bool] = []
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        sched = start + i / rate
+        delay = sched - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        method, path, body = make(i)
+        try:
+            status, data = await pool.request(method, path, body)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        lat[i] = (time.perf_counter() - sched) * 1000
+        if status != 200:
+            errors.append(f"{status}: {data[:200]!r}")
+        elif check is not None:
+            flags.append(check(data))
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    wall = time.perf_counter() - start
+    ok = lat[np.isfinite(lat)]
+    out = {"target_rate": rate, "requests": n, "achieved_rate": round(n / wall, 1), "errors": len(errors),
+           "p50_ms": round(float(np.percentile(ok, 50)), 2), "p95_ms": round(float(np.percentile(ok, 95)), 2),
+           "p99_ms": round(float(np.percentile(ok, 99)), 2), "max_ms": round(float(ok.max()), 2),
+           "load_average": os.getloadavg()[0]}
+    if flags:
+        out["flag_share"] = round(sum(flags) / len(flags), 3)
+    if errors:
+        out["first_errors"] = errors[:3]
+    return out
+
+
+async def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
+    bundle = Path(args.bundle)
+    users = json.loads((bundle / "users.json").read_text())
+    items = json.loads((bundle / "items.json").read_text())
+    rng = random.Random(args.seed)
+    queries = _logged_queries(args.queries, args.seed) if args.queries else []
+    pool = Pool(port, args.connections)
+    await pool.open()
+    results: dict[str, Any] = {}
+
+    def rec(_i: int) -> tuple[str, str, bytes]:
+        return "GET", f"/users/{urllib.parse.quote(rng.choice(users))}/recommendations?k=10", b""
+
+    def event(i: int) -> tuple[str, str, bytes]:
+        ev = {"user_id": rng.choice(users), "item_id": rng.choice(items), "event_type": "view",
+              "event_id": f"bench-{args.seed}-{i}"}
+        return "POST", "/events", json.dumps({"events": [ev]}).encode()
+
+    await phase(pool, 50, 3, rec)  # warm-up: both workers, caches of the OS
+    if "recs" in args.phases:
+        ev_pool = Pool(port, 4)
+        await ev_pool.open()
+        recs, events = await asyncio.gather(phase(pool, args.rec_rate, args.seconds, rec),
+                                            phase(ev_pool, args.event_rate, args.seconds, event))
+        results["recs"], results["events_during_recs"] = recs, events
+    if "search" in args.phases and queries:
+        def search(_i: int) -> tuple[str, str, bytes]:
+            return "GET", f"/search?q={urllib.parse.quote(rng.choice(queries))}&page_size=20", b""
+
+        await phase(pool, 20, 3, search)
+        results["search"] = await phase(pool, args.search_rate, args.seconds, search,
+                                        check=lambda d: b'"cached":true' in d)
+    if "search-distinct" in args.phases and queries:
+        distinct = sorted(set(queries))
+        rng.shuffle(distinct)
+
+        def fresh(i: int) -> tuple[str, str, bytes]:
+            return "GET", f"/search?q={urllib.parse.quote(distinct[i % len(distinct)] + f' {i}')}&page_size=20", b""
+
+        results["search_distinct"] = await phase(pool, args.distinct_rate, min(args.seconds, 20), fresh,
+                                                 check=lambda d: b'"cached":true' in d)
+    return results
+
+
+def _logged_queries(spec: str, seed: int) -> list[str]:
+    import polars as pl
+
+    from aisle.data.readers import read_dataspec
+
+    ev = read_dataspec(spec).events
+    q = ev.filter(pl.col("event_type") == "search")["query"].drop_nulls()
+    return q.sample(min(len(q), 20_000), seed=seed).to_list()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--queries", help="Data source whose search log gives the queries, e.g. aisle:DIR.")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--state", default="redis", help="'redis' (start one), 'memory', or a redis:// URL.")
+    ap.add_argument("--rec-rate", type=float, default=500)
+    ap.add_argument("--event-rate", type=float, default=20)
+    ap.add_argument("--search-rate", type=float, default=200)
+    ap.add_argument("--distinct-rate", type=float, default=50)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--phases", default="recs,search,search-distinct")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="Write the results as JSON here.")
+    args = ap.parse_args()
+    args.phases = args.phases.split(",")
+    procs: list[subprocess.Popen] = []
+    state = args.state
+    try:
+        if state == "redis":
+            rport = free_port()
+            procs.append(subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(rport),
+                                           "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
+                                          stdout=subprocess.DEVNULL))
+            state = f"redis://127.0.0.1:{rport}/0"
+        port = free_port()
+        aisle = str(Path(sys.executable).with_name("aisle"))
+        procs.append(subprocess.Popen([aisle, "serve", "--bundle", args.bundle, "--workers", str(args.workers),
+                                       "--port", str(port), "--state", state], stdout=subprocess.DEVNULL))
+        t0 = time.time()
+        import httpx
+
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() - t0 > 600 or procs[-1].poll() is not None:
+                raise SystemExit("the server did not become ready")
+            time.sleep(1)
+        time.sleep(3)  # every worker loaded
+        results = asyncio.run(run(args, port))
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+    meta = {"bundle": args.bundle, "workers": args.workers, "state": args.state, "cpus": os.cpu_count(),
+            "client": "asyncio HTTP/1.1, same machine", "seconds": args.seconds}
+    report = {"meta": meta, "results": results}
+    print(f"{'phase':<18}{'target/s':>9}{'got/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+          f"{'errors':>7}{'cached':>7}{'load':>6}")
+    for name, r in results.items():
+        print(f"{name:<18}{r['target_rate']:>9.0f}{r['achieved_rate']:>8.1f}{r['p50_ms']:>8.1f}{r['p95_ms']:>8.1f}"
+              f"{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}{r['errors']:>7}{r.get('flag_share', ''):>7}"
+              f"{r['load_average']:>6.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Settings: TOML, then AISLE_* variables, then options; typos and bad values are errors that say where."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aisle.config import ConfigError, Settings, load_settings
+
+
+def test_file_env_and_overrides_in_that_order(tmp_path: Path) -> None:
+    f = tmp_path / "serve.toml"
+    f.write_text('bundle = "b1"\nport = 9000\napi_keys = ["a"]\n[rules]\nmax_per_brand = 2\n'
+                 'pins = [{item_id = "x", position = 1}]\n')
+    s = load_settings(f, env={"AISLE_PORT": "9100", "AISLE_RULES__DIVERSITY": "0.5", "AISLE_API_KEYS": "k1, k2"})
+    assert s.bundle == Path("b1") and s.port == 9100 and s.api_keys == ("k1", "k2")
+    assert s.rules.max_per_brand == 2 and s.rules.diversity == 0.5 and s.rules.pins[0].item_id == "x"
+    assert load_settings(f, env={}, port=1234).port == 1234
+
+
+def test_typos_and_bad_values_are_rejected(tmp_path: Path) -> None:
+    f = tmp_path / "serve.toml"
+    f.write_text("[rules]\nmax_per_brnad = 2\n")
+    with pytest.raises(ConfigError, match="max_per_brnad"):
+        load_settings(f, env={})
+    with pytest.raises(ConfigError, match="state"):
+        load_settings(None, env={"AISLE_STATE": "postgres://x"})
+    with pytest.raises(ConfigError, match="not-there.toml"):
+        load_settings(tmp_path / "not-there.toml", env={})
+
+
+def test_settings_are_immutable() -> None:
+    s = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        s.port = 1  # type: ignore[misc]

@@ -1,0 +1,62 @@
+"""Live state stores: the same behaviour in memory and in Redis (started here on a free port)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from aisle.serve.state import MemoryState, RedisState, StateStore
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir",
+                             str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+async def _contract(state: StateStore) -> None:
+    assert await state.mark_seen(["a", "b"]) == [False, False]
+    assert await state.mark_seen(["b", "c", "c"]) == [True, False, True]
+    await state.append({"u1": [("i2", "view", 20), ("i1", "view", 10)]})
+    await state.append({"u1": [(f"x{i}", "click", 100 + i) for i in range(5)]})
+    events, erased = await state.history("u1")
+    assert [e[0] for e in events] == ["x1", "x2", "x3", "x4"] and not erased  # history_length = 4, oldest first
+    assert await state.erase("u1") == 4
+    assert await state.history("u1") == ([], True)
+    assert await state.history("nobody") == ([], False)
+    v0, _ = await state.items_since(0)
+    v1 = await state.put_items([{"item_id": "n1", "title": "new"}])
+    assert v1 > v0
+    version, items = await state.items_since(v0)
+    assert version == v1 and items == [{"item_id": "n1", "title": "new"}]
+    assert await state.items_since(v1) == (v1, [])
+    assert await state.ping()
+    await state.close()
+
+
+def test_memory_state() -> None:
+    asyncio.run(_contract(MemoryState(history_length=4)))
+
+
+def test_redis_state(redis_url: str) -> None:
+    asyncio.run(_contract(RedisState(redis_url, history_length=4, prefix="t1:")))
