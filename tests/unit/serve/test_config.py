@@ -26,7 +26,7 @@ def test_typos_and_bad_values_are_rejected(tmp_path: Path) -> None:
         load_settings(f, env={})
     with pytest.raises(ConfigError, match="state"):
         load_settings(None, env={"AISLE_STATE": "postgres://x"})
-    with pytest.raises(ConfigError, match="not-there.toml"):
+    with pytest.raises(ConfigError, match=r"not-there\.toml"):
         load_settings(tmp_path / "not-there.toml", env={})
 
 
