@@ -3,8 +3,8 @@
 One pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request) enforces the body
 size limit, times every request into the metrics under its route *template* (never the raw path, whose user
 ids would explode label cardinality) and turns any unexpected exception into a JSON 500 without a stack trace.
-Validation errors and HTTP errors are JSON too: `{"error": ..., "detail": ...}`. The paths "/" and
-"/dashboard" are left to the web UI.
+Validation errors and HTTP errors are JSON too: `{"error": ..., "detail": ...}`. The storefront ("/"), the
+dashboard ("/dashboard") and their read-only helpers (/api/web/*) come from `aisle.web`.
 """
 
 from __future__ import annotations
@@ -124,6 +124,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   description="Search and recommendations for an online store: real-time, explained, hot-swappable.")
     app.state.services = svc
     app.include_router(router)
+    from aisle.web import router as web_router  # the storefront (/), the dashboard (/dashboard), /api/web/*
+
+    app.include_router(web_router)
     app.include_router(web_router)  # the storefront at /, the dashboard at /dashboard (aisle.web)
 
     @app.exception_handler(RequestValidationError)
