@@ -172,6 +172,8 @@ class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
     net_class = GRU4RecNet
     default_seq = SeqConfig(layers=1, dropout=0.3)
+    # not tuned on a benchmark yet: a bounded budget that early-stops on the held-out last items
+    default_train = TrainConfig(epochs=20, lr=3e-3, warmup_steps=50, schedule="cosine", patience=3)
 
 
 __all__ = ["GRU4Rec", "SASRec", "SeqConfig", "SequentialRecommender", "item_features"]

@@ -27,6 +27,7 @@ from torch import nn
 from aisle.models.seqnets import ItemEmbedding
 from aisle.models.seqtask import SeqConfig
 from aisle.models.sequential import SequentialRecommender
+from aisle.train.trainer import TrainConfig
 
 
 class _ResidualMLP(nn.Module):
@@ -85,6 +86,8 @@ class TwoTower(SequentialRecommender):
     name = "twotower"
     net_class = TwoTowerNet
     default_seq = SeqConfig(layers=1, dropout=0.2, loss="inbatch", batch_size=512, temperature=0.05)
+    # not tuned on a benchmark yet: a bounded budget that early-stops on the held-out last items
+    default_train = TrainConfig(epochs=20, lr=3e-3, warmup_steps=50, schedule="cosine", patience=3)
     search_space: ClassVar[dict[str, list[Any]]] = {}
 
     def _net_kwargs(self) -> dict[str, Any]:

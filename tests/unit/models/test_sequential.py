@@ -12,7 +12,7 @@ from aisle.models.twotower import TwoTower
 from tests.integration.ddp.worker import planted_log
 
 SMALL = {"dim": 16, "layers": 1, "batch_size": 64, "lr": 5e-3, "warmup_steps": 0, "progress": False,
-         "use_features": False, "device": "cpu", "dropout": 0.1, "holdout": True}
+         "use_features": False, "device": "cpu", "dropout": 0.1, "holdout": True, "schedule": "constant"}
 
 
 @pytest.fixture(scope="module")
