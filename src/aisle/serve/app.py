@@ -124,10 +124,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   description="Search and recommendations for an online store: real-time, explained, hot-swappable.")
     app.state.services = svc
     app.include_router(router)
-    from aisle.web import router as web_router  # the storefront (/), the dashboard (/dashboard), /api/web/*
-
-    app.include_router(web_router)
-    app.include_router(web_router)  # the storefront at /, the dashboard at /dashboard (aisle.web)
+    app.include_router(web_router)  # the storefront at /, the dashboard at /dashboard, /api/web/* (aisle.web)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
