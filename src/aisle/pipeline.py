@@ -54,9 +54,11 @@ DEFAULT_SOURCES: tuple[Source, ...] = (
     Source("itemknn", "itemknn", "i2i", decay=0.7),
     Source("markov", "markov", "i2i", window=5, decay=0.5),
     Source("fbt", "fbt", "i2i"),
-    Source("content", "content", "i2i", refit=False),
     Source("trending", "trending", "trending"),
 )
+#: Add to `sources` for text similarity between items: MiniLM over descriptions costs ~0.2 s per item on a 2-core
+#: CPU, so it is opt-in; cold start works without it (search vectors, else shared category and brand).
+CONTENT_SOURCE = Source("content", "content", "i2i", refit=False)
 
 LGB_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [10], "learning_rate": 0.05, "num_leaves": 15,
@@ -582,5 +584,5 @@ def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.n
             stats["user_idx"].to_numpy().astype(np.int64), stats["item_idx"].to_numpy().astype(np.int64))
 
 
-__all__ = ["DEFAULT_SOURCES", "Candidates", "Pipeline", "PipelineConfig", "Source", "compare", "hold_out_last",
+__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "Candidates", "Pipeline", "PipelineConfig", "Source", "compare", "hold_out_last",
            "item_attributes", "neighbour_table", "top_n"]
