@@ -584,5 +584,5 @@ def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.n
             stats["user_idx"].to_numpy().astype(np.int64), stats["item_idx"].to_numpy().astype(np.int64))
 
 
-__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "Candidates", "Pipeline", "PipelineConfig", "Source", "compare", "hold_out_last",
-           "item_attributes", "neighbour_table", "top_n"]
+__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "Candidates", "Pipeline", "PipelineConfig", "Source", "compare",
+           "hold_out_last", "item_attributes", "neighbour_table", "top_n"]
