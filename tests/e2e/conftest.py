@@ -84,8 +84,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one module. Not for the session: Playwright's sync API leaves its asyncio loop marked running
+    in this thread while it is open, so a later test in the same worker could not call asyncio.run()."""
     _need_chromium()
     from playwright.sync_api import sync_playwright
 
