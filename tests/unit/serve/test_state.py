@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import shutil
 import socket
 import subprocess
@@ -54,9 +55,15 @@ async def _contract(state: StateStore) -> None:
     await state.close()
 
 
+def _run(make: object) -> None:
+    """asyncio.run in a thread of its own: another test's library may hold a running loop in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        ex.submit(lambda: asyncio.run(make())).result()  # type: ignore[operator]
+
+
 def test_memory_state() -> None:
-    asyncio.run(_contract(MemoryState(history_length=4)))
+    _run(lambda: _contract(MemoryState(history_length=4)))
 
 
 def test_redis_state(redis_url: str) -> None:
-    asyncio.run(_contract(RedisState(redis_url, history_length=4, prefix="t1:")))
+    _run(lambda: _contract(RedisState(redis_url, history_length=4, prefix="t1:")))
