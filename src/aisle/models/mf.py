@@ -82,6 +82,22 @@ class _FactorModel:
         _, y, bias = self._split()
         return np.asarray(self._user_vectors(batch) @ y.T + bias[None, :], dtype=np.float32)
 
+    def user_vectors(self, batch: QueryBatch) -> np.ndarray:
+        """Query vectors with `score(batch) == user_vectors(batch) @ item_vectors().T` (ANN retrieval): the user
+        factors (folded in for unknown users), plus a constant 1 when the model has item biases."""
+        if self.item_factors is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        vec = self._user_vectors(batch)
+        return np.hstack([vec, np.ones((len(vec), 1), np.float32)]) if self._split()[2].any() else vec
+
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) item factors, plus the bias column when there is one."""
+        if self.item_factors is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        _, y, bias = self._split()
+        y = np.asarray(y, np.float32)
+        return np.hstack([y, bias[:, None].astype(np.float32)]) if bias.any() else y
+
     def similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Cosine between item factors; an item without factors (never interacted with) has no neighbours."""
         if self.item_factors is None:

@@ -61,13 +61,19 @@ class SequentialRecommender:
     # ---- fitting --------------------------------------------------------------------------------------
 
     def fit(self, data: TrainData) -> Self:
+        net = self.prepare(data)
+        task = SequenceTask(data.sequences(), self.seq, self.n_items, self.train_cfg.seed)
+        self.result = Trainer(self.train_cfg).fit(net, task)
+        net.eval()
+        return self
+
+    def prepare(self, data: TrainData) -> torch.nn.Module:
+        """The untrained network for `data`'s catalog, installed as `self.net` (`fit` trains it; other training
+        tasks, such as distillation in `aisle.optimize`, train it with their own loss)."""
         self.n_items = data.n_items
         self.features = item_features(data) if self.seq.use_features else None
         self.net = self._build()
-        task = SequenceTask(data.sequences(), self.seq, self.n_items, self.train_cfg.seed)
-        self.result = Trainer(self.train_cfg).fit(self.net, task)
-        self.net.eval()
-        return self
+        return self.net
 
     def _net_kwargs(self) -> dict[str, Any]:
         return {"dim": self.seq.dim, "layers": self.seq.layers, "max_len": self.seq.max_len,
@@ -94,6 +100,29 @@ class SequentialRecommender:
             chunk = torch.from_numpy(left_pad(hists[start:start + 1024], self.seq.max_len)).to(device)
             out[start:start + len(chunk)] = last_scores(self.net, chunk)[:, 1:].float().cpu().numpy()
         return out
+
+    # ---- vectors (score == user_vectors @ item_vectors.T; what ANN retrieval and aisle.optimize use) ----
+
+    @torch.no_grad()
+    def user_vectors(self, batch: QueryBatch) -> np.ndarray:
+        """(len(batch), dim) float32: the encoded history (the last position's hidden state)."""
+        if self.net is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        device = next(self.net.parameters()).device
+        table = self.net.item_table()
+        hists = [h[(h >= 0) & (h < self.n_items)] + 1 for h in batch.histories]
+        out = np.empty((len(batch), table.shape[1]), dtype=np.float32)
+        for start in range(0, len(hists), 1024):
+            chunk = torch.from_numpy(left_pad(hists[start:start + 1024], self.seq.max_len)).to(device)
+            out[start:start + len(chunk)] = self.net(chunk, table)[:, -1].float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) float32: the output item table, row i = item index i."""
+        if self.net is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        return self.net.item_table()[1:].float().cpu().numpy()
 
     # ---- persistence ----------------------------------------------------------------------------------
 
