@@ -12,6 +12,8 @@ export function combobox(input, list, onPick) {
   let seq = 0;
 
   const close = () => {
+    clearTimeout(timer);
+    seq += 1; // an answer still on its way must not reopen the list
     list.hidden = true;
     input.setAttribute("aria-expanded", "false");
     input.removeAttribute("aria-activedescendant");
@@ -46,7 +48,7 @@ export function combobox(input, list, onPick) {
       const mine = ++seq;
       try {
         const r = await get("/api/web/suggest", { q, k: 8 });
-        if (mine === seq && input.value === q) show(r.suggestions);
+        if (mine === seq && input.value === q && document.activeElement === input) show(r.suggestions);
       } catch { close(); }
     }, 120);
   });
@@ -61,5 +63,6 @@ export function combobox(input, list, onPick) {
     else if (e.key === "Enter" && active >= 0) { e.preventDefault(); const s = items[active]; close(); onPick(s); }
   });
   input.addEventListener("blur", () => setTimeout(close, 100));
+  window.addEventListener("hashchange", close);
   return { close };
 }
