@@ -48,6 +48,32 @@ class RulesConfig(_Frozen):
     latest, so new products get exposure; None turns it off."""
 
 
+class InferenceConfig(_Frozen):
+    """How full-catalog recommenders run per request (`aisle.optimize`, `aisle.index`). The defaults are the
+    fastest configuration that kept NDCG@10 within 2% of fp32 PyTorch exact scoring on Amazon Beauty, and
+    recall@10 >= 0.95 on a 1,000,000-item catalog (benchmarks/optimize.py; RESULTS.md "Deployment performance")."""
+
+    enabled: bool = True
+    """False: the models' own PyTorch / NumPy scoring, as trained."""
+    backend: Literal["torch", "torch-int8", "onnx", "onnx-int8"] = "onnx"
+    """The sequential model's history encoder."""
+    item_table: Literal["exact", "exact-fp16", "exact-int8"] = "exact"
+    """Scoring below `ann_min_items`: every item, from an fp32 / fp16 / int8 table."""
+    ann: Literal["hnsw", "hnsw-sq8", "ivf", "ivf-sq8", "ivf-pq"] = "hnsw"
+    ann_min_items: int = Field(default=100_000, ge=1)
+    """Catalogs of at least this many items are served from the `ann` index (and live sessions are scored online
+    whatever `online_max_items` says); smaller ones by exact scoring."""
+    hnsw_m: int = Field(default=32, ge=4)
+    ef_search: int = Field(default=64, ge=1)
+    nprobe: int = Field(default=16, ge=1)
+    refine: int = Field(default=0, ge=0)
+    query_encoder: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    """The MiniLM query encoder of search."""
+    cache_dir: Path | None = None
+    """Where ONNX exports and ANN indexes are kept between starts (default `$AISLE_CACHE/optimize`, else
+    `~/.cache/aisle/optimize`)."""
+
+
 class Settings(_Frozen):
     bundle: Path = Path("aisle-data") / "bundle"
     store: Path | None = None
@@ -73,6 +99,7 @@ class Settings(_Frozen):
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     rules: RulesConfig = RulesConfig()
+    inference: InferenceConfig = InferenceConfig()
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
@@ -140,4 +167,4 @@ def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = N
         raise ConfigError(f"invalid settings ({where}): {problems}") from None
 
 
-__all__ = ["ConfigError", "Pin", "RulesConfig", "Settings", "load_settings"]
+__all__ = ["ConfigError", "InferenceConfig", "Pin", "RulesConfig", "Settings", "load_settings"]

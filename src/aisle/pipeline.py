@@ -278,6 +278,8 @@ class Pipeline:
             if s.kind == "user":
                 if user_rows is not None and s.key in user_rows:
                     idx, sc = user_rows[s.key]
+                elif hasattr(self.models[s.key], "top_n"):  # an aisle.index.Retriever: no full-catalog pass
+                    idx, sc = self.models[s.key].top_n(QueryBatch(batch.user_idx, model_hist), self.config.per_source)
                 else:
                     idx, sc = top_n(self.models[s.key].score(QueryBatch(batch.user_idx, model_hist)),
                                     self.config.per_source)

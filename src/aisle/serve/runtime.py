@@ -21,6 +21,7 @@ import polars as pl
 from aisle.bundle import Bundle
 from aisle.config import Settings
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
+from aisle.optimize.serving import indexed_online
 from aisle.pipeline import Pipeline, item_attributes
 from aisle.rules import ItemAttributes, ItemFilters, apply_rules
 from aisle.serve.state import LiveEvent
@@ -67,7 +68,9 @@ class Runtime:
             self._cold_start([self.index[i] for i in dict.fromkeys(new_ids)])
         self.search = search if search is not None else bundle.search
         self.n_users = len(bundle.users)
-        self.online = len(self.item_ids) <= settings.online_max_items
+        # live sessions are scored per request on small catalogs, and on any catalog whose user sources are
+        # served from an ANN index ([inference] ann_min_items)
+        self.online = len(self.item_ids) <= settings.online_max_items or indexed_online(self.pipeline)
         self._search_cache: OrderedDict[Any, dict[str, Any]] = OrderedDict()
 
     # ---- cold start ----------------------------------------------------------------------------------

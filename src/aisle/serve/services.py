@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aisle.bundle import Bundle
 from aisle.config import Settings
+from aisle.optimize.serving import optimize_pipeline
 from aisle.serve.metrics import Metrics
 from aisle.serve.runtime import Runtime
 from aisle.serve.state import LiveEvent, StateStore, open_state
@@ -136,9 +137,9 @@ class Services:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from aisle.search.embed import Embedder, default_cache_dir
+            from aisle.optimize.serving import query_embedder
 
-            self._embedder = Embedder(default_cache_dir())
+            self._embedder = query_embedder(self.settings.inference)  # [inference] query_encoder
         return self._embedder
 
     def load(self, path: Path | None = None) -> Runtime:
@@ -148,6 +149,7 @@ class Services:
             t0 = time.perf_counter()
             try:
                 bundle = Bundle.load(path, embedder=self.embedder)
+                bundle.pipeline = optimize_pipeline(bundle.pipeline, self.settings.inference)  # [inference]
                 rt = self._build(bundle)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()

@@ -1,0 +1,106 @@
+"""The Beauty setup of benchmarks/optimize.py: split, training data and the cached teacher.
+
+Why a cache: the teacher is the default SASRec fitted exactly as `aisle evaluate` fits it for the test row
+(leave-one-out, fitted on train + validation targets, seed 0), which costs 15-20 minutes on the shared 2 cores;
+every optimisation is measured against that one fit, so it is trained once and saved under `--cache`.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/optimize_setup.py --cache /tmp/aisle-opt --student
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from aisle.data.readers import read_dataspec
+from aisle.data.splits import Split
+from aisle.evaluate.protocol import item_vocab
+from aisle.evaluate.runner import make_split
+from aisle.models.base import TrainData
+from aisle.models.sequential import SASRec
+
+BEAUTY = "s3rec:../shared/data/amazon-s3rec/Beauty.txt"
+
+
+@dataclass
+class Setup:
+    split: Split
+    train: TrainData  # split.history("test"): what the teacher is fitted on and what test queries may see
+    teacher: SASRec
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_setup(dataspec: str, cache: Path, *, seed: int = 0, console: bool = True) -> Setup:
+    data = read_dataspec(dataspec)
+    split = make_split(data.events, "loo")
+    catalog = data.items if data.items.height else None
+    vocab = item_vocab(data.events, catalog)
+    train = TrainData.from_events(split.history("test"), items=vocab, catalog=catalog)
+    folder = cache / "teacher"
+    if (folder / "model.json").exists():
+        teacher = SASRec.load(folder)
+    else:
+        seed_all(seed)
+        t0 = time.perf_counter()
+        teacher = SASRec(seed=seed, progress=console).fit(train)
+        teacher.save(folder)
+        (cache / "teacher.log").write_text(f"fit {time.perf_counter() - t0:.0f} s\n")
+    return Setup(split, train, teacher)
+
+
+STUDENT = {"dim": 32, "layers": 1}
+
+
+def load_student(setup: Setup, cache: Path, *, seed: int = 0, console: bool = True) -> SASRec:
+    """The distilled student (STUDENT's shape, the teacher's training settings), trained once and cached."""
+    from aisle.optimize.distill import DistillConfig, distill
+
+    folder = cache / "student"
+    if (folder / "model.json").exists():
+        return SASRec.load(folder)
+    seed_all(seed)
+    t0 = time.perf_counter()
+    student = distill(setup.teacher, setup.train, cfg=DistillConfig(), seed=seed, progress=console, **STUDENT)
+    student.save(folder)
+    (cache / "student.log").write_text(f"fit {time.perf_counter() - t0:.0f} s\n")
+    return student
+
+
+def test_queries(setup: Setup) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every test user's query history (item indices, train + validation target) and test target index."""
+    test = setup.split.test
+    users = setup.train.users.encode(test["user_id"].to_list())
+    targets = setup.train.items.encode(test["item_id"].to_list())
+    seqs = setup.train.sequences()
+    ok = (users >= 0) & (targets >= 0)
+    return [seqs[u] for u in users[ok]], targets[ok]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=BEAUTY)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/aisle-opt"))
+    ap.add_argument("--student", action="store_true", help="also distil the student (as long as the teacher)")
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    setup = load_setup(args.data, args.cache)
+    if args.student:
+        load_student(setup, args.cache)
+    print(f"teacher ready: {setup.train.n_items} items, {setup.train.n_users} users, "
+          f"{pl.Series(setup.split.test['user_id']).len()} test targets")
+
+
+if __name__ == "__main__":
+    main()
