@@ -199,9 +199,11 @@ class SearchEngine:
             raise ValueError(f"unknown sort {sort!r}")
         page, page_size = max(1, page), max(1, page_size)
         pq, terms = self.understand(query)
-        qvec = self.query_vector(pq)
         explicit = filters or Filters()
         extracted = self.hard_filters(pq.filters)
+        if not terms.lex_tokens:  # nothing to match ("", "under $50"): browse what the filters let through
+            return self._browse(pq, explicit.merged(extracted), sort, page, page_size, user_affinity, t0)
+        qvec = self.query_vector(pq)
         relaxed: list[str] = []
         while True:
             applied = explicit.merged(extracted)
@@ -225,6 +227,25 @@ class SearchEngine:
                 enumerate(zip(page_rows, score_ranked[start:start + page_size], strict=True))]
         return SearchResult(query=pq, hits=hits, total=len(rows), page=page, page_size=page_size,
                             facets=self.facets(rows), filters=applied, relaxed=relaxed,
+                            took_ms=(time.perf_counter() - t0) * 1000)
+
+    def _browse(self, pq: ParsedQuery, applied: Filters, sort: Sort, page: int, page_size: int,
+                affinity: Mapping[str, Mapping[str, float]] | None, t0: float) -> SearchResult:
+        """A category or brand page: every item passing the filters, most popular first (boosted by the
+        shopper's affinities when given), or in the requested sort order."""
+        m = self.mask(applied)
+        rows = np.flatnonzero(m) if m is not None else np.arange(len(self.catalog), dtype=np.int64)
+        pop = self.catalog.popularity
+        score = (pop[rows] / (float(pop.max()) or 1.0)) if len(pop) else np.zeros(len(rows))
+        if affinity:
+            score = score + self.config.affinity_weight * self._affinity(rows, affinity)
+        o = np.argsort(-score, kind="stable")
+        ranked, scores = self._sorted(rows[o].astype(np.int64), np.asarray(score, np.float64)[o], sort)
+        start = (page - 1) * page_size
+        hits = [self._hit(int(r), float(sc), [], None) for r, sc in
+                zip(ranked[start:start + page_size], scores[start:start + page_size], strict=True)]
+        return SearchResult(query=pq, hits=hits, total=len(rows), page=page, page_size=page_size,
+                            facets=self.facets(rows), filters=applied, relaxed=[],
                             took_ms=(time.perf_counter() - t0) * 1000)
 
     def _rank(self, pq: ParsedQuery, terms: QueryTerms, qvec: np.ndarray | None,
@@ -302,6 +323,10 @@ class SearchEngine:
         floor = float(scores.min()) - 1.0 if len(scores) else 0.0
         all_rows = np.concatenate([ordered, rest[o]]).astype(np.int64)
         all_scores = np.concatenate([scores, floor - np.arange(len(rest)) * 1e-6])
+        return self._sorted(all_rows, all_scores, sort)
+
+    def _sorted(self, all_rows: np.ndarray, all_scores: np.ndarray, sort: Sort) -> tuple[np.ndarray, np.ndarray]:
+        """Rows in relevance order, re-sorted by popularity or price when asked (ties keep relevance order)."""
         if sort == "relevance":
             return all_rows, all_scores
         if sort == "popularity":
@@ -340,12 +365,14 @@ class SearchEngine:
                 out[j].append(t)
         return out
 
-    def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates) -> Hit:
+    def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates | None) -> Hit:
         cat = self.catalog
         title = cat.texts["title"][row]
-        fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
-        pos = np.searchsorted(cand.rows, row)
-        dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
+        fields, dense = [], False
+        if cand is not None:
+            fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
+            pos = np.searchsorted(cand.rows, row)
+            dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
         price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
         return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
                    price=price, matched={"fields": fields, "terms": in_title, "dense": dense})

@@ -84,6 +84,22 @@ def test_zero_result_recovery_relaxes_filters_then_drops_words(engine: SearchEng
     assert r.total == 0 and r.hits == []
 
 
+def test_an_empty_query_browses_the_filtered_catalog(engine: SearchEngine, store) -> None:
+    """A category page: every item of the category, most popular first; a price-only query filters the catalog."""
+    leaf = store.items["categories"][0][-1]
+    r = engine.search("", filters=Filters(categories=[leaf]), page_size=200)
+    in_leaf = [c[-1] == leaf for c in store.items["categories"]]
+    assert r.total == sum(in_leaf) > 0 and len(r.hits) == min(200, r.total)
+    assert r.facets["category"][0]["count"] == r.total
+    pops = engine.catalog.popularity[engine.item_rows([h.item_id for h in r.hits])]
+    assert list(pops) == sorted(pops, reverse=True)
+    cheap = engine.search("under $10", sort="price_desc", page_size=50)
+    prices = [h.price for h in cheap.hits]
+    assert cheap.filters.price_max == 10.0 and cheap.total > 0 and max(prices) <= 10.0
+    assert prices == sorted(prices, reverse=True)
+    assert engine.search("").total == len(engine.catalog)
+
+
 def test_personalization_reorders_towards_affinity(engine: SearchEngine) -> None:
     base = engine.search("phone case", page_size=10)
     brands = [h.brand for h in base.hits]

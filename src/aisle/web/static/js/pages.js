@@ -119,9 +119,9 @@ export async function search(params) {
   const page = Math.max(1, Number(params.get("page") || 1));
   const sort = params.get("sort") || "relevance";
   const [lo, hi] = (params.get("price") || "-").split("-");
-  // Browsing a category or brand (no words typed) searches for its name within it: the engine needs words.
-  const text = q || params.getAll("category")[0] || params.getAll("brand")[0] || "";
-  const res = await get("/search", { q: text, category: params.getAll("category"), brand: params.getAll("brand"),
+  // Browsing a category or brand (no words typed) sends an empty query: the engine lists every item the
+  // filters let through, most popular (or best fitting this shopper) first.
+  const res = await get("/search", { q, category: params.getAll("category"), brand: params.getAll("brand"),
     price_min: lo, price_max: hi, sort, page, page_size: 24, user: shopper().id });
   const label = q ? `Results for “${q}”` : (params.getAll("category")[0] || params.getAll("brand")[0] || "All products");
   const view = h("div", {}, h("h1", { tabindex: "-1", text: label }));
