@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from aisle.models.seqnets import ItemEmbedding
+from aisle.models.seqnets import CachedItemTable, ItemEmbedding
 from aisle.models.seqtask import SeqConfig
 from aisle.models.sequential import SequentialRecommender
 from aisle.train.trainer import TrainConfig
@@ -47,7 +47,7 @@ class _ResidualMLP(nn.Module):
         return x
 
 
-class TwoTowerNet(nn.Module):
+class TwoTowerNet(CachedItemTable):
     def __init__(self, n_items: int, *, dim: int = 64, layers: int = 1, max_len: int = 50, dropout: float = 0.2,
                  decay: float = 0.7, temperature: float = 0.05, features: torch.Tensor | None = None,
                  n_features: int = 0) -> None:
@@ -63,7 +63,7 @@ class TwoTowerNet(nn.Module):
         self.register_buffer("decay_weights", torch.where(lag >= 0, decay ** lag.clamp(min=0), 0.0),
                              persistent=False)
 
-    def item_table(self) -> torch.Tensor:
+    def compute_item_table(self) -> torch.Tensor:
         """(n_items + 1, dim) unit item vectors (row 0, padding, included), scaled by 1/temperature once."""
         return F.normalize(self.item_tower(self.items.table()), dim=-1) * self.scale**0.5
 
