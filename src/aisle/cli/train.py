@@ -12,6 +12,7 @@ combiner still hold each user's last item out internally). The same command runs
 from __future__ import annotations
 
 import json
+import math
 import time
 import tomllib
 from pathlib import Path
@@ -90,11 +91,15 @@ def train(
         fitted[name] = cls(**kwargs).fit(train_data)
         seconds = time.perf_counter() - t0
         result = getattr(fitted[name], "result", None)
+        # a model trained without a hold-out has no validation metric (best_metric stays -inf): show "-" and
+        # leave the key out, so the manifest stays strict JSON (-Infinity is not JSON)
+        valid = result.best_metric if result is not None and math.isfinite(result.best_metric) else None
         metrics[name] = {"fit_seconds": round(seconds, 2), "params": kwargs}
         if result is not None:
-            metrics[name].update({"valid_NDCG@10": result.best_metric, "best_epoch": result.best_epoch,
-                                  "epochs_run": result.epochs_run})
-        table.add_row(name, f"{seconds:.1f}", f"{result.best_metric:.4f}" if result else "-",
+            metrics[name].update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+            if valid is not None:
+                metrics[name]["valid_NDCG@10"] = valid
+        table.add_row(name, f"{seconds:.1f}", f"{valid:.4f}" if valid is not None else "-",
                       str(result.epochs_run) if result else "-")
     if ctx.is_main:
         bundle = Bundle(items=items, users=train_data.users, models=fitted)
