@@ -9,6 +9,10 @@ chosen configuration becomes the class default, and `aisle evaluate` then report
 
     .venv/bin/python benchmarks/deep_tune.py s3rec:../shared/data/amazon-s3rec/Beauty.txt --model sasrec \
         --set dropout=0.5 --set max_seconds=300 --log /tmp/deep_trials.jsonl
+
+`--monitor-every N` also scores the validation targets (same harness) every N epochs during the fit and logs
+the curve: one long run then shows where a shorter schedule would stand. It only observes; nothing in the fit
+reads it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", type=Path, default=Path("benchmarks/deep_trials.jsonl"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--monitor-every", type=int, default=0, metavar="N",
+                    help="score the validation targets every N epochs during the fit (0: only at the end)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     params = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -53,9 +59,24 @@ def main() -> None:
     vocab = item_vocab(data.events, catalog)
     train = TrainData.from_events(split.history("valid"), items=vocab, catalog=catalog)
     torch.manual_seed(args.seed)
+    model = MODELS[args.model](seed=args.seed, **params)
+    monitor_s = 0.0
+
+    def monitor(epoch: int) -> dict[str, float]:
+        nonlocal monitor_s
+        t = time.perf_counter()
+        metrics = evaluate(model, train, split, "valid", ks=(10,)).metrics
+        monitor_s += time.perf_counter() - t
+        return {f"valid_{k}": round(metrics[k], 5) for k in ("HR@10", "NDCG@10")}
+
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
-    model = MODELS[args.model](seed=args.seed, **params).fit(train)
-    fit_s = time.perf_counter() - t0
+    if args.monitor_every:
+        model.train_cfg = model.train_cfg.replace(eval_every=args.monitor_every)
+        model.fit(train, monitor=monitor)
+    else:
+        model.fit(train)
+    fit_s = time.perf_counter() - t0 - monitor_s
     res = evaluate(model, train, split, "valid", ks=(10, 20))
     result = getattr(model, "result", None)
     row = {"dataset": args.dataspec, "model": args.model, "params": params, "seed": args.seed,
@@ -63,6 +84,8 @@ def main() -> None:
            "internal_best": round(result.best_metric, 5) if result else None,
            "best_epoch": result.best_epoch if result else None, "epochs_run": result.epochs_run if result else None,
            "fit_seconds": round(fit_s, 1), "load_avg": round(os.getloadavg()[0], 2),
+           "load_avg_start": round(load_start, 2),
+           "history": result.history if result else None, "threads": args.threads,
            "time": time.strftime("%Y-%m-%d %H:%M")}
     print(json.dumps(row))
     args.log.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ benchmarks/deep_tune.py). `score` encodes any history, so a brand-new session is
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -60,10 +61,11 @@ class SequentialRecommender:
 
     # ---- fitting --------------------------------------------------------------------------------------
 
-    def fit(self, data: TrainData) -> Self:
+    def fit(self, data: TrainData, *, monitor: Callable[[int], dict[str, float]] | None = None) -> Self:
+        """Train on `data`; `monitor(epoch)` adds metrics to each epoch's history (see `Trainer.fit`)."""
         net = self.prepare(data)
         task = SequenceTask(data.sequences(), self.seq, self.n_items, self.train_cfg.seed)
-        self.result = Trainer(self.train_cfg).fit(net, task)
+        self.result = Trainer(self.train_cfg).fit(net, task, monitor=monitor)
         net.eval()
         return self
 

@@ -13,7 +13,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,8 +105,14 @@ class Trainer:
         self.config = config
         self.ctx = ctx or DistContext.from_env(config.device)
 
-    def fit(self, module: nn.Module, task: TrainTask, *, metric: str = "NDCG@10") -> TrainResult:
-        """Train `module` in place; on return it holds the weights of the best validation epoch."""
+    def fit(self, module: nn.Module, task: TrainTask, *, metric: str = "NDCG@10",
+            monitor: Callable[[int], dict[str, float]] | None = None) -> TrainResult:
+        """Train `module` in place; on return it holds the weights of the best validation epoch.
+
+        `monitor(epoch)`, if given, runs on rank 0 after each evaluation with the module in eval mode and
+        returns extra metrics for that epoch's history row (logged only: early stopping follows `metric`).
+        Tuning scripts use it to record a curve on targets the task does not hold out itself.
+        """
         cfg, ctx = self.config, self.ctx
         seed_everything(cfg.seed)
         module.to(ctx.device)
@@ -165,6 +171,8 @@ class Trainer:
                     net.eval()
                     with torch.no_grad():
                         row.update(task.validate(module, ctx))
+                        if monitor is not None and ctx.is_main:
+                            row.update(monitor(epoch + 1))
                     if metric not in row:  # nothing held out: train every epoch, keep the last weights
                         result.best_epoch = epoch + 1
                     elif row[metric] > result.best_metric:
