@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -42,25 +44,27 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_setup(dataspec: str, cache: Path, *, seed: int = 0, console: bool = True) -> Setup:
+def load_setup(dataspec: str, cache: Path, *, seed: int = 0, console: bool = True, teacher: bool = True) -> Setup:
     data = read_dataspec(dataspec)
     split = make_split(data.events, "loo")
     catalog = data.items if data.items.height else None
     vocab = item_vocab(data.events, catalog)
     train = TrainData.from_events(split.history("test"), items=vocab, catalog=catalog)
     folder = cache / "teacher"
+    if not teacher:  # the data only (the memory probe loads the model itself)
+        return Setup(split, train, None)  # type: ignore[arg-type]
     if (folder / "model.json").exists():
-        teacher = SASRec.load(folder)
+        model = SASRec.load(folder)
     else:
         seed_all(seed)
         t0 = time.perf_counter()
-        teacher = SASRec(seed=seed, progress=console).fit(train)
-        teacher.save(folder)
+        model = SASRec(seed=seed, progress=console).fit(train)
+        model.save(folder)
         (cache / "teacher.log").write_text(f"fit {time.perf_counter() - t0:.0f} s\n")
-    return Setup(split, train, teacher)
+    return Setup(split, train, model)
 
 
-STUDENT = {"dim": 32, "layers": 1}
+STUDENT = {"dim": 32, "layers": 1, "epochs": 4}  # half the teacher's epochs: a distillation step costs ~2x
 
 
 def load_student(setup: Setup, cache: Path, *, seed: int = 0, console: bool = True) -> SASRec:
@@ -86,6 +90,58 @@ def test_queries(setup: Setup) -> tuple[list[np.ndarray], np.ndarray]:
     seqs = setup.train.sequences()
     ok = (users >= 0) & (targets >= 0)
     return [seqs[u] for u in users[ok]], targets[ok]
+
+
+def sample_queries(setup: Setup, n: int, seed: int = 0) -> list[np.ndarray]:
+    """`n` test users' query histories, a seeded sample (the latency and agreement queries)."""
+    hists, _ = test_queries(setup)
+    pick = np.random.default_rng(seed).choice(len(hists), size=min(n, len(hists)), replace=False)
+    return [hists[i] for i in np.sort(pick)]
+
+
+def interleaved_ms(fns: dict[str, Callable[[Any], Any]], inputs: Sequence[Any], *, warmup: int = 20
+                   ) -> dict[str, np.ndarray]:
+    """Per-call milliseconds of every function on every input, the functions taking turns on each input, so a
+    change of machine load during the run reaches all of them alike."""
+    for x in inputs[:warmup]:
+        for f in fns.values():
+            f(x)
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for x in inputs:
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f(x)
+            out[k].append(time.perf_counter() - t0)
+    return {k: np.asarray(v) * 1000.0 for k, v in out.items()}
+
+
+def per_second(fn: Callable[[Any], Any], batches: Sequence[Any], size: int) -> float:
+    """Items of `size` per batch processed per second (one warm-up batch first)."""
+    fn(batches[0])
+    t0 = time.perf_counter()
+    for b in batches:
+        fn(b)
+    return size * len(batches) / (time.perf_counter() - t0)
+
+
+def rss_mib() -> float:
+    """This process's resident memory (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def single_threaded() -> None:
+    """One thread everywhere: torch, faiss, OpenBLAS and OpenMP pools (ONNX sessions get 1 intra-op thread).
+    On the shared 2 cores a multi-threaded BLAS call in a single request spin-waits against other processes:
+    a 12k x 64 matrix-vector product took 16 ms instead of 0.15 ms."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    threadpool_limits(1)
 
 
 def main() -> None:

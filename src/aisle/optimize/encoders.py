@@ -52,14 +52,17 @@ class SequenceEncoder:
 
     backend: str = "torch"
 
-    def __init__(self, model: SequentialRecommender) -> None:
+    def __init__(self, *, name: str, max_len: int, items: np.ndarray) -> None:
+        self.name, self.max_len = name, max_len
+        self._items = np.ascontiguousarray(items, dtype=np.float32)
+        self.n_items = len(self._items)
+
+    @staticmethod
+    def meta(model: SequentialRecommender) -> dict[str, Any]:
+        """What every encoder needs of a fitted model besides its weights: name, max_len, item vectors."""
         if model.net is None:
             raise RuntimeError(f"{model.name} is not fitted")
-        self.name = model.name
-        self.max_len = model.seq.max_len
-        self.n_items = model.n_items
-        with torch.no_grad():
-            self._items = np.ascontiguousarray(model.net.item_table()[1:].float().cpu().numpy())
+        return {"name": model.name, "max_len": model.seq.max_len, "items": model.item_vectors()}
 
     def item_vectors(self) -> np.ndarray:
         return self._items
@@ -85,7 +88,7 @@ class SequenceEncoder:
 
 class TorchEncoder(SequenceEncoder):
     def __init__(self, model: SequentialRecommender, *, int8: bool = False) -> None:
-        super().__init__(model)
+        super().__init__(**self.meta(model))
         assert model.net is not None
         frozen = FrozenEncoder(copy.deepcopy(model.net).cpu().eval() if int8 else model.net.eval())
         if int8:
@@ -102,16 +105,22 @@ class TorchEncoder(SequenceEncoder):
 
 
 class OnnxEncoder(SequenceEncoder):
-    """The encoder exported to `path` (see `aisle.optimize.onnx.export_encoder`), run by ONNX Runtime."""
+    """The encoder exported to `path` (see `aisle.optimize.onnx.export_encoder`), run by ONNX Runtime; it needs
+    no PyTorch weights, only the ONNX file and the item vectors (`OnnxEncoder.of` takes them from a model)."""
 
-    def __init__(self, model: SequentialRecommender, path: Path, *, threads: int = 1, int8: bool = False) -> None:
-        super().__init__(model)
+    def __init__(self, path: Path, *, name: str, max_len: int, items: np.ndarray, threads: int = 1,
+                 int8: bool = False) -> None:
+        super().__init__(name=name, max_len=max_len, items=items)
         from aisle.optimize.onnx import session
 
         self.path = Path(path)
         self.session = session(self.path, threads=threads)
         self.input = self.session.get_inputs()[0].name
         self.backend = "onnx-int8" if int8 else "onnx"
+
+    @classmethod
+    def of(cls, model: SequentialRecommender, path: Path, *, threads: int = 1, int8: bool = False) -> OnnxEncoder:
+        return cls(path, **cls.meta(model), threads=threads, int8=int8)
 
     def run(self, seq: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input: seq})[0], np.float32)
@@ -129,7 +138,8 @@ def make_encoder(model: SequentialRecommender, backend: str, *, folder: Path | N
     if folder is None:
         raise ValueError(f"backend {backend!r} needs a folder for the ONNX files")
     fp32, int8 = onnx_files(model, Path(folder), int8=backend == "onnx-int8")
-    return OnnxEncoder(model, int8 if backend == "onnx-int8" else fp32, threads=threads, int8=backend == "onnx-int8")
+    q8 = backend == "onnx-int8"
+    return OnnxEncoder.of(model, int8 if q8 else fp32, threads=threads, int8=q8)
 
 
 def max_abs_diff(a: Any, b: Any) -> float:
