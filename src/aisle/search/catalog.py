@@ -35,6 +35,7 @@ class Codes:
     indptr: np.ndarray
     indices: np.ndarray
     _folded: dict[str, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
+    _postings: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, rows: list[list[str]]) -> Codes:
@@ -56,14 +57,27 @@ class Codes:
         folded = self._folded
         return np.array([c for w in wanted for c in folded.get(fold(w), ())], dtype=np.int32)
 
+    def postings(self) -> tuple[np.ndarray, np.ndarray]:
+        """The transpose, built on first use: value c is held by items `rows[starts[c]:starts[c + 1]]`.
+
+        Why: a filter then touches only the items that have the value, not every item's values (an `isin` over
+        the whole column cost ~1 ms per filter on a 100,000-item catalog, on every filtered search)."""
+        if self._postings is None:
+            owner = np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int64), np.diff(self.indptr))
+            order = np.argsort(self.indices, kind="stable")
+            starts = np.searchsorted(self.indices[order], np.arange(len(self.values) + 1))
+            self._postings = (owner[order], starts)
+        return self._postings
+
     def mask(self, wanted: list[str], n: int) -> np.ndarray:
         """Items having any of `wanted` (case-insensitive)."""
         out = np.zeros(n, dtype=bool)
         codes = self.codes_of(wanted)
         if len(codes) == 0 or len(self.indices) == 0:
             return out
-        hit = np.flatnonzero(np.isin(self.indices, codes))
-        out[np.searchsorted(self.indptr, hit, side="right") - 1] = True
+        rows, starts = self.postings()
+        for c in codes:
+            out[rows[starts[c]:starts[c + 1]]] = True
         return out
 
     def has_any(self, wanted: list[str], rows: np.ndarray) -> np.ndarray:

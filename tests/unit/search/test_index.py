@@ -73,3 +73,20 @@ def test_lexical_index_fields_and_match_count() -> None:
     total, per = lex.combined(["delta", "faucet"], bigram_tokens=["delta_shower"])
     assert total[0] > 0 == total[1] and per["brand"][0] > 0
     assert lex.match_count(["delta", "bath", "kohler"]).tolist() == [2, 1]
+
+
+def test_value_filter_mask_equals_a_scan_of_every_item() -> None:
+    """Filter masks come from value -> items postings; they must select exactly the items a plain scan does."""
+    from aisle.search.catalog import Codes
+
+    rng = np.random.default_rng(0)
+    values = ["Red", "blue", "Green", "Crème", "black", "white"]
+    rows = [[values[j] for j in rng.choice(len(values), rng.integers(0, 4), replace=False)] for _ in range(500)]
+    rows[7] = ["Red", "Red"]  # a repeated value counts once
+    codes = Codes.build(rows)
+    for wanted in (["red"], ["BLUE", "creme"], ["green", "black", "white"], ["purple"], []):
+        folded = {w.lower().replace("è", "e") for w in wanted}
+        want = np.array([any(v.lower().replace("è", "e") in folded for v in r) for r in rows])
+        got = codes.mask(wanted, len(rows))
+        assert got.dtype == bool and np.array_equal(got, want), wanted
+    assert Codes.build([[], []]).mask(["red"], 2).tolist() == [False, False]
