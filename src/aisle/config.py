@@ -95,6 +95,10 @@ class Settings(_Frozen):
     watch_seconds: float = Field(default=0.0, ge=0.0)
     """Poll the bundle folder for a new manifest this often (0 = only on POST /admin/reload)."""
     search_cache: int = Field(default=2_048, ge=0)
+    """Unpersonalised search answers kept per worker (serialized), most recently used first out last."""
+    gc_freeze: bool = True
+    """After each bundle load: one full garbage collection, then `gc.freeze()` (the bundle's objects are never
+    walked again by the collector; see `aisle.serve.services.settle_heap`)."""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)

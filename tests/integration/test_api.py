@@ -132,7 +132,8 @@ def test_search_with_facets_filters_personalisation_and_cache(client: TestClient
     body = r.json()
     assert body["total"] > 0 and body["hits"] and body["facets"]["brand"]
     assert {"category", "currency", "available"} <= set(body["hits"][0])
-    assert client.get("/search", params={"q": "hiking boots", "page_size": 5}).json()["cached"]
+    again = client.get("/search", params={"q": "hiking boots", "page_size": 5}).json()
+    assert again.pop("cached") and again == {k: v for k, v in body.items() if k != "cached"}
     brand = body["facets"]["brand"][0]["value"]
     only = client.get("/search", params={"q": "hiking boots", "brand": brand}).json()
     assert only["total"] == body["facets"]["brand"][0]["count"]
@@ -362,3 +363,18 @@ def test_redis_catalog_upserts_reach_other_workers(bundle_dir: Path, shop: Datas
         assert svc_b.catalog_version == a.app.state.services.catalog_version
         card = b.get(f"/items/{item['item_id']}/similar").json()["item"]
         assert np.isclose(card["price"], 1.0)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_loaded_bundle_is_kept_out_of_garbage_collection_while_serving(bundle_dir: Path, freeze: bool) -> None:
+    """gc_freeze: after a load the bundle's objects are frozen (full collections skip them); a shutdown thaws."""
+    import gc
+
+    with TestClient(create_app(Settings(bundle=bundle_dir, gc_freeze=freeze))) as c:
+        assert c.get("/ready").status_code == 200
+        frozen = gc.get_freeze_count()
+        assert (frozen > 0) == freeze
+        assert c.post("/admin/reload").status_code == 200
+        assert (gc.get_freeze_count() > 0) == freeze
+        assert c.get("/users/nobody/recommendations").status_code == 200
+    assert gc.get_freeze_count() == 0

@@ -113,7 +113,8 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     if user:
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.history(user, live, erased))
-    return _ok(rt.search_json(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity))
+    body = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
+    return Response(body, media_type="application/json")
 
 
 # ---- writes --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 
 from aisle.bundle import Bundle
@@ -71,7 +72,7 @@ class Runtime:
         # live sessions are scored per request on small catalogs, and on any catalog whose user sources are
         # served from an ANN index ([inference] ann_min_items)
         self.online = len(self.item_ids) <= settings.online_max_items or indexed_online(self.pipeline)
-        self._search_cache: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+        self._search_cache: OrderedDict[Any, bytes] = OrderedDict()
 
     # ---- cold start ----------------------------------------------------------------------------------
 
@@ -360,8 +361,11 @@ class Runtime:
                 out[name] = {names[v]: float(n / counts.max()) for v, n in zip(vals, counts, strict=True)}
         return out
 
-    def search_json(self, query: str, *, filters: Any, sort: str, page: int, page_size: int,
-                    affinity: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    def search_body(self, query: str, *, filters: Any, sort: str, page: int, page_size: int,
+                    affinity: dict[str, dict[str, float]] | None) -> bytes:
+        """The JSON response body of a search. Unpersonalised answers are cached as their serialized bytes:
+        a repeat is a dictionary lookup, and the cache holds one object per entry instead of a tree of dicts
+        and lists that every full garbage collection of the worker would have to walk."""
         assert self.search is not None
         key = None
         if not affinity or not any(affinity.values()):
@@ -370,7 +374,7 @@ class Runtime:
             hit = self._search_cache.get(key)
             if hit is not None:
                 self._search_cache.move_to_end(key)
-                return {**hit, "cached": True}
+                return hit
         t0 = time.perf_counter()
         res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
                                  user_affinity=affinity)
@@ -382,10 +386,14 @@ class Runtime:
         out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         out["model_version"] = self.version
         if key is not None and self.settings.search_cache:
-            self._search_cache[key] = out
+            self._search_cache[key] = _json({**out, "cached": True})
             if len(self._search_cache) > self.settings.search_cache:
                 self._search_cache.popitem(last=False)
-        return {**out, "cached": False}
+        return _json({**out, "cached": False})
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 __all__ = ["History", "Runtime"]

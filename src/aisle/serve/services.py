@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import queue
 import threading
@@ -105,6 +106,19 @@ class StoreSink:
         self._thread.join(timeout=10)
 
 
+def settle_heap() -> None:
+    """Collect once, then move every object alive now (the loaded bundle, the imported libraries) out of the
+    garbage collector's reach (`gc.freeze`).
+
+    Why: a 100,000-item bundle is ~400,000 tracked Python objects, and every full collection walked all of them:
+    a 200-400 ms pause of the worker, several times a minute under load, which was the whole p99 of the load
+    benchmark. The previous bundle's frozen objects are unfrozen first, so what it leaves behind is collected
+    now rather than kept for ever."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Services:
     def __init__(self, settings: Settings, *, state: StateStore | None = None, embedder: Any = None) -> None:
         self.settings = settings
@@ -157,6 +171,8 @@ class Services:
                 raise
             self._runtime, self.bundle_path = rt, path
             self._manifest_mtime = _mtime(path)
+            if self.settings.gc_freeze:
+                settle_heap()
             self.metrics.reloads.labels("ok").inc()
             self.metrics.model_loaded(rt.version)
             log.info("loaded bundle %s (%s) in %.1fs", path, rt.version, time.perf_counter() - t0)
@@ -270,6 +286,8 @@ class Services:
         if self.sink is not None:
             await run_in_threadpool(self.sink.close)
         await self.state.close()
+        if self.settings.gc_freeze:
+            gc.unfreeze()  # shutdown frees the bundle like any other object
 
 
 def _mtime(path: Path) -> float:
