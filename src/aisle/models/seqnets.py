@@ -80,7 +80,17 @@ class ItemEmbedding(nn.Module):
 
 
 class SASRecNet(CachedItemTable):
-    """Self-attentive sequential recommendation (Kang & McAuley 2018) with pre-norm blocks."""
+    """Self-attentive sequential recommendation (Kang & McAuley 2018) with pre-norm blocks.
+
+    Shorter inputs than `max_len` are exact (`trims_padding`): the net trains on histories left-padded to
+    `max_len`, and every padding position enters a block as the same zero vector, so each one is the same
+    attention key and value. A row with fewer pads than it was trained with therefore gets the missing ones
+    as a log-count bias on the pads it has (n identical keys weigh exactly as one key with logit + log n), and
+    the last position's state equals the full-length one (to float rounding). Serving encodes a typical
+    6-item history in a 16-wide window instead of 50. A row shorter than `max_len` needs at least one pad.
+    """
+
+    trims_padding = True
 
     def __init__(self, n_items: int, *, dim: int = 64, layers: int = 2, heads: int = 1, max_len: int = 50,
                  dropout: float = 0.5, features: torch.Tensor | None = None, n_features: int = 0) -> None:
@@ -96,22 +106,45 @@ class SASRecNet(CachedItemTable):
         )
         self.norm = nn.LayerNorm(dim)
         self.scale = math.sqrt(dim)
+        self.heads = heads
 
     def forward(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) item ids, left-padded with 0 -> (B, L, dim) hidden states.
+        """(B, L) item ids, left-padded with 0, L <= max_len -> (B, L, dim) hidden states.
 
         `table` is the precomputed `item_table()`, passed when the caller also needs it for the output
         layer, so side-feature embeddings are pooled once per step rather than twice.
         """
         length = seq.shape[1]
         keep = (seq > 0).unsqueeze(-1).to(self.pos.weight.dtype)
-        positions = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        # positions and mask from tensor ops on `seq`, not Python ints: an ONNX trace keeps the length dynamic
+        steps = torch.cumsum(torch.ones_like(seq[0]), 0)  # 1..L
+        positions = steps + (self.max_len - 1) - steps[-1]  # max_len - L .. max_len - 1 (right-aligned)
         x = self.items(seq, table) * self.scale + self.pos(positions)
         x = self.drop(x) * keep
-        causal = torch.triu(torch.full((length, length), float("-inf"), device=seq.device), diagonal=1)
-        for block in self.blocks:
-            x = block(x, src_mask=causal, is_causal=True) * keep
+        zero = torch.zeros((), dtype=x.dtype, device=seq.device)
+        causal = torch.where(steps[None, :] > steps[:, None], zero - float("inf"), zero)
+        if length < self.max_len:  # see the class docstring; at max_len the bias is 0 and the plain mask serves
+            mask = causal + self._pad_bias(seq)
+            fast = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)  # the fused eval kernel returns NaN for this mask
+            try:
+                for block in self.blocks:
+                    x = block(x, src_mask=mask) * keep
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fast)
+        else:
+            for block in self.blocks:
+                x = block(x, src_mask=causal, is_causal=True) * keep
         return self.norm(x)
+
+    def _pad_bias(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B * heads, 1, L) attention-logit bias: log(pads trained with / pads present) on each pad key."""
+        pad = seq <= 0
+        real = (~pad).sum(1, keepdim=True).to(self.pos.weight.dtype)
+        present = pad.sum(1, keepdim=True).to(self.pos.weight.dtype)
+        bias = torch.log((self.max_len - real).clamp(min=1.0) / present.clamp(min=1.0))
+        out = (pad.to(bias.dtype) * bias).unsqueeze(1)
+        return out.repeat_interleave(self.heads, dim=0) if self.heads > 1 else out
 
     def compute_item_table(self) -> torch.Tensor:
         return self.items.table()

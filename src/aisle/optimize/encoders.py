@@ -12,8 +12,10 @@ encoder runs in one of four backends, and the item vectors go to an `aisle.index
   with onnxruntime's dynamic int8 quantisation of every MatMul and of the item-table Gather.
 
 Every encoder is an `aisle.index.VectorModel` (`user_vectors`, `item_vectors`), so `aisle.index.Retriever`
-serves it. Histories are left-padded to the model's `max_len`, exactly as `score` pads them, so the fp32
-backends give the model's own scores (the parity tests check it).
+serves it. Histories are left-padded to the model's `max_len`, exactly as `score` pads them, or, for nets that
+are exact on shorter windows (`trims_padding`: SASRec), to the longest history of the request plus one pad,
+rounded up to a multiple of 8; either way the fp32 backends give the model's own scores (the parity tests
+check it).
 """
 
 from __future__ import annotations
@@ -52,24 +54,31 @@ class SequenceEncoder:
 
     backend: str = "torch"
 
-    def __init__(self, *, name: str, max_len: int, items: np.ndarray) -> None:
-        self.name, self.max_len = name, max_len
+    def __init__(self, *, name: str, max_len: int, items: np.ndarray, trim: bool = False) -> None:
+        self.name, self.max_len, self.trim = name, max_len, trim
         self._items = np.ascontiguousarray(items, dtype=np.float32)
         self.n_items = len(self._items)
 
     @staticmethod
     def meta(model: SequentialRecommender) -> dict[str, Any]:
-        """What every encoder needs of a fitted model besides its weights: name, max_len, item vectors."""
+        """What every encoder needs of a fitted model besides its weights: name, max_len, item vectors, and
+        whether its net is exact on windows shorter than max_len."""
         if model.net is None:
             raise RuntimeError(f"{model.name} is not fitted")
-        return {"name": model.name, "max_len": model.seq.max_len, "items": model.item_vectors()}
+        return {"name": model.name, "max_len": model.seq.max_len, "items": model.item_vectors(),
+                "trim": bool(getattr(model.net, "trims_padding", False))}
 
     def item_vectors(self) -> np.ndarray:
         return self._items
 
     def padded(self, batch: QueryBatch) -> np.ndarray:
         hists = [np.asarray(h, np.int64) for h in batch.histories]
-        return left_pad([h[(h >= 0) & (h < self.n_items)] + 1 for h in hists], self.max_len)
+        rows = [h[(h >= 0) & (h < self.n_items)] + 1 for h in hists]
+        width = self.max_len
+        if self.trim:  # one pad at least (see SASRecNet), multiples of 8 so few distinct shapes reach the runtime
+            longest = max((len(r) for r in rows), default=0)
+            width = min(self.max_len, -(-(longest + 1) // 8) * 8)
+        return left_pad(rows, width)
 
     def user_vectors(self, batch: QueryBatch) -> np.ndarray:
         seq = self.padded(batch)
@@ -108,13 +117,15 @@ class OnnxEncoder(SequenceEncoder):
     """The encoder exported to `path` (see `aisle.optimize.onnx.export_encoder`), run by ONNX Runtime; it needs
     no PyTorch weights, only the ONNX file and the item vectors (`OnnxEncoder.of` takes them from a model)."""
 
-    def __init__(self, path: Path, *, name: str, max_len: int, items: np.ndarray, threads: int = 1,
-                 int8: bool = False) -> None:
-        super().__init__(name=name, max_len=max_len, items=items)
+    def __init__(self, path: Path, *, name: str, max_len: int, items: np.ndarray, trim: bool = False,
+                 threads: int = 1, int8: bool = False) -> None:
         from aisle.optimize.onnx import session
 
+        sess = session(Path(path), threads=threads)
+        dynamic = not isinstance(sess.get_inputs()[0].shape[1], int)  # a graph of fixed length takes max_len
+        super().__init__(name=name, max_len=max_len, items=items, trim=trim and dynamic)
         self.path = Path(path)
-        self.session = session(self.path, threads=threads)
+        self.session = sess
         self.input = self.session.get_inputs()[0].name
         self.backend = "onnx-int8" if int8 else "onnx"
 

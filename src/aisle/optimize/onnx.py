@@ -1,8 +1,11 @@
 """ONNX export of a sequential model's encoder, onnxruntime's dynamic int8 quantisation, and sessions.
 
-Export uses the TorchScript-based `torch.onnx.export(..., dynamo=False)`: on this machine it exports SASRec in
-~7 s against ~60 s for the dynamo exporter, with the same graph semantics (the parity tests run on the
-result). The batch axis is dynamic; the history length is fixed at `max_len`, as the model pads it.
+The batch axis is dynamic; so is the history length for nets that are exact on shorter windows
+(`trims_padding`, SASRec), whose encoders then pad a request only to its longest history; other nets' graphs
+take `max_len`. Fixed-length graphs come from the TorchScript-based exporter (`dynamo=False`, a few seconds);
+dynamic-length ones from the dynamo exporter (`torch.export` with a `Dim` for the length, ~10 s for SASRec):
+the TorchScript trace bakes the example's length into nn.MultiheadAttention's key reshape. The parity tests
+run on the result.
 
 Files are named by a digest of the weights (`sasrec-<digest>.onnx`), so a cache folder never serves a graph of
 other weights. Sessions run with a fixed number of intra-op threads (1 for a single request: on shared cores
@@ -12,10 +15,13 @@ onnxruntime build has it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +30,11 @@ import torch
 from aisle.models.sequential import SequentialRecommender
 
 OPSET = 17
+DYNAMO_OPSET = 18
 #: names the quantisation recipe in cached file names, so a changed recipe never reuses an old file
 INT8_TAG = "int8pc"
+#: names the export format (v2: dynamic history length) in cached file names, for the same reason
+EXPORT_TAG = "v2"
 
 
 def weights_digest(model: SequentialRecommender) -> str:
@@ -40,26 +49,51 @@ def weights_digest(model: SequentialRecommender) -> str:
 
 
 def export_encoder(model: SequentialRecommender, path: Path) -> Path:
-    """Write the frozen encoder ((B, max_len) int64 ids -> (B, dim) float32) as an ONNX file."""
+    """Write the frozen encoder ((B, L) int64 ids -> (B, dim) float32) as an ONNX file; L is `max_len`, or any
+    length up to it for nets that trim padding (the export traces a shorter window, the general path)."""
     from aisle.optimize.encoders import FrozenEncoder
 
     if model.net is None:
         raise RuntimeError(f"{model.name} is not fitted")
     enc = FrozenEncoder(copy.deepcopy(model.net).cpu().eval())  # a copy: the model's own net stays as it is
-    example = torch.ones((2, model.seq.max_len), dtype=torch.long)
+    max_len = model.seq.max_len
+    trims = bool(getattr(model.net, "trims_padding", False)) and max_len > 2
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    names = {"input_names": ["history"], "output_names": ["user_vector"]}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
-            torch.onnx.export(enc, (example,), str(tmp), input_names=["history"], output_names=["user_vector"],
-                              dynamic_axes={"history": {0: "batch"}, "user_vector": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)
+        with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx", "onnxscript", "torch._export"):
+            warnings.simplefilter("ignore")  # the exporters' deprecation and tracer warnings
+            if trims:  # traced on a window shorter than max_len: the general path (pad bias), exact at max_len too
+                example = torch.ones((2, max_len // 2), dtype=torch.long)
+                example[0, 0] = 0
+                length = torch.export.Dim("length", min=2, max=max_len - 1)
+                prog = torch.onnx.export(enc, (example,), None, **names, opset_version=DYNAMO_OPSET, dynamo=True,
+                                         dynamic_shapes=({0: torch.export.Dim("batch"), 1: length},),
+                                         verbose=False)
+                prog.save(str(tmp))
+            else:
+                example = torch.ones((2, max_len), dtype=torch.long)
+                torch.onnx.export(enc, (example,), str(tmp), **names, opset_version=OPSET, dynamo=False,
+                                  dynamic_axes={"history": {0: "batch"}, "user_vector": {0: "batch"}})
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """The exporters log registration and optimisation chatter at WARNING; keep it out of the user's log."""
+    saved = [(lg, lg.level) for lg in (logging.getLogger(n) for n in loggers)]
+    for lg, _ in saved:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, unsigned: bool = True,
@@ -68,8 +102,6 @@ def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, unsigned: b
     `gather`), activations quantised per call. Per-channel unsigned weights are the default: on the MiniLM
     encoder they kept query vectors at cosine >= 0.99 to fp32, per-tensor signed ones at 0.93 (on AVX2 CPUs
     signed int8 x int8 products can saturate, onnxruntime's own guidance)."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
@@ -91,7 +123,7 @@ def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, unsigned: b
 def onnx_files(model: SequentialRecommender, folder: Path, *, int8: bool = False) -> tuple[Path, Path]:
     """(fp32 path, int8 path) in `folder`, exporting / quantising what is missing (int8 only when asked)."""
     folder = Path(folder)
-    stem = f"{model.name}-{weights_digest(model)}"
+    stem = f"{model.name}-{weights_digest(model)}-{EXPORT_TAG}"
     fp32, q8 = folder / f"{stem}.onnx", folder / f"{stem}-{INT8_TAG}.onnx"
     if not fp32.exists():
         export_encoder(model, fp32)
@@ -121,5 +153,5 @@ def session(path: Path, *, threads: int = 1) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers())
 
 
-__all__ = ["INT8_TAG", "OPSET", "export_encoder", "onnx_files", "providers", "quantize_int8", "session",
+__all__ = ["EXPORT_TAG", "INT8_TAG", "OPSET", "export_encoder", "onnx_files", "providers", "quantize_int8", "session",
            "weights_digest"]

@@ -68,3 +68,27 @@ def test_unknown_and_out_of_range_history_items_are_ignored(data: TrainData) -> 
     clean = model.score(QueryBatch.of_histories([[2, 3]]))
     noisy = model.score(QueryBatch.of_histories([[-1, 2, data.n_items + 5, 3]]))
     np.testing.assert_allclose(clean, noisy, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_sasrec_net_is_exact_on_windows_shorter_than_max_len(heads: int) -> None:
+    """Fewer pads than trained with change nothing: the last state equals the full-width one."""
+    import torch
+
+    from aisle.models.seqnets import SASRecNet
+    from aisle.models.seqtask import left_pad
+
+    torch.manual_seed(0)
+    net = SASRecNet(300, dim=32, layers=2, heads=heads, max_len=50, dropout=0.3).eval()
+    rng = np.random.default_rng(0)
+    hists = [rng.integers(1, 301, int(rng.integers(1, 60))) for _ in range(40)]
+    with torch.no_grad():
+        full = net(torch.from_numpy(left_pad(hists, 50)))[:, -1]
+        for width in (8, 16, 49):
+            rows = [i for i, h in enumerate(hists) if len(h) < width]
+            short = net(torch.from_numpy(left_pad([hists[i] for i in rows], width)))[:, -1]
+            assert rows and float((short - full[rows]).abs().max()) < 1e-5
+        net._pad_bias = lambda seq: torch.zeros(len(seq) * heads, 1, seq.shape[1])  # type: ignore[method-assign]
+        i = next(i for i, h in enumerate(hists) if len(h) < 20)
+        short = net(torch.from_numpy(left_pad([hists[i]], len(hists[i]) + 1)))[:, -1]
+        assert float((short - full[i]).abs().max()) > 1e-3  # without the bias the windows differ

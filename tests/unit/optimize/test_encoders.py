@@ -65,3 +65,17 @@ def test_bad_backend_and_missing_folder_are_clear_errors(sasrec: SASRec) -> None
         make_encoder(SASRec(), "torch")
     with pytest.raises(ValueError, match="shapes differ"):
         max_abs_diff(np.zeros(2), np.zeros(3))
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_short_requests_are_encoded_in_a_shorter_window_with_the_same_scores(sasrec: SASRec, backend: str,
+                                                                             tmp_path: Path) -> None:
+    """SASRec trims padding: a request of short histories runs in an 8-wide window (max_len is 12) and
+    scores exactly as the model's own full-width pass."""
+    enc = make_encoder(sasrec, backend, folder=tmp_path)
+    short = QueryBatch.of_histories([h[-3:] for h in planted_toy().histories[:6]] + [np.array([], np.int64)])
+    assert enc.padded(short).shape[1] == 8 < sasrec.seq.max_len
+    assert max_abs_diff(enc.score(short), sasrec.score(short)) < 1e-4
+    seven = QueryBatch.of_histories([np.tile(planted_toy().histories[0], 4)[:7]])  # 7 items + 1 pad = 8
+    assert enc.padded(seven).shape[1] == 8
+    assert max_abs_diff(enc.score(seven), sasrec.score(seven)) < 1e-4
