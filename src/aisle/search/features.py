@@ -62,33 +62,33 @@ def compute(pq: ParsedQuery, terms: QueryTerms, cand: Candidates, catalog: Catal
     f["dense_gap"] = cand.dense - (cand.dense.max() if m else 0.0)
     f["dense_rank"] = _rank_feature(cand.dense_rank)
     f["bm25_title"] = cand.fields.get("title", zeros)
-    f["bm25_title_orig"] = title.scores(terms.orig_tokens)[rows] if terms.orig_tokens != terms.tokens \
+    f["bm25_title_orig"] = title.scores_at(terms.orig_tokens, rows) if terms.orig_tokens != terms.tokens \
         else f["bm25_title"]
     f["bm25_bigram"] = cand.fields.get("title_bigram", zeros)
     cg = lexical.fields.get("title_chargram")
-    f["bm25_chargram"] = cg.scores(terms.chargrams)[rows] if cg is not None else zeros
+    f["bm25_chargram"] = cg.scores_at(terms.chargrams, rows) if cg is not None else zeros
     f["chargram_rel"] = _rel(f["bm25_chargram"])
     for name in ("brand", "category", "attributes", "description"):
         f[f"bm25_{name}"] = cand.fields.get(name, zeros)
 
     uniq = list(dict.fromkeys(terms.tokens))
-    match = title.matches(uniq)[rows]
+    match = title.matches_at(uniq, rows)
     f["title_match"] = match
     f["title_match_ratio"] = _ratio(match, len(uniq))
     idf_total = title.token_idf(uniq)
-    f["title_idf_cov"] = title.matches(uniq, idf=True)[rows] / idf_total if idf_total > 0 else zeros
+    f["title_idf_cov"] = title.matches_at(uniq, rows, idf=True) / idf_total if idf_total > 0 else zeros
     f["title_cover"] = match / np.maximum(title.doc_len[rows], 1)
     orig = list(dict.fromkeys(terms.orig_tokens))
-    f["orig_match_ratio"] = _ratio(title.matches(orig)[rows], len(orig)) if orig != uniq else f["title_match_ratio"]
+    f["orig_match_ratio"] = _ratio(title.matches_at(orig, rows), len(orig)) if orig != uniq else f["title_match_ratio"]
     f["all_match"] = (match >= len(uniq)).astype(np.float32) if uniq else zeros
     bg = lexical.fields.get("title_bigram")
     bgs = list(dict.fromkeys(terms.bigrams))
-    f["bigram_match_ratio"] = _ratio(bg.matches(bgs)[rows], len(bgs)) if bg is not None else zeros
+    f["bigram_match_ratio"] = _ratio(bg.matches_at(bgs, rows), len(bgs)) if bg is not None else zeros
     f["measure_q"] = np.full(m, len(terms.measures), dtype=np.float32)
-    f["measure_match_ratio"] = _ratio(title.matches(terms.measures)[rows], len(set(terms.measures)))
+    f["measure_match_ratio"] = _ratio(title.matches_at(terms.measures, rows), len(set(terms.measures)))
     f["number_q"] = np.full(m, len(terms.numbers), dtype=np.float32)
-    f["number_match_ratio"] = _ratio(title.matches(terms.numbers)[rows], len(set(terms.numbers)))
-    f["head_match"] = title.matches([terms.head])[rows] if terms.head else np.full(m, -1.0, dtype=np.float32)
+    f["number_match_ratio"] = _ratio(title.matches_at(terms.numbers, rows), len(set(terms.numbers)))
+    f["head_match"] = title.matches_at([terms.head], rows) if terms.head else np.full(m, -1.0, dtype=np.float32)
     f["q_len"] = np.full(m, len(uniq), dtype=np.float32)
     f["q_corrections"] = np.full(m, len(pq.corrections), dtype=np.float32)
     f["title_len"] = title.doc_len[rows].astype(np.float32)
@@ -106,7 +106,7 @@ def compute(pq: ParsedQuery, terms: QueryTerms, cand: Candidates, catalog: Catal
         for c in colors:
             toks = analyze(c)
             if toks:
-                hit |= title.matches(toks)[rows] >= len(set(toks))
+                hit |= title.matches_at(toks, rows) >= len(set(toks))
         if "color" in catalog.attributes:
             hit |= catalog.attributes["color"].has_any(colors, rows)
         f["color_match"] = np.where(hit, 1.0, -1.0)

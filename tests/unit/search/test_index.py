@@ -66,6 +66,20 @@ def test_field_bm25_scores_matches_and_round_trip(tmp_path: Path) -> None:
     assert np.allclose(FieldIndex.load(tmp_path / "f").scores(["shower"]), f.scores(["shower"]))
 
 
+def test_scores_and_matches_at_a_few_rows_equal_the_full_pass() -> None:
+    """The reranker's features look up only the candidate rows; they must be the full pass's values exactly."""
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(30)]
+    docs = [list(rng.choice(vocab, int(rng.integers(0, 8)))) for _ in range(400)]
+    f = FieldIndex.build(docs)
+    rows = np.sort(rng.choice(400, 60, replace=False)).astype(np.int64)[::-1].copy()  # any order
+    for toks in (["w1", "w2", "w2", "nope"], ["w7"], [], ["", "w3"]):
+        assert np.array_equal(f.scores_at(toks, rows), f.scores(toks)[rows])
+        assert np.array_equal(f.matches_at(toks, rows), f.matches(toks)[rows])
+        assert np.array_equal(f.matches_at(toks, rows, idf=True), f.matches(toks, idf=True)[rows])
+    assert f.scores_at(["w1"], np.zeros(0, np.int64)).shape == (0,)
+
+
 def test_lexical_index_fields_and_match_count() -> None:
     lex = LexicalIndex.build({"title": ["Delta shower faucet", "Kohler toilet"], "brand": ["Delta", "Kohler"],
                               "category": ["Bath", ""], "attributes": ["", ""], "description": ["", ""]})
