@@ -154,6 +154,18 @@ async def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
     return results
 
 
+def _loaded(port: int) -> int:
+    """Bundle loads so far, summed over the server's workers (its /metrics)."""
+    import httpx
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("aisle_reloads_total") and 'outcome="ok"' in line)
+
+
 def _logged_queries(spec: str, seed: int) -> list[str]:
     import polars as pl
 
@@ -195,18 +207,11 @@ def main() -> None:
         procs.append(subprocess.Popen([aisle, "serve", "--bundle", args.bundle, "--workers", str(args.workers),
                                        "--port", str(port), "--state", state], stdout=subprocess.DEVNULL))
         t0 = time.time()
-        import httpx
 
-        ready = 0
-        while ready < 12:  # 12 ready answers in a row on fresh connections: every worker has its bundle loaded
-            try:
-                ok = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            ready = ready + 1 if ok else 0
+        while _loaded(port) < args.workers:  # a worker still loading its bundle does not accept connections yet
             if time.time() - t0 > 600 or procs[-1].poll() is not None:
                 raise SystemExit("the server did not become ready")
-            time.sleep(0.1 if ok else 1)
+            time.sleep(1)
         time.sleep(3)
         results = asyncio.run(run(args, port))
     finally:
