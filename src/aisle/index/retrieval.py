@@ -36,19 +36,16 @@ class Retriever:
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         q = np.asarray(self.model.user_vectors(batch), np.float32)
-        hists = [np.unique(np.asarray(h, np.int64)) for h in batch.histories] if self.exclude_history \
-            else [np.zeros(0, np.int64)] * len(batch)
+        hists = [set(np.asarray(h, np.int64).tolist()) for h in batch.histories] if self.exclude_history \
+            else [set()] * len(batch)
         extra = max((len(h) for h in hists), default=0)
         idx, sc = self.index.search(q, min(n + extra, self.n_items), threads=self.threads)
         out_i = np.full((len(batch), n), -1, np.int32)
         out_s = np.zeros((len(batch), n), np.float32)
-        for r, h in enumerate(hists):
-            keep = idx[r] >= 0
-            if len(h):
-                keep &= ~np.isin(idx[r], h)
-            got = idx[r][keep][:n]
-            out_i[r, : len(got)] = got
-            out_s[r, : len(got)] = sc[r][keep][:n]
+        for r, h in enumerate(hists):  # a set and a short scan: a single request's history is a few items
+            got = [j for j, i in enumerate(idx[r].tolist()) if i >= 0 and i not in h][:n]
+            out_i[r, : len(got)] = idx[r][got]
+            out_s[r, : len(got)] = sc[r][got]
         return out_i, out_s
 
     def score(self, batch: QueryBatch) -> np.ndarray:
