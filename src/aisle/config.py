@@ -55,9 +55,9 @@ class InferenceConfig(_Frozen):
 
     enabled: bool = True
     """False: the models' own PyTorch / NumPy scoring, as trained."""
-    backend: Literal["torch", "torch-int8", "onnx", "onnx-int8"] = "onnx"
+    backend: Literal["torch", "torch-int8", "onnx", "onnx-int8"] = "onnx-int8"
     """The sequential model's history encoder."""
-    item_table: Literal["exact", "exact-fp16", "exact-int8"] = "exact"
+    item_table: Literal["exact", "exact-fp16", "exact-int8"] = "exact-int8"
     """Scoring below `ann_min_items`: every item, from an fp32 / fp16 / int8 table."""
     ann: Literal["hnsw", "hnsw-sq8", "ivf", "ivf-sq8", "ivf-pq"] = "hnsw"
     ann_min_items: int = Field(default=100_000, ge=1)
