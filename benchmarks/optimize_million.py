@@ -18,6 +18,7 @@ marked in the code (each costs minutes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -92,8 +93,7 @@ def _ndcg(model: Any, setup: Setup, users: int, seed: int = 0) -> float:
     """Test NDCG@10 over a seeded sample of test users, every one of the 1M items ranked."""
     test = setup.split.test
     keep = test.sample(n=min(users, test.height), seed=seed)["user_id"]
-    split = type(setup.split)(**{f: getattr(setup.split, f) for f in setup.split.__dataclass_fields__})
-    split.test = test.filter(pl.col("user_id").is_in(keep.implode()))
+    split = dataclasses.replace(setup.split, test=test.filter(pl.col("user_id").is_in(keep.implode())))
     ids = list(setup.train.items.ids) + [f"synthetic-{i}" for i in range(N_ITEMS - setup.train.n_items)]
     train = TrainData(users=setup.train.users, items=Vocab.of(ids), events=setup.train.events)
     return float(evaluate(model, train, split, "test", ks=(10,)).metrics["NDCG@10"])
@@ -109,13 +109,13 @@ def _index(catalog: np.ndarray, spec: IndexSpec, folder: Path, console: Console)
 
 
 def million_main(args: argparse.Namespace, rest: list[str], console: Console, machine: str) -> None:
+    global N_ITEMS  # --items: a smaller catalog for a quick check of the script
     ap = argparse.ArgumentParser()
     ap.add_argument("--ndcg-users", type=int, default=2000)
     ap.add_argument("--ef", type=int, nargs="*", default=[32, 64, 128, 256])
     ap.add_argument("--nprobe", type=int, nargs="*", default=[8, 16, 32, 64])
     ap.add_argument("--items", type=int, default=N_ITEMS)
     extra = ap.parse_args(rest)
-    global N_ITEMS
     N_ITEMS = extra.items
     single_threaded()
     folder = args.cache / "million"
@@ -144,7 +144,8 @@ def million_main(args: argparse.Namespace, rest: list[str], console: Console, ma
                                                                  False)
     pq, s = _index(teacher_cat, IndexSpec(kind="ivf-pq", pq_m=16, refine=10), folder, console)
     candidates["IVF-PQ 16 B + fp32 refine x10, nprobe=32"] = (pq.with_search(nprobe=32), s, _bytes(pq, folder), False)
-    fns = {n: (c.top10 if isinstance(c, TorchExact) else _searcher(c, qv, hists)) for n, (c, *_) in candidates.items()}
+    fns = {n: ((lambda i, c=c: c.top10(hists[i])) if isinstance(c, TorchExact) else _searcher(c, qv, hists))
+           for n, (c, *_) in candidates.items()}
     inputs = list(range(len(hists)))
     lat = interleaved_ms({n: (lambda i, f=f: f(i)) for n, f in fns.items()}, inputs)
     for name, (c, build_s, nbytes, want_ndcg) in candidates.items():
