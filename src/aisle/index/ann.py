@@ -123,14 +123,23 @@ class ItemIndex:
         return cls(index, spec, dim, max_norm)
 
     def _tune(self) -> None:
+        """Find where the search-time parameters live (set on every search by `_apply`)."""
         base = faiss.downcast_index(self.index.base_index) if isinstance(self.index, faiss.IndexRefine) \
             else self.index
-        if isinstance(self.index, faiss.IndexRefine):
-            self.index.k_factor = float(self.spec.refine)
-        if self.spec.kind.startswith("hnsw"):
-            faiss.downcast_index(base).hnsw.efSearch = self.spec.ef_search
-        elif self.spec.kind.startswith("ivf"):
-            faiss.extract_index_ivf(base).nprobe = self.spec.nprobe
+        self._refine = self.index if isinstance(self.index, faiss.IndexRefine) else None
+        self._hnsw = faiss.downcast_index(base).hnsw if self.spec.kind.startswith("hnsw") else None
+        self._ivf = faiss.extract_index_ivf(base) if self.spec.kind.startswith("ivf") else None
+        self._apply()
+
+    def _apply(self) -> None:
+        """Put this view's search parameters on the faiss index. Per search, not once: views made by
+        `with_search` share one index, and each must search with its own ef / nprobe / refine."""
+        if self._refine is not None:
+            self._refine.k_factor = float(self.spec.refine)
+        if self._hnsw is not None:
+            self._hnsw.efSearch = self.spec.ef_search
+        elif self._ivf is not None:
+            self._ivf.nprobe = self.spec.nprobe
 
     def with_search(self, *, ef_search: int | None = None, nprobe: int | None = None,
                     refine: int | None = None) -> ItemIndex:
@@ -156,6 +165,7 @@ class ItemIndex:
             qs = np.ascontiguousarray(np.pad(qs, ((0, 0), (0, self.pad))))
         if threads is None and len(q) == 1:
             threads = 1
+        self._apply()
         with faiss_threads(threads):
             dist, idx = self.index.search(qs, kk)
         idx = idx.astype(np.int64)
