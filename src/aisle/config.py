@@ -59,13 +59,13 @@ class InferenceConfig(_Frozen):
     """The sequential model's history encoder."""
     item_table: Literal["exact", "exact-fp16", "exact-int8"] = "exact-int8"
     """Scoring below `ann_min_items`: every item, from an fp32 / fp16 / int8 table."""
-    ann: Literal["hnsw", "hnsw-sq8", "ivf", "ivf-sq8", "ivf-pq"] = "hnsw"
+    ann: Literal["hnsw", "hnsw-sq8", "ivf", "ivf-sq8", "ivf-pq"] = "ivf"
     ann_min_items: int = Field(default=100_000, ge=1)
     """Catalogs of at least this many items are served from the `ann` index (and live sessions are scored online
     whatever `online_max_items` says); smaller ones by exact scoring."""
     hnsw_m: int = Field(default=32, ge=4)
     ef_search: int = Field(default=64, ge=1)
-    nprobe: int = Field(default=16, ge=1)
+    nprobe: int = Field(default=128, ge=1)
     refine: int = Field(default=0, ge=0)
     query_encoder: Literal["torch", "onnx", "onnx-int8"] = "onnx"
     """The MiniLM query encoder of search."""
