@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,8 @@ def _batch_top(model: Any, hs: list[np.ndarray]) -> Any:
 
 
 def _bytes(index: ItemIndex, folder: Path) -> int:
-    found = sorted(folder.glob(f"index-{index.spec.kind}-*"), key=lambda p: p.stat().st_mtime)
+    exact_kind = re.compile(rf"index-{re.escape(index.spec.kind)}-[0-9a-f]{{16}}")  # "ivf" is not "ivf-pq"
+    found = sorted((p for p in folder.iterdir() if exact_kind.fullmatch(p.name)), key=lambda p: p.stat().st_mtime)
     return index.file_bytes(found[-1]) if found else 0
 
 
