@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -71,12 +72,16 @@ class Pool:
             raise
 
 
+TOOK = re.compile(rb'"took_ms":\s*([0-9.]+)')
+
+
 async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None) -> dict[str, Any]:
     """Send `make(i)` -> (method, path, body) at `rate`/s for `seconds`; latencies from scheduled times."""
     n = int(rate * seconds)
     lat = np.full(n, np.nan)
     errors: list[str] = []
     flags: list[bool] = []
+    handler = np.full(n, np.nan)  # the server's own `took_ms` where the body has one: handler time vs queueing
     start = time.perf_counter() + 0.05
 
     async def one(i: int) -> None:
@@ -88,6 +93,9 @@ async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any =
             errors.append(f"{type(exc).__name__}: {exc}")
             return
         lat[i] = (time.perf_counter() - sched) * 1000
+        took = TOOK.search(data)
+        if took:
+            handler[i] = float(took.group(1))
         if status != 200:
             errors.append(f"{status}: {data[:200]!r}")
         elif check is not None:
@@ -108,6 +116,10 @@ async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any =
            "p50_ms": round(float(np.percentile(ok, 50)), 2), "p95_ms": round(float(np.percentile(ok, 95)), 2),
            "p99_ms": round(float(np.percentile(ok, 99)), 2), "max_ms": round(float(ok.max()), 2),
            "load_average": os.getloadavg()[0]}
+    served = handler[np.isfinite(handler)]
+    if len(served):
+        out["handler_p99_ms"] = round(float(np.percentile(served, 99)), 2)
+        out["handler_max_ms"] = round(float(served.max()), 2)
     if flags:
         out["flag_share"] = round(sum(flags) / len(flags), 3)
     if errors:
@@ -157,6 +169,10 @@ async def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
         results["search_distinct"] = await phase(pool, args.distinct_rate, min(args.seconds, 20), fresh,
                                                  check=lambda d: b'"cached":true' in d)
     return results
+
+
+def _handler(r: dict[str, Any]) -> str:
+    return f"{r['handler_p99_ms']:.1f}/{r['handler_max_ms']:.1f}" if "handler_p99_ms" in r else ""
 
 
 def _loaded(port: int) -> int:
@@ -227,11 +243,11 @@ def main() -> None:
             "client": "asyncio HTTP/1.1, same machine", "seconds": args.seconds}
     report = {"meta": meta, "results": results}
     print(f"{'phase':<18}{'target/s':>9}{'got/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'errors':>7}{'cached':>7}{'load':>6}")
+          f"{'errors':>7}{'cached':>7}{'load':>6}{'handler p99/max':>17}")
     for name, r in results.items():
         print(f"{name:<18}{r['target_rate']:>9.0f}{r['achieved_rate']:>8.1f}{r['p50_ms']:>8.1f}{r['p95_ms']:>8.1f}"
               f"{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}{r['errors']:>7}{r.get('flag_share', ''):>7}"
-              f"{r['load_average']:>6.2f}")
+              f"{r['load_average']:>6.2f}{_handler(r):>17}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
