@@ -87,7 +87,7 @@ class SASRecNet(CachedItemTable):
     attention key and value. A row with fewer pads than it was trained with therefore gets the missing ones
     as a log-count bias on the pads it has (n identical keys weigh exactly as one key with logit + log n), and
     the last position's state equals the full-length one (to float rounding). Serving encodes a typical
-    6-item history in a 16-wide window instead of 50. A row shorter than `max_len` needs at least one pad.
+    6-item history in an 8-wide window instead of 50. A row shorter than `max_len` needs at least one pad.
     """
 
     trims_padding = True

@@ -85,7 +85,7 @@ def export_encoder(model: SequentialRecommender, path: Path) -> Path:
 
 @contextlib.contextmanager
 def _quiet(*loggers: str) -> Iterator[None]:
-    """The exporters log registration and optimisation chatter at WARNING; keep it out of the user's log."""
+    """The exporters and the quantiser log chatter at WARNING; keep it out of the user's log ("" = root)."""
     saved = [(lg, lg.level) for lg in (logging.getLogger(n) for n in loggers)]
     for lg, _ in saved:
         lg.setLevel(logging.ERROR)
@@ -107,15 +107,12 @@ def quantize_int8(src: Path, dst: Path, *, per_channel: bool = True, unsigned: b
     dst = Path(dst)
     tmp = dst.with_suffix(f".{os.getpid()}.tmp")
     ops = ["MatMul", "Gemm", *(["Gather"] if gather else [])]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint through the root logger
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8,
-                         op_types_to_quantize=ops, per_channel=per_channel)
+        with _quiet(""):  # quantize_dynamic logs a pre-processing hint through the root logger
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8,
+                             op_types_to_quantize=ops, per_channel=per_channel)
         tmp.replace(dst)
     finally:
-        root.setLevel(level)
         tmp.unlink(missing_ok=True)
     return dst
 

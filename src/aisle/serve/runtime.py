@@ -385,15 +385,12 @@ class Runtime:
                 hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
         out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         out["model_version"] = self.version
+        body = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)[:-1]  # serialized once; the flag closes it
         if key is not None and self.settings.search_cache:
-            self._search_cache[key] = _json({**out, "cached": True})
+            self._search_cache[key] = body + b',"cached":true}'
             if len(self._search_cache) > self.settings.search_cache:
                 self._search_cache.popitem(last=False)
-        return _json({**out, "cached": False})
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        return body + b',"cached":false}'
 
 
 __all__ = ["History", "Runtime"]

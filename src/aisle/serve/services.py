@@ -111,8 +111,8 @@ def settle_heap() -> None:
     garbage collector's reach (`gc.freeze`).
 
     Why: a 100,000-item bundle is ~400,000 tracked Python objects, and every full collection walked all of them:
-    a 200-400 ms pause of the worker, several times a minute under load, which was the whole p99 of the load
-    benchmark. The previous bundle's frozen objects are unfrozen first, so what it leaves behind is collected
+    a 400 ms pause of the worker (measured on that bundle), repeatedly under load, the worst of the load
+    benchmark's tail. The previous bundle's frozen objects are unfrozen first, so what it leaves behind is collected
     now rather than kept for ever."""
     gc.unfreeze()
     gc.collect()
