@@ -4,9 +4,10 @@
 
 Starts `aisle serve` (N uvicorn workers, live state in a redis-server it starts itself unless --state memory),
 then for each phase sends requests at a fixed arrival rate for `--seconds` and reports achieved requests/s,
-latency percentiles and errors. Latency is measured from each request's *scheduled* send time, so a stalled
-server or client counts against it (no coordinated omission). The client is a minimal asyncio HTTP/1.1 client
-over a pool of keep-alive connections: it runs on the same 2 cores as the server, so it must be cheap.
+latency percentiles, errors, and the CPU cores each part used (server, redis, this client). Latency is
+measured from each request's *scheduled* send time, so a stalled server or client counts against it (no
+coordinated omission). The client is a minimal asyncio HTTP/1.1 client over a pool of keep-alive connections:
+it runs on the same 2 cores as the server, so it must be cheap.
 
 Phases: `recs` GET /users/{random known user}/recommendations (k=10) while `--event-rate` events/s are posted
 for random users, so part of the traffic is shoppers whose live state changed; `search` GET /search with
@@ -75,6 +76,48 @@ class Pool:
 TOOK = re.compile(rb'"took_ms":\s*([0-9.]+)')
 
 
+class CpuMeter:
+    """CPU cores (CPU seconds per second) each process of the benchmark used in a phase: the server's supervisor
+    and each worker, redis, and this client. On 2 shared cores their sum says how close the machine was to
+    saturation, and the workers' shares how evenly the kernel spread the connections between them: a worker
+    holding most of the keep-alive connections takes most of the requests, whatever the other one does."""
+
+    def __init__(self, parts: dict[str, list[int]]) -> None:
+        self.parts = parts
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _read(self) -> dict[str, float]:
+        out = {"client": sum(os.times()[:2])}
+        for name, pids in self.parts.items():
+            for i, pid in enumerate(pids):
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                out[f"{name}{i}" if len(pids) > 1 else name] = (int(fields[11]) + int(fields[12])) / self.tick
+        return out
+
+    def __enter__(self) -> CpuMeter:
+        self.t0, self.c0 = time.perf_counter(), self._read()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        wall, c1 = time.perf_counter() - self.t0, self._read()
+        self.cores = {k: round((c1[k] - self.c0[k]) / wall, 2) for k in c1}  # CPU seconds per second
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"resource_tracker" not in (stat.parent / "cmdline").read_bytes():
+            out.append(int(stat.parent.name))  # uvicorn's workers (not multiprocessing's resource tracker)
+    return out
+
+
 async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None) -> dict[str, Any]:
     """Send `make(i)` -> (method, path, body) at `rate`/s for `seconds`; latencies from scheduled times."""
     n = int(rate * seconds)
@@ -127,7 +170,7 @@ async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any =
     return out
 
 
-async def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
+async def run(args: argparse.Namespace, port: int, parts: dict[str, list[int]]) -> dict[str, Any]:
     bundle = Path(args.bundle)
     users = json.loads((bundle / "users.json").read_text())
     items = json.loads((bundle / "items.json").read_text())
@@ -149,16 +192,20 @@ async def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
     if "recs" in args.phases:
         ev_pool = Pool(port, 4)
         await ev_pool.open()
-        recs, events = await asyncio.gather(phase(pool, args.rec_rate, args.seconds, rec),
-                                            phase(ev_pool, args.event_rate, args.seconds, event))
+        with CpuMeter(parts) as cpu:
+            recs, events = await asyncio.gather(phase(pool, args.rec_rate, args.seconds, rec),
+                                                phase(ev_pool, args.event_rate, args.seconds, event))
+        recs["cpu_cores"] = cpu.cores
         results["recs"], results["events_during_recs"] = recs, events
     if "search" in args.phases and queries:
         def search(_i: int) -> tuple[str, str, bytes]:
             return "GET", f"/search?q={urllib.parse.quote(rng.choice(queries))}&page_size=20", b""
 
         await phase(pool, 20, 3, search)
-        results["search"] = await phase(pool, args.search_rate, args.seconds, search,
-                                        check=lambda d: b'"cached":true' in d)
+        with CpuMeter(parts) as cpu:
+            results["search"] = await phase(pool, args.search_rate, args.seconds, search,
+                                            check=lambda d: b'"cached":true' in d)
+        results["search"]["cpu_cores"] = cpu.cores
     if "search-distinct" in args.phases and queries:
         distinct = sorted(set(queries))
         rng.shuffle(distinct)
@@ -166,13 +213,19 @@ async def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
         def fresh(i: int) -> tuple[str, str, bytes]:
             return "GET", f"/search?q={urllib.parse.quote(distinct[i % len(distinct)] + f' {i}')}&page_size=20", b""
 
-        results["search_distinct"] = await phase(pool, args.distinct_rate, min(args.seconds, 20), fresh,
-                                                 check=lambda d: b'"cached":true' in d)
+        with CpuMeter(parts) as cpu:
+            results["search_distinct"] = await phase(pool, args.distinct_rate, min(args.seconds, 20), fresh,
+                                                     check=lambda d: b'"cached":true' in d)
+        results["search_distinct"]["cpu_cores"] = cpu.cores
     return results
 
 
 def _handler(r: dict[str, Any]) -> str:
     return f"{r['handler_p99_ms']:.1f}/{r['handler_max_ms']:.1f}" if "handler_p99_ms" in r else ""
+
+
+def _cpu(r: dict[str, Any]) -> str:
+    return " ".join(f"{k} {v:.2f}" for k, v in r.get("cpu_cores", {}).items())
 
 
 def _loaded(port: int) -> int:
@@ -234,7 +287,10 @@ def main() -> None:
                 raise SystemExit("the server did not become ready")
             time.sleep(1)
         time.sleep(3)
-        results = asyncio.run(run(args, port))
+        parts = {"supervisor": [procs[-1].pid], "worker": _children(procs[-1].pid)}
+        if args.state == "redis":
+            parts["redis"] = [procs[0].pid]
+        results = asyncio.run(run(args, port, parts))
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -243,11 +299,11 @@ def main() -> None:
             "client": "asyncio HTTP/1.1, same machine", "seconds": args.seconds}
     report = {"meta": meta, "results": results}
     print(f"{'phase':<18}{'target/s':>9}{'got/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'errors':>7}{'cached':>7}{'load':>6}{'handler p99/max':>17}")
+          f"{'errors':>7}{'cached':>7}{'load':>6}{'handler p99/max':>17}  CPU cores used")
     for name, r in results.items():
         print(f"{name:<18}{r['target_rate']:>9.0f}{r['achieved_rate']:>8.1f}{r['p50_ms']:>8.1f}{r['p95_ms']:>8.1f}"
               f"{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}{r['errors']:>7}{r.get('flag_share', ''):>7}"
-              f"{r['load_average']:>6.2f}{_handler(r):>17}")
+              f"{r['load_average']:>6.2f}{_handler(r):>17}  {_cpu(r)}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

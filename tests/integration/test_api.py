@@ -112,6 +112,30 @@ def test_unknown_user_and_item_get_fallbacks_not_errors(client: TestClient) -> N
     assert r.status_code == 200 and r.json()["fallback"] == "trending" and r.json()["items"]
 
 
+def test_requests_are_served_on_the_event_loop_without_a_thread_hop(client: TestClient, shop: Dataset,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot routes and their dependencies run inline: a hop to the thread pool per request (what FastAPI does
+    for a plain `def` dependency) cost as much CPU as the recommender itself under load."""
+    import anyio.to_thread
+
+    hops: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        hops.append(getattr(func, "__qualname__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    user = _user_with_history(client, shop)
+    item = str(shop.items["item_id"][0])
+    for path in (f"/users/{user}/recommendations", f"/items/{item}/similar", f"/items/{item}/bought-together",
+                 "/trending", "/search?q=boots", f"/search?q=boots&user={user}", "/health"):
+        assert client.get(path).status_code == 200, path
+    ev = {"user_id": user, "item_id": item, "event_type": "view"}
+    assert client.post("/events", json={"events": [ev]}).json()["accepted"] == 1
+    assert hops == []
+
+
 def test_similar_bought_together_trending(client: TestClient, shop: Dataset) -> None:
     counts = shop.events.drop_nulls("item_id").group_by("item_id").len()
     item = str(counts.sort(["len", "item_id"], descending=[True, False])["item_id"][0])

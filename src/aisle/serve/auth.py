@@ -1,7 +1,7 @@
 """API keys for write and admin routes: `X-API-Key: KEY` or `Authorization: Bearer KEY`.
 
 No keys configured means open routes (local use, the demo); `aisle serve` says so at start-up. Keys are
-compared in constant time.
+compared in constant time. The dependencies are `async def` so FastAPI calls them inline, not in its thread pool.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ def _check(request: Request, keys: tuple[str, ...]) -> None:
         raise HTTPException(403, "invalid API key")
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     _check(request, request.app.state.services.settings.write_keys)
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     _check(request, request.app.state.services.settings.admin_or_write_keys)
 
 
