@@ -133,9 +133,10 @@ def _children(pid: int) -> list[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and b"resource_tracker" not in (stat.parent / "cmdline").read_bytes():
+        if int(fields[1]) == pid and b"resource_tracker" not in cmdline:
             out.append(int(stat.parent.name))  # uvicorn's workers (not multiprocessing's resource tracker)
     return out
 
@@ -201,8 +202,8 @@ async def run(args: argparse.Namespace, port: int, parts: dict[str, list[int]]) 
     pool = Pool(port, args.connections)
     await pool.open()
     results: dict[str, Any] = {}
-    # the id lists are ~150,000 objects: out of the collector's reach, a full collection of the client's heap
-    # is not a stall of every request in flight (the server does the same with its bundle)
+    # ~50,000 objects the collector tracks (imports, the id lists): frozen, a full collection of the client's heap
+    # (17-55 ms measured) no longer stalls every request in flight (the server does the same with its bundle)
     gc.collect()
     gc.freeze()
 
