@@ -77,17 +77,18 @@ class Pool:
 TOOK = re.compile(rb'"took_ms":\s*([0-9.]+)')
 
 
-class CpuMeter:
-    """CPU cores (CPU seconds per second) each process of the benchmark used in a phase: the server's supervisor
-    and each worker, redis, and this client. On 2 shared cores their sum says how close the machine was to
-    saturation, and the workers' shares how evenly the kernel spread the connections between them: a worker
-    holding most of the keep-alive connections takes most of the requests, whatever the other one does."""
+class Observed:
+    """What the server did in a phase, beside what the client saw: the server's own p99 of `route` (its /metrics
+    histogram; the gap to the client's p99 is time outside the app: socket queues, event-loop backlog, the
+    client) and the CPU cores (CPU seconds per second) each process used: the server's supervisor and each
+    worker, redis, this client. On 2 shared cores their sum says how close the machine was to saturation, and the
+    workers' shares how evenly the kernel spread the keep-alive connections (and so the requests) between them."""
 
-    def __init__(self, parts: dict[str, list[int]]) -> None:
-        self.parts = parts
+    def __init__(self, parts: dict[str, list[int]], port: int, route: str) -> None:
+        self.parts, self.port, self.route = parts, port, route
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def _read(self) -> dict[str, float]:
+    def _cpu(self) -> dict[str, float]:
         out = {"client": sum(os.times()[:2])}
         for name, pids in self.parts.items():
             for i, pid in enumerate(pids):
@@ -98,30 +99,14 @@ class CpuMeter:
                 out[f"{name}{i}" if len(pids) > 1 else name] = (int(fields[11]) + int(fields[12])) / self.tick
         return out
 
-    def __enter__(self) -> CpuMeter:
-        self.t0, self.c0 = time.perf_counter(), self._read()
+    def __enter__(self) -> Observed:
+        self.before = _buckets(self.port, self.route)
+        self.t0, self.c0 = time.perf_counter(), self._cpu()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        wall, c1 = time.perf_counter() - self.t0, self._read()
-        self.cores = {k: round((c1[k] - self.c0[k]) / wall, 2) for k in c1}  # CPU seconds per second
-
-
-class Observed(CpuMeter):
-    """`CpuMeter` plus the server's own p99 of `route` over the phase (its /metrics histogram): the gap between
-    it and the client's p99 is time spent outside the app (socket queues, event-loop backlog, the client)."""
-
-    def __init__(self, parts: dict[str, list[int]], port: int, route: str) -> None:
-        super().__init__(parts)
-        self.port, self.route = port, route
-
-    def __enter__(self) -> Observed:
-        self.before = _buckets(self.port, self.route)
-        super().__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        super().__exit__(*exc)
+        wall, c1 = time.perf_counter() - self.t0, self._cpu()
+        self.cores = {k: round((c1[k] - self.c0[k]) / wall, 2) for k in c1}
         self.server_p99 = _server_p99(self.before, _buckets(self.port, self.route))
 
     def into(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -256,11 +241,8 @@ def _cpu(r: dict[str, Any]) -> str:
 def _buckets(port: int, route: str) -> dict[float, float]:
     """The server's own latency histogram of `route` (cumulative counts by upper bound, seconds), from /metrics:
     the whole request inside the worker, Redis await included, but not the time it waited to be read."""
-    import httpx
-
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     out: dict[float, float] = {}
-    for line in text.splitlines():
+    for line in _metrics(port).splitlines():
         if line.startswith("aisle_request_seconds_bucket") and f'route="{route}"' in line:
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
@@ -277,15 +259,19 @@ def _server_p99(before: dict[float, float], after: dict[float, float]) -> float 
     return None
 
 
-def _loaded(port: int) -> int:
-    """Bundle loads so far, summed over the server's workers (its /metrics)."""
+def _metrics(port: int) -> str:
+    """The server's Prometheus text (summed over its workers); empty while it does not answer yet."""
     import httpx
 
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
-        return 0
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+        return ""
+
+
+def _loaded(port: int) -> int:
+    """Bundle loads so far, summed over the server's workers."""
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in _metrics(port).splitlines()
                if line.startswith("aisle_reloads_total") and 'outcome="ok"' in line)
 
 

@@ -115,7 +115,7 @@ def test_unknown_user_and_item_get_fallbacks_not_errors(client: TestClient) -> N
 def test_requests_are_served_on_the_event_loop_without_a_thread_hop(client: TestClient, shop: Dataset,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The hot routes and their dependencies run inline: a hop to the thread pool per request (what FastAPI does
-    for a plain `def` dependency) cost as much CPU as the recommender itself under load."""
+    for a plain `def` dependency) was ~10% of a worker's CPU under load."""
     import anyio.to_thread
 
     hops: list[str] = []

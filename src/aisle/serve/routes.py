@@ -28,8 +28,8 @@ PriceMax = Annotated[float | None, Query(ge=0)]
 
 
 async def services(request: Request) -> Services:
-    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request that
-    # cost as much CPU as the recommender itself under load (py-spy, benchmarks/RESULTS.md)
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request
+    # (~10% of a worker's CPU under load, py-spy; benchmarks/RESULTS.md)
     return request.app.state.services
 
 
