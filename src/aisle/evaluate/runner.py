@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,9 @@ class ModelRun:
     eval_seconds: float
     tuning_seconds: float
     result: EvalResult = field(repr=False)
+    # a deep model's own training record of the final fit (`TrainResult`: epochs run, the best epoch and its
+    # NDCG@10 on the held-out last items, the per-epoch history): the early-stopping choice, kept for the report
+    training: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.metrics)
@@ -87,6 +90,8 @@ class ModelRun:
         )
         if self.result.sampled is not None:
             out["sampled"] = self.result.sampled
+        if self.training is not None:
+            out["training"] = self.training
         return out
 
 
@@ -268,8 +273,9 @@ def run_experiment(
                 train_test = _train_data(split.history("test"), vocab, catalog)
             model, fit_s = _fit(model_name, cls, chosen, train_test, seed, bar)
             res = _eval(model_name, chosen, model, train_test, split, "test", opts, bar)
+            record = getattr(model, "result", None)
             exp.models[model_name] = ModelRun(model_name, chosen, res.metrics, valid, trials, fit_s, res.seconds,
-                                              tuning_s, res)
+                                              tuning_s, res, asdict(record) if is_dataclass(record) else None)
             if bar is not None and overall is not None:
                 bar.advance(overall)
     return exp

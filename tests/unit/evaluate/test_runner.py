@@ -146,3 +146,19 @@ def test_temporal_protocol_and_sampled_labels() -> None:
     assert entry["trials"] == [] and exp.select_metric == "NDCG@10 (sampled-5)"
     with pytest.raises(ValueError, match="protocol"):
         run_experiment(toy_events(20, 10), [ToyPopularity], protocol="random")
+
+
+def test_a_deep_model_reports_its_training_record_with_the_early_stopping_choice() -> None:
+    from aisle.models.sequential import SASRec
+
+    class TinySASRec(SASRec):
+        search_space: ClassVar[dict[str, list[Any]]] = {
+            "dim": [8], "epochs": [3], "holdout": [True], "progress": [False], "device": ["cpu"]}
+
+    out = run_experiment(toy_events(60, 25, seed=1), [TinySASRec], ks=(10,), name="toy").to_dict()
+    training = out["models"]["sasrec"]["training"]
+    assert training["epochs_run"] == 3 and len(training["history"]) == 3
+    best = max(training["history"], key=lambda h: h["NDCG@10"])
+    assert training["best_epoch"] == best["epoch"] and training["best_metric"] == best["NDCG@10"]
+    pop = run_experiment(toy_events(60, 25, seed=1), [ToyPopularity], ks=(10,)).to_dict()
+    assert "training" not in pop["models"]["toy-pop"]  # only models that train epochs have a record
