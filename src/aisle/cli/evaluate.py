@@ -59,6 +59,9 @@ def evaluate(
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model parameters "
                                                 "(`[sasrec] max_len = 200`): they are fixed, not searched.")]
     = None,
+    per_user: Annotated[Path | None, typer.Option("--per-user", help="Write each test user's metrics, one row "
+                                                  "per model and user, to this .parquet or .csv file (for "
+                                                  "user subsets and paired tests).")] = None,
 ) -> None:
     """Tune on validation, refit, and score models on the test targets (full ranking); print a comparison."""
     from aisle.data.readers import DataSpec, read_dataspec
@@ -67,6 +70,8 @@ def evaluate(
     from aisle.evaluate.runner import PROTOCOLS, ModelError, run_experiment
 
     ks = _ints(k, "--k")
+    if per_user is not None and per_user.suffix not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"expected a .parquet or .csv file, got {per_user}", param_hint="--per-user")
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
     if sampled is not None and sampled < 1:
@@ -124,6 +129,11 @@ def evaluate(
     elif json_out is not None:
         write_json(result, json_out)
         console.print(f"Wrote {json_out}")
+    if per_user is not None:
+        frame = exp.per_user()
+        per_user.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(per_user) if per_user.suffix == ".parquet" else frame.write_csv(per_user)
+        (err if to_stdout else console).print(f"Wrote {per_user} ({frame.height:,} rows)")
     if report is not None:
         md, png = write_report(result, report)
         (err if to_stdout else console).print(f"Wrote {md} and {png}")

@@ -131,6 +131,18 @@ class Experiment:
             out["target_types"] = self.target_types
         return out
 
+    def per_user(self) -> pl.DataFrame:
+        """One row per (model, test user): that user's test metrics. A published split may only be comparable
+        on some of its users (ML-1M's gSASRec split has complete test histories for 512 of them), and paired
+        significance tests need the per-user values, so the report can keep them beside the means."""
+        frames = [
+            pl.DataFrame({"model": [name] * run.result.n_users, "user_id": run.result.users.astype(str),
+                          **{m: v.astype(np.float64) for m, v in run.result.per_user.items()}})
+            for name, run in self.models.items()
+        ]
+        return pl.concat(frames, how="diagonal") if frames else pl.DataFrame(
+            schema={"model": pl.String, "user_id": pl.String})
+
 
 def candidate_params(space: Mapping[str, Sequence[Any]], max_trials: int, seed: int = 0) -> list[dict[str, Any]]:
     """The grid of `space` in order; when larger than `max_trials`, its first point plus a seeded sample of the rest."""
