@@ -13,12 +13,27 @@ from aisle.data.validation import DataError
 from tests.conftest import FIXTURES, shared_path
 
 RECBOLE = FIXTURES / "movielens" / "recbole"
-DAT = FIXTURES / "movielens" / "dat"
+# the ML-1M `.dat` layout with invented rows, written per test (no GroupLens file is tracked here)
+DAT_FILES = {
+    "movies.dat": "500::Quiet Harbor (1975)::Drama\n600::Tiny Robots (1996)::Animation|Children's|Musical\n"
+                  "3::R\u00eave Bleu, Le (1995)::Drama|Musical\n",
+    "ratings.dat": "1::500::5::970000000\n1::600::3::970000100\n2::500::4::970000200\n",
+    "users.dat": "1::F::1::10::12345\n2::M::56::16::67890\n3::M::99::42::55555\n",
+}
 
 
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture
+def dat(tmp_path: Path) -> Path:
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    for name, text in DAT_FILES.items():
+        (folder / name).write_bytes(text.encode("latin-1"))  # GroupLens ships latin-1
+    return folder
 
 
 def test_recbole_ratings_items_users() -> None:
@@ -47,8 +62,8 @@ def test_recbole_ratings_items_users() -> None:
                                  "users": {"total": 2, "loaded": 2, "rejected": 0}}
 
 
-def test_dat_layout_latin1_titles_and_decoded_demographics() -> None:
-    data = read_dataspec(f"movielens:{DAT}")
+def test_dat_layout_latin1_titles_and_decoded_demographics(dat: Path) -> None:
+    data = read_dataspec(f"movielens:{dat}")
     ev = data.events
     assert ev.select("user_id", "item_id", "event_type", "value").rows() == [
         ("1", "500", "rating", 5.0), ("1", "600", "rating", 3.0), ("2", "500", "rating", 4.0)]
@@ -66,10 +81,9 @@ def test_dat_layout_latin1_titles_and_decoded_demographics() -> None:
     assert json.loads(users["3"]) == {"age_band": "99", "gender": "M", "occupation": "42", "zip": "55555"}
 
 
-def test_dat_without_ratings_has_no_events(tmp_path: Path) -> None:
-    folder = _copy(DAT, tmp_path / "ml")
-    (folder / "ratings.dat").unlink()
-    data = read_dataspec(f"movielens:{folder}")
+def test_dat_without_ratings_has_no_events(dat: Path) -> None:
+    (dat / "ratings.dat").unlink()
+    data = read_dataspec(f"movielens:{dat}")
     assert (data.events.height, data.items.height, data.users.height) == (0, 3, 3)
 
 
@@ -89,16 +103,15 @@ def test_recbole_bad_timestamp_and_truncated_row(tmp_path: Path) -> None:
     assert data.events["timestamp"][0] == datetime(1997, 11, 20, 4, 26, 40, tzinfo=UTC)
 
 
-def test_dat_wrong_field_count_and_encoding(tmp_path: Path) -> None:
-    folder = _copy(DAT, tmp_path / "ml")
-    (folder / "users.dat").write_text("1::F::1::10::12345\n2::M::56\n")
-    with pytest.raises(DataError, match=r"users.dat:2: users field 'occupation': truncated row: expected 5 fields"):
-        read_dataspec(f"movielens:{folder}")
-    data = read_dataspec(f"movielens:{folder}", on_error="skip")
-    assert data.accounting()["users"] == {"total": 2, "loaded": 1, "rejected": 1}
+def test_dat_wrong_field_count_and_encoding(dat: Path) -> None:
     # movies.dat is latin-1: read as UTF-8 the accented title is a decode reject, the rest loads
     with pytest.raises(DataError, match=r"movies.dat:3: items field '\(line\)': not valid utf-8: byte 0xea"):
-        read_dataspec(f"movielens:{DAT}?encoding=utf-8")
+        read_dataspec(f"movielens:{dat}?encoding=utf-8")
+    (dat / "users.dat").write_text("1::F::1::10::12345\n2::M::56\n")
+    with pytest.raises(DataError, match=r"users.dat:2: users field 'occupation': truncated row: expected 5 fields"):
+        read_dataspec(f"movielens:{dat}")
+    data = read_dataspec(f"movielens:{dat}", on_error="skip")
+    assert data.accounting()["users"] == {"total": 2, "loaded": 1, "rejected": 1}
 
 
 def test_not_a_movielens_folder(tmp_path: Path) -> None:
