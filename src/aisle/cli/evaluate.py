@@ -66,12 +66,20 @@ def evaluate(
     """Tune on validation, refit, and score models on the test targets (full ranking); print a comparison."""
     from aisle.data.readers import DataSpec, read_dataspec
     from aisle.data.validation import DataError
-    from aisle.evaluate.report import comparison_table, params_summary, write_json, write_report
+    from aisle.evaluate.report import (
+        PER_USER_SUFFIXES,
+        comparison_table,
+        params_summary,
+        write_json,
+        write_per_user,
+        write_report,
+    )
     from aisle.evaluate.runner import PROTOCOLS, ModelError, run_experiment
 
     ks = _ints(k, "--k")
-    if per_user is not None and per_user.suffix not in (".parquet", ".csv"):
-        raise typer.BadParameter(f"expected a .parquet or .csv file, got {per_user}", param_hint="--per-user")
+    if per_user is not None and per_user.suffix not in PER_USER_SUFFIXES:
+        raise typer.BadParameter(f"expected a {' or '.join(PER_USER_SUFFIXES)} file, got {per_user}",
+                                 param_hint="--per-user")
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
     if sampled is not None and sampled < 1:
@@ -131,8 +139,7 @@ def evaluate(
         console.print(f"Wrote {json_out}")
     if per_user is not None:
         frame = exp.per_user()
-        per_user.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(per_user) if per_user.suffix == ".parquet" else frame.write_csv(per_user)
+        write_per_user(frame, per_user)
         (err if to_stdout else console).print(f"Wrote {per_user} ({frame.height:,} rows)")
     if report is not None:
         md, png = write_report(result, report)

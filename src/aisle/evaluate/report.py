@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from rich import box
 from rich.table import Table
 
@@ -60,6 +61,20 @@ def _best(report: Mapping[str, Any], metric: str) -> float | None:
 def write_json(report: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+PER_USER_SUFFIXES = (".parquet", ".csv")
+
+
+def write_per_user(frame: pl.DataFrame, path: Path) -> None:
+    """`Experiment.per_user()` as Parquet or CSV, by the file's suffix (one of PER_USER_SUFFIXES)."""
+    if path.suffix not in PER_USER_SUFFIXES:
+        raise ValueError(f"expected a {' or '.join(PER_USER_SUFFIXES)} file, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)
 
 
 def _groups(metrics: list[str]) -> dict[str, list[str]]:
