@@ -72,6 +72,14 @@ class Histories:
         a, b = self.ptr[user], self.ptr[user + 1]
         return self.items[a:b].astype(np.int64), self.types[a:b], self.times[a:b]
 
+    def length(self, user: int) -> int:
+        """How many events of `user` the bundle keeps (0 for an unknown index)."""
+        return int(self.ptr[user + 1] - self.ptr[user]) if 0 <= user < len(self.ptr) - 1 else 0
+
+    @property
+    def total(self) -> int:
+        return int(self.ptr[-1])
+
     def save(self, path: Path) -> None:
         np.savez(path, ptr=self.ptr, items=self.items, types=self.types, times=self.times)
 

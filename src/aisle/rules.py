@@ -19,19 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aisle.config import RulesConfig
-
-
-@dataclass(frozen=True)
-class ItemFilters:
-    """A request's restrictions; each list means "any of". Categories match any level of an item's path."""
-
-    categories: tuple[str, ...] = ()
-    brands: tuple[str, ...] = ()
-    price_min: float | None = None
-    price_max: float | None = None
-
-    def is_empty(self) -> bool:
-        return not self.categories and not self.brands and self.price_min is None and self.price_max is None
+from aisle.query import Filters, fold
 
 
 @dataclass
@@ -51,22 +39,24 @@ class ItemAttributes:
         return len(self.brand)
 
     def category_mask(self, name: str) -> np.ndarray:
-        """Items with `name` at any level of their category path (case-insensitive), cached."""
-        key = name.strip().lower()
+        """Items with `name` at any level of their category path (compared under `fold`: case and accents), cached."""
+        key = fold(name)
         mask = self._category_masks.get(key)
         if mask is None:
-            mask = np.fromiter((any(c.lower() == key for c in p) for p in self.paths), bool, len(self.paths))
+            mask = np.fromiter((any(fold(c) == key for c in p) for p in self.paths), bool, len(self.paths))
             self._category_masks[key] = mask
         return mask
 
-    def passes(self, rows: np.ndarray, f: ItemFilters) -> np.ndarray:
+    def passes(self, rows: np.ndarray, f: Filters) -> np.ndarray:
         ok = np.ones(len(rows), bool)
         if f.categories:
             ok &= np.logical_or.reduce([self.category_mask(c)[rows] for c in f.categories])
         if f.brands:
-            wanted = {b.strip().lower() for b in f.brands}
-            codes = np.array([i for i, b in enumerate(self.brand_names) if b.lower() in wanted], np.int32)
+            wanted = {fold(b) for b in f.brands}
+            codes = np.array([i for i, b in enumerate(self.brand_names) if fold(b) in wanted], np.int32)
             ok &= np.isin(self.brand[rows], codes)
+        if f.available:
+            ok &= self.available[rows]
         if f.price_min is not None:
             ok &= self.price[rows] >= f.price_min
         if f.price_max is not None:
@@ -98,7 +88,7 @@ def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: 
 
 def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttributes, rules: RulesConfig,
                 index: dict[str, int], exclude: np.ndarray | Sequence[int] = (),
-                filters: ItemFilters | None = None) -> Selected:
+                filters: Filters | None = None) -> Selected:
     """The final `k` of ranked candidates `rows` (item indices, any order) under `rules` (see module docstring)."""
     rows = np.asarray(rows, np.int64)
     scores = np.asarray(scores, np.float64)
@@ -162,4 +152,4 @@ def _greedy(rows: np.ndarray, scores: np.ndarray, k: int, attrs: ItemAttributes,
     return np.asarray(picked, np.int64)
 
 
-__all__ = ["ItemAttributes", "ItemFilters", "Selected", "apply_rules"]
+__all__ = ["ItemAttributes", "Selected", "apply_rules"]

@@ -20,15 +20,15 @@ from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, Source
+from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.serve import Services, create_app
 from aisle.store import Store
 
-SOURCES = (Source("als", "als", "user", {"factors": 16, "iterations": 5}),
-           Source("itemknn", "itemknn", "i2i", decay=0.7),
-           Source("markov", "markov", "i2i", window=5, decay=0.5),
-           Source("fbt", "fbt", "i2i"),
-           Source("trending", "trending", "trending"))  # content (MiniLM over descriptions) costs minutes here
+SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 5}),
+           SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
+           SourceSpec("markov", "markov", "i2i", window=5, decay=0.5),
+           SourceSpec("fbt", "fbt", "bought_together"),
+           SourceSpec("trending", "trending", "trending"))  # content (MiniLM over descriptions) costs minutes here
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, Source
+from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.serve import create_app
 from aisle.store import Store
 
-SOURCES = (Source("itemknn", "itemknn", "i2i", decay=0.7), Source("fbt", "fbt", "i2i"),
-           Source("trending", "trending", "trending"))
+SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("fbt", "fbt", "bought_together"),
+           SourceSpec("trending", "trending", "trending"))
 
 
 @pytest.fixture(scope="module")

@@ -155,12 +155,12 @@ DEMO_SOURCES_FAST = [  # no deep model, no text model: the whole job in well und
     {"key": "als", "model": "als", "kind": "user", "params": {"factors": 32, "iterations": 8}},
     {"key": "itemknn", "model": "itemknn", "kind": "i2i", "decay": 0.7},
     {"key": "markov", "model": "markov", "kind": "i2i", "window": 5, "decay": 0.5},
-    {"key": "fbt", "model": "fbt", "kind": "i2i"},
+    {"key": "fbt", "model": "fbt", "kind": "bought_together"},
     {"key": "trending", "model": "trending", "kind": "trending"},
 ]
 DEMO_SOURCES = [  # + the deep sequential model on the session (the text model `content` costs ~0.2 s per item
     # description on a 2-core CPU, so the demo leaves it out; add it in a [pipeline] config for real catalogs)
-    {"key": "sasrec", "model": "sasrec", "kind": "user", "params": {"max_seconds": 25.0, "progress": False}},
+    {"key": "sasrec", "model": "sasrec", "kind": "sequential", "params": {"max_seconds": 25.0, "progress": False}},
     *DEMO_SOURCES_FAST,
 ]
 

@@ -254,3 +254,10 @@ __all__ = [
     "recall",
     "reciprocal_rank",
 ]
+
+
+def ndcg_of_rank(ranks: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@K of a single relevant item from its 0-based rank (1 / log2(rank + 2) inside the top K, else 0): the
+    same discount as `ndcg`, for callers that know where the one target landed (a combiner's held-out groups)."""
+    r = np.asarray(ranks, np.int64)
+    return np.where((r >= 0) & (r < k), 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0)

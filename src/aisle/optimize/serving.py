@@ -11,7 +11,6 @@ without vectors) keeps its own scoring, with a warning in the log.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -79,36 +78,34 @@ def optimize_source(model: Any, cfg: InferenceConfig, folder: Path, *, depth: in
 
 
 def optimize_pipeline(pipeline: Any, cfg: InferenceConfig) -> Any:
-    """A shallow copy of `pipeline` whose user sources are Retrievers where possible (see the module docstring)."""
+    """A copy of `pipeline` whose full-catalog sources answer from Retrievers where possible (see the module
+    docstring); the loaded pipeline itself is left as it was."""
     if pipeline is None or not cfg.enabled:
         return pipeline
     folder = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
-    models = dict(pipeline.models)
+    sources = []
     for source in pipeline.sources:
-        if source.kind != "user" or source.key not in models:
-            continue
-        try:
-            retriever = optimize_source(models[source.key], cfg, folder, depth=pipeline.config.per_source)
-        except Exception as exc:  # serving must start: the model's own scoring still works
-            log.warning("inference optimisation of source %s failed, serving it unoptimised: %s: %s", source.key,
-                        type(exc).__name__, exc)
-            continue
+        retriever = None
+        if source.per_user:
+            try:
+                retriever = optimize_source(source.model, cfg, folder, depth=pipeline.config.per_source)
+            except Exception as exc:  # serving must start: the model's own scoring still works
+                log.warning("inference optimisation of source %s failed, serving it unoptimised: %s: %s",
+                            source.key, type(exc).__name__, exc)
         if retriever is not None:
-            models[source.key] = retriever
             log.info("source %s: %s encoder, %s index over %d items", source.key,
                      getattr(retriever.model, "backend", "model"), retriever.index.spec.kind, retriever.n_items)
-    out = copy.copy(pipeline)
-    out.models = models
-    return out
+        sources.append(source if retriever is None else source.with_model(retriever))
+    return pipeline.with_sources(sources)
 
 
 def indexed_online(pipeline: Any) -> bool:
-    """True when every user source of `pipeline` is served from an ANN index (cheap enough to score live
+    """True when every full-catalog source of `pipeline` is served from an ANN index (cheap enough to score live
     sessions on any catalog size)."""
     if pipeline is None:
         return False
-    users = [pipeline.models.get(s.key) for s in pipeline.sources if s.kind == "user"]
-    return bool(users) and all(isinstance(m, Retriever) and m.index.spec.approximate for m in users)
+    models = [s.model for s in pipeline.sources if s.per_user]
+    return bool(models) and all(isinstance(m, Retriever) and m.index.spec.approximate for m in models)
 
 
 def query_embedder(cfg: InferenceConfig, cache_dir: Path | None = None) -> Any:
@@ -125,16 +122,11 @@ def query_embedder(cfg: InferenceConfig, cache_dir: Path | None = None) -> Any:
 
 
 def describe(pipeline: Any) -> dict[str, str]:
-    """{source key: "backend + index kind"} for the user sources (the /api/stats bundle section can show it)."""
+    """{source key: "backend + index kind"} for the full-catalog sources (what /api/stats can show)."""
     if pipeline is None:
         return {}
-    out = {}
-    for s in pipeline.sources:
-        m = pipeline.models.get(s.key)
-        if s.kind == "user":
-            out[s.key] = (f"{getattr(m.model, 'backend', 'vectors')} + {m.index.spec.kind}"
-                          if isinstance(m, Retriever) else "model")
-    return out
+    return {s.key: (f"{getattr(s.model.model, 'backend', 'vectors')} + {s.model.index.spec.kind}"
+                    if isinstance(s.model, Retriever) else "model") for s in pipeline.sources if s.per_user}
 
 
 __all__ = ["cached_index", "default_cache_dir", "describe", "index_specs", "indexed_online", "optimize_pipeline",

@@ -94,6 +94,31 @@ class SearchEngine:
             dense_index = DenseIndex(embedder.embed_texts(texts, progress=progress))
         return cls(catalog, lexical, dense_index, spell, embedder=embedder, config=config)
 
+    def with_catalog(self, items: pl.DataFrame, *, embedder: Embedder | None = None) -> SearchEngine:
+        """The engine over a changed catalog (items upserted since it was built), with its reranker kept.
+
+        Popularity stays on this engine's own scale (what it was built with, e.g. purchase counts; a new item has
+        none yet), because the reranker learned its popularity feature on that scale: mixing in another scale after
+        an upsert would shift every ranking."""
+        known = dict(zip(self.catalog.item_ids, self.catalog.popularity.tolist(), strict=False))
+        engine = SearchEngine.build(items, dense=self.dense is not None,
+                                    embedder=(embedder or self.embedder) if self.dense is not None else None,
+                                    popularity={i: known.get(i, 0.0) for i in items["item_id"].to_list()},
+                                    config=self.config)
+        engine.reranker = self.reranker
+        return engine
+
+    def item_vectors(self) -> tuple[list[str], np.ndarray] | None:
+        """(item ids, their dense vectors), None without a dense index."""
+        return None if self.dense is None else (list(self.catalog.item_ids), self.dense.vectors)
+
+    def embed_items(self, items: pl.DataFrame) -> np.ndarray | None:
+        """Dense vectors of catalog rows not indexed here, made the way the index made its own (cold start)."""
+        if self.dense is None or self.embedder is None:
+            return None
+        new = Catalog.from_items(items)
+        return self.embedder.embed_texts([new.embedding_text(i) for i in range(len(new))])
+
     def item_rows(self, item_ids: list[str]) -> np.ndarray:
         """Catalog rows of `item_ids` (-1 for ids not in the catalog)."""
         return np.array([self._row.get(str(i), -1) for i in item_ids], dtype=np.int64)

@@ -29,6 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from aisle.query import Filters
 from aisle.search.spell import SpellIndex
 from aisle.search.text import STOPWORDS, UNITS, normalize, stem, words
 
@@ -74,36 +75,6 @@ _PRICE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("min", re.compile(rf"\b{_LOWER} ?(\$)?{_N}( ?{_PRICE_WORD})?")),
     ("budget", re.compile(rf"(?<![\w$])(?:\$ ?{_N}|{_N} ?{_PRICE_WORD})(?![\w$])")),
 ]
-
-
-@dataclass
-class Filters:
-    """Structured restrictions; every list is 'any of'. `attributes` maps an attribute key to wanted values."""
-
-    price_min: float | None = None
-    price_max: float | None = None
-    brands: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    attributes: dict[str, list[str]] = field(default_factory=dict)
-    available: bool | None = None
-
-    def is_empty(self) -> bool:
-        return (self.price_min is None and self.price_max is None and not self.brands and not self.categories
-                and not any(self.attributes.values()) and self.available is None)
-
-    def merged(self, other: Filters | None) -> Filters:
-        """`self` (explicit, from the caller) overriding `other` (extracted from the query) field by field."""
-        if other is None:
-            return self
-        attrs = {**other.attributes, **self.attributes}
-        return Filters(
-            price_min=self.price_min if self.price_min is not None else other.price_min,
-            price_max=self.price_max if self.price_max is not None else other.price_max,
-            brands=self.brands or other.brands, categories=self.categories or other.categories,
-            attributes=attrs, available=self.available if self.available is not None else other.available)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, [], {})}
 
 
 @dataclass

@@ -15,14 +15,14 @@ shoppers type them every way. The analyzer
 
 from __future__ import annotations
 
-import html
 import re
-import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
+
+from aisle.query import fold
 
 STOPWORDS: frozenset[str] = frozenset(STOPWORDS_EN) | {"x", "s"}
 
@@ -69,17 +69,7 @@ _DIM_RE = re.compile(rf"(?<![\w./])({_NUM})(?: ?[a-z]{{1,3}})? ?x ?({_NUM})(?![\
 _TOKEN_RE = re.compile(r"\d+(?:-\d+/\d+|/\d+|\.\d+)?[a-z]*|[a-z][a-z0-9]*")
 _UNIT_NAMES = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 _MEASURE_RE = re.compile(rf"(?<![\w./])({_NUM}) ({_UNIT_NAMES})(?![a-z0-9])")
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2033": '"', "\u2032": "'",
-                         "\u2044": "/", "\u2013": "-", "\u2014": "-", "\u00d7": "x"})
-
 _stemmer = Stemmer.Stemmer("english")
-
-
-def fold(text: str) -> str:
-    """Lower case, unicode compatibility form without accents, one space between words."""
-    text = unicodedata.normalize("NFKD", html.unescape(text).translate(_QUOTES)).translate(_QUOTES)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(text.lower().split())
 
 
 @lru_cache(maxsize=200_000)

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from aisle.rules import ItemFilters
+from aisle.query import FilterError, Filters
 from aisle.serve.auth import require_admin, require_write
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
@@ -37,10 +37,12 @@ Svc = Annotated[Services, Depends(services)]
 
 
 def _filters(category: list[str] | None, brand: list[str] | None, price_min: float | None,
-             price_max: float | None) -> ItemFilters:
-    if price_min is not None and price_max is not None and price_min > price_max:
-        raise HTTPException(422, "price_min is above price_max")
-    return ItemFilters(tuple(category or ()), tuple(brand or ()), price_min, price_max)
+             price_max: float | None, *, available: bool | None = None) -> Filters:
+    try:
+        return Filters.of(categories=category, brands=brand, price_min=price_min, price_max=price_max,
+                          available=available)
+    except FilterError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _k(svc: Services, k: int) -> int:
@@ -63,10 +65,10 @@ async def recommendations(user_id: str, svc: Svc, k: K = 10, category: Categorie
     f = _filters(category, brand, price_min, price_max)
     live, erased = await svc.state.history(user_id)
     rt = svc.runtime
-    h = rt.history(user_id, live, erased, context_item)
-    out = rt.recommend(h, k, filters=f, exclude=exclude or ())
+    query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude or ())
+    out = rt.recommend(query, k)
     out["user_id"] = user_id
-    out["known_user"] = h.user_idx >= 0
+    out["known_user"] = query.user_idx >= 0
     return _ok(out)
 
 
@@ -103,18 +105,15 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  user: Annotated[str | None, Query(description="Personalise for this shopper.")] = None,
                  ) -> Response:
     """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised."""
-    from aisle.search.query import Filters
-
     rt = svc.runtime
     if rt.search is None:
         raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
-    f = _filters(category, brand, price_min, price_max)
-    filters = Filters(price_min=f.price_min, price_max=f.price_max, brands=list(f.brands),
-                      categories=list(f.categories), available=True if svc.settings.rules.only_available else None)
+    filters = _filters(category, brand, price_min, price_max,
+                       available=True if svc.settings.rules.only_available else None)
     affinity = None
     if user:
         live, erased = await svc.state.history(user)
-        affinity = rt.affinity(rt.history(user, live, erased))
+        affinity = rt.affinity(rt.query(user, live, erased))
     body = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     return Response(body, media_type="application/json")
 

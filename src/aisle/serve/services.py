@@ -179,23 +179,7 @@ class Services:
             return rt
 
     def _build(self, bundle: Bundle) -> Runtime:
-        ups = list(self.upserts.values())
-        rt = Runtime(bundle, self.settings, ups, embedder=self.embedder)
-        if ups and bundle.search is not None:
-            rt.search = self._rebuild_search(rt)
-        return rt
-
-    def _rebuild_search(self, rt: Runtime) -> Any:
-        from aisle.search.engine import SearchEngine
-
-        old = rt.bundle.search
-        assert old is not None
-        items = rt.catalog.filter(pl.col("title").is_not_null())
-        pop = dict(zip(rt.item_ids, (rt.pipeline.popularity.tolist() if rt.pipeline else []), strict=False))
-        engine = SearchEngine.build(items, dense=old.dense is not None, embedder=self.embedder if old.dense is not None
-                                    else None, popularity=pop, config=old.config)
-        engine.reranker = old.reranker
-        return engine
+        return Runtime(bundle, self.settings, list(self.upserts.values()), embedder=self.embedder)
 
     async def reload(self, path: Path | None = None) -> Runtime:
         return await run_in_threadpool(self.load, path)

@@ -15,13 +15,13 @@ from aisle.evaluate.protocol import item_vocab
 from aisle.index import Retriever
 from aisle.models.base import QueryBatch, TrainData
 from aisle.optimize.serving import describe, indexed_online, optimize_pipeline, query_embedder
-from aisle.pipeline import Pipeline, PipelineConfig, Source
+from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec
 
 TINY_SASREC = {"dim": 16, "layers": 1, "epochs": 2, "max_len": 12, "batch_size": 64, "progress": False,
                "device": "cpu"}
-SOURCES = (Source("sasrec", "sasrec", "user", TINY_SASREC),
-           Source("als", "als", "user", {"factors": 8, "iterations": 3}),
-           Source("markov", "markov", "i2i", window=5, decay=0.5), Source("trending", "trending", "trending"))
+SOURCES = (SourceSpec("sasrec", "sasrec", "sequential", TINY_SASREC),
+           SourceSpec("als", "als", "user", {"factors": 8, "iterations": 3}),
+           SourceSpec("markov", "markov", "i2i", window=5, decay=0.5), SourceSpec("trending", "trending", "trending"))
 
 
 @pytest.fixture(scope="module")
@@ -42,30 +42,30 @@ def _batch(data: TrainData) -> QueryBatch:
 
 def test_exact_optimised_sources_give_the_same_candidates(pipe: Pipeline, data: TrainData, tmp_path: Path) -> None:
     fast = optimize_pipeline(pipe, InferenceConfig(cache_dir=tmp_path, backend="onnx", item_table="exact"))
-    assert isinstance(fast.models["sasrec"], Retriever) and isinstance(fast.models["als"], Retriever)
-    assert pipe.models["sasrec"] is not fast.models["sasrec"]  # the loaded pipeline itself is left as it was
+    assert isinstance(fast.source("sasrec").model, Retriever) and isinstance(fast.source("als").model, Retriever)
+    assert pipe.source("sasrec").model is not fast.source("sasrec").model  # the loaded pipeline is left as it was
     assert describe(fast) == {"sasrec": "onnx + exact", "als": "vectors + exact"}
     assert not indexed_online(fast)
     a, b = pipe.candidates(_batch(data)), fast.candidates(_batch(data))
     for q in range(12):
         ia, ib = a.item[a.query == q], b.item[b.query == q]
         assert set(ia.tolist()) == set(ib.tolist())
-        np.testing.assert_allclose(a.features[a.query == q][np.argsort(ia)], b.features[b.query == q][np.argsort(ib)],
-                                   rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(a.features.values[a.query == q][np.argsort(ia)],
+                                   b.features.values[b.query == q][np.argsort(ib)], rtol=1e-3, atol=1e-3)
 
 
 def test_catalogs_above_the_threshold_are_served_from_the_ann_index(pipe: Pipeline, data: TrainData,
                                                                     tmp_path: Path) -> None:
     cfg = InferenceConfig(cache_dir=tmp_path, backend="onnx-int8", ann="hnsw", ann_min_items=100, ef_search=128)
     fast = optimize_pipeline(pipe, cfg)
-    assert fast.models["sasrec"].index.spec.kind == "hnsw" and indexed_online(fast)
+    assert fast.source("sasrec").model.index.spec.kind == "hnsw" and indexed_online(fast)
     exact = optimize_pipeline(pipe, InferenceConfig(cache_dir=tmp_path, backend="onnx-int8"))
     batch = _batch(data)
-    got, ref = fast.models["als"].top_n(batch, 20)[0], exact.models["als"].top_n(batch, 20)[0]
+    got, ref = fast.source("als").model.top_n(batch, 20)[0], exact.source("als").model.top_n(batch, 20)[0]
     assert np.mean([len(np.intersect1d(x, y)) / 20 for x, y in zip(got, ref, strict=True)]) >= 0.9
     assert len(list(tmp_path.glob("index-hnsw-*"))) == 2  # cached: a restart loads them instead of building
     again = optimize_pipeline(pipe, cfg)
-    np.testing.assert_array_equal(again.models["als"].top_n(batch, 20)[0], got)
+    np.testing.assert_array_equal(again.source("als").model.top_n(batch, 20)[0], got)
 
 
 def test_disabled_or_failed_optimisation_keeps_the_models(pipe: Pipeline, data: TrainData, tmp_path: Path,
@@ -75,7 +75,7 @@ def test_disabled_or_failed_optimisation_keeps_the_models(pipe: Pipeline, data: 
     blocker.write_text("")
     with caplog.at_level(logging.WARNING, logger="aisle.optimize"):
         fast = optimize_pipeline(pipe, InferenceConfig(cache_dir=blocker, backend="onnx"))
-    assert fast.models["sasrec"] is pipe.models["sasrec"]
+    assert fast.source("sasrec").model is pipe.source("sasrec").model
     assert "serving it unoptimised" in caplog.text
     assert len(fast.candidates(_batch(data)).item) > 0
 

@@ -12,12 +12,12 @@ import pytest
 from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.evaluate.protocol import item_vocab
 from aisle.models.base import QueryBatch, TrainData
-from aisle.pipeline import Pipeline, PipelineConfig, Source, hold_out_last
+from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec, hold_out_last
 
-SOURCES = (Source("als", "als", "user", {"factors": 16, "iterations": 4}),
-           Source("itemknn", "itemknn", "i2i", decay=0.7),
-           Source("markov", "markov", "i2i", window=5, decay=0.5),
-           Source("trending", "trending", "trending"))
+SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 4}),
+           SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
+           SourceSpec("markov", "markov", "i2i", window=5, decay=0.5),
+           SourceSpec("trending", "trending", "trending"))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_precomputed_lists_equal_the_online_ranking(pipe: Pipeline, data: TrainD
     seqs = data.sequences()
     for u in (0, 7, 42):
         c = pipe.candidates(QueryBatch(np.array([u]), [seqs[u]]),
-                            user_rows={k: (v[0][u:u + 1], v[1][u:u + 1]) for k, v in rows.items()})
+                            precomputed={k: (v[0][u:u + 1], v[1][u:u + 1]) for k, v in rows.items()})
         s = pipe.rank(c)
         top = c.item[np.lexsort((c.item, -s))][:10]
         assert ranked["items"][u].tolist() == top.tolist() or np.allclose(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from aisle.config import Pin, RulesConfig
-from aisle.rules import ItemAttributes, ItemFilters, apply_rules
+from aisle.query import Filters
+from aisle.rules import ItemAttributes, apply_rules
 
 # items 0..7: brands A A A B B C C C, leaves x x y y x y z z, item 5 unavailable
 ATTRS = ItemAttributes(brand=np.array([0, 0, 0, 1, 1, 2, 2, 2], np.int32),
@@ -27,8 +28,8 @@ def pick(rules: RulesConfig, k: int = 8, **kw: object) -> list[int]:
 def test_exclusions_availability_and_filters() -> None:
     assert pick(RulesConfig()) == [0, 1, 2, 3, 4, 6, 7]
     assert pick(RulesConfig(only_available=False), exclude=[0, 3]) == [1, 2, 4, 5, 6, 7]
-    assert pick(RulesConfig(), filters=ItemFilters(categories=("other",))) == [6, 7]
-    assert pick(RulesConfig(), filters=ItemFilters(brands=("b",), price_max=35)) == [3]
+    assert pick(RulesConfig(), filters=Filters(categories=["other"])) == [6, 7]
+    assert pick(RulesConfig(), filters=Filters(brands=["b"], price_max=35)) == [3]
 
 
 def test_max_per_brand_diversity_boosts_and_pins() -> None:

@@ -1,0 +1,348 @@
+"""The recommendation pipeline: candidate sources -> merge -> a named feature frame -> the combiner.
+
+`fit` trains the combiner without leakage: each user's last event is held out, the sources are fitted on the
+rest, the combiner learns to rank the held-out item among its candidates, and then the sources are refitted on
+everything (under the evaluation harness that held-out event is exactly the validation target; the test target
+is never seen). Sources that read no events (content) are fitted once. `Pipeline` is itself a Recommender:
+`score` puts candidates above every other item, which keeps popularity order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+
+from aisle.models.base import QueryBatch, TrainData
+from aisle.pipeline.combiner import Combiner
+from aisle.pipeline.config import PipelineConfig
+from aisle.pipeline.features import Candidates, ItemFacts, merge
+from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
+from aisle.query import Query
+from aisle.rules import ItemAttributes
+
+FORMAT = 2
+_CHUNK = 512
+
+
+class Pipeline:
+    name: ClassVar[str] = "pipeline"
+    search_space: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init__(self, config: PipelineConfig | None = None, seed: int = 0, **overrides: Any) -> None:
+        config = config or PipelineConfig()
+        if seed or overrides:
+            config = PipelineConfig.from_json({**config.to_json(), "seed": seed, **overrides})
+        self.config = config
+        self.sources: list[CandidateSource] = [SOURCE_KINDS[s.kind](s, config) for s in config.sources]
+        self.combiner = Combiner(self.source_keys, rounds=config.rounds, seed=config.seed)
+        self.facts: ItemFacts | None = None
+        self.n_items = 0
+
+    @property
+    def source_keys(self) -> list[str]:
+        return [s.key for s in self.sources]
+
+    @property
+    def per_user_keys(self) -> list[str]:
+        """The sources whose per-user lists a bundle precomputes (full-catalog models)."""
+        return [s.key for s in self.sources if s.per_user]
+
+    def source(self, key: str) -> CandidateSource:
+        for s in self.sources:
+            if s.key == key:
+                return s
+        raise KeyError(f"no source {key!r}; this pipeline has {', '.join(self.source_keys)}")
+
+    @property
+    def popularity(self) -> np.ndarray:
+        return self._facts.popularity
+
+    @property
+    def trend(self) -> np.ndarray:
+        return self._facts.trend
+
+    @property
+    def attrs(self) -> ItemAttributes:
+        return self._facts.attrs
+
+    @property
+    def _facts(self) -> ItemFacts:
+        if self.facts is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        return self.facts
+
+    # ---- fitting -------------------------------------------------------------------------------------
+
+    def fit(self, data: TrainData) -> Self:
+        self.n_items = data.n_items
+        attrs = item_attributes(data.catalog, data.n_items)
+        once = [s for s in self.sources if not s.spec.refit]
+        for s in once:
+            s.fit(data, seed=self.config.seed)
+        inner, users, targets = hold_out_last(data)
+        self._fit_sources(inner, attrs)
+        self._fit_combiner(inner, users, targets)
+        self._fit_sources(data, attrs)
+        return self
+
+    def _fit_sources(self, data: TrainData, attrs: ItemAttributes) -> None:
+        for s in self.sources:
+            if s.spec.refit:
+                s.fit(data, seed=self.config.seed)
+        self.facts = self._item_facts(data, attrs)
+
+    def _item_facts(self, data: TrainData, attrs: ItemAttributes) -> ItemFacts:
+        """Popularity (log-scaled counts) and trend (the trending source's counts, else plain counts) in [0, 1]."""
+        events = data.events.filter(pl.col("weight") > 0)
+        counts = np.bincount(events["item_idx"].to_numpy(), minlength=data.n_items).astype(np.float64)
+        popularity = (np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)).astype(np.float32)
+        trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
+        trend = trending.scores if trending is not None else (counts / max(counts.max(), 1e-12)).astype(np.float32)
+        return ItemFacts(popularity, trend, attrs)
+
+    def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray) -> None:
+        rng = np.random.default_rng(self.config.seed)
+        if len(users) > self.config.max_train_queries:
+            pick = np.sort(rng.choice(len(users), self.config.max_train_queries, replace=False))
+            users, targets = users[pick], targets[pick]
+        sequences = inner.sequences()
+        frames, labels, sizes = [], [], []
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start:start + _CHUNK]
+            c = self.candidates(QueryBatch(chunk, [sequences[u] for u in chunk]))
+            hit = (c.item == targets[start:start + _CHUNK][c.query]).astype(np.float32)
+            found = np.bincount(c.query, weights=hit, minlength=len(chunk)) > 0
+            keep = found[c.query]  # only queries whose held-out item is among their candidates teach anything
+            frames.append(c.features.rows(keep))
+            labels.append(hit[keep])
+            sizes += np.bincount(c.query, minlength=len(chunk))[found].tolist()
+        self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
+        if sizes:
+            frame = type(frames[0])(frames[0].names, np.vstack([f.values for f in frames]))
+            self.combiner.fit(frame, np.concatenate(labels), np.asarray(sizes),
+                              holdout_fraction=self.config.holdout_fraction, rng=rng)
+
+    @property
+    def ranker(self) -> str:
+        return self.combiner.ranker
+
+    @property
+    def selection(self) -> dict[str, float]:
+        return self.combiner.selection
+
+    # ---- answering -----------------------------------------------------------------------------------
+
+    def candidates(self, batch: QueryBatch, *, precomputed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                   exclude_history: bool = True) -> Candidates:
+        """Merged, deduplicated candidates with their feature frame for every query of `batch`."""
+        facts = self._facts
+        histories = [np.asarray(h, np.int64) for h in batch.histories]
+        histories = [h[(h >= 0) & (h < len(facts))] for h in histories]
+        window = Window.of(histories, self.config.window)
+        source_batch = SourceBatch(np.asarray(batch.user_idx), histories, [h[h < self.n_items] for h in histories],
+                                   window, precomputed or {})
+        found = [s.candidates(source_batch) for s in self.sources]
+        return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history)
+
+    def rank(self, candidates: Candidates) -> np.ndarray:
+        """The combiner's score per candidate."""
+        return self.combiner.score(candidates.features)
+
+    def score(self, batch: QueryBatch) -> np.ndarray:
+        c = self.candidates(batch)
+        out = np.broadcast_to(self.popularity[: self.n_items] - 1000.0, (len(batch), self.n_items)).copy()
+        scores = self.rank(c)
+        inside = c.item < self.n_items
+        out[c.query[inside], c.item[inside]] = scores[inside]
+        return out.astype(np.float32)
+
+    def explain(self, item: int, source: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
+        """Why `item` is shown: asked of the source that ranked it best (`source`: its position)."""
+        return self.sources[source].explain(item, anchor, query, names)
+
+    def neighbours(self, item: int, relations: tuple[str, ...]) -> dict[int, tuple[float, CandidateSource]]:
+        """Items next to `item` in the sources whose model is named in `relations` (in that order of preference):
+        {item: (summed weight / rank, the first source that proposed it)}."""
+        merged: dict[int, tuple[float, CandidateSource]] = {}
+        for s in self.sources:
+            found = s.neighbours(item, self.config.neighbours) if s.spec.model in relations else None
+            if found is None:
+                continue
+            weight = 1.0 / (1 + relations.index(s.spec.model))
+            for rank, j in enumerate(found[0].tolist()):
+                before = merged.get(j)
+                merged[j] = (weight / (1 + rank), s) if before is None else (before[0] + weight / (1 + rank),
+                                                                             before[1])
+        return merged
+
+    def update(self, events: pl.DataFrame) -> list[str]:
+        """Fold new events (TrainData's encoded columns: item_idx, timestamp, weight, ...) into every source that
+        can refresh without a refit, in place (for the trainer, not a pipeline being served); the keys updated."""
+        facts = self._facts
+        changed = [s.key for s in self.sources if s.update(events, self.n_items)]
+        trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
+        if trending is not None and trending.key in changed:
+            trend = np.zeros(len(facts), np.float32)
+            trend[: self.n_items] = trending.scores[: self.n_items]
+            self.facts = ItemFacts(facts.popularity, trend, facts.attrs)
+        return changed
+
+    # ---- serving helpers -----------------------------------------------------------------------------
+
+    def precompute(self, data: TrainData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per known user, each user source's top `per_source` (items int32, scores float32) on their history."""
+        out = {}
+        for s in self.sources:
+            lists = s.precompute(data)
+            if lists is not None:
+                out[s.key] = lists
+        return out
+
+    def ranked(self, data: TrainData, precomputed: dict[str, tuple[np.ndarray, np.ndarray]], *, n: int = 100
+               ) -> dict[str, np.ndarray]:
+        """Per known user, the pipeline's final top `n` on their history (history excluded), with each item's
+        best source and anchor: what serving answers from when a shopper has done nothing since the bundle."""
+        sequences = data.sequences()
+        out = {"items": np.full((data.n_users, n), -1, np.int32), "scores": np.zeros((data.n_users, n), np.float32),
+               "source": np.zeros((data.n_users, n), np.int8), "anchor": np.full((data.n_users, n), -1, np.int32)}
+        for start in range(0, data.n_users, _CHUNK):
+            users = np.arange(start, min(start + _CHUNK, data.n_users))
+            rows = {k: (v[0][users], v[1][users]) for k, v in precomputed.items()}
+            c = self.candidates(QueryBatch(users, [sequences[u] for u in users]), precomputed=rows)
+            scores = self.rank(c)
+            order = np.lexsort((-scores, c.query))
+            query = c.query[order]
+            position = np.arange(len(order)) - np.searchsorted(query, query)
+            ok = position < n
+            user, pos, row = users[query[ok]], position[ok], order[ok]
+            out["items"][user, pos], out["scores"][user, pos] = c.item[row], scores[row]
+            out["source"][user, pos], out["anchor"][user, pos] = c.best_source[row], c.anchor[row]
+        return out
+
+    def with_items(self, attrs: ItemAttributes, new_rows: list[int] | None = None,
+                   similarity: np.ndarray | None = None) -> Pipeline:
+        """A shallow copy over a catalog of `len(attrs)` items: items added since the fit have no events (no
+        popularity, no trend) and, given their `similarity` to every item, join the neighbour tables of the
+        first content source (else the first item-to-item source) next to the items they resemble."""
+        out = Pipeline.__new__(Pipeline)
+        out.__dict__.update(self.__dict__)
+        out.facts = self._facts.extended(attrs)
+        if new_rows and similarity is not None:
+            target = self.cold_start_source()
+            if target is not None:
+                placed = target.with_new_items(new_rows, similarity, self.n_items)
+                out.sources = [placed if s is target else s for s in self.sources]
+        return out
+
+    def cold_start_source(self) -> CandidateSource | None:
+        """The source that new catalog items are placed in: content first, else the first with neighbours."""
+        from aisle.pipeline.sources import ContentSource, ItemToItemSource
+
+        return next((s for s in self.sources if isinstance(s, ContentSource)),
+                    next((s for s in self.sources if isinstance(s, ItemToItemSource)), None))
+
+    def with_sources(self, sources: list[CandidateSource]) -> Pipeline:
+        """A shallow copy answering from `sources` (same keys and order; e.g. optimised for serving)."""
+        if [s.key for s in sources] != self.source_keys:
+            raise ValueError("with_sources keeps the pipeline's sources and their order")
+        out = Pipeline.__new__(Pipeline)
+        out.__dict__.update(self.__dict__)
+        out.sources = list(sources)
+        return out
+
+    # ---- persistence ---------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        facts = self._facts
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        attrs = facts.attrs
+        meta = {"model": self.name, "format": FORMAT, "config": self.config.to_json(), "n_items": self.n_items,
+                "brand_names": attrs.brand_names, "leaf_names": attrs.leaf_names,
+                "paths": [list(p) for p in attrs.paths]}
+        (path / "pipeline.json").write_text(json.dumps(meta))
+        for s in self.sources:
+            s.save(path / "sources" / s.key)
+        np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, brand=attrs.brand,
+                 leaf=attrs.leaf, price=attrs.price, available=attrs.available)
+        self.combiner.save(path / "combiner")
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        path = Path(path)
+        meta = json.loads((path / "pipeline.json").read_text())
+        if meta.get("model") != cls.name:
+            raise ValueError(f"{path}: not a pipeline")
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: pipeline format {meta.get('format')} is not {FORMAT}; train the bundle again")
+        model = cls(PipelineConfig.from_json(meta["config"]))
+        model.n_items = int(meta["n_items"])
+        model.sources = [SOURCE_KINDS[s.kind].load(path / "sources" / s.key, s, model.config)
+                         for s in model.config.sources]
+        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        attrs = ItemAttributes(arrays["brand"], arrays["leaf"], arrays["price"], arrays["available"],
+                               meta["brand_names"], meta["leaf_names"], [tuple(p) for p in meta["paths"]])
+        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs)
+        model.combiner = Combiner.load(path / "combiner")
+        return model
+
+
+def item_attributes(catalog: pl.DataFrame | None, n_items: int) -> ItemAttributes:
+    """Brand / leaf category codes, price and availability per item index of an aligned catalog."""
+    if catalog is None or catalog.is_empty():
+        none = np.full(n_items, -1, np.int32)
+        return ItemAttributes(none, none.copy(), np.full(n_items, np.nan), np.ones(n_items, bool), [], [],
+                              [()] * n_items)
+    column = catalog.get_column
+    brands = column("brand").to_list() if "brand" in catalog.columns else [None] * catalog.height
+    paths = [tuple(p or ()) for p in column("categories").to_list()] if "categories" in catalog.columns \
+        else [()] * catalog.height
+    price = column("price").cast(pl.Float64).fill_null(np.nan).to_numpy() if "price" in catalog.columns \
+        else np.full(catalog.height, np.nan)
+    available = column("available").fill_null(True).to_numpy().astype(bool) if "available" in catalog.columns \
+        else np.ones(catalog.height, bool)
+    brand_names = sorted({b for b in brands if b})
+    leaf_names = sorted({p[-1] for p in paths if p})
+    brand_code, leaf_code = {b: i for i, b in enumerate(brand_names)}, {c: i for i, c in enumerate(leaf_names)}
+    pad = n_items - catalog.height
+    return ItemAttributes(
+        brand=np.array([brand_code.get(b, -1) if b else -1 for b in brands] + [-1] * pad, np.int32),
+        leaf=np.array([leaf_code[p[-1]] if p else -1 for p in paths] + [-1] * pad, np.int32),
+        price=np.concatenate([np.asarray(price, np.float64), np.full(pad, np.nan)]),
+        available=np.concatenate([available, np.ones(pad, bool)]),
+        brand_names=brand_names, leaf_names=leaf_names, paths=paths + [()] * pad)
+
+
+def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.ndarray, np.ndarray]:
+    """`data` without each user's last positive event (users with >= min_events), and (users, held-out items)."""
+    events = data.events.with_row_index("_r")
+    positive = events.filter(pl.col("weight") > 0)
+    last = positive.group_by("user_idx", maintain_order=True).agg(pl.col("_r").last(), pl.col("item_idx").last(),
+                                                                  pl.len().alias("n"))
+    last = last.filter(pl.col("n") >= min_events)
+    inner = events.filter(~pl.col("_r").is_in(last["_r"].implode())).drop("_r")
+    return (TrainData(users=data.users, items=data.items, events=inner, catalog=data.catalog),
+            last["user_idx"].to_numpy().astype(np.int64), last["item_idx"].to_numpy().astype(np.int64))
+
+
+def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, console: Any = None,
+            name: str | None = None) -> Any:
+    """The pipeline next to each of its sources alone, through the evaluation harness (full ranking,
+    leave-one-out; the combiner learns on the validation targets, everything is scored on the test targets)."""
+    import functools
+
+    from aisle.evaluate.runner import run_experiment
+    from aisle.models.registry import MODELS
+
+    config = config or PipelineConfig()
+    models: dict[str, Any] = {s.key: functools.partial(MODELS[s.model], **s.params) for s in config.sources}
+    models["pipeline"] = functools.partial(Pipeline, config)
+    return run_experiment(data, models, max_trials=1, seed=seed, console=console, name=name)
+
+
+__all__ = ["FORMAT", "Pipeline", "compare", "hold_out_last", "item_attributes"]

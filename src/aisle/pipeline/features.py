@@ -1,0 +1,174 @@
+"""Merge every source's contributions into one candidate per (query, item), and describe each candidate by a
+named feature frame: per source its summed score, reciprocal rank and the score owed to the last history item,
+then what the item and the query's recent history say (popularity, trend, price, category and brand shares).
+
+One pass over all sources' rows at once: a few vectorised operations whatever the number of sources, because
+this runs inside every request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aisle.pipeline.sources import Contributions, Window
+from aisle.rules import ItemAttributes
+
+PER_SOURCE = ("score", "rr", "last")
+CONTEXT = ("popularity", "trending", "log_price", "leaf_share", "brand_share", "same_leaf_as_last", "price_ratio",
+           "n_sources", "history_len")
+
+
+def feature_names(source_keys: list[str]) -> list[str]:
+    return [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT]
+
+
+@dataclass(frozen=True)
+class FeatureFrame:
+    """Candidate rows x named float32 columns (the combiner's input)."""
+
+    names: tuple[str, ...]
+    values: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
+
+    def columns(self, names: list[str]) -> np.ndarray:
+        return self.values[:, [self.names.index(n) for n in names]]
+
+    def rows(self, mask: np.ndarray) -> FeatureFrame:
+        return FeatureFrame(self.names, self.values[mask])
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """Per item index, what candidate features read besides the sources: popularity and trend in [0, 1] and the
+    catalog attributes (items added since the fit have no events: 0 popularity and trend)."""
+
+    popularity: np.ndarray
+    trend: np.ndarray
+    attrs: ItemAttributes
+
+    def __len__(self) -> int:
+        return len(self.popularity)
+
+    def extended(self, attrs: ItemAttributes) -> ItemFacts:
+        """The same facts over a catalog with `len(attrs) - len(self)` more items."""
+        extra = max(0, len(attrs) - len(self))
+        return ItemFacts(np.concatenate([self.popularity, np.zeros(extra, np.float32)]),
+                         np.concatenate([self.trend, np.zeros(extra, np.float32)]), attrs)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The candidates of a batch as flat rows sorted by query: which item, its features, and for explanations
+    the source that ranks it best (its position in the pipeline's sources) and that source's anchor."""
+
+    query: np.ndarray
+    item: np.ndarray
+    features: FeatureFrame
+    best_source: np.ndarray
+    anchor: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+
+def merge(contributions: list[Contributions], source_keys: list[str], facts: ItemFacts, histories: list[np.ndarray],
+          window: Window, *, exclude_history: bool) -> Candidates:
+    """One candidate per (query, item) with its feature row; `contributions[i]` comes from `source_keys[i]`."""
+    n_queries, n_sources, n_ext = len(histories), len(source_keys), len(facts)
+    source = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(contributions)] or [np.zeros(0, int)])
+    query, item, score, anchor, recent = (
+        np.concatenate([getattr(c, f) for c in contributions]) if contributions else np.zeros(0)
+        for f in ("query", "item", "score", "anchor", "from_last"))
+    pairs, pair_of_row = np.unique(query.astype(np.int64) * n_ext + item.astype(np.int64), return_inverse=True)
+    n_pairs = len(pairs)
+    cell = pair_of_row * n_sources + source  # one cell per (candidate, source)
+    cell_score = np.bincount(cell, weights=score, minlength=n_pairs * n_sources)
+    cell_recent = np.bincount(cell, weights=recent, minlength=n_pairs * n_sources)
+    cell_anchor = _strongest_anchor(cell, score, anchor.astype(np.int64), n_pairs * n_sources)
+    cell_rr = _reciprocal_ranks(cell, cell_score, pairs // n_ext, n_queries, n_sources)
+    cell_score, cell_recent, cell_rr, cell_anchor = (a.reshape(n_pairs, n_sources)
+                                                     for a in (cell_score, cell_recent, cell_rr, cell_anchor))
+    cand_query, cand_item = pairs // n_ext, pairs % n_ext
+    keep = np.ones(n_pairs, bool)
+    lengths = np.fromiter((len(h) for h in histories), np.int64, n_queries)
+    if exclude_history and lengths.sum():
+        seen = np.concatenate([np.full(len(h), q) * n_ext + h for q, h in enumerate(histories)])
+        keep = ~np.isin(pairs, seen)
+    per_source = np.stack([cell_score, cell_rr, cell_recent], axis=2).reshape(n_pairs, len(PER_SOURCE) * n_sources)
+    context = _context(cand_query, cand_item, facts, window, lengths, cell_rr)
+    values = np.column_stack([per_source, *context]).astype(np.float32)
+    best = np.argmax(cell_rr, axis=1) if n_sources else np.zeros(n_pairs, np.int64)
+    best_anchor = cell_anchor[np.arange(n_pairs), best] if n_sources else np.full(n_pairs, -1)
+    frame = FeatureFrame(tuple(feature_names(source_keys)), values[keep])
+    return Candidates(cand_query[keep], cand_item[keep], frame, best[keep], best_anchor[keep])
+
+
+def _strongest_anchor(cell: np.ndarray, score: np.ndarray, anchor: np.ndarray, n_cells: int) -> np.ndarray:
+    """Per cell, the anchor of its largest contribution (-1 when the cell is empty or has no anchor)."""
+    out = np.full(n_cells, -1, np.int64)
+    order = np.lexsort((score, cell))  # per cell, its largest contribution last
+    if len(order):
+        ends = np.r_[cell[order][1:] != cell[order][:-1], True]
+        out[cell[order][ends]] = anchor[order][ends]
+    return out
+
+
+def _reciprocal_ranks(cell: np.ndarray, cell_score: np.ndarray, pair_query: np.ndarray, n_queries: int,
+                      n_sources: int) -> np.ndarray:
+    """Per cell, 1 / (1 + the candidate's rank among its query's candidates in that source); 0 when absent."""
+    present = np.bincount(cell, minlength=len(cell_score)) > 0
+    cells = np.flatnonzero(present)
+    cell_source, cell_query = cells % n_sources, pair_query[cells // n_sources]
+    order = np.lexsort((-cell_score[cells], cell_query, cell_source))
+    group = (cell_source * n_queries + cell_query)[order]
+    first = np.searchsorted(group, group)
+    out = np.zeros(len(cell_score))
+    out[cells[order]] = 1.0 / (1.0 + np.arange(len(order)) - first)
+    return out
+
+
+def _share(window: Window, codes_window: np.ndarray, query: np.ndarray, codes_candidate: np.ndarray, width: int,
+           window_lengths: np.ndarray) -> np.ndarray:
+    """Per candidate, the share of its query's window whose code (leaf category, brand) equals the candidate's."""
+    known = codes_window >= 0
+    keys, counts = np.unique(window.query[known] * (width + 1) + codes_window[known], return_counts=True)
+    wanted = query * (width + 1) + codes_candidate
+    if not len(keys):
+        return np.zeros(len(wanted))
+    at = np.clip(np.searchsorted(keys, wanted), 0, len(keys) - 1)
+    hit = (codes_candidate >= 0) & (keys[at] == wanted)
+    return np.where(hit, counts[at], 0) / window_lengths[query]
+
+
+def _context(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window, lengths: np.ndarray,
+             rr: np.ndarray) -> list[np.ndarray]:
+    """The CONTEXT columns, in that order."""
+    attrs = facts.attrs
+    n_queries = len(lengths)
+    per_query = np.bincount(window.query, minlength=n_queries)
+    window_lengths = np.maximum(per_query, 1)
+    leaf, brand = attrs.leaf[item], attrs.brand[item]
+    window_leaf, window_brand = attrs.leaf[window.items], attrs.brand[window.items]
+    last_leaf = np.full(n_queries, -2, np.int64)
+    has = per_query > 0
+    last_leaf[has] = window_leaf[(np.cumsum(per_query) - 1)[has]]
+    price = attrs.price[item]
+    window_price = attrs.price[window.items]
+    median = np.full(n_queries, np.nan)
+    for q in np.flatnonzero(has):  # per query, a handful of prices
+        values = window_price[window.query == q]
+        values = values[np.isfinite(values)]
+        median[q] = np.median(values) if len(values) else np.nan
+    ratio = np.log(price / median[query])
+    return [facts.popularity[item], facts.trend[item], np.nan_to_num(np.log1p(np.nan_to_num(price, nan=0.0))),
+            _share(window, window_leaf, query, leaf, len(attrs.leaf_names), window_lengths),
+            _share(window, window_brand, query, brand, len(attrs.brand_names), window_lengths),
+            (leaf >= 0) & (leaf == last_leaf[query]), np.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0),
+            (rr > 0).sum(axis=1), np.log1p(lengths[query])]
+
+
+__all__ = ["CONTEXT", "PER_SOURCE", "Candidates", "FeatureFrame", "ItemFacts", "feature_names", "merge"]

@@ -1,0 +1,180 @@
+"""Item-to-item sources: a precomputed neighbour table per item (co-views, transitions, bought-together, text
+similarity); a query sums the neighbours of its last `window` items, each weighted `decay ** distance from the
+end`, so the very next event moves them, and every candidate keeps the history item it came from (its anchor),
+which is what its explanation names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from aisle.models.base import TrainData
+from aisle.pipeline.sources.base import CandidateSource, Contributions, Describe, SourceBatch
+from aisle.query import Query
+
+_VERB = {"purchase": "bought", "add_to_cart": "added", "favorite": "saved", "rating": "rated"}
+
+
+class ItemToItemSource(CandidateSource):
+    kind: ClassVar[str] = "i2i"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.table_items = np.zeros((0, 0), np.int32)
+        self.table_scores = np.zeros((0, 0), np.float32)
+        self.added: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # old item -> new items that resemble it
+        self.own: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # new item -> the old items it resembles
+
+    @property
+    def window(self) -> int:
+        return self.spec.window or self.config.window
+
+    @property
+    def decay(self) -> float:
+        return self.config.decay if self.spec.decay is None else self.spec.decay
+
+    def _derive(self, data: TrainData) -> None:
+        self.table_items, self.table_scores = neighbour_table(self.model, data.n_items, self.config.neighbours)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"items": self.table_items, "scores": self.table_scores}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.table_items, self.table_scores = arrays["items"], arrays["scores"]
+
+    def candidates(self, batch: SourceBatch) -> Contributions:
+        w = batch.window
+        width = self.table_items.shape[1]
+        weight = np.power(self.decay, w.distance)
+        inside = (w.items < len(self.table_items)) & (w.distance < self.window)
+        anchors = w.items[inside]
+        items = self.table_items[anchors].ravel().astype(np.int64)
+        scores = (self.table_scores[anchors] * weight[inside][:, None]).ravel()
+        query = np.repeat(w.query[inside], width)
+        anchor = np.repeat(anchors, width)
+        last = np.repeat(w.distance[inside] == 0, width)
+        if self.added:
+            items, scores, query, anchor, last = self._with_added(batch, weight, (items, scores, query, anchor, last))
+        ok = items >= 0
+        score = scores[ok].astype(np.float64)
+        return Contributions(query[ok], items[ok], score, anchor[ok], score * last[ok])
+
+    def _with_added(self, batch: SourceBatch, weight: np.ndarray, rows: tuple[np.ndarray, ...]
+                    ) -> tuple[np.ndarray, ...]:
+        """The neighbours added at run time for catalog items new since the fit (cold start)."""
+        w = batch.window
+        extra = [(j, *self.added[int(item)]) for j, item in enumerate(w.items)
+                 if int(item) in self.added and w.distance[j] < self.window]
+        if not extra:
+            return rows
+        items, scores, query, anchor, last = rows
+        return (np.concatenate([items, *[e[1].astype(np.int64) for e in extra]]),
+                np.concatenate([scores, *[e[2] * weight[e[0]] for e in extra]]),
+                np.concatenate([query, *[np.full(len(e[1]), w.query[e[0]]) for e in extra]]),
+                np.concatenate([anchor, *[np.full(len(e[1]), w.items[e[0]]) for e in extra]]),
+                np.concatenate([last, *[np.full(len(e[1]), w.distance[e[0]] == 0) for e in extra]]))
+
+    def neighbours(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if item < len(self.table_items):
+            items, scores = self.table_items[item].astype(np.int64), self.table_scores[item]
+        else:
+            items, scores = self.own.get(item, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+        more = self.added.get(item)
+        if more is not None:
+            items, scores = np.concatenate([more[0], items]), np.concatenate([more[1], scores])
+        keep = (items >= 0) & (scores > 0)
+        return items[keep][:k], scores[keep][:k]
+
+    def with_new_items(self, rows: list[int], similarity: np.ndarray, n_old: int) -> Self:
+        """New items become neighbours of the old items they resemble most (`similarity`: one row per new item
+        over every item), and get those items as their own neighbours for their item pages."""
+        out = self.with_model(self.model)
+        own: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        reverse: dict[int, list[tuple[int, float]]] = {}
+        for row, sims in zip(rows, similarity, strict=True):
+            sims = np.array(sims, np.float64)
+            sims[row] = -np.inf
+            sims[n_old:] = -np.inf  # new items are not each other's evidence
+            top = np.argsort(-sims, kind="stable")[: self.config.neighbours]
+            top = top[np.isfinite(sims[top]) & (sims[top] > 0)]
+            own[row] = (top.astype(np.int64), sims[top].astype(np.float32))
+            for j in top:
+                reverse.setdefault(int(j), []).append((row, float(sims[j])))
+        out.own = own
+        out.added = {j: (np.array([r for r, _ in v], np.int64), np.array([s for _, s in v], np.float32))
+                     for j, v in reverse.items()}
+        return out
+
+    def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
+        title = names.title(anchor) if anchor >= 0 else None
+        if not title:
+            return {"type": "session", "text": "Picked for what you are browsing now"}
+        verb = _VERB.get(query.last_action(anchor), "viewed")
+        return {"type": "because_you", "text": f"Because you {verb} {title}", "item_id": names.item_id(anchor)}
+
+
+class BoughtTogetherSource(ItemToItemSource):
+    """Items bought in the same basket as something in the history (association rules)."""
+
+    kind: ClassVar[str] = "bought_together"
+    models: ClassVar[tuple[str, ...] | None] = ("fbt",)
+
+    def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
+        title = names.title(anchor) if anchor >= 0 else None
+        if not title:
+            return super().explain(item, anchor, query, names)
+        return {"type": "bought_together", "text": f"Often bought with {title}", "item_id": names.item_id(anchor)}
+
+    def neighbour_reason(self, title: str) -> tuple[str, str]:
+        return "bought_together", f"Often bought with {title}"
+
+
+class ContentSource(ItemToItemSource):
+    """Items whose text (title, brand, category, description) reads like something in the history; it reads no
+    events, so one fit serves every stage, and it is what new items are placed by."""
+
+    kind: ClassVar[str] = "content"
+    models: ClassVar[tuple[str, ...] | None] = ("content",)
+
+    def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
+        title = names.title(anchor) if anchor >= 0 else None
+        if not title:
+            return super().explain(item, anchor, query, names)
+        return {"type": "similar", "text": f"Similar to {title}", "item_id": names.item_id(anchor)}
+
+    def neighbour_reason(self, title: str) -> tuple[str, str]:
+        return "similar", f"Similar to {title}"
+
+    def item_vectors(self) -> np.ndarray | None:
+        """The text vector of every fitted item (what new items are compared with)."""
+        return getattr(self.model, "embeddings", None)
+
+
+def neighbour_table(model: Any, n_items: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_items, k) neighbour indices (-1 padded) and the model's own similarity scores (0 for padding)."""
+    emb = getattr(model, "embeddings", None)
+    if isinstance(emb, np.ndarray) and emb.ndim == 2:
+        from aisle.search.dense import DenseIndex
+
+        vec = np.ascontiguousarray(emb, np.float32)
+        empty = np.linalg.norm(vec, axis=1) == 0
+        idx, sc = DenseIndex(vec).search_batch(vec, k + 1)
+        idx, sc = np.asarray(idx, np.int64), np.asarray(sc, np.float32)
+        bad = (idx < 0) | (idx == np.arange(n_items)[:, None]) | empty[np.clip(idx, 0, None)] | empty[:, None]
+        sc = np.where(bad, -np.inf, sc)
+        order = np.argsort(-sc, axis=1, kind="stable")[:, :k]
+        idx, sc = np.take_along_axis(idx, order, 1), np.take_along_axis(sc, order, 1)
+    else:
+        idx = np.full((n_items, k), -1, np.int64)
+        sc = np.full((n_items, k), -np.inf, np.float32)
+        for start in range(0, n_items, 4096):
+            found, values = model.similar(np.arange(start, min(start + 4096, n_items)), k)
+            idx[start:start + len(found)], sc[start:start + len(found)] = found, values
+    ok = np.isfinite(sc) & (idx >= 0)
+    sc = np.where(ok, np.maximum(sc, 0.0), 0.0)
+    return np.where(ok, idx, -1).astype(np.int32), sc.astype(np.float32)
+
+
+__all__ = ["BoughtTogetherSource", "ContentSource", "ItemToItemSource", "neighbour_table"]
