@@ -117,9 +117,9 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     from aisle.data.validation import DataError
     from aisle.pipeline import PipelineConfig
 
-    try:
+    try:  # the configuration first: a typo in it must not cost a data read
+        pcfg = PipelineConfig().updated(params.get("pipeline", {}))
         data = read_dataspec(dataspec)
-        pcfg = PipelineConfig.from_json({**PipelineConfig().to_json(), **params.get("pipeline", {})})
     except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2 if not isinstance(exc, DataError) else 1) from None

@@ -85,22 +85,23 @@ class Combiner:
         return np.asarray(self.booster.predict(frame.values, num_threads=1), np.float64)
 
     def save(self, path: Path) -> None:
+        """One JSON file: the choice, the held-out scores and the LightGBM model as its own text format (a string
+        in the JSON, so a bundle holds only JSON and arrays, like every model)."""
         path.mkdir(parents=True, exist_ok=True)
-        (path / "combiner.json").write_text(json.dumps({"ranker": self.ranker, "selection": self.selection,
-                                                        "sources": self.source_keys, "rounds": self.rounds,
-                                                        "seed": self.seed}))
-        if self.booster is not None:
-            self.booster.save_model(str(path / "lightgbm.txt"))
+        meta = {"ranker": self.ranker, "selection": self.selection, "sources": self.source_keys,
+                "rounds": self.rounds, "seed": self.seed,
+                "lightgbm": self.booster.model_to_string() if self.booster is not None else None}
+        (path / "combiner.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, path: Path) -> Combiner:
         meta = json.loads((path / "combiner.json").read_text())
         out = cls(meta["sources"], rounds=meta["rounds"], seed=meta["seed"])
         out.ranker, out.selection = meta["ranker"], meta["selection"]
-        if (path / "lightgbm.txt").exists():
+        if meta["lightgbm"] is not None:
             import lightgbm as lgb
 
-            out.booster = lgb.Booster(model_file=str(path / "lightgbm.txt"))
+            out.booster = lgb.Booster(model_str=meta["lightgbm"])
         return out
 
 

@@ -9,14 +9,13 @@ is never seen). Sources that read no events (content) are fitted once. `Pipeline
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
 
-from aisle.models.base import QueryBatch, TrainData
+from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
 from aisle.pipeline.features import Candidates, ItemFacts, merge
@@ -261,10 +260,9 @@ class Pipeline:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         attrs = facts.attrs
-        meta = {"model": self.name, "format": FORMAT, "config": self.config.to_json(), "n_items": self.n_items,
-                "brand_names": attrs.brand_names, "leaf_names": attrs.leaf_names,
-                "paths": [list(p) for p in attrs.paths]}
-        (path / "pipeline.json").write_text(json.dumps(meta))
+        write_config(path, self.name, {"format": FORMAT, "pipeline": self.config.to_json(), "n_items": self.n_items,
+                                       "brand_names": attrs.brand_names, "leaf_names": attrs.leaf_names,
+                                       "paths": [list(p) for p in attrs.paths]})
         for s in self.sources:
             s.save(path / "sources" / s.key)
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, brand=attrs.brand,
@@ -274,12 +272,10 @@ class Pipeline:
     @classmethod
     def load(cls, path: Path) -> Self:
         path = Path(path)
-        meta = json.loads((path / "pipeline.json").read_text())
-        if meta.get("model") != cls.name:
-            raise ValueError(f"{path}: not a pipeline")
+        meta = read_config(path, cls.name)
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: pipeline format {meta.get('format')} is not {FORMAT}; train the bundle again")
-        model = cls(PipelineConfig.from_json(meta["config"]))
+        model = cls(PipelineConfig.from_json(meta["pipeline"]))
         model.n_items = int(meta["n_items"])
         model.sources = [SOURCE_KINDS[s.kind].load(path / "sources" / s.key, s, model.config)
                          for s in model.config.sources]

@@ -101,6 +101,11 @@ class SearchEngine:
         none yet), because the reranker learned its popularity feature on that scale: mixing in another scale after
         an upsert would shift every ranking."""
         known = dict(zip(self.catalog.item_ids, self.catalog.popularity.tolist(), strict=False))
+        # this engine's rows first, in its order, then the new ones: rank ties break by row, so the same items in
+        # another order would already move some rankings
+        order = {item: n for n, item in enumerate(self.catalog.item_ids)}
+        items = items.with_columns(pl.col("item_id").replace_strict(order, default=len(order), return_dtype=pl.Int64)
+                                   .alias("_row")).sort("_row", maintain_order=True).drop("_row")
         engine = SearchEngine.build(items, dense=self.dense is not None,
                                     embedder=(embedder or self.embedder) if self.dense is not None else None,
                                     popularity={i: known.get(i, 0.0) for i in items["item_id"].to_list()},
