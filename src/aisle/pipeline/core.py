@@ -51,9 +51,9 @@ class Pipeline:
         return [s.key for s in self.sources if s.per_user]
 
     def source(self, key: str) -> CandidateSource:
-        for s in self.sources:
-            if s.key == key:
-                return s
+        for source in self.sources:
+            if source.key == key:
+                return source
         raise KeyError(f"no source {key!r}; this pipeline has {', '.join(self.source_keys)}")
 
     @property
@@ -79,9 +79,9 @@ class Pipeline:
     def fit(self, data: TrainData) -> Self:
         self.n_items = data.n_items
         attrs = item_attributes(data.catalog, data.n_items)
-        once = [s for s in self.sources if not s.spec.refit]
-        for s in once:
-            s.fit(data, seed=self.config.seed)
+        for source in self.sources:
+            if not source.spec.refit:
+                source.fit(data, seed=self.config.seed)
         inner, users, targets = hold_out_last(data)
         self._fit_sources(inner, attrs)
         self._fit_combiner(inner, users, targets)
@@ -89,9 +89,9 @@ class Pipeline:
         return self
 
     def _fit_sources(self, data: TrainData, attrs: ItemAttributes) -> None:
-        for s in self.sources:
-            if s.spec.refit:
-                s.fit(data, seed=self.config.seed)
+        for source in self.sources:
+            if source.spec.refit:
+                source.fit(data, seed=self.config.seed)
         self.facts = self._item_facts(data, attrs)
 
     def _item_facts(self, data: TrainData, attrs: ItemAttributes) -> ItemFacts:
@@ -112,13 +112,13 @@ class Pipeline:
         frames, labels, sizes = [], [], []
         for start in range(0, len(users), _CHUNK):
             chunk = users[start:start + _CHUNK]
-            c = self.candidates(QueryBatch(chunk, [sequences[u] for u in chunk]))
-            hit = (c.item == targets[start:start + _CHUNK][c.query]).astype(np.float32)
-            found = np.bincount(c.query, weights=hit, minlength=len(chunk)) > 0
-            keep = found[c.query]  # only queries whose held-out item is among their candidates teach anything
-            frames.append(c.features.rows(keep))
+            cands = self.candidates(QueryBatch(chunk, [sequences[u] for u in chunk]))
+            hit = (cands.item == targets[start:start + _CHUNK][cands.query]).astype(np.float32)
+            found = np.bincount(cands.query, weights=hit, minlength=len(chunk)) > 0
+            keep = found[cands.query]  # only queries whose held-out item is among their candidates teach anything
+            frames.append(cands.features.rows(keep))
             labels.append(hit[keep])
-            sizes += np.bincount(c.query, minlength=len(chunk))[found].tolist()
+            sizes += np.bincount(cands.query, minlength=len(chunk))[found].tolist()
         self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
         if sizes:
             frame = type(frames[0])(frames[0].names, np.vstack([f.values for f in frames]))
@@ -152,11 +152,11 @@ class Pipeline:
         return self.combiner.score(candidates.features)
 
     def score(self, batch: QueryBatch) -> np.ndarray:
-        c = self.candidates(batch)
+        cands = self.candidates(batch)
         out = np.broadcast_to(self.popularity[: self.n_items] - 1000.0, (len(batch), self.n_items)).copy()
-        scores = self.rank(c)
-        inside = c.item < self.n_items
-        out[c.query[inside], c.item[inside]] = scores[inside]
+        scores = self.rank(cands)
+        inside = cands.item < self.n_items
+        out[cands.query[inside], cands.item[inside]] = scores[inside]
         return out.astype(np.float32)
 
     def explain(self, item: int, source: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
@@ -167,15 +167,15 @@ class Pipeline:
         """Items next to `item` in the sources whose model is named in `relations` (in that order of preference):
         {item: (summed weight / rank, the first source that proposed it)}."""
         merged: dict[int, tuple[float, CandidateSource]] = {}
-        for s in self.sources:
-            found = s.neighbours(item, self.config.neighbours) if s.spec.model in relations else None
+        for source in self.sources:
+            found = source.neighbours(item, self.config.neighbours) if source.spec.model in relations else None
             if found is None:
                 continue
-            weight = 1.0 / (1 + relations.index(s.spec.model))
-            for rank, j in enumerate(found[0].tolist()):
-                before = merged.get(j)
-                merged[j] = (weight / (1 + rank), s) if before is None else (before[0] + weight / (1 + rank),
-                                                                             before[1])
+            weight = 1.0 / (1 + relations.index(source.spec.model))
+            for rank, other in enumerate(found[0].tolist()):
+                before = merged.get(other)
+                merged[other] = (weight / (1 + rank), source) if before is None else (
+                    before[0] + weight / (1 + rank), before[1])
         return merged
 
     def update(self, events: pl.DataFrame) -> list[str]:
@@ -195,10 +195,10 @@ class Pipeline:
     def precompute(self, data: TrainData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per known user, each user source's top `per_source` (items int32, scores float32) on their history."""
         out = {}
-        for s in self.sources:
-            lists = s.precompute(data)
+        for source in self.sources:
+            lists = source.precompute(data)
             if lists is not None:
-                out[s.key] = lists
+                out[source.key] = lists
         return out
 
     def ranked(self, data: TrainData, precomputed: dict[str, tuple[np.ndarray, np.ndarray]], *, n: int = 100
@@ -211,15 +211,15 @@ class Pipeline:
         for start in range(0, data.n_users, _CHUNK):
             users = np.arange(start, min(start + _CHUNK, data.n_users))
             rows = {k: (v[0][users], v[1][users]) for k, v in precomputed.items()}
-            c = self.candidates(QueryBatch(users, [sequences[u] for u in users]), precomputed=rows)
-            scores = self.rank(c)
-            order = np.lexsort((-scores, c.query))
-            query = c.query[order]
+            cands = self.candidates(QueryBatch(users, [sequences[u] for u in users]), precomputed=rows)
+            scores = self.rank(cands)
+            order = np.lexsort((-scores, cands.query))
+            query = cands.query[order]
             position = np.arange(len(order)) - np.searchsorted(query, query)
             ok = position < n
             user, pos, row = users[query[ok]], position[ok], order[ok]
-            out["items"][user, pos], out["scores"][user, pos] = c.item[row], scores[row]
-            out["source"][user, pos], out["anchor"][user, pos] = c.best_source[row], c.anchor[row]
+            out["items"][user, pos], out["scores"][user, pos] = cands.item[row], scores[row]
+            out["source"][user, pos], out["anchor"][user, pos] = cands.best_source[row], cands.anchor[row]
         return out
 
     def with_items(self, attrs: ItemAttributes, new_rows: list[int] | None = None,
@@ -272,6 +272,8 @@ class Pipeline:
     @classmethod
     def load(cls, path: Path) -> Self:
         path = Path(path)
+        if not (path / "model.json").exists():
+            raise ValueError(f"{path}: a pipeline written by an older Aisle (format 1); train the bundle again")
         meta = read_config(path, cls.name)
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: pipeline format {meta.get('format')} is not {FORMAT}; train the bundle again")

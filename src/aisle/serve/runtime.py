@@ -141,13 +141,14 @@ class Runtime:
         assert pipe is not None
         positive = np.array([t in _POSITIVE for t in query.types], bool)
         history = query.history[positive] if len(query.history) else query.history
-        c = pipe.candidates(QueryBatch(np.array([query.user_idx]), [history]),
-                            precomputed=self._precomputed_lists(query), exclude_history=False)
-        scores = pipe.rank(c)
-        chosen = self._rules(c.item, scores, k, excluded, query.filters)
-        chosen = self._expose_new(chosen, c.item, scores, k, excluded, query.filters)
-        at = {int(i): j for j, i in enumerate(c.item)}
-        return [self._card_of(int(row), float(score), pinned, at.get(int(row)), c.best_source, c.anchor, query)
+        cands = pipe.candidates(QueryBatch(np.array([query.user_idx]), [history]),
+                                precomputed=self._precomputed_lists(query), exclude_history=False)
+        scores = pipe.rank(cands)
+        chosen = self._rules(cands.item, scores, k, excluded, query.filters)
+        chosen = self._expose_new(chosen, cands.item, scores, k, excluded, query.filters)
+        at = {int(i): j for j, i in enumerate(cands.item)}
+        return [self._card_of(int(row), float(score), pinned, at.get(int(row)), cands.best_source, cands.anchor,
+                              query)
                 for row, score, pinned in zip(chosen.rows, chosen.scores, chosen.pinned, strict=True)]
 
     def _from_bundle(self, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]] | None:
