@@ -52,9 +52,11 @@ def serve(
     except ConfigError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    if not (Path(settings.bundle) / "manifest.json").exists():
-        err.print(f"[red]error:[/] {settings.bundle}: no bundle here (build one with `aisle train DATASPEC --out "
-                  f"{settings.bundle}`)")
+    from aisle.bundle import serving_problem
+
+    problem = serving_problem(settings.bundle)  # a model bundle (`train --model`) would "serve" trending, no search
+    if problem is not None:
+        err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
     run(settings, log_level=log_level)
 

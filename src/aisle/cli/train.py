@@ -11,6 +11,7 @@ combiner still hold each user's last item out internally). The same command runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -105,17 +106,25 @@ def train(
         bundle = Bundle(items=items, users=train_data.users, models=fitted)
         bundle.save(out, data_fingerprint=fingerprint(data.events), metrics=metrics)
         console.print(table)
-        console.print(f"Bundle written to [bold]{out}[/] ({len(fitted)} model(s), {len(items):,} items).")
+        console.print(f"Model bundle written to [bold]{out}[/] ({len(fitted)} model(s), {len(items):,} items): for "
+                      "evaluation and distillation, not for serving (`aisle serve` refuses it). Build a serving "
+                      "bundle with `aisle train DATASPEC --out DIR` without --model.")
     ctx.close()
 
 
 def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]], seed: int, search: bool = True,
                    dense: bool = True) -> Path:
-    """Build and save the whole serving bundle; prints what was built (used by `aisle train` and `aisle demo`)."""
+    """Build and save the whole serving bundle; prints what was built (used by `aisle train` and `aisle demo`).
+
+    Under `torchrun` every rank builds (a deep source trains data-parallel, so all ranks take part in its fit) but
+    only rank 0 writes `out` and prints; the others wait at a barrier until the bundle is whole, so no two
+    processes ever write the same folder.
+    """
     from aisle.bundle import build_serving_bundle, fingerprint
     from aisle.data.readers import read_dataspec
     from aisle.data.validation import DataError
     from aisle.pipeline import PipelineConfig
+    from aisle.train.distributed import DistContext
 
     try:
         data = read_dataspec(dataspec)
@@ -123,11 +132,23 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2 if not isinstance(exc, DataError) else 1) from None
+    ctx = DistContext.from_env()
     t0 = time.perf_counter()
-    with err.status("Training the serving bundle ...") as status:
-        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense,
-                                      progress=lambda msg: status.update(f"Training the serving bundle: {msg} ..."))
+    status = err.status("Training the serving bundle ...") if ctx.is_main else None  # one spinner, rank 0's
+
+    def progress(msg: str) -> None:
+        if status is not None:
+            status.update(f"Training the serving bundle: {msg} ...")
+
+    with status or contextlib.nullcontext():
+        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense, progress=progress)
+    if not ctx.is_main:
+        ctx.barrier()  # rank 0 is writing the bundle
+        ctx.close()
+        return out
     bundle.save(out, data_fingerprint=fingerprint(data.events), metrics=bundle.manifest.get("metrics", {}))
+    ctx.barrier()
+    ctx.close()
     table = Table(title=f"Serving bundle for {dataspec}", title_justify="left")
     for col in ("part", "what", "seconds"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
