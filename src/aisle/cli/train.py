@@ -29,15 +29,51 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
+PIPELINE_TABLE = "pipeline"
+"""The one table of a `--config` file that is not a model: the serving pipeline (validated by PipelineConfig)."""
+
+
 def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
-    """Per-model hyper-parameters from a TOML or JSON file: `[sasrec] dropout = 0.5` / {"sasrec": {...}}."""
+    """Per-model hyper-parameters from a TOML or JSON file: `[sasrec] dropout = 0.5` / {"sasrec": {...}}.
+
+    Strict, so a typo cannot silently train the default: a table that is no registry model (nor `[pipeline]`) and
+    a parameter that the model's constructor does not take are errors that name them and list what is accepted.
+    """
+    from aisle.models.registry import MODELS
+
     if path is None:
         return {}
-    text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--config") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise typer.BadParameter(f"{path}: expected a table of model name -> parameters", param_hint="--config")
+    unknown = sorted(set(data) - set(MODELS) - {PIPELINE_TABLE})
+    if unknown:
+        raise typer.BadParameter(f"{path}: unknown model table{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(f'[{n}]' for n in unknown)}; accepted: "
+                                 f"{', '.join(f'[{n}]' for n in (*MODELS, PIPELINE_TABLE))}", param_hint="--config")
+    for name, params in data.items():
+        if name == PIPELINE_TABLE:
+            continue
+        accepted = parameter_names(MODELS[name])
+        wrong = sorted(set(params) - accepted)
+        if wrong:
+            raise typer.BadParameter(f"{path}: [{name}] has unknown parameter{'s' if len(wrong) > 1 else ''} "
+                                     f"{', '.join(wrong)}; accepted: {', '.join(sorted(accepted))}",
+                                     param_hint="--config")
     return data
+
+
+def parameter_names(cls: type) -> set[str]:
+    """The keyword arguments a model class takes: its own list when its constructor forwards `**overrides`
+    (`parameter_names()`), else the named parameters of `__init__`."""
+    names = getattr(cls, "parameter_names", None)
+    if callable(names):
+        return set(names())
+    return _init_params(cls) - {"self"}
 
 
 def train(
