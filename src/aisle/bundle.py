@@ -59,7 +59,10 @@ def serving_problem(path: str | Path) -> str | None:
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
         return f"{root}: no bundle here (build one with `aisle train DATASPEC --out {root}`)"
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        return f"{manifest_path}: not a bundle manifest ({exc})"
     missing = [p for p in SERVING_PARTS if p not in manifest.get("parts", {})]
     if not missing:
         return None

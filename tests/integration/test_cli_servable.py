@@ -59,9 +59,12 @@ def test_serve_refuses_a_model_bundle_with_how_to_build_one(built: dict[str, Pat
     assert "aisle train DATASPEC --out DIR" in message and "Traceback" not in r.output
 
 
-def test_serve_refuses_a_folder_without_a_bundle(tmp_path: Path) -> None:
+def test_serve_refuses_a_folder_without_a_bundle_or_with_a_broken_manifest(tmp_path: Path) -> None:
     r = runner.invoke(app, ["serve", "--bundle", str(tmp_path), "--port", "1"])
     assert r.exit_code == 2 and "no bundle here" in _flat(r.stderr)
+    (tmp_path / "manifest.json").write_text("{half a manif")
+    r = runner.invoke(app, ["serve", "--bundle", str(tmp_path), "--port", "1"])
+    assert r.exit_code == 2 and "not a bundle manifest" in _flat(r.stderr) and "Traceback" not in r.output
 
 
 def test_bundle_load_require_serving(built: dict[str, Path]) -> None:
