@@ -34,6 +34,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {"shop": root / "shop", "config": root / "fast.json", "serving": root / "serving",
              "model": root / "model"}
     assert runner.invoke(app, ["generate", "--out", str(paths["shop"]), *SMALL]).exit_code == 0
+    paths["store"] = root / "shop.duckdb"
+    assert runner.invoke(app, ["ingest", f"aisle:{paths['shop']}", "--db", str(paths["store"])]).exit_code == 0
     paths["config"].write_text(json.dumps({"pipeline": {"sources": DEMO_SOURCES_FAST}}))
     r = runner.invoke(app, ["train", f"aisle:{paths['shop']}", "--out", str(paths["serving"]), "--config",
                             str(paths["config"]), "--no-dense"])
@@ -86,10 +88,11 @@ def test_reload_refuses_a_model_bundle_and_keeps_serving(built: dict[str, Path])
 
 @pytest.mark.slow
 def test_under_torchrun_only_rank_0_writes_the_serving_bundle(built: dict[str, Path], tmp_path: Path) -> None:
+    """Both ranks read the same store (read-only, at once) and build; rank 0 alone writes the folder."""
     out, log = tmp_path / "bundle", tmp_path / "writes"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(AUDIT), str(out), str(log), "train", f"aisle:{built['shop']}", "--out", str(out),
+                           str(AUDIT), str(out), str(log), "train", f"store:{built['store']}", "--out", str(out),
                            "--config", str(built["config"]), "--no-dense"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
