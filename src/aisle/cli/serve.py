@@ -28,7 +28,8 @@ def app_factory() -> Any:
 
 
 def serve(
-    bundle: Annotated[Path | None, typer.Option(help="Bundle folder written by `aisle train`.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Serving bundle written by `aisle train` (without --model).")]
+    = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML (rules, keys, limits); AISLE_* variables "
                                                 "override it, these options override both.")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,

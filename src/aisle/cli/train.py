@@ -79,8 +79,10 @@ def parameter_names(cls: type) -> set[str]:
 def train(
     dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (manifest, vocabularies, models).")],
-    model: Annotated[str | None, typer.Option("--model", help="Comma-separated registry names, e.g. sasrec,itemknn; "
-                                              "default: the whole serving bundle (pipeline + search).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Comma-separated registry names, e.g. sasrec,itemknn: "
+                                              "a model bundle for evaluation and distillation, which `aisle serve` "
+                                              "refuses; default: the whole serving bundle (pipeline + search).")]
+    = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model hyper-parameters; a [pipeline] "
                                                 "table sets the pipeline (e.g. sources, per_source).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every model that uses randomness.")] = 0,
