@@ -42,6 +42,34 @@ if TYPE_CHECKING:
     from aisle.search.engine import SearchEngine
 
 FORMAT_VERSION = 1
+SERVING_PARTS = ("pipeline", "histories")
+"""What `aisle serve` needs beyond the vocabularies; `aisle train` without `--model` writes them (and catalog and
+search when the source has a catalog)."""
+
+
+class NotServableError(ValueError):
+    """The bundle cannot be served (e.g. a model bundle from `aisle train --model`); the message says how to build
+    one that can. A separate type so the CLI and the reload route refuse it cleanly instead of serving trending."""
+
+
+def serving_problem(path: str | Path) -> str | None:
+    """Why the bundle at `path` cannot be served, or None when it can. Reads only the manifest (cheap: the CLI and
+    the reload route ask before loading anything)."""
+    root = Path(path)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.exists():
+        return f"{root}: no bundle here (build one with `aisle train DATASPEC --out {root}`)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        return f"{manifest_path}: not a bundle manifest ({exc})"
+    missing = [p for p in SERVING_PARTS if p not in manifest.get("parts", {})]
+    if not missing:
+        return None
+    models = ", ".join(e.get("model", k) for k, e in manifest.get("models", {}).items()) or "none"
+    return (f"{root} is a model bundle (models: {models}; no {' or '.join(missing)}), for evaluation and "
+            f"distillation, not a serving bundle: build one with `aisle train DATASPEC --out DIR` (without --model; "
+            "a [pipeline] table in --config picks its sources) and serve that")
 
 
 @dataclass(frozen=True)
@@ -179,8 +207,10 @@ class Bundle:
         tmp.replace(root / "manifest.json")
 
     @classmethod
-    def load(cls, path: str | Path, *, search: bool = True, embedder: Any = None) -> Bundle:
-        """Read a bundle; `search=False` skips the search index (it is the slowest part to load)."""
+    def load(cls, path: str | Path, *, search: bool = True, embedder: Any = None,
+             require_serving: bool = False) -> Bundle:
+        """Read a bundle; `search=False` skips the search index (it is the slowest part to load).
+        `require_serving=True` raises NotServableError, before loading anything, for a bundle serving cannot use."""
         from aisle.models.registry import MODELS
 
         root = Path(path)
@@ -190,6 +220,8 @@ class Bundle:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != FORMAT_VERSION:
             raise ValueError(f"{root}: bundle format {manifest.get('format')} is not {FORMAT_VERSION}")
+        if require_serving and (problem := serving_problem(root)) is not None:
+            raise NotServableError(problem)
         models: dict[str, Recommender] = {}
         for key, entry in manifest["models"].items():
             if entry["model"] not in MODELS:

@@ -1,10 +1,13 @@
-"""Typed, immutable settings for serving: one TOML file, then `AISLE_*` environment overrides.
+"""Typed, immutable settings for serving: one TOML file, then `AISLE_*` environment overrides, then the CLI's.
 
 Why pydantic models with `frozen=True, extra="forbid"`: a typo in a config file ("max_per_brnad") must be an
 error at start-up, not a silently ignored rule, and nothing may change settings while the server runs. The
 environment wins over the file so a container can override one value without a file of its own:
 `AISLE_BUNDLE=/models/v7`, `AISLE_STATE=redis://cache:6379/0`, `AISLE_API_KEYS=k1,k2`, and nested fields with a
-double underscore, `AISLE_RULES__MAX_PER_BRAND=3`. argv is parsed in `aisle.cli` only.
+double underscore, `AISLE_RULES__MAX_PER_BRAND=3`; a typo there (`AISLE_RULES__MAX_PER_BRNAD`) is an error too.
+The layering is `pydantic-settings`' (its TOML and environment sources, merged in priority order); `Settings`
+itself stays a plain model, so `Settings(...)` in code never reads the environment. argv is parsed in `aisle.cli`
+only.
 """
 
 from __future__ import annotations
@@ -13,11 +16,27 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 ENV_PREFIX = "AISLE_"
+NESTED = "__"
+OTHER_VARIABLES = {
+    "AISLE_CACHE": "where models, embeddings and exports are cached",
+    "AISLE_SERVE_SETTINGS": "set by `aisle serve` for its worker processes",
+}
+"""`AISLE_*` variables that are not settings but are still Aisle's (so they are not typos)."""
 
 
 class _Frozen(BaseModel):
@@ -80,9 +99,9 @@ class Settings(_Frozen):
     """DuckDB store that accepted events are appended to and erased users are deleted from (optional)."""
     state: str = "memory"
     """Where live session state lives: `memory` (one process) or a `redis://` URL (any number of workers)."""
-    api_keys: tuple[str, ...] = ()
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     """Keys for write routes (POST /events, PUT /items, DELETE /users); empty = open (local use only)."""
-    admin_keys: tuple[str, ...] = ()
+    admin_keys: Annotated[tuple[str, ...], NoDecode] = ()
     """Keys for /admin routes; empty = the write keys."""
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     max_batch: int = Field(default=1_000, ge=1)
@@ -130,45 +149,75 @@ class ConfigError(ValueError):
     """A settings file or variable is invalid; the message names it."""
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in env.items():
-        if not key.startswith(ENV_PREFIX) or key == "AISLE_CACHE":
-            continue
-        path = key[len(ENV_PREFIX):].lower().split("__")
-        if path[0] not in Settings.model_fields:
-            continue
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return out
+def accepted_variables() -> list[str]:
+    """Every `AISLE_*` name the settings accept: one per field, and one per field of a nested table."""
+    names = []
+    for name, info in Settings.model_fields.items():
+        names.append(f"{ENV_PREFIX}{name.upper()}")
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            names += [f"{ENV_PREFIX}{name.upper()}{NESTED}{sub.upper()}" for sub in nested.model_fields]
+    return names
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
+def _check_names(env: Mapping[str, str]) -> None:
+    """An `AISLE_*` variable that is no setting is a typo: name it and list what is accepted (pydantic-settings
+    itself ignores unknown environment variables)."""
+    accepted = set(accepted_variables()) | set(OTHER_VARIABLES)
+    unknown = sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in accepted)
+    if unknown:
+        where = ", ".join(f"{k} ({k[len(ENV_PREFIX):].lower().replace(NESTED, '.')})" for k in unknown)
+        raise ConfigError(f"unknown environment variable{'s' if len(unknown) > 1 else ''} {where}; accepted: "
+                          f"{', '.join(accepted_variables())}, and {', '.join(OTHER_VARIABLES)}")
+
+
+class AisleEnvironment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (`load_settings(env=...)`), not os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _layered(path: Path | None, environ: Mapping[str, str]) -> type[BaseSettings]:
+    """Settings read from the sources in priority order: keyword overrides, then the environment, then the file."""
+
+    class Layered(Settings, BaseSettings):
+        model_config: ClassVar[SettingsConfigDict] = SettingsConfigDict(  # type: ignore[misc]
+            frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, case_sensitive=False)
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                       **_unused: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+            file = (TomlConfigSettingsSource(settings_cls, toml_file=path),) if path is not None else ()
+            return init_settings, AisleEnvironment(settings_cls, environ), *file
+
+    return Layered
 
 
 def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = None,
                   **overrides: Any) -> Settings:
     """Settings from `path` (TOML), then `AISLE_*` variables, then keyword overrides (the CLI's options)."""
-    data: dict[str, Any] = {}
+    environ = os.environ if env is None else env
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
+        try:  # pydantic-settings skips a missing file silently, and its TOML errors do not name the file
+            tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    data = _merge(data, _env_overrides(os.environ if env is None else env))
-    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    _check_names(environ)
+    where = f"{path} / environment" if path else "environment / options"
     try:
-        return Settings(**data)
+        layered = _layered(path, environ)(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        where = f"{path} / environment" if path else "environment / options"
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid settings ({where}): {problems}") from None
+    except SettingsError as exc:  # a table or list variable (AISLE_RULES__BOOST_ITEMS) must be JSON
+        raise ConfigError(f"invalid settings ({where}): {exc} (a table or list variable is JSON, e.g. "
+                          "AISLE_RULES__BOOST_BRANDS='{\"Acme\": 2}')") from None
+    return Settings.model_validate(layered.model_dump())
 
 
-__all__ = ["ConfigError", "InferenceConfig", "Pin", "RulesConfig", "Settings", "load_settings"]
+__all__ = ["ConfigError", "InferenceConfig", "Pin", "RulesConfig", "Settings", "accepted_variables", "load_settings"]

@@ -36,3 +36,26 @@ def test_config_naming_an_unselected_model_is_an_error(tmp_path: Path) -> None:
     cfg.write_text("[sasrec]\ndim = 8\n")
     result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "pop", "--config", str(cfg)])
     assert result.exit_code == 2 and "sasrec" in result.output
+
+
+def test_an_unknown_model_table_or_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
+    toy = f"s3rec:{_toy(tmp_path)}"
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[markov]\nwindow = 2\n[markvo]\nwindow = 3\n")
+    for args in (["evaluate", toy, "--models", "markov"], ["train", toy, "--model", "markov", "--out",
+                                                             str(tmp_path / "b")]):
+        result = runner.invoke(app, [*args, "--config", str(cfg)])
+        message = " ".join(result.output.split())
+        assert result.exit_code == 2 and "unknown model table [markvo]" in message, message
+        assert "[markov]" in message and "[pipeline]" in message and "Traceback" not in message
+    cfg.write_text("[markov]\nwindwo = 2\n[sasrec]\ndropout = 0.2\n")
+    result = runner.invoke(app, ["evaluate", toy, "--models", "markov,sasrec", "--config", str(cfg)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "[markov] has unknown parameter windwo" in message, message
+    assert "accepted: decay, smoothing, window" in message
+    cfg.write_text("[sasrec]\ndrop_out = 0.2\n")
+    result = runner.invoke(app, ["train", toy, "--model", "sasrec", "--out", str(tmp_path / "b"), "--config",
+                                 str(cfg)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "[sasrec] has unknown parameter drop_out" in message and "dropout" in message
+    assert not (tmp_path / "b").exists()

@@ -17,6 +17,7 @@ def test_demo_generates_trains_evaluates_and_leaves_a_servable_bundle(tmp_path: 
     for step in ("1. generate", "2. ingest", "3. train", "4. evaluate"):
         assert step in r.output
     assert "NDCG@10" in r.output and "pipeline" in r.output
+    assert "Serving bundle for store:" in " ".join(r.output.split())  # trained from the store it ingested
     bundle = tmp_path / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {"catalog", "histories", "pipeline", "search", "report"} <= set(manifest["parts"])

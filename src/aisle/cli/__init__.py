@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("generate")(_data.generate)
 app.command("ingest")(_data.ingest)
 app.command("stats")(_data.stats)
+app.command("export")(_data.export)
 app.command("demo")(_data.demo)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("train")(_train.train)

@@ -28,7 +28,8 @@ def app_factory() -> Any:
 
 
 def serve(
-    bundle: Annotated[Path | None, typer.Option(help="Bundle folder written by `aisle train`.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Serving bundle written by `aisle train` (without --model).")]
+    = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML (rules, keys, limits); AISLE_* variables "
                                                 "override it, these options override both.")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -52,9 +53,11 @@ def serve(
     except ConfigError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    if not (Path(settings.bundle) / "manifest.json").exists():
-        err.print(f"[red]error:[/] {settings.bundle}: no bundle here (build one with `aisle train DATASPEC --out "
-                  f"{settings.bundle}`)")
+    from aisle.bundle import serving_problem
+
+    problem = serving_problem(settings.bundle)  # a model bundle (`train --model`) would "serve" trending, no search
+    if problem is not None:
+        err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
     run(settings, log_level=log_level)
 

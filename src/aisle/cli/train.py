@@ -11,6 +11,7 @@ combiner still hold each user's last item out internally). The same command runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -28,22 +29,60 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
+PIPELINE_TABLE = "pipeline"
+"""The one table of a `--config` file that is not a model: the serving pipeline (validated by PipelineConfig)."""
+
+
 def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
-    """Per-model hyper-parameters from a TOML or JSON file: `[sasrec] dropout = 0.5` / {"sasrec": {...}}."""
+    """Per-model hyper-parameters from a TOML or JSON file: `[sasrec] dropout = 0.5` / {"sasrec": {...}}.
+
+    Strict, so a typo cannot silently train the default: a table that is no registry model (nor `[pipeline]`) and
+    a parameter that the model's constructor does not take are errors that name them and list what is accepted.
+    """
+    from aisle.models.registry import MODELS
+
     if path is None:
         return {}
-    text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--config") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise typer.BadParameter(f"{path}: expected a table of model name -> parameters", param_hint="--config")
+    unknown = sorted(set(data) - set(MODELS) - {PIPELINE_TABLE})
+    if unknown:
+        raise typer.BadParameter(f"{path}: unknown model table{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(f'[{n}]' for n in unknown)}; accepted: "
+                                 f"{', '.join(f'[{n}]' for n in (*MODELS, PIPELINE_TABLE))}", param_hint="--config")
+    for name, params in data.items():
+        if name == PIPELINE_TABLE:
+            continue
+        accepted = parameter_names(MODELS[name])
+        wrong = sorted(set(params) - accepted)
+        if wrong:
+            raise typer.BadParameter(f"{path}: [{name}] has unknown parameter{'s' if len(wrong) > 1 else ''} "
+                                     f"{', '.join(wrong)}; accepted: {', '.join(sorted(accepted))}",
+                                     param_hint="--config")
     return data
+
+
+def parameter_names(cls: type) -> set[str]:
+    """The keyword arguments a model class takes: its own list when its constructor forwards `**overrides`
+    (`parameter_names()`), else the named parameters of `__init__`."""
+    names = getattr(cls, "parameter_names", None)
+    if callable(names):
+        return set(names())
+    return _init_params(cls) - {"self"}
 
 
 def train(
     dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (manifest, vocabularies, models).")],
-    model: Annotated[str | None, typer.Option("--model", help="Comma-separated registry names, e.g. sasrec,itemknn; "
-                                              "default: the whole serving bundle (pipeline + search).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Comma-separated registry names, e.g. sasrec,itemknn: "
+                                              "a model bundle for evaluation and distillation, which `aisle serve` "
+                                              "refuses; default: the whole serving bundle (pipeline + search).")]
+    = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model hyper-parameters; a [pipeline] "
                                                 "table sets the pipeline (e.g. sources, per_source).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every model that uses randomness.")] = 0,
@@ -105,17 +144,25 @@ def train(
         bundle = Bundle(items=items, users=train_data.users, models=fitted)
         bundle.save(out, data_fingerprint=fingerprint(data.events), metrics=metrics)
         console.print(table)
-        console.print(f"Bundle written to [bold]{out}[/] ({len(fitted)} model(s), {len(items):,} items).")
+        console.print(f"Model bundle written to [bold]{out}[/] ({len(fitted)} model(s), {len(items):,} items): for "
+                      "evaluation and distillation, not for serving (`aisle serve` refuses it). Build a serving "
+                      "bundle with `aisle train DATASPEC --out DIR` without --model.")
     ctx.close()
 
 
 def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]], seed: int, search: bool = True,
                    dense: bool = True) -> Path:
-    """Build and save the whole serving bundle; prints what was built (used by `aisle train` and `aisle demo`)."""
+    """Build and save the whole serving bundle; prints what was built (used by `aisle train` and `aisle demo`).
+
+    Under `torchrun` every rank builds (a deep source trains data-parallel, so all ranks take part in its fit) but
+    only rank 0 writes `out` and prints; the others wait at a barrier until the bundle is whole, so no two
+    processes ever write the same folder.
+    """
     from aisle.bundle import build_serving_bundle, fingerprint
     from aisle.data.readers import read_dataspec
     from aisle.data.validation import DataError
     from aisle.pipeline import PipelineConfig
+    from aisle.train.distributed import DistContext
 
     try:  # the configuration first: a typo in it must not cost a data read
         pcfg = PipelineConfig().updated(params.get("pipeline", {}))
@@ -123,11 +170,23 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2 if not isinstance(exc, DataError) else 1) from None
+    ctx = DistContext.from_env()
     t0 = time.perf_counter()
-    with err.status("Training the serving bundle ...") as status:
-        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense,
-                                      progress=lambda msg: status.update(f"Training the serving bundle: {msg} ..."))
+    status = err.status("Training the serving bundle ...") if ctx.is_main else None  # one spinner, rank 0's
+
+    def progress(msg: str) -> None:
+        if status is not None:
+            status.update(f"Training the serving bundle: {msg} ...")
+
+    with status or contextlib.nullcontext():
+        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense, progress=progress)
+    if not ctx.is_main:
+        ctx.barrier()  # rank 0 is writing the bundle
+        ctx.close()
+        return out
     bundle.save(out, data_fingerprint=fingerprint(data.events), metrics=bundle.manifest.get("metrics", {}))
+    ctx.barrier()
+    ctx.close()
     table = Table(title=f"Serving bundle for {dataspec}", title_justify="left")
     for col in ("part", "what", "seconds"):
         table.add_column(col, justify="right" if col == "seconds" else "left")

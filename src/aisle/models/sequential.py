@@ -44,7 +44,7 @@ class SequentialRecommender:
                  **overrides: Any) -> None:
         seq_fields = set(SeqConfig.__dataclass_fields__)
         train_fields = set(TrainConfig.__dataclass_fields__)
-        unknown = sorted(set(overrides) - seq_fields - train_fields)
+        unknown = sorted(set(overrides) - self.parameter_names())
         if unknown:
             raise TypeError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: "
                             f"{', '.join(sorted(seq_fields | train_fields))}")
@@ -58,6 +58,12 @@ class SequentialRecommender:
         self.n_items = 0
         self.features: np.ndarray | None = None
         self.result: TrainResult | None = None
+
+    @classmethod
+    def parameter_names(cls) -> frozenset[str]:
+        """Every keyword the constructor takes: `seed` and the fields of SeqConfig and TrainConfig (what
+        `**overrides` accepts), so a config file can be checked before anything is fitted."""
+        return frozenset({"seed", *SeqConfig.__dataclass_fields__, *TrainConfig.__dataclass_fields__})
 
     # ---- fitting --------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import Stemmer
 
+from aisle.evaluate import metrics as mx
 from aisle.search.engine import SearchEngine
 from aisle.search.rerank import Reranker
 from aisle.search.text import normalize
@@ -63,23 +64,34 @@ def judged_queries(judgments: pl.DataFrame, engine: SearchEngine) -> list[Judged
     return out
 
 
+def _judged_rows(jq: JudgedQuery) -> tuple[np.ndarray, np.ndarray]:
+    """The judged items that are in the catalog and their gains, one per row (a repeated judgment: the last)."""
+    rows, gains = jq.rows[::-1], jq.gains[::-1]
+    rows, first = np.unique(rows, return_index=True)
+    keep = rows >= 0
+    return rows[keep], gains[first][keep]
+
+
 def ndcg_at(ranked: np.ndarray, jq: JudgedQuery, k: int = 10) -> float | None:
-    ideal = np.sort(jq.gains)[::-1][:k]
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    idcg = float((ideal * disc[:len(ideal)]).sum())
-    if idcg <= 0:
+    """Graded NDCG@k of one ranking (`aisle.evaluate.metrics.ndcg`, the one definition); None when the query
+    has no positive gain. The ideal list is built from every judged gain, items missing from the catalog too."""
+    if float(np.sort(jq.gains)[::-1][:k].sum()) <= 0:
         return None
-    gain = {int(r): g for r, g in zip(jq.rows, jq.gains, strict=True) if r >= 0}
-    top = ranked[:k]
-    dcg = sum(gain.get(int(r), 0.0) * disc[i] for i, r in enumerate(top))
-    return dcg / idcg
+    rows, gains = _judged_rows(jq)
+    top = np.asarray(ranked, dtype=np.int64)[None, :k]
+    gain = mx.gain_matrix(top, rows[None, :], gains[None, :])
+    return float(mx.ndcg(gain, jq.gains[None, :], k)[0])
 
 
 def recall_at(ranked: np.ndarray, jq: JudgedQuery, k: int = 100) -> float | None:
+    """Recall@k of the relevant judged items (`aisle.evaluate.metrics.recall`); those missing from the catalog
+    count as missed. None when the query has no relevant item."""
     if jq.relevant == 0:
         return None
-    rel = {int(r) for r, g in zip(jq.rows, jq.gains, strict=True) if r >= 0 and g >= RELEVANT_AT - 1.0}
-    return len(rel.intersection(int(r) for r in ranked[:k])) / jq.relevant
+    rows, gains = _judged_rows(jq)
+    relevant = rows[gains >= RELEVANT_AT - 1.0]
+    found = mx.hits(np.asarray(ranked, dtype=np.int64)[None, :k], relevant[None, :])
+    return float(mx.recall(found, np.array([jq.relevant]), k)[0])
 
 
 def metrics(rankings: list[np.ndarray], judged: list[JudgedQuery]) -> dict[str, float | int]:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+from rapidfuzz.distance import OSA
 
 
 def _deletes1(word: str) -> set[str]:
@@ -32,25 +33,10 @@ def _deletes1(word: str) -> set[str]:
 
 
 def damerau(a: str, b: str, limit: int) -> int:
-    """Optimal-string-alignment distance between `a` and `b`, or limit + 1 when it is larger than `limit`."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        best = cur[0]
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                v = min(v, prev2[j - 2] + 1)
-            cur[j] = v
-            best = min(best, v)
-        if best > limit:
-            return limit + 1
-        prev2, prev = prev, cur
-    return prev[-1]
+    """Optimal-string-alignment distance (Damerau-Levenshtein where a transposed pair is not edited again) between
+    `a` and `b`, or limit + 1 when it is larger than `limit`. rapidfuzz's C++ implementation with a cut-off: the
+    same figures as the Python loop it replaced, and a lookup verifies dozens of candidates per query word."""
+    return int(OSA.distance(a, b, score_cutoff=limit))
 
 
 class SpellIndex:

@@ -195,9 +195,14 @@ async def reload(svc: Svc, body: ReloadIn | None = None) -> dict[str, Any]:
     """Load the bundle again (or the one at `path`) and swap it in atomically; requests keep flowing."""
     from pathlib import Path
 
+    from aisle.bundle import serving_problem
+
     path = Path(body.path) if body and body.path else None
     if path is not None and not (path / "manifest.json").exists():
         raise HTTPException(404, f"{path}: not an Aisle bundle (no manifest.json)")
+    problem = serving_problem(path or svc.bundle_path)
+    if problem is not None:  # a model bundle would be swapped in and "serve" trending: keep the one serving
+        raise HTTPException(409, f"reload refused, the previous bundle keeps serving: {problem}")
     old = svc.runtime.version if svc.ready else None
     try:
         rt = await svc.reload(path)

@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from aisle.data.readers.base import Dataset
+from aisle.data.validation import RejectLog
 from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
 DEFAULT_DB = Path("aisle-data") / "aisle.duckdb"
@@ -209,6 +210,21 @@ class Store:
 
     def users(self) -> pl.DataFrame:
         return conform(self.con.sql("SELECT * FROM users ORDER BY user_id").pl(), USER_SCHEMA)
+
+    def read_dataset(self, *, log: RejectLog | None = None) -> Dataset:
+        """The whole store as a `Dataset` (items, users, events in the canonical schemas): what `aisle train
+        store:PATH` and `aisle evaluate store:PATH` learn from.
+
+        Rows were validated when they were stored, so nothing is rejected here; every row is counted as seen so
+        the reader's accounting (loaded + rejected = total) holds. This is the one read path from a store to
+        training, so another backend (PostgreSQL) only has to implement it.
+        """
+        log = log or RejectLog()
+        data = Dataset(name=Path(self.path).stem, log=log, items=self.items(), users=self.users(),
+                       events=self.events())
+        for table in ("items", "users", "events"):
+            log.seen(table, data.loaded(table))
+        return data
 
     def export_parquet(self, out_dir: str | Path) -> dict[str, Path]:
         """Write items/users/events.parquet (the `aisle` folder format, readable by `aisle:DIR`)."""

@@ -20,6 +20,8 @@ def test_damerau() -> None:
     assert damerau("ligt", "light", 2) == 1
     assert damerau("miricale", "miracle", 2) == 2
     assert damerau("abc", "xyz", 1) == 2  # beyond the limit: limit + 1
+    assert damerau("dcabbdd", "cacbdbcc", 3) == 4  # always limit + 1 beyond it, however far
+    assert damerau("ca", "abc", 3) == 3  # optimal string alignment: a transposed pair is not edited again
 
 
 def test_corrects_typos() -> None:

@@ -34,3 +34,30 @@ def test_settings_are_immutable() -> None:
     s = Settings()
     with pytest.raises(ValueError, match="frozen"):
         s.port = 1  # type: ignore[misc]
+
+
+def test_an_unknown_aisle_variable_is_an_error_that_lists_what_is_accepted() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, env={"AISLE_RULES__MAX_PER_BRNAD": "3", "AISLE_CACHE": "/tmp/c", "HOME": "/root"})
+    message = str(exc.value)
+    assert "AISLE_RULES__MAX_PER_BRNAD (rules.max_per_brnad)" in message
+    assert "AISLE_RULES__MAX_PER_BRAND" in message and "AISLE_BUNDLE" in message and "AISLE_CACHE" in message
+    with pytest.raises(ConfigError, match="AISLE_BUNDEL"):
+        load_settings(None, env={"AISLE_BUNDEL": "b"})
+    assert load_settings(None, env={"AISLE_CACHE": "/tmp/c", "AISLE_SERVE_SETTINGS": "{}"}) == Settings()
+
+
+def test_environment_values_are_parsed_by_type(tmp_path: Path) -> None:
+    env = {"AISLE_RULES__BOOST_BRANDS": '{"Acme": 2}', "AISLE_ADMIN_KEYS": "a1,a2", "AISLE_GC_FREEZE": "false",
+           "AISLE_RULES__PINS": '[{"item_id": "i1", "position": 2}]'}
+    s = load_settings(None, env=env)
+    assert s.rules.boost_brands == {"Acme": 2.0} and s.admin_keys == ("a1", "a2") and s.gc_freeze is False
+    assert s.rules.pins[0].position == 2 and type(s) is Settings
+    with pytest.raises(ConfigError, match="JSON"):
+        load_settings(None, env={"AISLE_RULES__BOOST_BRANDS": "Acme=2"})
+
+
+def test_settings_built_in_code_do_not_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AISLE_PORT", "9999")
+    assert Settings().port == 8000
+    assert load_settings().port == 9999

@@ -15,6 +15,7 @@ from aisle.data.validation import OnError, RejectLog
 
 _MODULES: dict[str, str] = {
     "aisle": "native",  # Aisle's own Parquet folder (items/users/events.parquet), e.g. `aisle generate`
+    "store": "store",  # an Aisle store (DuckDB file written by `aisle ingest` / `aisle serve --store`)
     "s3rec": "s3rec",
     "movielens": "movielens",
     "ml1m-sasrec": "ml1m_sasrec",

@@ -48,10 +48,11 @@ shopper are drawn independently, so a handful (~0.1%) overlap in time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -95,6 +96,19 @@ class SyntheticConfig:
         d = asdict(self)
         d["end"] = self.end.isoformat()
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SyntheticConfig:
+        """The inverse of `as_dict` (e.g. the `config` of a generated folder's manifest.json, to regenerate it);
+        an unknown key is an error that names it and lists the fields."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown synthetic config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                             f"accepted: {', '.join(cls.__dataclass_fields__)}")
+        values = dict(data)
+        if isinstance(values.get("end"), str):
+            values["end"] = datetime.fromisoformat(values["end"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
