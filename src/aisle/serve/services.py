@@ -162,7 +162,7 @@ class Services:
             path = Path(path or self.bundle_path)
             t0 = time.perf_counter()
             try:
-                bundle = Bundle.load(path, embedder=self.embedder)
+                bundle = Bundle.load(path, embedder=self.embedder, require_serving=True)
                 bundle.pipeline = optimize_pipeline(bundle.pipeline, self.settings.inference)  # [inference]
                 rt = self._build(bundle)
             except Exception as exc:
