@@ -184,7 +184,7 @@ async def stats(svc: Svc) -> dict[str, Any]:
         hist = rt.bundle.histories
         out["catalog"] = {"items": len(rt.item_ids), "bundle_items": len(rt.bundle.items),
                           "upserted": len(svc.upserts), "catalog_version": svc.catalog_version,
-                          "users": rt.n_users, "bundle_history_events": int(hist.ptr[-1]) if hist else 0,
+                          "users": rt.n_users, "bundle_history_events": hist.total if hist else 0,
                           "searchable": rt.search is not None, "online_scoring": rt.online}
         out["offline_report"] = rt.bundle.report
     return out
