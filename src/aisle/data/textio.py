@@ -14,6 +14,7 @@ import csv
 import gzip
 import io
 import json
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +34,17 @@ def open_binary(path: Path) -> IO[bytes]:
 
 
 def iter_lines(path: Path, *, encoding: str, log: RejectLog, table: str) -> Iterator[tuple[int, str]]:
-    """Yield (line number, decoded text without newline); lines that do not decode become rejects."""
+    """Yield (line number, decoded text without newline); lines that do not decode become rejects.
+
+    A UTF-8 byte order mark at the start of the file is dropped (spreadsheet exports write one), so it cannot
+    end up in the first column's name.
+    """
+    for no, text, _end in _iter_lines_ends(path, encoding=encoding, log=log, table=table):
+        yield no, text
+
+
+def _iter_lines_ends(path: Path, *, encoding: str, log: RejectLog, table: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, text without its line ending, the ending) for each line that decodes."""
     with open_binary(path) as fh:
         for no, raw in enumerate(fh, start=1):
             try:
@@ -46,7 +57,43 @@ def iter_lines(path: Path, *, encoding: str, log: RejectLog, table: str) -> Iter
                                " (set the file's encoding, e.g. ?encoding=latin-1)",
                                raw.decode(encoding, errors="replace").rstrip("\r\n")))
                 continue
-            yield no, text.rstrip("\r\n")
+            if no == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            body = text.rstrip("\r\n")
+            yield no, body, text[len(body):]
+
+
+#: The most physical lines one quoted field may span; a quote still open after them is a reject (an unclosed
+#: quote), so one stray quote cannot swallow the rest of a file.
+MAX_RECORD_LINES = 100
+
+
+def quote_open(text: str, sep: str, inside: bool = False) -> bool:
+    """Whether a quoted field is still open at the end of `text` (RFC 4180: a field that starts with `"` is
+    quoted, `""` inside it is a quote; a quote inside an unquoted field is a plain character, as the csv module
+    reads it). `inside` says the text continues a quoted field from the line before.
+    """
+    if not inside and '"' not in text:
+        return False
+    start = not inside  # at the start of a field
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if inside:
+            if c == '"':
+                if i + 1 < n and text[i + 1] == '"':
+                    i += 2
+                    continue
+                inside = False
+        elif c == sep:
+            start = True
+            i += 1
+            continue
+        elif c == '"' and start:
+            inside = True
+        start = False
+        i += 1
+    return inside
 
 
 def read_delimited(
@@ -59,16 +106,20 @@ def read_delimited(
     header: bool | list[str] = True,
     quoting: bool = True,
 ) -> pl.DataFrame:
-    """Read a delimited text file into all-string columns plus `_line`.
+    """Read a delimited text file into all-string columns plus `_line`, losing no line.
 
     `header=True` takes names from the first line; a list names the columns of a header-less file.
-    Rows with the wrong number of fields (a truncated last line, a stray separator) become rejects;
-    blank lines are ignored, not counted.
+    With `quoting` the file is RFC 4180 CSV: a quoted field may hold separators, doubled quotes and line breaks
+    (kept as they are), and a record's `_line` is the line it starts on. Every non-blank physical line is
+    either part of a loaded record or rejected under its own number: a quote that does not close within
+    `MAX_RECORD_LINES` lines, or whose closing makes a record of the wrong width, rejects only the line it opened
+    on, and reading goes on from the next line. Rows with the wrong number of fields (a truncated last line, a
+    stray separator) become rejects; blank lines are ignored, not counted.
     """
-    lines = iter_lines(path, encoding=encoding, log=log, table=table)
+    lines = _iter_lines_ends(path, encoding=encoding, log=log, table=table)
     names: list[str]
     if header is True:
-        first = next(((n, t) for n, t in lines if t.strip()), None)
+        first = next(((n, t) for n, t, _e in lines if t.strip()), None)
         if first is None:
             return pl.DataFrame(schema={LINE: pl.Int64})
         names = [c.strip() for c in next(csv.reader([first[1]], delimiter=sep))]
@@ -79,35 +130,61 @@ def read_delimited(
     columns: list[list[str | None]] = [[] for _ in names]
     line_nos: list[int] = []
     width = len(names)
-    current = [0]
+    style = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+    pending: deque[tuple[int, str, str]] = deque()
 
-    def tracked() -> Iterator[str]:
-        for no, text in lines:
-            current[0] = no
-            yield text
-
-    reader = csv.reader(tracked(), delimiter=sep, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE,
-                        strict=False)
-    start_no = None
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            log.seen(table, 1)
-            log.add(Reject(str(path), current[0], table, "(line)", f"malformed row: {exc}"))
-            continue
-        start_no = current[0]
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
+    def reject(no: int, fld: str, reason: str, raw: str) -> None:
         log.seen(table, 1)
+        log.add(Reject(str(path), no, table, fld, reason, raw))
+
+    while True:
+        if not pending:
+            nxt = next(lines, None)
+            if nxt is None:
+                break
+            pending.append(nxt)
+        no, text, _end = pending[0]
+        if not text.strip():
+            pending.popleft()
+            continue
+        span, still_open = 1, quoting and quote_open(text, sep)
+        while still_open and span < MAX_RECORD_LINES:
+            if len(pending) <= span:
+                nxt = next(lines, None)
+                if nxt is None:
+                    break
+                pending.append(nxt)
+            still_open = quote_open(pending[span][1], sep, inside=True)
+            span += 1
+        if still_open:
+            reject(no, "(line)", "unclosed quote: a quoted field opens on this line and never closes", text)
+            pending.popleft()
+            continue
+        try:
+            if span == 1 and (not quoting or '"' not in text):  # the common line: what csv would split, faster
+                row = text.split(sep)
+            else:
+                record = "".join(t + (e if k < span - 1 else "") for k, (_n, t, e) in enumerate(list(pending)[:span]))
+                row = next(csv.reader([record], delimiter=sep, quoting=style, strict=False))
+        except csv.Error as exc:
+            reject(no, "(line)", f"malformed row: {exc}", text)
+            pending.popleft()
+            continue
+        if len(row) != width and span > 1:
+            last = pending[span - 1][0]
+            reject(no, "(line)", f"unclosed quote: closing the quoted field that opens on this line at line {last} "
+                   f"gives {len(row)} fields, expected {width}", text)
+            pending.popleft()
+            continue
         if len(row) != width:
             what = "truncated row" if len(row) < width else "too many fields"
-            log.add(Reject(str(path), start_no, table, names[min(len(row), width - 1)],
-                           f"{what}: expected {width} fields, got {len(row)}", sep.join(row)))
+            reject(no, names[min(len(row), width - 1)], f"{what}: expected {width} fields, got {len(row)}", text)
+            pending.popleft()
             continue
-        line_nos.append(start_no)
+        log.seen(table, 1)
+        for _ in range(span):
+            pending.popleft()
+        line_nos.append(no)
         for col, value in zip(columns, row, strict=True):
             col.append(value if value != "" else None)
     data: dict[str, Any] = {

@@ -18,6 +18,7 @@ from typing import Literal
 
 import polars as pl
 
+from aisle.data import checks
 from aisle.types import EVENT_SCHEMA, EVENT_TYPES, ITEM_SCHEMA, ITEMLESS_EVENT_TYPES, TIME, USER_SCHEMA, conform
 
 OnError = Literal["fail", "skip"]
@@ -145,6 +146,11 @@ def reject_broken(df: pl.DataFrame, rules: list[Rule], *, file: str, table: str,
     return bad_mask
 
 
+def _text(name: str) -> pl.Expr:
+    """The column as stripped text (ids are kept without surrounding spaces)."""
+    return pl.col(name).cast(pl.String).str.strip_chars()
+
+
 def _blank(name: str) -> pl.Expr:
     return pl.col(name).is_null() | (pl.col(name).cast(pl.String).str.strip_chars() == "")
 
@@ -159,6 +165,10 @@ _STRING_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%:z",
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%d %H:%M:%S%:z",
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d",
@@ -237,8 +247,12 @@ def validate_events(
     log: RejectLog,
     ts_unit: str | None = None,
     ts_format: str | None = None,
+    ts_window: bool = False,
 ) -> pl.DataFrame:
     """Check a raw events frame (canonical column names, any dtypes, `_line`) and return EVENT_SCHEMA rows.
+
+    The rules are those of `aisle.data.checks` (the API's too). `ts_window` also rejects times outside the
+    accepted window: on for a store's own exports, off for formats whose "timestamps" count from the epoch.
 
     Built for the bulk path (tens of millions of rows): event types are normalised and checked through their
     few distinct values, each id column is stripped once (the rules check the stripped text, good rows keep
@@ -269,7 +283,9 @@ def validate_events(
     ts_reason = (pl.when(_blank("_ts_raw")).then(pl.lit("missing timestamp"))
                  .otherwise(pl.format("bad timestamp '{}'", pl.col("_ts_raw").cast(pl.String)))
                  if not already_time else pl.lit("missing timestamp"))
-    rules: list[Rule] = [("user_id", _blank_clean(clean, "user_id"), pl.lit("missing user id"))]
+    rules: list[Rule] = [("user_id", _blank_clean(clean, "user_id"), pl.lit(checks.missing("user_id")))]
+    rules += [(c, checks.has_control(pl.col(h)), pl.lit(checks.control_character(c))) for c, h in clean.items()
+              if c in _EVENT_IDS]
     if "event_type" not in df.columns:
         rules.append(("event_type", pl.lit(True), pl.lit("missing event type")))
         itemless = pl.lit(False)  # unreachable: every row is rejected for its event type first
@@ -277,24 +293,27 @@ def validate_events(
         event_type = pl.col("event_type")
         if not all_known:  # a full pass only when some value is not an event type
             rules.append(("event_type", ~event_type.is_in(EVENT_TYPES),
-                          pl.format("unknown event type '{}' (expected one of {})", event_type.fill_null(""),
-                                    pl.lit(", ".join(EVENT_TYPES)))))
+                          pl.format(checks.unknown_event_type("{}"), event_type.fill_null(""))))
         if df.schema["event_type"] == pl.String:  # `==` on text is cheaper than is_in, with the same nulls
             itemless = pl.any_horizontal([event_type == t for t in sorted(ITEMLESS_EVENT_TYPES)])
         else:
             itemless = event_type.is_in(list(ITEMLESS_EVENT_TYPES))
     rules += [
-        ("item_id", _blank_clean(clean, "item_id") & ~itemless, pl.lit("missing item id")),
+        ("item_id", _blank_clean(clean, "item_id") & ~itemless, pl.lit(checks.missing("item_id"))),
         ("timestamp", pl.col("timestamp").is_null(), ts_reason),
     ]
+    if ts_window:
+        shown = pl.col("_ts_raw").cast(pl.String) if not already_time else pl.col("timestamp").cast(pl.String)
+        rules.append(("timestamp", checks.outside_window_expr(pl.col("timestamp")),
+                      pl.format(checks.outside_window("{}"), shown)))
     if numeric_value:
         number = pl.col("value") if df.schema["value"] == pl.Float64 else pl.col("value").cast(pl.Float64)
         rules.append(("value", pl.col("value").is_not_null() & ~number.is_finite(),
-                      pl.format("value '{}' is not a finite number", pl.col("value"))))
+                      pl.format(checks.not_finite("value", "{}"), pl.col("value"))))
     elif "value" in df.columns:
         text = pl.col("_value_text")
         rules.append(("value", text.is_not_null() & (text != "") & ~pl.col("_clean_value").is_finite().fill_null(False),
-                      pl.format("value '{}' is not a finite number", pl.col("value"))))
+                      pl.format(checks.not_finite("value", "{}"), pl.col("value"))))
     hidden = [*clean.values(), "_value_text"]
     bad_mask = reject_broken(df, rules, file=file, table="events", log=log, hidden=hidden) if df.height else None
     # only the columns the table keeps (cleaned ones in place of the source text) are filtered: no copy when
@@ -341,7 +360,8 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
     """
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
-    rules: list[Rule] = [("item_id", _blank("item_id"), pl.lit("missing item id"))]
+    rules: list[Rule] = [("item_id", _blank("item_id"), pl.lit(checks.missing("item_id"))),
+                         ("item_id", checks.has_control(_text("item_id")), pl.lit(checks.control_character("item_id")))]
     if "price" in df.columns:
         # keep the raw text beside the parsed number: "free" must be rejected, not silently become null
         df = df.with_columns(pl.col("price").cast(pl.String).str.strip_chars().alias("_price_raw"))
@@ -349,8 +369,8 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
         num = raw.str.replace_all(r"^\$", "").cast(pl.Float64, strict=False)
         given = raw.is_not_null() & (raw != "")
         rules += [
-            ("price", given & (num.is_null() | ~num.is_finite()), pl.format("price '{}' is not a number", raw)),
-            ("price", given & (num < 0), pl.format("negative price {}", raw)),
+            ("price", given & (num.is_null() | ~num.is_finite()), pl.format(checks.not_a_number("price", "{}"), raw)),
+            ("price", given & (num < 0), pl.format(checks.negative("price", "{}"), raw)),
         ]
         df = df.with_columns(num.alias("price"))
     if "available" in df.columns and df.schema["available"].is_numeric():  # a 1/0 flag: any non-zero is true
@@ -384,7 +404,8 @@ def validate_items(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFra
 def validate_users(df: pl.DataFrame, *, file: str, log: RejectLog) -> pl.DataFrame:
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
-    rules: list[Rule] = [("user_id", _blank("user_id"), pl.lit("missing user id"))]
+    rules: list[Rule] = [("user_id", _blank("user_id"), pl.lit(checks.missing("user_id"))),
+                         ("user_id", checks.has_control(_text("user_id")), pl.lit(checks.control_character("user_id")))]
     good = apply_rules(df, rules, file=file, table="users", log=log)
     out = conform(good.with_columns(pl.col("user_id").cast(pl.String).str.strip_chars()), USER_SCHEMA)
     return out.with_columns(pl.col("attributes").fill_null("{}"))

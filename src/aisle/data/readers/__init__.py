@@ -11,7 +11,7 @@ from importlib import import_module
 from pathlib import Path
 
 from aisle.data.readers.base import Dataset, DataSpec, Reader
-from aisle.data.validation import OnError, RejectLog
+from aisle.data.validation import DataError, OnError, RejectLog
 
 _MODULES: dict[str, str] = {
     "aisle": "native",  # Aisle's own Parquet folder (items/users/events.parquet), e.g. `aisle generate`
@@ -51,8 +51,16 @@ def read_dataspec(spec: str | DataSpec, *, on_error: OnError = "fail") -> Datase
         raise ValueError(f"unknown data format {ds.format!r}; known: {', '.join(sorted(READERS))}")
     if not ds.path.exists():
         raise FileNotFoundError(f"{ds.path}: no such file or folder (from data spec {str(ds)!r})")
-    log = RejectLog(on_error=on_error)
+    # every reject is collected first, so that under `fail` the error names the first bad line of the source,
+    # whichever stage (line structure, then field rules) found it
+    log = RejectLog(on_error="skip")
     data = READERS[ds.format](ds.path, ds.options, log)
+    if on_error == "fail" and log.rejects:
+        first_file = log.rejects[0].file  # files in the order the reader read them; lines in file order
+        raise DataError(min((r for r in log.rejects if r.file == first_file), key=lambda r: r.line))
+    order = {f: i for i, f in enumerate(dict.fromkeys(r.file for r in log.rejects))}
+    log.rejects.sort(key=lambda r: (order[r.file], r.line))
+    data.log.on_error = on_error
     data.check_accounting()
     return data
 

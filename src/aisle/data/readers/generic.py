@@ -314,7 +314,8 @@ def _finish(raw: pl.DataFrame, plan: Plan, mapping: dict[str, str], extras: list
     if plan.table == "events":
         if "event_type" in df.columns and plan.type_map:
             df = df.with_columns(map_values(df["event_type"], lambda v: plan.type_map.get(v.strip().lower(), v)))
-        out = validate_events(df, file=file, log=staged, ts_unit=plan.ts_unit, ts_format=plan.ts_format)
+        out = validate_events(df, file=file, log=staged, ts_unit=plan.ts_unit, ts_format=plan.ts_format,
+                              ts_window=True)
     elif plan.table == "items":
         df, rules = _categories(df, plan.category_sep)
         df = apply_rules(df, rules, file=file, table="items", log=staged).drop("_raw_categories", strict=False)
@@ -387,7 +388,7 @@ def _peek_header(path: Path, sep: str, encoding: str) -> list[str] | None:
     try:
         with open_binary(path) as fh:
             for raw in fh:
-                text = raw.decode(encoding).rstrip("\r\n")
+                text = raw.decode(encoding).rstrip("\r\n").removeprefix("\ufeff")
                 if text.strip():
                     return [c.strip() for c in next(csv.reader([text], delimiter=sep))]
     except (UnicodeDecodeError, csv.Error, OSError):
