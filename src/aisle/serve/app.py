@@ -3,8 +3,10 @@
 One pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request) enforces the body
 size limit, times every request into the metrics under its route *template* (never the raw path, whose user
 ids would explode label cardinality) and turns any unexpected exception into a JSON 500 without a stack trace.
-Validation errors and HTTP errors are JSON too: `{"error": ..., "detail": ...}`. The storefront ("/"), the
-dashboard ("/dashboard") and their read-only helpers (/api/web/*) come from `aisle.web`.
+Every error is one JSON body, `aisle.serve.schemas.ErrorOut` (`{"error": ..., "detail": ...}`; `detail` lists
+the issues of a 422), with the headers its status needs (Allow on a 405). The published OpenAPI states the
+server's limits (`k` up to `max_k`). The storefront ("/"), the dashboard ("/dashboard"), their read-only helpers
+(/api/web/*) and their files (/web/*) come from `aisle.web`.
 """
 
 from __future__ import annotations
@@ -19,26 +21,25 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aisle import __version__
 from aisle.config import Settings
-from aisle.serve.routes import router
+from aisle.serve.errors import name as error_name
+from aisle.serve.routes import MAX_K_MARK, router
 from aisle.serve.services import NotReadyError, Services
+from aisle.web import STATIC_PATH, static_files
 from aisle.web import router as web_router
 
 log = logging.getLogger("aisle.serve")
 
 
-def _json(status: int, error: str, detail: Any) -> Response:
+def _json(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps({"error": error, "detail": detail}), status_code=status,
-                    media_type="application/json")
-
-
-class _TooLargeError(Exception):
-    pass
+                    media_type="application/json", headers=headers)
 
 
 class ServeMiddleware:
@@ -59,28 +60,35 @@ class ServeMiddleware:
                 self._observe(scope, 413, t0)
                 return
         received = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # a body sent without a length (chunked) is counted as it arrives: past the limit the client gets its
+            # 413 here, and the app sees a disconnect, whatever it answers to that is dropped
+            nonlocal received, too_large, status, started
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLargeError
+                    too_large = True
+                    if not started:
+                        await _json(413, "too_large", f"request body over {self.limit} bytes")(scope, receive, send)
+                        status, started = 413, True
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal status, started
+            if too_large:
+                return
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLargeError:
-            status = 413
-            if not started:
-                await _json(413, "too_large", f"request body over {self.limit} bytes")(scope, receive, send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             status = 500
@@ -126,21 +134,40 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(router)
     app.include_router(web_router)  # the storefront at /, the dashboard at /dashboard, /api/web/* (aisle.web)
 
+    app.mount(STATIC_PATH, static_files(), name="static")  # after the routes: /web/* is the files, nothing else
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+                  for e in exc.errors()]
         return _json(422, "validation", detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
-        names = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
-                 422: "validation", 503: "unavailable"}
-        return _json(exc.status_code, names.get(exc.status_code, "error"), exc.detail)
+        detail: Any = exc.detail
+        if exc.status_code == 422 and not isinstance(detail, list):  # one shape for every 422: a list of issues
+            detail = [{"loc": [], "msg": str(detail), "type": "value_error"}]
+        error = "unavailable" if exc.status_code == 503 else error_name(exc.status_code)
+        return _json(exc.status_code, error, detail, headers=exc.headers)
 
     @app.exception_handler(NotReadyError)
     async def _not_ready(_request: Request, exc: NotReadyError) -> Response:
         return _json(503, "not_ready", str(exc))
 
+    def openapi() -> dict[str, Any]:
+        """The generated schema with the server's own limits written in (`k` up to `settings.max_k`)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            for item in schema.get("paths", {}).values():
+                for op in item.values():
+                    for param in op.get("parameters", ()) if isinstance(op, dict) else ():
+                        if param.get("schema", {}).pop(MAX_K_MARK, False):
+                            param["schema"]["maximum"] = svc.settings.max_k
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(ServeMiddleware, services=svc)
     return app
 

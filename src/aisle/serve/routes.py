@@ -1,4 +1,8 @@
-"""The HTTP routes. Thin on purpose: parse and validate, call `Services` / `Runtime`, return JSON-ready dicts."""
+"""The HTTP routes. Thin on purpose: parse and validate, call `Services` / `Runtime`, return JSON-ready dicts.
+
+Each route lists the error statuses it can answer (`aisle.serve.errors.responses`), so the published OpenAPI
+says all of them; write and admin routes check their key before their body is read (`auth.KeyedRoute`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,28 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
 
 from aisle.query import FilterError, Filters
-from aisle.serve.auth import require_admin, require_write
+from aisle.serve.auth import KeyedRoute, require_admin, require_write
+from aisle.serve.errors import READ, WRITE, responses
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=KeyedRoute)
+
+#: The OpenAPI extension that marks a `k` whose maximum is the server's `max_k` setting (`create_app` writes the
+#: setting's value into the published schema, so the schema's limit is the server's).
+MAX_K_MARK = "x-aisle-max-k"
 
 
 def _ok(body: dict[str, Any]) -> Response:
     """JSON straight from orjson: the hot read routes skip FastAPI's response validation (a third of a request)."""
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
-K = Annotated[int, Query(ge=1, le=1000, description="How many items.")]
+K = Annotated[int, Query(ge=1, description="How many items (at most the server's max_k).",
+                         json_schema_extra={MAX_K_MARK: True})]
 Categories = Annotated[list[str] | None, Query(description="Only these categories (any level of the path).")]
 Brands = Annotated[list[str] | None, Query(description="Only these brands.")]
 PriceMin = Annotated[float | None, Query(ge=0)]
@@ -46,15 +57,16 @@ def _filters(category: list[str] | None, brand: list[str] | None, price_min: flo
 
 
 def _k(svc: Services, k: int) -> int:
-    if k > svc.settings.max_k:
-        raise HTTPException(422, f"k must be at most {svc.settings.max_k}")
+    if k > svc.settings.max_k:  # a validation error like any other: detail is a list naming the parameter
+        raise RequestValidationError([{"loc": ("query", "k"), "msg": f"k must be at most {svc.settings.max_k}",
+                                       "type": "less_than_equal"}])
     return k
 
 
 # ---- reads ---------------------------------------------------------------------------------------------
 
 
-@router.get("/users/{user_id}/recommendations", tags=["recommendations"])
+@router.get("/users/{user_id}/recommendations", tags=["recommendations"], responses=responses(*READ))
 async def recommendations(user_id: str, svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
                           price_min: PriceMin = None, price_max: PriceMax = None,
                           context_item: Annotated[str | None, Query(description="The item on screen now.")] = None,
@@ -72,7 +84,7 @@ async def recommendations(user_id: str, svc: Svc, k: K = 10, category: Categorie
     return _ok(out)
 
 
-@router.get("/items/{item_id}/similar", tags=["recommendations"])
+@router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))
 async def similar(item_id: str, svc: Svc, k: K = 10) -> Response:
     """Similar items (content and co-viewing neighbours); an unknown item gets trending items instead."""
     rt = svc.runtime
@@ -80,7 +92,7 @@ async def similar(item_id: str, svc: Svc, k: K = 10) -> Response:
     return _ok(out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version})
 
 
-@router.get("/items/{item_id}/bought-together", tags=["recommendations"])
+@router.get("/items/{item_id}/bought-together", tags=["recommendations"], responses=responses(*READ))
 async def bought_together(item_id: str, svc: Svc, k: K = 10) -> Response:
     """Frequently bought together (association rules), then co-viewed items when there are too few rules."""
     rt = svc.runtime
@@ -88,7 +100,7 @@ async def bought_together(item_id: str, svc: Svc, k: K = 10) -> Response:
     return _ok(out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version})
 
 
-@router.get("/trending", tags=["recommendations"])
+@router.get("/trending", tags=["recommendations"], responses=responses(*READ))
 async def trending(svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
                    price_min: PriceMin = None, price_max: PriceMax = None) -> Response:
     rt = svc.runtime
@@ -96,7 +108,7 @@ async def trending(svc: Svc, k: K = 10, category: Categories = None, brand: Bran
                 "model_version": rt.version})
 
 
-@router.get("/search", tags=["search"])
+@router.get("/search", tags=["search"], responses=responses(*READ))
 async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="The shopper's query.")] = "",
                  category: Categories = None, brand: Brands = None, price_min: PriceMin = None,
                  price_max: PriceMax = None,
@@ -121,7 +133,7 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
 # ---- writes --------------------------------------------------------------------------------------------
 
 
-@router.post("/events", tags=["events"], dependencies=[Depends(require_write)])
+@router.post("/events", tags=["events"], dependencies=[Depends(require_write)], responses=responses(*WRITE))
 async def post_events(body: EventsIn, svc: Svc) -> dict[str, Any]:
     """A batch of events; repeats (same event_id, or same user/item/type/time) are counted and ignored."""
     if len(body.events) > svc.settings.max_batch:
@@ -129,7 +141,7 @@ async def post_events(body: EventsIn, svc: Svc) -> dict[str, Any]:
     return await svc.ingest([e.record() for e in body.events])
 
 
-@router.put("/items", tags=["catalog"], dependencies=[Depends(require_write)])
+@router.put("/items", tags=["catalog"], dependencies=[Depends(require_write)], responses=responses(*WRITE))
 async def put_items(body: ItemsIn, svc: Svc) -> dict[str, Any]:
     """Insert or replace catalog items; new ones are searchable and recommendable (cold start) on return."""
     if len(body.items) > svc.settings.max_batch:
@@ -137,7 +149,8 @@ async def put_items(body: ItemsIn, svc: Svc) -> dict[str, Any]:
     return await svc.upsert_items([i.record() for i in body.items])
 
 
-@router.delete("/users/{user_id}", tags=["users"], dependencies=[Depends(require_write)])
+@router.delete("/users/{user_id}", tags=["users"], dependencies=[Depends(require_write)],
+                responses=responses(401, 403, 503))
 async def delete_user(user_id: str, svc: Svc) -> dict[str, Any]:
     """Erase a shopper: live state, stored events, and the bundle's copy of their history from now on."""
     return await svc.erase(user_id)
@@ -151,7 +164,16 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["operations"])
+_READY = {"type": "object", "required": ["ready", "state", "state_ok"],
+          "properties": {"ready": {"type": "boolean"}, "state": {"type": "string"}, "state_ok": {"type": "boolean"},
+                         "model_version": {"type": "string"}, "error": {"type": "string"}}}
+
+
+@router.get("/ready", tags=["operations"], responses={
+    200: {"description": "A bundle is loaded and the live state answers.",
+          "content": {"application/json": {"schema": _READY}}},
+    503: {"description": "Not ready: no bundle loaded (`error` says why) or the live state does not answer.",
+          "content": {"application/json": {"schema": _READY}}}})
 async def ready(svc: Svc) -> Response:
     ok_state = await svc.state.ping()
     body: dict[str, Any] = {"ready": svc.ready and ok_state, "state": svc.state.backend, "state_ok": ok_state}
@@ -162,8 +184,11 @@ async def ready(svc: Svc) -> Response:
     return Response(orjson.dumps(body), status_code=200 if body["ready"] else 503, media_type="application/json")
 
 
-@router.get("/metrics", tags=["operations"])
+@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse, responses={
+    200: {"description": "Prometheus text exposition format.",
+          "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(svc: Svc) -> Response:
+    """Request counts and latencies per route template, for Prometheus."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -190,7 +215,8 @@ async def stats(svc: Svc) -> dict[str, Any]:
     return out
 
 
-@router.post("/admin/reload", tags=["operations"], dependencies=[Depends(require_admin)])
+@router.post("/admin/reload", tags=["operations"], dependencies=[Depends(require_admin)],
+             responses=responses(401, 403, 404, 413, 422, 500))
 async def reload(svc: Svc, body: ReloadIn | None = None) -> dict[str, Any]:
     """Load the bundle again (or the one at `path`) and swap it in atomically; requests keep flowing."""
     from pathlib import Path

@@ -3,12 +3,14 @@
 `/api/web/*` reads the same `Services` as the API (`request.app.state.services`) and never writes: known
 shoppers for the user switcher, item details, search-box suggestions, catalog and event statistics. The
 storefront is served at `/`, the dashboard at `/dashboard`, their files under `/web/` (plain ES modules, no
-build step, nothing from a CDN). Per-runtime indexes are rebuilt when the runtime changes (hot swap, upserts).
+build step, nothing from a CDN) by Starlette's `StaticFiles` (ETag, Last-Modified, HEAD, ranges), mounted by
+`create_app`. Per-runtime indexes are rebuilt when the runtime changes (hot swap, upserts).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from functools import cached_property
@@ -19,7 +21,10 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
+from aisle.serve.errors import responses
 from aisle.types import EVENT_TYPES
 from aisle.web.suggest import Suggester, suggest_json
 
@@ -78,7 +83,7 @@ async def config(request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/api/web/users", tags=["web"])
+@router.get("/api/web/users", tags=["web"], responses=responses(422, 503))
 async def known_users(request: Request, k: Annotated[int, Query(ge=1, le=50)] = 12) -> dict[str, Any]:
     """Known shoppers to browse as: long histories, each with a different favourite category where possible."""
     cache = _cache(request)
@@ -106,7 +111,7 @@ def _pick_users(rt: Any, k: int) -> list[dict[str, Any]]:
     return (picked + rest)[:k]
 
 
-@router.get("/api/web/items/{item_id}", tags=["web"])
+@router.get("/api/web/items/{item_id}", tags=["web"], responses=responses(404, 503))
 async def item_detail(item_id: str, request: Request) -> dict[str, Any]:
     """One item's card plus its description and attributes (the product page)."""
     rt = _services(request).runtime
@@ -125,7 +130,7 @@ async def item_detail(item_id: str, request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/api/web/suggest", tags=["web"])
+@router.get("/api/web/suggest", tags=["web"], responses=responses(422, 503))
 async def suggest(request: Request, q: Annotated[str, Query(max_length=200)] = "",
                   k: Annotated[int, Query(ge=1, le=20)] = 8) -> dict[str, Any]:
     """Completions of a partial query: categories, brands and products; a spelling fix when nothing completes."""
@@ -133,7 +138,7 @@ async def suggest(request: Request, q: Annotated[str, Query(max_length=200)] = "
     return suggest_json(cache.suggester, q, k, cache.runtime.search)
 
 
-@router.get("/api/web/overview", tags=["web"])
+@router.get("/api/web/overview", tags=["web"], responses=responses(503))
 async def overview(request: Request) -> dict[str, Any]:
     """Catalog statistics (from the serving catalog) and event statistics (the store when one is attached, else
     the per-user histories kept in the bundle, which the answer labels)."""
@@ -191,13 +196,25 @@ async def dashboard() -> Response:
     return FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/web/{path:path}", include_in_schema=False)
-async def static_file(path: str) -> Response:
-    """A file under static/ (never outside it); no-cache so a new version shows on the next load."""
-    target = (STATIC / path).resolve()
-    if not target.is_relative_to(STATIC) or not target.is_file():
-        raise HTTPException(404, f"no file {path!r}")
-    return FileResponse(target, headers={"Cache-Control": "no-cache"})
+STATIC_PATH = "/web"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-__all__ = ["STATIC", "router"]
+class _StaticFiles(StaticFiles):
+    """The page files: `no-cache` (revalidated through the ETag, so a new version shows on the next load), and a
+    path holding a control character (`/web/%00`) is a 404 like any missing file, not an error of the OS call."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if _CONTROL.search(path):
+            raise HTTPException(404, "no such file")
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        return response
+
+
+def static_files() -> StaticFiles:
+    """The ASGI app that serves static/ (never outside it) under `STATIC_PATH`."""
+    return _StaticFiles(directory=STATIC)
+
+
+__all__ = ["STATIC", "STATIC_PATH", "router", "static_files"]
