@@ -1,8 +1,17 @@
-"""`aisle serve`: run the API over a bundle with uvicorn (one or several worker processes)."""
+"""`aisle serve`: run the API over a bundle with uvicorn (one or several worker processes).
+
+Worker processes get their settings from a file, never from the environment: API keys in an environment
+variable would be readable by anyone who can read `/proc/PID/environ` of a worker (and are inherited by every
+child process). `run` writes the settings JSON into a fresh private folder, readable by this user only (0600),
+hands the workers its *path* (AISLE_SERVE_SETTINGS_FILE), and removes it when the server stops. Keys can come
+from a file too (`--api-key-file`, one per line), so they need not appear on the command line either.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,15 +25,39 @@ if TYPE_CHECKING:
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-_ENV = "AISLE_SERVE_SETTINGS"  # settings JSON handed to worker processes
+_ENV = "AISLE_SERVE_SETTINGS_FILE"  # path of the settings JSON (mode 0600) handed to worker processes
 
 
 def app_factory() -> Any:
-    """Build the app in a uvicorn worker from the settings `serve` put in the environment."""
+    """Build the app in a uvicorn worker from the settings file `run` wrote."""
     from aisle.config import Settings
     from aisle.serve import create_app
 
-    return create_app(Settings.model_validate_json(os.environ[_ENV]))
+    return create_app(Settings.model_validate_json(Path(os.environ[_ENV]).read_text(encoding="utf-8")))
+
+
+def read_key_file(path: Path) -> tuple[str, ...]:
+    """API keys from `path`, one per line (blank lines and `#` comments ignored). Like ssh with a private key,
+    a file that others can read is refused: the keys in it are no longer secret."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"{path}: API key file is readable by others (mode {stat.filemode(mode)}); "
+                         f"chmod 600 {path}")
+    keys = tuple(k for k in (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+                 if k and not k.startswith("#"))
+    if not keys:
+        raise ValueError(f"{path}: no API key in the file")
+    return keys
+
+
+def write_settings_file(settings: Settings) -> Path:
+    """The settings JSON in a new private folder (0700), the file itself 0600; the caller removes the folder."""
+    folder = Path(tempfile.mkdtemp(prefix="aisle-serve-"))
+    path = folder / "settings.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(settings.model_dump_json())
+    return path
 
 
 def serve(
@@ -40,6 +73,8 @@ def serve(
     store: Annotated[Path | None, typer.Option(help="DuckDB store that receives posted events.")] = None,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Key for write/admin routes (repeatable).")]
     = None,
+    api_key_file: Annotated[Path | None, typer.Option(help="File of keys for write/admin routes, one per line, "
+                                                      "readable by its owner only (chmod 600).")] = None,
     watch: Annotated[float | None, typer.Option(help="Reload when the bundle changes, checking every N seconds.")]
     = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
@@ -48,9 +83,10 @@ def serve(
     from aisle.config import ConfigError, load_settings
 
     try:
+        keys = tuple(api_key or ()) + (read_key_file(api_key_file) if api_key_file else ())
         settings = load_settings(config, bundle=bundle, host=host, port=port, workers=workers, state=state,
-                                 store=store, api_keys=tuple(api_key) if api_key else None, watch_seconds=watch)
-    except ConfigError as exc:
+                                 store=store, api_keys=keys or None, watch_seconds=watch)
+    except (ConfigError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     from aisle.bundle import serving_problem
@@ -75,8 +111,13 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
     console.print(f"Aisle is serving [bold]{settings.bundle}[/] on [bold link={url}/docs]{url}[/] with "
                   f"{settings.workers} worker(s). Open [bold]{url}/docs[/] to try the API. "
                   "Press Ctrl-C to stop.")
-    os.environ[_ENV] = settings.model_dump_json()
+    settings_file = write_settings_file(settings)
+    os.environ[_ENV] = str(settings_file)
     if settings.workers > 1:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="aisle-prom-"))
-    uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop", http="httptools")
+    try:
+        uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
+                    workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop",
+                    http="httptools")
+    finally:
+        shutil.rmtree(settings_file.parent, ignore_errors=True)

@@ -13,7 +13,7 @@ from aisle.serve.schemas import ErrorOut
 
 #: status -> the `error` name the body carries, and what the status means here
 STATUSES: dict[int, tuple[str, str]] = {
-    400: ("error", "The request could not be read (e.g. the connection dropped while sending the body)."),
+    400: ("error", "The body could not be read as JSON text (e.g. it is not UTF-8)."),
     401: ("unauthorized", "This route needs an API key (X-API-Key header or Authorization: Bearer) and none "
                           "was sent."),
     403: ("forbidden", "The API key sent is not one of this server's keys (or not an admin key)."),
@@ -31,7 +31,7 @@ STATUSES: dict[int, tuple[str, str]] = {
 #: every route that reads the bundle can answer these
 READ = (422, 503)
 #: every route that takes a key and a body
-WRITE = (401, 403, 413, 422, 503)
+WRITE = (400, 401, 403, 413, 422, 503)
 
 
 def name(status: int) -> str:

@@ -34,8 +34,8 @@ K = Annotated[int, Query(ge=1, description="How many items (at most the server's
                          json_schema_extra={MAX_K_MARK: True})]
 Categories = Annotated[list[str] | None, Query(description="Only these categories (any level of the path).")]
 Brands = Annotated[list[str] | None, Query(description="Only these brands.")]
-PriceMin = Annotated[float | None, Query(ge=0)]
-PriceMax = Annotated[float | None, Query(ge=0)]
+PriceMin = Annotated[float | None, Query(ge=0, description="Not above price_max (a 422 otherwise).")]
+PriceMax = Annotated[float | None, Query(ge=0, description="Not below price_min (a 422 otherwise).")]
 
 
 async def services(request: Request) -> Services:
@@ -216,7 +216,7 @@ async def stats(svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/admin/reload", tags=["operations"], dependencies=[Depends(require_admin)],
-             responses=responses(401, 403, 404, 413, 422, 500))
+             responses=responses(400, 401, 403, 404, 413, 422, 500))
 async def reload(svc: Svc, body: ReloadIn | None = None) -> dict[str, Any]:
     """Load the bundle again (or the one at `path`) and swap it in atomically; requests keep flowing."""
     from pathlib import Path

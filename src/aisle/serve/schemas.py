@@ -47,7 +47,10 @@ class EventIn(BaseModel):
     """One event. `timestamp` is ISO 8601 (`2026-01-02T03:04:05Z`; no offset means UTC; default: now) and must
     lie in the accepted window (see the README's validation rules); `item_id` is required except for `search`."""
 
-    model_config = ConfigDict(extra="forbid")
+    # the item rule in the published schema too: an item_id string, or a search
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["item_id"], "properties": {"item_id": {"type": "string"}}},
+        {"properties": {"event_type": {"const": "search"}}}]})
 
     event_id: EventId | None = None
     user_id: UserId
