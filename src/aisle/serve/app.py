@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aisle import __version__
 from aisle.config import Settings
+from aisle.serve.errors import STATUSES
 from aisle.serve.errors import name as error_name
 from aisle.serve.routes import MAX_K_MARK, router
 from aisle.serve.services import NotReadyError, Services
@@ -138,8 +139,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
-        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
-                  for e in exc.errors()]
+        # a rule of aisle.data.checks raises ValueError(message): show its message as ingest does, without
+        # pydantic's "Value error, " in front
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")).removeprefix("Value error, "),
+                   "type": str(e.get("type"))} for e in exc.errors()]
         return _json(422, "validation", detail)
 
     @app.exception_handler(StarletteHTTPException)
@@ -164,6 +167,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     for param in op.get("parameters", ()) if isinstance(op, dict) else ():
                         if param.get("schema", {}).pop(MAX_K_MARK, False):
                             param["schema"]["maximum"] = svc.settings.max_k
+                    default_422 = op.get("responses", {}).get("422", {})
+                    if "HTTPValidationError" in str(default_422):  # FastAPI's own 422: ours is ErrorOut
+                        op["responses"]["422"] = {"description": STATUSES[422][1], "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
             app.openapi_schema = schema
         return app.openapi_schema
 

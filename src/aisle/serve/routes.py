@@ -150,7 +150,7 @@ async def put_items(body: ItemsIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.delete("/users/{user_id}", tags=["users"], dependencies=[Depends(require_write)],
-                responses=responses(401, 403, 503))
+                responses=responses(401, 403, 422, 503))
 async def delete_user(user_id: str, svc: Svc) -> dict[str, Any]:
     """Erase a shopper: live state, stored events, and the bundle's copy of their history from now on."""
     return await svc.erase(user_id)
