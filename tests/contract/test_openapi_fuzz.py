@@ -29,14 +29,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+import aisle
 from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, Source
+from aisle.pipeline import PipelineConfig, SourceSpec
 from tests.contract.schemathesis_hooks import WIRE_STRING_LISTS
 
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[1] / "src"
+SRC = Path(aisle.__file__).resolve().parents[1]  # the sources this test imports, for its subprocesses
 KEY = "fuzz-write-key"
 MIN_REQUESTS = 3_000
 MAX_EXAMPLES = 300  # per operation (the slow writes: schemathesis.toml)
@@ -66,8 +67,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("fuzz")
     s = generate(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=3))
     shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
-    sources = (Source("als", "als", "user", {"factors": 16, "iterations": 5}),
-               Source("itemknn", "itemknn", "i2i", decay=0.7), Source("trending", "trending", "trending"))
+    sources = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 5}),
+               SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
     bundle = build_serving_bundle(shop, PipelineConfig(sources=sources, rounds=10), dense=False)
     bundle.save(root / "bundle", data_fingerprint=fingerprint(shop.events), metrics=bundle.manifest["metrics"])
     keys = root / "keys"

@@ -21,23 +21,24 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import aisle
 from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers import read_dataspec
 from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, Source
+from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.serve import create_app
 
 KEY = "contract-key"
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(aisle.__file__).resolve().parents[1]  # the sources this test imports, for its subprocesses
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     s = generate(SyntheticConfig(n_items=150, n_users=80, n_events=3_000, seed=5))
     shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
-    sources = (Source("itemknn", "itemknn", "i2i", decay=0.7), Source("trending", "trending", "trending"))
+    sources = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
     b = build_serving_bundle(shop, PipelineConfig(sources=sources, rounds=5), dense=False)
     out = tmp_path_factory.mktemp("contract") / "bundle"
     b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
@@ -219,23 +220,29 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-@pytest.mark.slow
-def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundle_dir: Path, tmp_path: Path) -> None:
-    secret = "s3cret-key-not-in-environ"
+def test_api_key_file_must_be_private(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    keys.write_text(f"# write keys\n{secret}\n")
+    keys.write_text("# write keys\nk1\n")
     keys.chmod(0o644)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    cmd = [sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--workers", "2",
-           "--api-key-file", str(keys)]
-    refused = subprocess.run([*cmd, "--port", str(_port())], env=env, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "readable by others" in refused.stderr
-
+    cmd = [sys.executable, "-m", "aisle", "serve", "--api-key-file", str(keys), "--bundle", str(tmp_path / "none")]
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "readable by others" in " ".join(refused.stderr.split())
     keys.chmod(0o600)
+    taken = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert taken.returncode == 2 and "no bundle here" in taken.stderr  # the keys were read; the bundle is missing
+
+
+@pytest.mark.slow
+def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundle_dir: Path) -> None:
+    secret = "s3cret-key-not-in-environ"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     port = _port()
-    proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--workers", "2",
+                             "--api-key", secret, "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    path = None
     try:
         for _ in range(240):
             try:
@@ -263,4 +270,4 @@ def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundl
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-    assert not path.exists()  # removed when the server stops
+    assert path is not None and not path.exists()  # removed when the server stops
