@@ -96,6 +96,17 @@ def quote_open(text: str, sep: str, inside: bool = False) -> bool:
     return inside
 
 
+def _one_line(text: str, sep: str, quoting: bool) -> list[str] | None:
+    """The fields of a line that is a whole, well-formed record on its own, else None (a quote left open, or
+    quoting the strict parser refuses: the careful path in `read_delimited` takes it)."""
+    if not quoting or '"' not in text:
+        return text.split(sep)  # what csv would give, without a reader
+    try:
+        return next(csv.reader([text], delimiter=sep, strict=True))
+    except csv.Error:
+        return None
+
+
 def read_delimited(
     path: Path,
     *,
@@ -147,35 +158,33 @@ def read_delimited(
         if not text.strip():
             pending.popleft()
             continue
-        span, still_open = 1, quoting and quote_open(text, sep)
-        while still_open and span < MAX_RECORD_LINES:
-            if len(pending) <= span:
-                nxt = next(lines, None)
-                if nxt is None:
-                    break
-                pending.append(nxt)
-            still_open = quote_open(pending[span][1], sep, inside=True)
-            span += 1
-        if still_open:
-            reject(no, "(line)", "unclosed quote: a quoted field opens on this line and never closes", text)
-            pending.popleft()
-            continue
-        try:
-            if span == 1 and (not quoting or '"' not in text):  # the common line: what csv would split, faster
-                row = text.split(sep)
-            else:
-                record = "".join(t + (e if k < span - 1 else "") for k, (_n, t, e) in enumerate(list(pending)[:span]))
+        row, span = _one_line(text, sep, quoting), 1
+        if row is None:  # a quote left open, or quoting the strict parser refuses: the careful path
+            still_open = quote_open(text, sep)
+            while still_open and span < MAX_RECORD_LINES:
+                if len(pending) <= span:
+                    nxt = next(lines, None)
+                    if nxt is None:
+                        break
+                    pending.append(nxt)
+                still_open = quote_open(pending[span][1], sep, inside=True)
+                span += 1
+            if still_open:
+                reject(no, "(line)", "unclosed quote: a quoted field opens on this line and never closes", text)
+                pending.popleft()
+                continue
+            record = "".join(t + (e if k < span - 1 else "") for k, (_n, t, e) in enumerate(list(pending)[:span]))
+            try:
                 row = next(csv.reader([record], delimiter=sep, quoting=style, strict=False))
-        except csv.Error as exc:
-            reject(no, "(line)", f"malformed row: {exc}", text)
-            pending.popleft()
-            continue
-        if len(row) != width and span > 1:
-            last = pending[span - 1][0]
-            reject(no, "(line)", f"unclosed quote: closing the quoted field that opens on this line at line {last} "
-                   f"gives {len(row)} fields, expected {width}", text)
-            pending.popleft()
-            continue
+            except csv.Error as exc:
+                reject(no, "(line)", f"malformed row: {exc}", text)
+                pending.popleft()
+                continue
+            if len(row) != width and span > 1:
+                reject(no, "(line)", f"unclosed quote: closing the quoted field that opens on this line at line "
+                       f"{pending[span - 1][0]} gives {len(row)} fields, expected {width}", text)
+                pending.popleft()  # only this line: the next one is read again as a record of its own
+                continue
         if len(row) != width:
             what = "truncated row" if len(row) < width else "too many fields"
             reject(no, names[min(len(row), width - 1)], f"{what}: expected {width} fields, got {len(row)}", text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aisle.data.textio import read_split_lines
+from aisle.data.textio import MAX_RECORD_LINES, quote_open, read_delimited, read_split_lines
 from aisle.data.validation import DataError, RejectLog
 
 NAMES = ("user_id", "item_id", "rating")
@@ -38,3 +38,32 @@ def test_whitespace_runs_and_fail_names_the_line(tmp_path) -> None:
         ("1", "10", 1), ("2", "20", 2)]
     with pytest.raises(DataError, match=r"cart\.txt:3: events field 'item_id': truncated row: expected 2 fields"):
         read_split_lines(f, names=("user_id", "item_id"), table="events", log=RejectLog())
+
+
+def test_quote_open_follows_rfc_4180() -> None:
+    assert quote_open('a,"b', ",")
+    assert not quote_open('a,"b,c"', ",")
+    assert not quote_open('a,"b "" c",d', ",")  # a doubled quote inside a quoted field
+    assert not quote_open('a,5" screen,b', ",")  # a quote inside an unquoted field is a character
+    assert quote_open('x ""', ",", inside=True)  # continuing a quoted field that stays open
+    assert not quote_open('end",b', ",", inside=True)
+
+
+def test_crlf_file_keeps_its_quoted_line_break_and_counts_every_line(tmp_path) -> None:
+    f = tmp_path / "crlf.csv"
+    f.write_bytes(b'\xef\xbb\xbfid,text\r\n1,"two\r\nlines"\r\n2,"open\r\n3,plain\r\n')
+    log = RejectLog(on_error="skip")
+    df = read_delimited(f, table="items", log=log)
+    assert df.columns == ["id", "text", "_line"]  # the BOM is not part of the first name
+    assert df.rows() == [("1", "two\r\nlines", 2), ("3", "plain", 5)]
+    assert [(r.line, r.reason.split(":")[0]) for r in log.rejects] == [(4, "unclosed quote")]
+    assert log.totals["items"] == 3
+
+
+def test_a_quote_open_for_too_many_lines_rejects_its_line_only(tmp_path) -> None:
+    f = tmp_path / "long.csv"
+    rows = [f"{i},x" for i in range(MAX_RECORD_LINES + 5)]
+    f.write_text("id,text\n" + '0,"never closed\n' + "\n".join(rows) + "\n")
+    log = RejectLog(on_error="skip")
+    df = read_delimited(f, table="items", log=log)
+    assert [r.line for r in log.rejects] == [2] and df.height == len(rows) and df["_line"][0] == 3
