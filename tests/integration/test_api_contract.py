@@ -262,7 +262,7 @@ def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundl
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             assert secret.encode() not in environ, f"the key is in the environment of process {pid}"
             for var in environ.split(b"\0"):
-                if var.startswith(b"AISLE_SERVE_SETTINGS_FILE="):
+                if var.startswith(b"AISLE_SERVE_SETTINGS="):
                     settings_files.add(Path(var.split(b"=", 1)[1].decode()))
         assert len(settings_files) == 1
         (path,) = settings_files

@@ -3,7 +3,7 @@
 Worker processes get their settings from a file, never from the environment: API keys in an environment
 variable would be readable by anyone who can read `/proc/PID/environ` of a worker (and are inherited by every
 child process). `run` writes the settings JSON into a fresh private folder, readable by this user only (0600),
-hands the workers its *path* (AISLE_SERVE_SETTINGS_FILE), and removes it when the server stops. Keys can come
+hands the workers its *path* (AISLE_SERVE_SETTINGS), and removes it when the server stops. Keys can come
 from a file too (`--api-key-file`, one per line), so they need not appear on the command line either.
 """
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-_ENV = "AISLE_SERVE_SETTINGS_FILE"  # path of the settings JSON (mode 0600) handed to worker processes
+_ENV = "AISLE_SERVE_SETTINGS"  # path of the settings JSON (mode 0600) handed to worker processes
 
 
 def app_factory() -> Any:
