@@ -126,7 +126,7 @@ def test_schemathesis_finds_nothing(server: str, tmp_path: Path, capsys: pytest.
          "--checks", "all", "--header", f"X-API-Key: {KEY}", "--max-examples", str(MAX_EXAMPLES), "--seed", "18",
          "--phases", "examples,coverage,fuzzing", "--workers", "1", "--no-color", "--generation-database", "none",
          "--report", "json", "--report-json-path", str(report)],
-        env=env, capture_output=True, text=True, timeout=540, check=False)
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540, check=False)  # its cache: tmp_path
     seconds = time.perf_counter() - t0
     after, errors = _served(server)
     requests = after - before - 1  # less the /metrics call that read `before`
