@@ -108,6 +108,14 @@ class Histories:
     def total(self) -> int:
         return int(self.ptr[-1])
 
+    def lengths(self) -> np.ndarray:
+        """Events kept per user index."""
+        return np.diff(self.ptr)
+
+    def type_counts(self) -> np.ndarray:
+        """Events kept per event type code (`EVENT_TYPES` order), over every user."""
+        return np.bincount(self.types, minlength=len(EVENT_TYPES))
+
     def save(self, path: Path) -> None:
         np.savez(path, ptr=self.ptr, items=self.items, types=self.types, times=self.times)
 

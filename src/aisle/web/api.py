@@ -94,7 +94,7 @@ def _pick_users(rt: Any, k: int) -> list[dict[str, Any]]:
     hist = rt.bundle.histories
     if hist is None or not len(rt.bundle.users):
         return []
-    lengths = np.diff(hist.ptr)
+    lengths = hist.lengths()
     pool = np.lexsort((np.arange(len(lengths)), -lengths))[:_SWITCHER_POOL]
     picked: list[dict[str, Any]] = []
     rest: list[dict[str, Any]] = []
@@ -163,7 +163,7 @@ def _catalog_stats(rt: Any) -> dict[str, Any]:
 async def _event_stats(state: Any, svc: Any, rt: Any) -> dict[str, Any]:
     if svc.sink is None:
         hist = rt.bundle.histories
-        counts = np.bincount(hist.types, minlength=len(EVENT_TYPES)) if hist is not None else np.zeros(0)
+        counts = hist.type_counts() if hist is not None else np.zeros(0)
         return {"source": "bundle", "note": f"last {svc.settings.history_length} events per user in the bundle",
                 "events": int(counts.sum()), "users": rt.n_users,
                 "events_by_type": {EVENT_TYPES[i]: int(n) for i, n in enumerate(counts) if n}}
