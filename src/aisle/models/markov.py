@@ -55,13 +55,37 @@ class MarkovChain:
         self.prior: np.ndarray | None = None
         self._p: sp.csr_matrix | None = None
         self._rest: np.ndarray | None = None
+        self.observed = 0.0  # positive events behind the prior
 
     def fit(self, data: TrainData) -> Self:
         ev = data.events.filter(pl.col("weight") > 0)
         counts = np.bincount(ev["item_idx"].to_numpy(), minlength=data.n_items).astype(np.float64)
         prior = counts / counts.sum() if counts.sum() else np.full(data.n_items, 1.0 / max(data.n_items, 1))
+        self.observed = float(counts.sum())  # the prior's scale, so new events can be added to it
         self._set(transition_counts(data), prior)
         return self
+
+    def add_events(self, events: pl.DataFrame) -> np.ndarray:
+        """Fold new events into the counts, as if they had been in the fit; the items whose successors changed.
+
+        `events` has TrainData's encoded columns, sorted by user then time. A user's transition from their last
+        event before these into the first new one counts only when that earlier event is passed too, as the
+        user's first row with `is_new` false (rows without an `is_new` column are all new); item counts (the
+        prior) come from the new rows only."""
+        if self.transitions is None or self.prior is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        events = events.filter(pl.col("weight") > 0)
+        new = events["is_new"].to_numpy().astype(bool) if "is_new" in events.columns else np.ones(events.height, bool)
+        users = events["user_idx"].to_numpy()
+        items = events["item_idx"].to_numpy().astype(np.int64)
+        pairs = (users[1:] == users[:-1]) & new[1:]
+        n = self.transitions.shape[0]
+        added = sp.csr_matrix((np.ones(int(pairs.sum()), np.float32), (items[:-1][pairs], items[1:][pairs])),
+                              shape=(n, n))
+        counts = self.prior * self.observed + np.bincount(items[new], minlength=n)[:n]
+        self.observed = float(counts.sum())
+        self._set(self.transitions + added, counts / max(self.observed, 1e-12))
+        return np.unique(items[:-1][pairs])
 
     def _set(self, transitions: sp.csr_matrix, prior: np.ndarray) -> None:
         self.transitions, self.prior = transitions.tocsr(), np.asarray(prior, dtype=np.float64)
@@ -96,9 +120,12 @@ class MarkovChain:
         write_config(path, self.name, {"smoothing": self.smoothing, "window": self.window, "decay": self.decay})
         save_sparse(path / "transitions.npz", self.transitions)
         np.save(path / "prior.npy", self.prior)
+        np.save(path / "observed.npy", np.array([self.observed]))
 
     @classmethod
     def load(cls, path: Path) -> Self:
         model = cls(**read_config(path, cls.name))
         model._set(load_sparse(path / "transitions.npz"), load_array(path / "prior.npy"))
+        if (path / "observed.npy").exists():
+            model.observed = float(load_array(path / "observed.npy")[0])
         return model

@@ -98,10 +98,9 @@ class Pipeline:
         """Popularity (log-scaled counts) and trend (the trending source's counts, else plain counts) in [0, 1]."""
         events = data.events.filter(pl.col("weight") > 0)
         counts = np.bincount(events["item_idx"].to_numpy(), minlength=data.n_items).astype(np.float64)
-        popularity = (np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)).astype(np.float32)
         trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
         trend = trending.scores if trending is not None else (counts / max(counts.max(), 1e-12)).astype(np.float32)
-        return ItemFacts(popularity, trend, attrs)
+        return ItemFacts.of_counts(counts, trend, attrs)
 
     def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray) -> None:
         rng = np.random.default_rng(self.config.seed)
@@ -184,10 +183,14 @@ class Pipeline:
         facts = self._facts
         changed = [s.key for s in self.sources if s.update(events, self.n_items)]
         trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
+        trend = facts.trend
         if trending is not None and trending.key in changed:
             trend = np.zeros(len(facts), np.float32)
             trend[: self.n_items] = trending.scores[: self.n_items]
-            self.facts = ItemFacts(facts.popularity, trend, facts.attrs)
+        fresh = events.filter((pl.col("weight") > 0) & pl.col("is_new")) if "is_new" in events.columns else \
+            events.filter(pl.col("weight") > 0)
+        counts = facts.counts + np.bincount(fresh["item_idx"].to_numpy(), minlength=len(facts))[: len(facts)]
+        self.facts = ItemFacts.of_counts(counts, trend, facts.attrs)
         return changed
 
     # ---- serving helpers -----------------------------------------------------------------------------
@@ -265,8 +268,8 @@ class Pipeline:
                                        "paths": [list(p) for p in attrs.paths]})
         for s in self.sources:
             s.save(path / "sources" / s.key)
-        np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, brand=attrs.brand,
-                 leaf=attrs.leaf, price=attrs.price, available=attrs.available)
+        np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
+                 brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available)
         self.combiner.save(path / "combiner")
 
     @classmethod
@@ -285,7 +288,7 @@ class Pipeline:
             arrays = {k: z[k] for k in z.files}
         attrs = ItemAttributes(arrays["brand"], arrays["leaf"], arrays["price"], arrays["available"],
                                meta["brand_names"], meta["leaf_names"], [tuple(p) for p in meta["paths"]])
-        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs)
+        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"])
         model.combiner = Combiner.load(path / "combiner")
         return model
 

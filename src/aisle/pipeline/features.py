@@ -49,6 +49,13 @@ class ItemFacts:
     popularity: np.ndarray
     trend: np.ndarray
     attrs: ItemAttributes
+    counts: np.ndarray  # positive events per item, what popularity is the log-scaled form of
+
+    @classmethod
+    def of_counts(cls, counts: np.ndarray, trend: np.ndarray, attrs: ItemAttributes) -> ItemFacts:
+        counts = np.asarray(counts, np.float64)
+        popularity = (np.log1p(counts) / max(float(np.log1p(counts).max(initial=0.0)), 1e-9)).astype(np.float32)
+        return cls(popularity, np.asarray(trend, np.float32), attrs, counts)
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -57,7 +64,8 @@ class ItemFacts:
         """The same facts over a catalog with `len(attrs) - len(self)` more items."""
         extra = max(0, len(attrs) - len(self))
         return ItemFacts(np.concatenate([self.popularity, np.zeros(extra, np.float32)]),
-                         np.concatenate([self.trend, np.zeros(extra, np.float32)]), attrs)
+                         np.concatenate([self.trend, np.zeros(extra, np.float32)]), attrs,
+                         np.concatenate([self.counts, np.zeros(extra)]))
 
 
 @dataclass(frozen=True)

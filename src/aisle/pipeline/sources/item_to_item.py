@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import polars as pl
 
 from aisle.models.base import TrainData
 from aisle.pipeline.sources.base import CandidateSource, Contributions, Describe, SourceBatch
@@ -86,6 +87,19 @@ class ItemToItemSource(CandidateSource):
             items, scores = np.concatenate([more[0], items]), np.concatenate([more[1], scores])
         keep = (items >= 0) & (scores > 0)
         return items[keep][:k], scores[keep][:k]
+
+    def update(self, events: pl.DataFrame, n_items: int) -> bool:
+        """Count-based models that can fold new events in (Markov transitions) refresh the neighbour rows of the
+        items whose successors changed, at a cost in proportion to the new events; the others need a refit."""
+        add = getattr(self.model, "add_events", None)
+        if add is None or events.is_empty():
+            return False
+        changed = np.asarray(add(events), np.int64)
+        if not len(changed):
+            return False
+        items, scores = neighbour_rows(self.model, changed, self.config.neighbours)
+        self.table_items[changed], self.table_scores[changed] = items, scores
+        return True
 
     def with_new_items(self, rows: list[int], similarity: np.ndarray, n_old: int) -> Self:
         """New items become neighbours of the old items they resemble most (`similarity`: one row per new item
@@ -166,15 +180,20 @@ def neighbour_table(model: Any, n_items: int, k: int) -> tuple[np.ndarray, np.nd
         sc = np.where(bad, -np.inf, sc)
         order = np.argsort(-sc, axis=1, kind="stable")[:, :k]
         idx, sc = np.take_along_axis(idx, order, 1), np.take_along_axis(sc, order, 1)
-    else:
-        idx = np.full((n_items, k), -1, np.int64)
-        sc = np.full((n_items, k), -np.inf, np.float32)
-        for start in range(0, n_items, 4096):
-            found, values = model.similar(np.arange(start, min(start + 4096, n_items)), k)
-            idx[start:start + len(found)], sc[start:start + len(found)] = found, values
+        ok = np.isfinite(sc) & (idx >= 0)
+        return np.where(ok, idx, -1).astype(np.int32), np.where(ok, np.maximum(sc, 0.0), 0.0).astype(np.float32)
+    return neighbour_rows(model, np.arange(n_items), k)
+
+
+def neighbour_rows(model: Any, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbour-table rows of `items` from a model's `similar` (-1 / 0 padding)."""
+    idx = np.full((len(items), k), -1, np.int64)
+    sc = np.full((len(items), k), -np.inf, np.float32)
+    for start in range(0, len(items), 4096):
+        found, values = model.similar(items[start:start + 4096], k)
+        idx[start:start + len(found)], sc[start:start + len(found)] = found, values
     ok = np.isfinite(sc) & (idx >= 0)
-    sc = np.where(ok, np.maximum(sc, 0.0), 0.0)
-    return np.where(ok, idx, -1).astype(np.int32), sc.astype(np.float32)
+    return np.where(ok, idx, -1).astype(np.int32), np.where(ok, np.maximum(sc, 0.0), 0.0).astype(np.float32)
 
 
 __all__ = ["BoughtTogetherSource", "ContentSource", "ItemToItemSource", "neighbour_table"]

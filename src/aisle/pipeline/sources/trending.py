@@ -56,6 +56,8 @@ class TrendingSource(CandidateSource):
         """Decay the counts to the newest event and add the new ones (weighted like the model's fit), so
         today's purchases move trending without a refit. `events`: item_idx, timestamp, weight columns."""
         positive = events.filter((pl.col("weight") > 0) & (pl.col("item_idx") >= 0))
+        if "is_new" in positive.columns:
+            positive = positive.filter(pl.col("is_new"))
         if positive.is_empty():
             return False
         half_life_us = float(getattr(self.model, "half_life_days", 0.0) or 0.0) * 86_400e6

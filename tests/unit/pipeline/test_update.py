@@ -1,0 +1,60 @@
+"""Sources that can follow new events without a refit end where a fit on all the events would: trending's decayed
+counts, Markov transitions (and the neighbour rows they feed), and the pipeline's popularity."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from aisle.data.synthetic import SyntheticConfig, generate
+from aisle.evaluate.protocol import item_vocab
+from aisle.models.base import TrainData
+from aisle.models.markov import MarkovChain
+from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec
+
+SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("markov", "markov", "i2i", window=5),
+           SourceSpec("trending", "trending", "trending"))
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[TrainData, TrainData, pl.DataFrame]:
+    """(all events, the events before the last 2 days, the last 2 days with each user's previous event first)."""
+    s = generate(SyntheticConfig(n_items=300, n_users=150, n_events=10_000, seed=8))
+    full = TrainData.from_events(s.events, items=item_vocab(s.events, s.items), catalog=s.items)
+    cut = full.events["timestamp"].max() - pl.duration(days=2)
+    events = full.events.with_row_index("_r").with_columns((pl.col("timestamp") > cut).alias("is_new"))
+    before = events.filter(~pl.col("is_new")).drop("_r", "is_new")
+    previous = events.filter(~pl.col("is_new") & (pl.col("weight") > 0)).group_by("user_idx").agg(pl.all().last())
+    fresh = pl.concat([previous.select(events.columns), events.filter(pl.col("is_new"))]).sort(["user_idx", "_r"])
+    old = TrainData(users=full.users, items=full.items, events=before, catalog=full.catalog)
+    return full, old, fresh.drop("_r")
+
+
+def test_markov_counts_after_new_events_equal_a_fit_on_all(split: tuple[TrainData, TrainData, pl.DataFrame]) -> None:
+    full, old, fresh = split
+    grown = MarkovChain().fit(old)
+    changed = grown.add_events(fresh)
+    whole = MarkovChain().fit(full)
+    assert len(changed) > 10
+    assert abs(grown.transitions - whole.transitions).sum() == 0
+    np.testing.assert_allclose(grown.prior, whole.prior, rtol=1e-9)
+    items = np.arange(full.n_items)
+    for a, b in zip(grown.similar(items, 10), whole.similar(items, 10), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_pipeline_update_follows_new_events(split: tuple[TrainData, TrainData, pl.DataFrame]) -> None:
+    full, old, fresh = split
+    pipe = Pipeline(PipelineConfig(sources=SOURCES, rounds=10)).fit(old)
+    reference = Pipeline(PipelineConfig(sources=SOURCES, rounds=10)).fit(full)
+    before = pipe.trend.copy()
+    assert sorted(pipe.update(fresh)) == ["markov", "trending"]  # item-kNN needs a refit
+    got, want = pipe.source("trending"), reference.source("trending")
+    np.testing.assert_allclose(got.counts, want.counts, rtol=1e-6)
+    np.testing.assert_allclose(pipe.trend, reference.trend, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(before, pipe.trend)
+    np.testing.assert_allclose(pipe.popularity, reference.popularity, rtol=1e-6)
+    markov, markov_ref = pipe.source("markov"), reference.source("markov")
+    for item in range(0, full.n_items, 7):
+        np.testing.assert_allclose(markov.neighbours(item, 20)[1], markov_ref.neighbours(item, 20)[1], rtol=1e-5)
