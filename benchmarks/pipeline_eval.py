@@ -6,7 +6,9 @@ The real evaluation harness (`aisle.evaluate.runner.run_experiment`): leave-one-
 user's history excluded, ties by item index. Each model is fitted on the training events plus the validation
 targets and scored once on the test targets; the pipeline's combiner learns inside that fit from each user's
 last event (= the validation target) with its sources fitted on the rest, so no test target reaches it.
-`--sources` takes the demo's source list (`demo`, with SASRec) or `fast` (no deep model).
+`--sources` takes the demo's source list (`demo`, with SASRec) or `fast` (no deep model). The demo trains SASRec
+for a 25-second budget, so how far it gets depends on how busy the machine is; `--deep-epochs N` trains it for
+exactly N epochs instead, which makes two runs (two versions of the code, say) comparable on a shared machine.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=2_000)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--sources", choices=("demo", "fast"), default="demo")
+    ap.add_argument("--deep-epochs", type=int, help="train the deep source for exactly this many epochs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -41,6 +44,9 @@ def main() -> None:
     s = generate(SyntheticConfig(n_items=args.items, n_users=args.users, n_events=args.events, seed=args.seed))
     data = Dataset(name="synthetic", items=s.items, users=s.users, events=s.events)
     sources = DEMO_SOURCES if args.sources == "demo" else DEMO_SOURCES_FAST
+    if args.deep_epochs:
+        sources = [{**s, "params": {**{k: v for k, v in s["params"].items() if k != "max_seconds"},
+                                    "epochs": args.deep_epochs}} if s["model"] == "sasrec" else s for s in sources]
     cfg = PipelineConfig.from_json({**PipelineConfig().to_json(), "sources": sources})
     exp = compare(data, cfg, seed=args.seed, console=Console(stderr=True),
                   name=f"synthetic {args.items}/{args.users}/{args.events} seed {args.seed}")
