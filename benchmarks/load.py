@@ -165,21 +165,30 @@ class _ClosedConn(asyncio.Protocol):
 
 
 class ClosedLoop:
-    """`connections` connections, each with one request in flight at any time, for `seconds`: the most the server
-    answers (with the client on the same machine). Requests are prebuilt bytes, drawn in a fixed random order."""
+    """`connections` connections, each with one request in flight at any time: `warmup` seconds, then `seconds`
+    measured, the most the server answers (with the client on the same machine). Requests are prebuilt bytes,
+    drawn in a fixed random order. The connections are opened one after the other: opened at once, they all
+    queue on the listening socket and the first worker to wake up accepts them all (seen: one worker with all 32
+    connections and the other idle), so the throughput would depend on that race."""
 
-    def __init__(self, port: int, requests: list[bytes], connections: int, seconds: float) -> None:
-        self.port, self.requests, self.connections, self.seconds = port, requests, connections, seconds
-        self.i, self.lat, self.errors, self.deadline = 0, [], 0, 0.0
+    def __init__(self, port: int, requests: list[bytes], connections: int, warmup: float, seconds: float) -> None:
+        self.port, self.requests, self.connections = port, requests, connections
+        self.warmup, self.seconds = warmup, seconds
+        self.i, self.lat, self.errors = 0, [], 0
+        self.start = self.deadline = float("inf")
         self.statuses: dict[int, int] = {}
         self.open: set[_ClosedConn] = set()
         self.done: asyncio.Future[None] | None = None
+        self.measuring = asyncio.Event()
 
     def next_request(self) -> bytes:
         self.i += 1
         return self.requests[self.i % len(self.requests)]
 
     def record(self, seconds: float, status: int) -> None:
+        now = time.perf_counter()
+        if not self.start <= now < self.deadline:
+            return
         self.lat.append(seconds)
         if status != 200:
             self.errors += 1
@@ -200,14 +209,17 @@ class ClosedLoop:
 
     async def run(self) -> dict[str, Any]:
         self.done = asyncio.get_running_loop().create_future()
-        t0 = time.perf_counter()
-        self.deadline = t0 + self.seconds
-        await asyncio.gather(*(self._connect() for _ in range(self.connections)))
+        for _ in range(self.connections):
+            await self._connect()
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(self.warmup)
+        self.start = time.perf_counter()
+        self.deadline = self.start + self.seconds
+        self.measuring.set()
         await asyncio.wait_for(self.done, self.seconds + 30)
-        wall = time.perf_counter() - t0
         lat = np.array(self.lat) * 1000
-        out = {"connections": self.connections, "seconds": round(wall, 2), "requests": len(lat),
-               "achieved_rate": round(len(lat) / wall, 1), "errors": self.errors,
+        out = {"connections": self.connections, "seconds": self.seconds, "requests": len(lat),
+               "achieved_rate": round(len(lat) / self.seconds, 1), "errors": self.errors,
                "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
                "max_ms": round(float(lat.max()), 2), "load_average": os.getloadavg()[0]}
         if self.statuses:
@@ -221,10 +233,12 @@ async def closed_loop(port: int, parts: dict[str, list[int]], users: list[str], 
     rng = random.Random(args.seed)
     requests = [f"GET /users/{urllib.parse.quote(u)}/recommendations?k=10 HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
                 for u in (rng.choice(users) for _ in range(20_000))]
-    await ClosedLoop(port, requests, args.closed_connections, 2.0).run()
+    cl = ClosedLoop(port, requests, args.closed_connections, 2.0, args.closed_seconds)
+    task = asyncio.create_task(cl.run())
+    await cl.measuring.wait()
     print(f"closed loop on port {port}: measuring for {args.closed_seconds:g} s", file=sys.stderr, flush=True)
     with Observed(parts, port, route) as seen:
-        out = await ClosedLoop(port, requests, args.closed_connections, args.closed_seconds).run()
+        out = await task
     out = seen.into(out)
     # what a request cost the server's workers: on a shared machine steadier than requests/s
     workers = sum(v for k, v in out["cpu_cores"].items() if k.startswith("worker"))
