@@ -21,8 +21,10 @@ sending its next GET /users/{random known user}/recommendations?k=10 as soon as 
 against a no-op peer: a minimal FastAPI app with the same route and query parameters that returns a fixed answer of
 the same shape (10 cards), under uvicorn with the same workers, loop (uvloop) and HTTP parser (httptools) as
 `aisle serve`, started after Aisle is stopped; with both phases the ratio Aisle / no-op is printed. The closed-loop
-client is an asyncio Protocol over raw sockets (a few tens of microseconds of CPU per request) but it shares the
-machine's cores with the server: its CPU share is reported, and it weighs more on the faster peer.
+client is an asyncio Protocol over raw sockets (~30 us of CPU per request) but it shares the machine's cores with
+the server: its CPU share is reported, and it weighs more on the faster peer. Beside requests/s each closed loop
+reports the workers' CPU milliseconds per request, which moves less than requests/s when other jobs share the
+cores. Its connections are opened one by one (at once, one worker may accept them all).
 
     .venv/bin/python benchmarks/load.py --bundle BUNDLE --workers 2 --phases closed,noop-closed
 """
@@ -48,6 +50,8 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Query  # the no-op peer's parameters: its annotations are resolved in this module
+
+import machine
 
 
 def free_port() -> int:
@@ -547,7 +551,8 @@ def main() -> None:
     if "noop-closed" in args.phases:  # after Aisle is stopped: the peer has the machine as Aisle had it
         results["noop_closed"] = _serve_noop(args)
     meta = {"bundle": args.bundle, "workers": args.workers, "state": args.state, "cpus": os.cpu_count(),
-            "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds}
+            "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds,
+            "machine": machine.describe()}
     closed = {k: results.pop(k) for k in ("closed", "noop_closed") if k in results}
     if {"closed", "noop_closed"} <= set(closed):
         meta["closed_ratio"] = round(closed["closed"]["achieved_rate"] / closed["noop_closed"]["achieved_rate"], 3)
@@ -568,6 +573,7 @@ def main() -> None:
               f"  {_cpu(r)}")
     if "closed_ratio" in meta:
         print(f"Aisle / no-op closed-loop throughput: {meta['closed_ratio']:.1%}")
+    print(f"machine: {meta['machine']}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
