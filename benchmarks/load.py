@@ -13,6 +13,20 @@ Phases: `recs` GET /users/{random known user}/recommendations (k=10) while `--ev
 for random users, so part of the traffic is shoppers whose live state changed; `search` GET /search with
 queries drawn from the store's own search log (its real repeats: the per-bundle result cache answers repeats);
 `search-distinct` every query different (no cache can help), at `--distinct-rate`.
+
+Closed loop (the serving throughput ceiling): `closed` keeps `--closed-connections` (32) connections busy, each
+sending its next GET /users/{random known user}/recommendations?k=10 as soon as the previous answer arrived, for
+`--closed-seconds` after a 2-second warm-up, and reports requests/s, p50/p99 and errors. It runs first, before
+`recs` posts events, so every shopper is answered as a new user of the bundle would be. `noop-closed` does the same
+against a no-op peer: a minimal FastAPI app with the same route and query parameters that returns a fixed answer of
+the same shape (10 cards), under uvicorn with the same workers, loop (uvloop) and HTTP parser (httptools) as
+`aisle serve`, started after Aisle is stopped; with both phases the ratio Aisle / no-op is printed. The closed-loop
+client is an asyncio Protocol over raw sockets (~30 us of CPU per request) but it shares the machine's cores with
+the server: its CPU share is reported, and it weighs more on the faster peer. Beside requests/s each closed loop
+reports the workers' CPU milliseconds per request, which moves less than requests/s when other jobs share the
+cores. Its connections are opened one by one (at once, one worker may accept them all).
+
+    .venv/bin/python benchmarks/load.py --bundle BUNDLE --workers 2 --phases closed,noop-closed
 """
 
 from __future__ import annotations
@@ -32,9 +46,12 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from fastapi import Query  # the no-op peer's parameters: its annotations are resolved in this module
+
+import machine
 
 
 def free_port() -> int:
@@ -113,6 +130,154 @@ class Observed:
         return {**result, "server_p99_ms_at_most": self.server_p99, "cpu_cores": self.cores}
 
 
+class _ClosedConn(asyncio.Protocol):
+    """One keep-alive connection of the closed loop: the next request leaves as soon as the previous answer is
+    complete (status line, headers, Content-Length body), until `deadline`."""
+
+    def __init__(self, loop: ClosedLoop) -> None:
+        self.loop, self.buf, self.sent = loop, b"", 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.send()
+
+    def send(self) -> None:
+        if time.perf_counter() >= self.loop.deadline:
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self.sent = time.perf_counter()
+        self.transport.write(self.loop.next_request())  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        at = self.buf.lower().find(b"content-length:", 0, end)
+        length = int(self.buf[at + 15:self.buf.find(b"\r\n", at)]) if at >= 0 else 0
+        if len(self.buf) < end + 4 + length:
+            return
+        status = int(self.buf[9:12])
+        self.buf = self.buf[end + 4 + length:]
+        self.loop.record(time.perf_counter() - self.sent, status)
+        self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.loop.closed(self, exc)
+
+
+class ClosedLoop:
+    """`connections` connections, each with one request in flight at any time: `warmup` seconds, then `seconds`
+    measured, the most the server answers (with the client on the same machine). Requests are prebuilt bytes,
+    drawn in a fixed random order. The connections are opened one after the other: opened at once, they all
+    queue on the listening socket and the first worker to wake up accepts them all (seen: one worker with all 32
+    connections and the other idle), so the throughput would depend on that race."""
+
+    def __init__(self, port: int, requests: list[bytes], connections: int, warmup: float, seconds: float) -> None:
+        self.port, self.requests, self.connections = port, requests, connections
+        self.warmup, self.seconds = warmup, seconds
+        self.i, self.lat, self.errors = 0, [], 0
+        self.start = self.deadline = float("inf")
+        self.statuses: dict[int, int] = {}
+        self.open: set[_ClosedConn] = set()
+        self.done: asyncio.Future[None] | None = None
+        self.measuring = asyncio.Event()
+
+    def next_request(self) -> bytes:
+        self.i += 1
+        return self.requests[self.i % len(self.requests)]
+
+    def record(self, seconds: float, status: int) -> None:
+        now = time.perf_counter()
+        if not self.start <= now < self.deadline:
+            return
+        self.lat.append(seconds)
+        if status != 200:
+            self.errors += 1
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def closed(self, conn: _ClosedConn, exc: Exception | None) -> None:
+        self.open.discard(conn)
+        if time.perf_counter() < self.deadline:  # the server dropped it: an error, and a new connection
+            self.errors += 1
+            asyncio.get_running_loop().create_task(self._connect())
+        elif not self.open and self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    async def _connect(self) -> None:
+        _, conn = await asyncio.get_running_loop().create_connection(lambda: _ClosedConn(self), "127.0.0.1",
+                                                                     self.port)
+        self.open.add(conn)
+
+    async def run(self) -> dict[str, Any]:
+        self.done = asyncio.get_running_loop().create_future()
+        for _ in range(self.connections):
+            await self._connect()
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(self.warmup)
+        self.start = time.perf_counter()
+        self.deadline = self.start + self.seconds
+        self.measuring.set()
+        await asyncio.wait_for(self.done, self.seconds + 30)
+        lat = np.array(self.lat) * 1000
+        out = {"connections": self.connections, "seconds": self.seconds, "requests": len(lat),
+               "achieved_rate": round(len(lat) / self.seconds, 1), "errors": self.errors,
+               "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+               "max_ms": round(float(lat.max()), 2), "load_average": os.getloadavg()[0]}
+        if self.statuses:
+            out["statuses"] = self.statuses
+        return out
+
+
+async def closed_loop(port: int, parts: dict[str, list[int]], users: list[str], args: argparse.Namespace,
+                      route: str) -> dict[str, Any]:
+    """Warm up for 2 s, then the measured closed loop; the server's and the client's CPU cores beside it."""
+    rng = random.Random(args.seed)
+    requests = [f"GET /users/{urllib.parse.quote(u)}/recommendations?k=10 HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+                for u in (rng.choice(users) for _ in range(20_000))]
+    cl = ClosedLoop(port, requests, args.closed_connections, 2.0, args.closed_seconds)
+    task = asyncio.create_task(cl.run())
+    await cl.measuring.wait()
+    print(f"closed loop on port {port}: measuring for {args.closed_seconds:g} s", file=sys.stderr, flush=True)
+    with Observed(parts, port, route) as seen:
+        out = await task
+    out = seen.into(out)
+    # what a request cost the server's workers: on a shared machine steadier than requests/s
+    workers = sum(v for k, v in out["cpu_cores"].items() if k.startswith("worker"))
+    out["worker_cpu_ms_per_request"] = round(1000 * workers / out["achieved_rate"], 3)
+    return out
+
+
+def noop_app() -> Any:
+    """The no-op peer of `aisle serve` (`--phases noop-closed`): the recommendations route with the same path and
+    query parameters (validated the same way), no middleware and no state, answering a fixed list of 10 cards of
+    the same shape as Aisle's, serialized per request with orjson as Aisle's read routes do."""
+    import orjson
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    app = FastAPI()
+    cards = [{"item_id": f"i{n}", "title": f"Item {n}", "brand": "Brand", "price": 10.0 + n, "currency": "EUR",
+              "category": ["Home", "Kitchen"], "available": True, "score": 1.0 / (n + 1),
+              "explanation": {"type": "personal", "text": "Popular with shoppers like you"}} for n in range(10)]
+
+    @app.get("/users/{user_id}/recommendations")
+    async def recommendations(user_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10,
+                              category: Annotated[list[str] | None, Query()] = None,
+                              brand: Annotated[list[str] | None, Query()] = None,
+                              price_min: Annotated[float | None, Query(ge=0)] = None,
+                              price_max: Annotated[float | None, Query(ge=0)] = None,
+                              context_item: Annotated[str | None, Query()] = None,
+                              exclude: Annotated[list[str] | None, Query()] = None) -> Response:
+        body = {"items": cards[:k], "took_ms": 0.0, "model_version": "noop", "history_length": 0, "live_events": 0,
+                "user_id": user_id, "known_user": True}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return app
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -184,13 +349,17 @@ async def run(args: argparse.Namespace, port: int, parts: dict[str, list[int]]) 
     items = json.loads((bundle / "items.json").read_text())
     rng = random.Random(args.seed)
     queries = _logged_queries(args.queries, args.seed) if args.queries else []
-    pool = Pool(port, args.connections)
-    await pool.open()
     results: dict[str, Any] = {}
     # ~50,000 objects the collector tracks (imports, the id lists): frozen, a full collection of the client's heap
     # (17-55 ms measured) no longer stalls every request in flight (the server does the same with its bundle)
     gc.collect()
     gc.freeze()
+    if "closed" in args.phases:  # first: before `recs` posts events, every shopper is as the bundle knows them
+        results["closed"] = await closed_loop(port, parts, users, args, "/users/{user_id}/recommendations")
+    if not {"recs", "search", "search-distinct"} & set(args.phases):
+        return results
+    pool = Pool(port, args.connections)
+    await pool.open()
 
     def rec(_i: int) -> tuple[str, str, bytes]:
         return "GET", f"/users/{urllib.parse.quote(rng.choice(users))}/recommendations?k=10", b""
@@ -285,23 +454,8 @@ def _logged_queries(spec: str, seed: int) -> list[str]:
     return q.sample(min(len(q), 20_000), seed=seed).to_list()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundle", required=True)
-    ap.add_argument("--queries", help="Data source whose search log gives the queries, e.g. aisle:DIR.")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--state", default="redis", help="'redis' (start one), 'memory', or a redis:// URL.")
-    ap.add_argument("--rec-rate", type=float, default=500)
-    ap.add_argument("--event-rate", type=float, default=20)
-    ap.add_argument("--search-rate", type=float, default=200)
-    ap.add_argument("--distinct-rate", type=float, default=50)
-    ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--phases", default="recs,search,search-distinct")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="Write the results as JSON here.")
-    args = ap.parse_args()
-    args.phases = args.phases.split(",")
+def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
+    """Start redis-server (unless --state says otherwise) and `aisle serve`, run the Aisle phases, stop both."""
     procs: list[subprocess.Popen] = []
     state = args.state
     try:
@@ -327,20 +481,99 @@ def main() -> None:
             parts["redis"] = [procs[0].pid]
         import uvloop  # what the server's workers run on; it halves the client's own CPU per request
 
-        results = uvloop.run(run(args, port, parts))
+        return uvloop.run(run(args, port, parts))
     finally:
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+
+
+def _serve_noop(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the no-op peer (`noop_app`) as `aisle serve` runs uvicorn, run the closed loop on it, stop it."""
+    import httpx
+    import uvloop
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "load:noop_app", "--factory", "--app-dir",
+                             str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(args.workers), "--loop", "uvloop", "--http", "httptools",
+                             "--log-level", "warning", "--no-access-log"], stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/users/u/recommendations"
+    try:
+        t0 = time.time()
+        while True:
+            if time.time() - t0 > 120 or proc.poll() is not None:
+                raise SystemExit("the no-op peer did not become ready")
+            try:
+                if (len(_children(proc.pid)) >= args.workers
+                        and httpx.get(url, timeout=5).status_code == 200):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        time.sleep(3)  # the second worker's imports
+        parts = {"supervisor": [proc.pid], "worker": _children(proc.pid)}
+        users = json.loads((Path(args.bundle) / "users.json").read_text())
+        gc.collect()
+        gc.freeze()
+        return uvloop.run(closed_loop(port, parts, users, args, "/users/{user_id}/recommendations"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--queries", help="Data source whose search log gives the queries, e.g. aisle:DIR.")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--state", default="redis", help="'redis' (start one), 'memory', or a redis:// URL.")
+    ap.add_argument("--rec-rate", type=float, default=500)
+    ap.add_argument("--event-rate", type=float, default=20)
+    ap.add_argument("--search-rate", type=float, default=200)
+    ap.add_argument("--distinct-rate", type=float, default=50)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--closed-connections", type=int, default=32)
+    ap.add_argument("--closed-seconds", type=float, default=20)
+    ap.add_argument("--phases", default="recs,search,search-distinct",
+                    help="Comma-separated: recs, search, search-distinct, closed, noop-closed.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="Write the results as JSON here.")
+    args = ap.parse_args()
+    args.phases = args.phases.split(",")
+    unknown = set(args.phases) - {"recs", "search", "search-distinct", "closed", "noop-closed"}
+    if unknown:
+        raise SystemExit(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    results: dict[str, Any] = {}
+    if set(args.phases) - {"noop-closed"}:
+        results.update(_serve_aisle(args))
+    if "noop-closed" in args.phases:  # after Aisle is stopped: the peer has the machine as Aisle had it
+        results["noop_closed"] = _serve_noop(args)
     meta = {"bundle": args.bundle, "workers": args.workers, "state": args.state, "cpus": os.cpu_count(),
-            "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds}
-    report = {"meta": meta, "results": results}
-    print(f"{'phase':<18}{'target/s':>9}{'got/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'errors':>7}{'cached':>7}{'load':>6}{'handler p99/max':>17}{'server p99 <=':>15}  CPU cores used")
+            "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds,
+            "machine": machine.describe()}
+    closed = {k: results.pop(k) for k in ("closed", "noop_closed") if k in results}
+    if {"closed", "noop_closed"} <= set(closed):
+        meta["closed_ratio"] = round(closed["closed"]["achieved_rate"] / closed["noop_closed"]["achieved_rate"], 3)
+    report = {"meta": meta, "results": {**closed, **results}}
+    if results:
+        print(f"{'phase':<18}{'target/s':>9}{'got/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+              f"{'errors':>7}{'cached':>7}{'load':>6}{'handler p99/max':>17}{'server p99 <=':>15}  CPU cores used")
     for name, r in results.items():
         print(f"{name:<18}{r['target_rate']:>9.0f}{r['achieved_rate']:>8.1f}{r['p50_ms']:>8.1f}{r['p95_ms']:>8.1f}"
               f"{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}{r['errors']:>7}{r.get('flag_share', ''):>7}"
               f"{r['load_average']:>6.2f}{_handler(r):>17}{r.get('server_p99_ms_at_most') or '':>15}  {_cpu(r)}")
+    if closed:
+        print(f"{'closed loop':<18}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
+              f"{'load':>6}{'worker CPU ms/req':>18}  CPU cores used")
+    for name, r in closed.items():
+        print(f"{name:<18}{r['connections']:>6}{r['achieved_rate']:>9.1f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+              f"{r['max_ms']:>8.1f}{r['errors']:>7}{r['load_average']:>6.2f}{r['worker_cpu_ms_per_request']:>18.3f}"
+              f"  {_cpu(r)}")
+    if "closed_ratio" in meta:
+        print(f"Aisle / no-op closed-loop throughput: {meta['closed_ratio']:.1%}")
+    print(f"machine: {meta['machine']}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

@@ -36,10 +36,17 @@ class Metrics:
         self._window: deque[tuple[float, str, float, int]] = deque()
         self._events: deque[tuple[float, int]] = deque()
         self._version: str | None = None
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # the labelled children, looked up once per (route, method, status): `labels()` validates and locks
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
         now = time.time()
         self._window.append((now, route, seconds * 1000.0, status))
         while self._window and self._window[0][0] < now - WINDOW_S:

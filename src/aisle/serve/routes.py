@@ -67,12 +67,14 @@ def _k(svc: Services, k: int) -> int:
 
 
 @router.get("/users/{user_id}/recommendations", tags=["recommendations"], responses=responses(*READ))
-async def recommendations(user_id: str, svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
-                          price_min: PriceMin = None, price_max: PriceMax = None,
+async def recommendations(user_id: str, request: Request, k: K = 10, category: Categories = None,
+                          brand: Brands = None, price_min: PriceMin = None, price_max: PriceMax = None,
                           context_item: Annotated[str | None, Query(description="The item on screen now.")] = None,
                           exclude: Annotated[list[str] | None, Query(description="Item ids not to show.")] = None,
                           ) -> Response:
     """Recommended for you: the pipeline on the shopper's history plus everything they did since."""
+    # the services straight from the app, not through `Svc`: a sub-dependency FastAPI solves on every request
+    svc: Services = request.app.state.services
     k = _k(svc, k)
     f = _filters(category, brand, price_min, price_max)
     live, erased = await svc.state.history(user_id)

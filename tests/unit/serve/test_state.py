@@ -67,3 +67,24 @@ def test_memory_state() -> None:
 
 def test_redis_state(redis_url: str) -> None:
     _run(lambda: _contract(RedisState(redis_url, history_length=4, prefix="t1:")))
+
+
+async def _pipelined_reads(state: RedisState) -> None:
+    await state.append({f"p{i}": [(f"i{i}", "view", i)] for i in range(50)})
+    await state.erase("p7")
+    reads = await asyncio.gather(*(state.history(f"p{i % 60}") for i in range(300)))
+    for i, (events, erased) in enumerate(reads):  # each request got its own replies, in order
+        u = i % 60
+        assert erased == (u == 7)
+        assert events == ([(f"i{u}", "view", u)] if u < 50 and u != 7 else [])
+    assert state._reader is not None
+    state._reader.close()  # the read connection dropped: the next read opens another
+    assert await state.history("p3") == ([("i3", "view", 3)], False)
+    state._where = {**state._where, "port": 1}  # and when it cannot be opened, redis-py answers
+    state._reader.close()
+    assert await state.history("p4") == ([("i4", "view", 4)], False)
+    await state.close()
+
+
+def test_redis_history_reads_are_pipelined_and_fail_over(redis_url: str) -> None:
+    _run(lambda: _pipelined_reads(RedisState(redis_url, prefix="t2:")))
