@@ -69,6 +69,7 @@ class Selected:
     rows: np.ndarray
     scores: np.ndarray
     pinned: np.ndarray  # bool per row
+    positions: np.ndarray  # where each row was in the candidates given (-1 for a pin), to read their other columns
 
 
 def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: dict[str, int]) -> np.ndarray:
@@ -92,36 +93,35 @@ def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttr
     """The final `k` of ranked candidates `rows` (item indices, any order) under `rules` (see module docstring)."""
     rows = np.asarray(rows, np.int64)
     scores = np.asarray(scores, np.float64)
-    keep = ~np.isin(rows, np.asarray(exclude, np.int64))
+    excluded = np.zeros(len(attrs), bool)  # a mask over the catalog: cheaper than np.isin on every request
+    excluded[np.asarray(exclude, np.int64)] = True
+    keep = ~excluded[rows]
     if rules.only_available:
         keep &= attrs.available[rows]
     if filters is not None and not filters.is_empty():
         keep &= attrs.passes(rows, filters)
+    positions = np.flatnonzero(keep)
     rows, scores = rows[keep], scores[keep]
     span = float(scores.max() - scores.min()) if len(scores) > 1 else 1.0
     span = span or 1.0
     if rules.boost_items or rules.boost_brands or rules.boost_categories:
         scores = scores + span * _boosts(rows, attrs, rules, index)
     pins = [(index[p.item_id], p.position) for p in rules.pins if p.item_id in index]
-    pinned_rows = np.array([r for r, _ in pins], np.int64)
-    free = ~np.isin(rows, pinned_rows)
-    rows, scores = rows[free], scores[free]
+    if pins:
+        free = ~np.isin(rows, np.array([r for r, _ in pins], np.int64))
+        rows, scores, positions = rows[free], scores[free], positions[free]
     picked = _greedy(rows, scores, k, attrs, rules, span)
-    out_rows, out_scores = list(rows[picked]), list(scores[picked])
-    flags = [False] * len(out_rows)
-    top = max(out_scores) if out_scores else 0.0
-    for r, pos in sorted(pins, key=lambda p: p[1]):
-        ok = np.isin([r], np.asarray(exclude, np.int64), invert=True)[0] and (
-            not rules.only_available or bool(attrs.available[r])) and (
-            filters is None or filters.is_empty() or bool(attrs.passes(np.array([r]), filters)[0]))
-        if ok and pos <= k:
-            at = min(pos - 1, len(out_rows))
-            out_rows.insert(at, r)
-            out_scores.insert(at, top)
-            flags.insert(at, True)
-    n = min(k, len(out_rows))
-    return Selected(np.asarray(out_rows[:n], np.int64), np.asarray(out_scores[:n], np.float64),
-                    np.asarray(flags[:n], bool))
+    chosen = [(int(r), float(v), False, int(p)) for r, v, p in zip(rows[picked], scores[picked], positions[picked],
+                                                                    strict=True)]
+    top = max((c[1] for c in chosen), default=0.0)
+    for row, position in sorted(pins, key=lambda p: p[1]):
+        allowed = not excluded[row] and (not rules.only_available or bool(attrs.available[row])) and (
+            filters is None or filters.is_empty() or bool(attrs.passes(np.array([row]), filters)[0]))
+        if allowed and position <= k:
+            chosen.insert(min(position - 1, len(chosen)), (row, top, True, -1))
+    chosen = chosen[:k]
+    return Selected(np.array([c[0] for c in chosen], np.int64), np.array([c[1] for c in chosen], np.float64),
+                    np.array([c[2] for c in chosen], bool), np.array([c[3] for c in chosen], np.int64))
 
 
 def _greedy(rows: np.ndarray, scores: np.ndarray, k: int, attrs: ItemAttributes, rules: RulesConfig,

@@ -146,10 +146,7 @@ class Runtime:
         scores = pipe.rank(cands)
         chosen = self._rules(cands.item, scores, k, excluded, query.filters)
         chosen = self._expose_new(chosen, cands.item, scores, k, excluded, query.filters)
-        at = {int(i): j for j, i in enumerate(cands.item)}
-        return [self._card_of(int(row), float(score), pinned, at.get(int(row)), cands.best_source, cands.anchor,
-                              query)
-                for row, score, pinned in zip(chosen.rows, chosen.scores, chosen.pinned, strict=True)]
+        return self._cards(chosen, cands.best_source, cands.anchor, query)
 
     def _from_bundle(self, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]] | None:
         """A known shopper with nothing new since the bundle: their ranked list from the bundle, under the rules.
@@ -164,17 +161,19 @@ class Runtime:
         chosen = self._rules(items[ok], ranked["scores"][user][ok], k, excluded, query.filters)
         if len(chosen.rows) < k:
             return None
-        at = {int(i): j for j, i in enumerate(items[ok])}
-        sources, anchors = ranked["source"][user][ok], ranked["anchor"][user][ok]
-        return [self._card_of(int(row), float(score), pinned, at.get(int(row)), sources, anchors, query)
-                for row, score, pinned in zip(chosen.rows, chosen.scores, chosen.pinned, strict=True)]
+        return self._cards(chosen, ranked["source"][user][ok], ranked["anchor"][user][ok], query)
 
-    def _card_of(self, row: int, score: float, pinned: bool, at: int | None, sources: np.ndarray,
-                 anchors: np.ndarray, query: Query) -> dict[str, Any]:
-        """The card of a chosen item with the explanation of the source that ranked it best."""
-        if pinned or at is None:
-            return self.card(row, score, _PINNED)
-        return self.card(row, score, self._explain(row, int(sources[at]), int(anchors[at]), query))
+    def _cards(self, chosen: Selected, sources: np.ndarray, anchors: np.ndarray, query: Query
+               ) -> list[dict[str, Any]]:
+        """The cards of the chosen items, each explained by the source that ranked it best (`sources[i]`, with its
+        anchor `anchors[i]`, for the candidate at position i)."""
+        out = []
+        for row, score, position in zip(chosen.rows.tolist(), chosen.scores.tolist(), chosen.positions.tolist(),
+                                        strict=True):
+            why = _PINNED if position < 0 else self._explain(row, int(sources[position]), int(anchors[position]),
+                                                             query)
+            out.append(self.card(row, score, why))
+        return out
 
     def _explain(self, row: int, source: int, anchor: int, query: Query) -> dict[str, Any]:
         assert self.pipeline is not None
@@ -203,7 +202,9 @@ class Runtime:
         at = min(slot, k, len(chosen.rows) + 1) - 1
         rows = np.insert(chosen.rows, at, best.rows[0])[:k]
         shown = np.insert(chosen.scores, at, chosen.scores[at] if at < len(chosen.scores) else best.scores[0])[:k]
-        return Selected(rows, shown, np.insert(chosen.pinned, at, False)[:k])
+        position = np.flatnonzero(new)[best.positions[0]]
+        return Selected(rows, shown, np.insert(chosen.pinned, at, False)[:k],
+                        np.insert(chosen.positions, at, position)[:k])
 
     def _precomputed_lists(self, query: Query) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
         """The bundle's per-user lists for a known user, unless the catalog is small enough (or indexed) to score
