@@ -12,7 +12,6 @@ id would cost about a fifth of bulk-insert time).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import duckdb
 import polars as pl
 
 from aisle.data.readers.base import Dataset
-from aisle.data.validation import RejectLog
+from aisle.store.base import Appended, StoreBackend, StoreStats
 from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
 DEFAULT_DB = Path("aisle-data") / "aisle.duckdb"
@@ -45,46 +44,7 @@ _NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(it
 _KEY = f"coalesce(event_id, {_NATURAL})"
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """Result of an append: rows offered, rows new to the store, and rows already there (or repeated)."""
-
-    offered: int
-    inserted: int
-
-    @property
-    def duplicates(self) -> int:
-        return self.offered - self.inserted
-
-
-@dataclass(frozen=True, slots=True)
-class StoreStats:
-    users: int
-    items: int
-    catalog_items: int
-    events: int
-    events_by_type: dict[str, int]
-    first_event: Any
-    last_event: Any
-    interactions: int
-    """Distinct (user, item) pairs: the non-zeros of the interaction matrix."""
-
-    @property
-    def density(self) -> float:
-        cells = self.users * self.items
-        return self.interactions / cells if cells else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "users": self.users, "items": self.items, "catalog_items": self.catalog_items, "events": self.events,
-            "events_by_type": self.events_by_type,
-            "first_event": self.first_event.isoformat() if self.first_event else None,
-            "last_event": self.last_event.isoformat() if self.last_event else None,
-            "interactions": self.interactions, "density": self.density,
-        }
-
-
-class Store:
+class Store(StoreBackend):
     """Catalog, users and events in one DuckDB file (or `:memory:`). Use as a context manager."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False) -> None:
@@ -99,6 +59,10 @@ class Store:
         if not read_only:
             self.con.execute(_DDL)
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
 
     def close(self) -> None:
         self.con.close()
@@ -211,23 +175,9 @@ class Store:
     def users(self) -> pl.DataFrame:
         return conform(self.con.sql("SELECT * FROM users ORDER BY user_id").pl(), USER_SCHEMA)
 
-    def read_dataset(self, *, log: RejectLog | None = None) -> Dataset:
-        """The whole store as a `Dataset` (items, users, events in the canonical schemas): what `aisle train
-        store:PATH` and `aisle evaluate store:PATH` learn from.
-
-        Rows were validated when they were stored, so nothing is rejected here; every row is counted as seen so
-        the reader's accounting (loaded + rejected = total) holds. This is the one read path from a store to
-        training, so another backend (PostgreSQL) only has to implement it.
-        """
-        log = log or RejectLog()
-        data = Dataset(name=Path(self.path).stem, log=log, items=self.items(), users=self.users(),
-                       events=self.events())
-        for table in ("items", "users", "events"):
-            log.seen(table, data.loaded(table))
-        return data
-
     def export_parquet(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write items/users/events.parquet (the `aisle` folder format, readable by `aisle:DIR`)."""
+        """Write items/users/events.parquet (the `aisle` folder format, readable by `aisle:DIR`), by DuckDB's own
+        Parquet writer."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         queries = {

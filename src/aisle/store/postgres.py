@@ -1,0 +1,301 @@
+"""The PostgreSQL store: catalog, users and the event log in a PostgreSQL database that every process and host
+can reach (`aisle ingest --db postgresql://...`, `aisle serve --store postgresql://...`, `store:postgresql://...`).
+
+Same tables and semantics as the DuckDB store (`aisle.store.embedded`), so the two are interchangeable behind
+`aisle.store.StoreBackend`. What differs is how identity is kept: DuckDB anti-joins each batch against the
+stored keys (one writer process holds the file), while here a unique index on the event key makes appends
+idempotent even with many concurrent writers: a batch is `COPY`ed into a per-connection staging table, then
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING` keeps only keys neither stored nor repeated earlier in the batch.
+Two writers racing on the same key both wait on the index, and exactly one row is stored.
+
+The event key is the one DuckDB uses: the event_id, else the natural key
+user|item|type|timestamp-in-microseconds|query. As in DuckDB the natural key is stored only for events without an
+id, and the unique index is on the expression coalesce(event_id, natural_key): ids and natural keys share one key
+space, exactly as in the DuckDB store. Id columns use the "C" collation, so reads come back in the same byte
+order as from DuckDB.
+
+Bulk data never goes through Python rows: writes are CSV produced by Polars and streamed by `COPY FROM STDIN`;
+reads are `COPY (SELECT ...) TO STDOUT` parsed by Polars. Connections come from a psycopg_pool pool (several
+threads of a server may use one store). The schema is created on first use, under an advisory lock so several
+processes opening a new database at once do not race; its version is kept in `meta` as in DuckDB.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from aisle.data.readers.base import Dataset
+from aisle.store.base import Appended, StoreBackend, StoreStats, describe
+from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
+
+SCHEMA_VERSION = "1"
+_LOCK_ID = 0x61_69_73_6C_65  # "aisle": the advisory lock that serialises schema creation
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT COLLATE "C" PRIMARY KEY, title TEXT, description TEXT, brand TEXT, categories TEXT[],
+    price DOUBLE PRECISION, currency TEXT, available BOOLEAN, attributes TEXT, created_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS users (user_id TEXT COLLATE "C" PRIMARY KEY, attributes TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    natural_key TEXT COLLATE "C", event_id TEXT COLLATE "C", user_id TEXT COLLATE "C" NOT NULL,
+    item_id TEXT COLLATE "C", event_type TEXT NOT NULL, "timestamp" TIMESTAMPTZ NOT NULL, session_id TEXT,
+    value DOUBLE PRECISION, query TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events ((coalesce(event_id, natural_key)));
+CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
+"""
+
+# per-connection staging tables, emptied at every commit
+_STAGE = {
+    "events": """CREATE TEMP TABLE IF NOT EXISTS _stage_events (
+        event_id TEXT COLLATE "C", user_id TEXT COLLATE "C", item_id TEXT COLLATE "C", event_type TEXT,
+        "timestamp" TIMESTAMPTZ, session_id TEXT, value DOUBLE PRECISION, query TEXT) ON COMMIT DELETE ROWS""",
+    "items": """CREATE TEMP TABLE IF NOT EXISTS _stage_items (
+        item_id TEXT COLLATE "C", title TEXT, description TEXT, brand TEXT, categories TEXT, price DOUBLE PRECISION,
+        currency TEXT, available BOOLEAN, attributes TEXT, created_at TIMESTAMPTZ) ON COMMIT DELETE ROWS""",
+    "users": """CREATE TEMP TABLE IF NOT EXISTS _stage_users (user_id TEXT COLLATE "C", attributes TEXT)
+        ON COMMIT DELETE ROWS""",
+}
+
+_EVENT_COLS = ", ".join(f'"{c}"' for c in EVENT_SCHEMA)
+_EPOCH_US = "(extract(epoch FROM {0}) * 1000000)::bigint"
+_TS_US = _EPOCH_US.format('"timestamp"')
+_FIRST_US, _LAST_US = _EPOCH_US.format('min("timestamp")'), _EPOCH_US.format('max("timestamp")')
+_NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(item_id, ''), event_type, "
+            f"{_TS_US}::text, coalesce(query, '')) END")
+_INSERT_EVENTS = f"""
+    INSERT INTO events (natural_key, {_EVENT_COLS})
+    SELECT {_NATURAL}, {_EVENT_COLS} FROM _stage_events
+    ON CONFLICT ((coalesce(event_id, natural_key))) DO NOTHING
+"""
+_ITEM_SET = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ITEM_SCHEMA if c != "item_id")
+_UPSERT_ITEMS = f"""
+    INSERT INTO items ({", ".join(f'"{c}"' for c in ITEM_SCHEMA)})
+    SELECT item_id, title, description, brand,
+           CASE WHEN json_typeof(categories::json -> 'c') = 'array' THEN
+               ARRAY(SELECT e FROM json_array_elements_text(categories::json -> 'c') WITH ORDINALITY AS x(e, n)
+                     ORDER BY n) END,
+           price, currency, available, attributes, created_at
+    FROM _stage_items
+    ON CONFLICT (item_id) DO UPDATE SET {_ITEM_SET}
+"""
+_UPSERT_USERS = """
+    INSERT INTO users (user_id, attributes) SELECT user_id, attributes FROM _stage_users
+    ON CONFLICT (user_id) DO UPDATE SET attributes = EXCLUDED.attributes
+"""
+_COPY_ROWS = 200_000  # rows per CSV chunk streamed into COPY (bounds the client's memory, not the batch)
+
+
+def _csv_times(frame: pl.DataFrame, *cols: str) -> pl.DataFrame:
+    """Timestamps as ISO text with an explicit UTC zone: exact to the microsecond whatever the session zone."""
+    return frame.with_columns(pl.col(c).dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ") for c in cols)
+
+
+def _to_csv(frame: pl.DataFrame) -> Iterator[bytes]:
+    """CSV for `COPY ... (FORMAT csv)`: a null is an empty field, an empty string a quoted "" (as PostgreSQL reads
+    them); every string is quoted, so no value can be taken for COPY's end-of-data marker."""
+    for start in range(0, max(frame.height, 1), _COPY_ROWS):
+        buf = io.BytesIO()
+        frame.slice(start, _COPY_ROWS).write_csv(buf, include_header=False, quote_style="non_numeric")
+        yield buf.getvalue()
+
+
+def _from_epoch_us(value: int | None) -> datetime | None:
+    return None if value is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))
+
+
+class PostgresStore(StoreBackend):
+    """Catalog, users and events in a PostgreSQL database. Use as a context manager (closes the pool)."""
+
+    def __init__(self, url: str, *, read_only: bool = False, pool_size: int = 4, connect_timeout: float = 10.0
+                 ) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+        from psycopg_pool import ConnectionPool
+
+        self.url = url
+        self.path = describe(url)  # what messages show: the URL without its password
+        self.read_only = read_only
+        self.name = str(conninfo_to_dict(url).get("dbname") or "postgres")
+        # one plain connection first: a wrong URL or a server that is down fails here with the driver's reason
+        # (a pool would only time out), and the schema is created or checked before any pooled work
+        with psycopg.connect(url, connect_timeout=int(connect_timeout)) as con:
+            self._prepare(con)
+
+        def configure(con: Any) -> None:
+            con.read_only = read_only
+
+        self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), configure=configure, open=True,
+                                    timeout=connect_timeout, name="aisle-store")
+
+    def _prepare(self, con: Any) -> None:
+        if self.read_only:
+            found = con.execute("SELECT to_regclass('events') IS NOT NULL AND to_regclass('meta') IS NOT NULL"
+                                ).fetchone()[0]
+            if not found:
+                raise FileNotFoundError(f"{self.path}: no Aisle store here (create one with `aisle ingest --db "
+                                        f"{self.path} ...`)")
+        else:
+            with con.transaction():
+                con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
+                con.execute(_DDL)
+                stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if stored is None:
+                    con.execute("INSERT INTO meta VALUES ('schema_version', %s)", [SCHEMA_VERSION])
+        stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if stored is not None and stored[0] != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: store schema version {stored[0]}; this Aisle reads and writes "
+                               f"version {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """A pooled connection inside one transaction (committed on success, rolled back on an error)."""
+        with self._pool.connection() as con:
+            yield con
+
+    # ---- writes -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _copy(cur: Any, table: str, frame: pl.DataFrame) -> None:
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+            for chunk in _to_csv(frame):
+                copy.write(chunk)
+
+    def _append(self, cur: Any, events: pl.DataFrame) -> int:
+        """COPY one batch into the staging table, insert the keys not stored yet; returns the rows inserted."""
+        cur.execute(_STAGE["events"])
+        cur.execute("TRUNCATE _stage_events")
+        self._copy(cur, "_stage_events", _csv_times(events, "timestamp"))
+        cur.execute(_INSERT_EVENTS)
+        return max(cur.rowcount, 0)
+
+    def append_events(self, events: pl.DataFrame) -> Appended:
+        batch = conform(events, EVENT_SCHEMA)
+        if batch.is_empty():
+            return Appended(0, 0)
+        with self._tx() as con, con.cursor() as cur:
+            inserted = self._append(cur, batch)
+        return Appended(offered=batch.height, inserted=inserted)
+
+    def upsert_items(self, items: pl.DataFrame) -> int:
+        with self._tx() as con, con.cursor() as cur:
+            return self._upsert_items(cur, items)
+
+    def upsert_users(self, users: pl.DataFrame) -> int:
+        with self._tx() as con, con.cursor() as cur:
+            return self._upsert_users(cur, users)
+
+    def _upsert_items(self, cur: Any, items: pl.DataFrame) -> int:
+        frame = conform(items, ITEM_SCHEMA).unique(subset=["item_id"], keep="last", maintain_order=True)
+        if frame.is_empty():
+            return 0
+        # a list column has no CSV form: send it as JSON ({"c": [...]} keeps null apart from [])
+        staged = _csv_times(frame, "created_at").with_columns(
+            pl.struct(c=pl.col("categories")).struct.json_encode().alias("categories"))
+        cur.execute(_STAGE["items"])
+        cur.execute("TRUNCATE _stage_items")
+        self._copy(cur, "_stage_items", staged)
+        cur.execute(_UPSERT_ITEMS)
+        return frame.height
+
+    def _upsert_users(self, cur: Any, users: pl.DataFrame) -> int:
+        frame = conform(users, USER_SCHEMA).unique(subset=["user_id"], keep="last", maintain_order=True)
+        if frame.is_empty():
+            return 0
+        cur.execute(_STAGE["users"])
+        cur.execute("TRUNCATE _stage_users")
+        self._copy(cur, "_stage_users", frame)
+        cur.execute(_UPSERT_USERS)
+        return frame.height
+
+    def ingest(self, data: Dataset, *, progress: Callable[[int], None] | None = None,
+               batch_rows: int = 2_000_000) -> dict[str, Appended]:
+        """Items and users upserted, events appended batch by batch, all in one transaction: a failure stores
+        nothing. A repeat across batches is caught by the unique index like a repeat against stored events."""
+        events = conform(data.events, EVENT_SCHEMA)
+        with self._tx() as con, con.cursor() as cur:
+            out = {"items": Appended(data.items.height, self._upsert_items(cur, data.items)),
+                   "users": Appended(data.users.height, self._upsert_users(cur, data.users))}
+            inserted = 0
+            for start in range(0, events.height, batch_rows):
+                chunk = events.slice(start, batch_rows)
+                inserted += self._append(cur, chunk)
+                if progress:
+                    progress(chunk.height)
+        out["events"] = Appended(events.height, inserted)
+        return out
+
+    def delete_user(self, user_id: str) -> int:
+        with self._tx() as con:
+            n = con.execute("DELETE FROM events WHERE user_id = %s", [user_id]).rowcount
+            con.execute("DELETE FROM users WHERE user_id = %s", [user_id])
+        return int(n)
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    def _read(self, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """`COPY (sql) TO STDOUT` as CSV, parsed by Polars with `schema` (column names and types, in order)."""
+        buf = io.BytesIO()
+        with self._tx() as con, con.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+            for block in copy:
+                buf.write(block)
+        if not buf.tell():
+            return pl.DataFrame(schema=schema)
+        buf.seek(0)
+        return pl.read_csv(buf, has_header=False, schema=schema, quote_char='"')
+
+    def events(self) -> pl.DataFrame:
+        cols = [f'"{c}"' if c != "timestamp" else _EPOCH_US.format('"timestamp"') for c in EVENT_SCHEMA]
+        raw = self._read(f"SELECT {', '.join(cols)} FROM events ORDER BY user_id, \"timestamp\"",
+                         {**EVENT_SCHEMA, "timestamp": pl.Int64()})
+        return conform(raw.with_columns(pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC")), EVENT_SCHEMA)
+
+    def items(self) -> pl.DataFrame:
+        cols = {"categories": "array_to_json(categories)::text", "created_at": _EPOCH_US.format("created_at"),
+                "available": "available::int"}
+        sql = ", ".join(cols.get(c, f'"{c}"') for c in ITEM_SCHEMA)
+        raw = self._read(f"SELECT {sql} FROM items ORDER BY item_id",
+                         {**ITEM_SCHEMA, "categories": pl.String(), "available": pl.Int8(),
+                          "created_at": pl.Int64()})
+        return conform(raw.with_columns(
+            pl.col("categories").str.json_decode(pl.List(pl.String())),
+            pl.col("available").cast(pl.Boolean()),
+            pl.from_epoch("created_at", "us").dt.replace_time_zone("UTC")), ITEM_SCHEMA)
+
+    def users(self) -> pl.DataFrame:
+        return conform(self._read("SELECT user_id, attributes FROM users ORDER BY user_id", dict(USER_SCHEMA)),
+                       USER_SCHEMA)
+
+    def stats(self) -> StoreStats:
+        with self._tx() as con:
+            q = con.execute
+            by_type = {t: int(n) for t, n in q("SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC")}
+            first, last = q(f"SELECT {_FIRST_US}, {_LAST_US} FROM events").fetchone()
+            users = q("SELECT count(*) FROM (SELECT user_id FROM events UNION SELECT user_id FROM users) u"
+                      ).fetchone()[0]
+            items = q("""SELECT count(*) FROM (SELECT item_id FROM events WHERE item_id IS NOT NULL
+                         UNION SELECT item_id FROM items) i""").fetchone()[0]
+            pairs = q("""SELECT count(*) FROM (SELECT DISTINCT user_id, item_id FROM events
+                         WHERE item_id IS NOT NULL) p""").fetchone()[0]
+            catalog = q("SELECT count(*) FROM items").fetchone()[0]
+        return StoreStats(users=int(users), items=int(items), catalog_items=int(catalog), events=sum(by_type.values()),
+                          events_by_type=by_type, first_event=_from_epoch_us(first), last_event=_from_epoch_us(last),
+                          interactions=int(pairs))
+
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
