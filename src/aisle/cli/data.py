@@ -14,12 +14,24 @@ from rich.table import Table
 
 from aisle.data.readers import READERS, DataSpec, read_dataspec
 from aisle.data.validation import DataError
-from aisle.store import DEFAULT_DB, Store, StoreStats
+from aisle.store import DEFAULT_DB, StoreStats, describe, is_postgres_url, open_store
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # never break a file path across lines
 
-DbOption = Annotated[Path, typer.Option("--db", help="DuckDB store file (created if missing).")]
+DbOption = Annotated[str, typer.Option("--db", help="The store: a DuckDB file (created if missing) or a "
+                                        "postgresql://USER@HOST[:PORT]/DB URL (tables created on first use).")]
+
+
+def _store_errors(db: str | Path) -> tuple[type[BaseException], ...]:
+    """What opening or using the store `db` raises for a user's mistake (no store there, server unreachable):
+    errors to print in one line, not as a traceback."""
+    if not is_postgres_url(str(db)):
+        return (FileNotFoundError,)
+    import psycopg
+    import psycopg_pool
+
+    return (FileNotFoundError, psycopg.Error, psycopg_pool.PoolTimeout)
 
 
 def _progress() -> Progress:
@@ -51,7 +63,7 @@ def generate(
 
 def ingest(
     dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = str(DEFAULT_DB),
     on_error: Annotated[str, typer.Option("--on-error", help="fail: stop at the first bad row (exit 1); "
                                           "skip: load the good rows and write the bad ones to --rejects.")] = "fail",
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows (JSON lines) under skip; "
@@ -76,18 +88,23 @@ def ingest(
         raise typer.Exit(2) from None
     rejects_path = None
     if data.log.rejects:
-        rejects_path = rejects or Path(db).parent / f"rejects-{spec.format}-{spec.path.stem}.jsonl"
+        beside = Path() if is_postgres_url(str(db)) else Path(db).parent  # a server's store: the current folder
+        rejects_path = rejects or beside / f"rejects-{spec.format}-{spec.path.stem}.jsonl"
         data.log.write(rejects_path)
     t1 = time.perf_counter()
-    with Store(db) as store, _progress() as bar:
-        task = bar.add_task("Storing events", total=data.events.height)
-        appended = store.ingest(data, progress=lambda n: bar.advance(task, n))
-        totals = store.stats()
+    try:
+        with open_store(db) as store, _progress() as bar:
+            task = bar.add_task("Storing events", total=data.events.height)
+            appended = store.ingest(data, progress=lambda n: bar.advance(task, n))
+            totals = store.stats()
+    except _store_errors(db) as exc:
+        err.print(f"[red]error:[/] {describe(db)}: {exc}")
+        raise typer.Exit(2) from None
     write_s = time.perf_counter() - t1
     ev = data.events
     report: dict[str, Any] = {
         "source": str(spec),
-        "db": str(db),
+        "db": describe(db),
         "events": ev.height,
         "users": ev["user_id"].n_unique(),
         "items": ev["item_id"].drop_nulls().n_unique() if ev.height else data.items.height,
@@ -112,42 +129,43 @@ def ingest(
         if c["total"]:
             console.print(f"{t}: loaded {c['loaded']:,} + rejected {c['rejected']:,} = total {c['total']:,}")
     console.print(f"Source has {report['events']:,} events from {report['users']:,} users on {report['items']:,} "
-                  f"items; read {read_s:.1f}s, stored {write_s:.1f}s into {db}.")
+                  f"items; read {read_s:.1f}s, stored {write_s:.1f}s into {describe(db)}.")
     if rejects_path:
         console.print(f"[yellow]{len(data.log.rejects):,} rejected rows written to {rejects_path}[/]")
 
 
 def stats(
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = str(DEFAULT_DB),
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON on stdout.")] = False,
 ) -> None:
     """Users, items, events by type, time span and density of the store."""
     try:
-        with Store(db, read_only=True) as store:
+        with open_store(db, read_only=True) as store:
             s = store.stats()
-    except FileNotFoundError as exc:
+    except _store_errors(db) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(s.as_dict(), indent=2))
         return
-    console.print(stats_table(s, title=f"Store {db}"))
+    console.print(stats_table(s, title=f"Store {describe(db)}"))
 
 
 def export(
-    db: Annotated[Path, typer.Option("--db", help="DuckDB store file to export (opened read-only).")] = DEFAULT_DB,
+    db: Annotated[str, typer.Option("--db", help="The store to export (opened read-only): a DuckDB file or a "
+                                    "postgresql:// URL.")] = str(DEFAULT_DB),
     out: Annotated[Path, typer.Option("--out", help="Folder to write items/users/events.parquet into.")]
     = Path("aisle-export"),
 ) -> None:
     """Write the whole store as an `aisle:` Parquet folder (a backup, or data for another machine or tool)."""
     try:
-        with Store(db, read_only=True) as store:
+        with open_store(db, read_only=True) as store:
             paths = store.export_parquet(out)
             s = store.stats()
-    except FileNotFoundError as exc:
+    except _store_errors(db) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"Exported {db} ({s.catalog_items:,} catalog items, {s.events:,} events) to "
+    console.print(f"Exported {describe(db)} ({s.catalog_items:,} catalog items, {s.events:,} events) to "
                   f"{', '.join(p.name for p in paths.values())} in [bold]{out}[/]. Read it back with: "
                   f"[bold]aisle ingest aisle:{out}[/]")
 

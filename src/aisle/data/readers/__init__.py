@@ -15,7 +15,7 @@ from aisle.data.validation import DataError, OnError, RejectLog
 
 _MODULES: dict[str, str] = {
     "aisle": "native",  # Aisle's own Parquet folder (items/users/events.parquet), e.g. `aisle generate`
-    "store": "store",  # an Aisle store (DuckDB file written by `aisle ingest` / `aisle serve --store`)
+    "store": "store",  # an Aisle store: a DuckDB file or a postgresql:// URL (`aisle ingest --db`, `serve --store`)
     "s3rec": "s3rec",
     "movielens": "movielens",
     "ml1m-sasrec": "ml1m_sasrec",
@@ -42,6 +42,8 @@ def _lazy(fmt: str, module: str) -> Reader:
 
 
 READERS: dict[str, Reader] = {fmt: _lazy(fmt, mod) for fmt, mod in _MODULES.items()}
+URL_FORMATS = ("store",)
+"""Formats whose spec may be a server URL (`store:postgresql://...`) rather than a path."""
 
 
 def read_dataspec(spec: str | DataSpec, *, on_error: OnError = "fail") -> Dataset:
@@ -49,6 +51,13 @@ def read_dataspec(spec: str | DataSpec, *, on_error: OnError = "fail") -> Datase
     ds = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
     if ds.format not in READERS:
         raise ValueError(f"unknown data format {ds.format!r}; known: {', '.join(sorted(READERS))}")
+    if ds.url is not None:  # a server, not a file: only formats in URL_FORMATS read one (a store: nothing to reject)
+        if ds.format not in URL_FORMATS:
+            raise ValueError(f"the {ds.format!r} format reads a file, not a URL (from data spec {str(ds)!r}); "
+                             f"a URL is read by: {', '.join(URL_FORMATS)}")
+        data = READERS[ds.format](ds.url, ds.options, RejectLog(on_error=on_error))  # type: ignore[arg-type]
+        data.check_accounting()
+        return data
     if not ds.path.exists():
         raise FileNotFoundError(f"{ds.path}: no such file or folder (from data spec {str(ds)!r})")
     # every reject is collected first, so that under `fail` the error names the first bad line of the source,
@@ -65,4 +74,4 @@ def read_dataspec(spec: str | DataSpec, *, on_error: OnError = "fail") -> Datase
     return data
 
 
-__all__ = ["READERS", "DataSpec", "Dataset", "Reader", "read_dataspec"]
+__all__ = ["READERS", "URL_FORMATS", "DataSpec", "Dataset", "Reader", "read_dataspec"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import polars as pl
 
@@ -59,23 +60,37 @@ class Dataset:
 @dataclass(frozen=True, slots=True)
 class DataSpec:
     """`FORMAT:PATH[?key=value&...]`, e.g. `s3rec:../shared/data/amazon-s3rec/Beauty.txt` or
-    `csv:events.csv?user_id=customer&item_id=sku&timestamp=ts`."""
+    `csv:events.csv?user_id=customer&item_id=sku&timestamp=ts`; or `FORMAT:URL` where the source is a server,
+    e.g. `store:postgresql://user@host/shop` (the URL is kept whole, its own `?...` included, in `url`; `path`
+    then only names it)."""
 
     format: str
     path: Path
     options: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> DataSpec:
         fmt, sep, rest = text.partition(":")
         if not sep or not fmt or not rest:
             raise ValueError(f"data spec {text!r} is not FORMAT:PATH (e.g. s3rec:data/Beauty.txt)")
+        if _URL.match(rest):
+            return cls(fmt.strip().lower(), Path(urlsplit(rest).path.lstrip("/") or "postgres"), {}, rest)
         path, _, query = rest.partition("?")
         return cls(fmt.strip().lower(), Path(path), dict(parse_qsl(query, keep_blank_values=True)))
 
     def __str__(self) -> str:
+        if self.url is not None:  # for messages and reports: never the password
+            parts = urlsplit(self.url)
+            if parts.password is not None:
+                return f"{self.format}:" + urlunsplit(parts._replace(
+                    netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+            return f"{self.format}:{self.url}"
         opts = "&".join(f"{k}={v}" for k, v in self.options.items())
         return f"{self.format}:{self.path}" + (f"?{opts}" if opts else "")
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 Reader = Callable[[Path, Mapping[str, str], RejectLog], Dataset]
