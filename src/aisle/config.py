@@ -95,8 +95,9 @@ class InferenceConfig(_Frozen):
 
 class Settings(_Frozen):
     bundle: Path = Path("aisle-data") / "bundle"
-    store: Path | None = None
-    """DuckDB store that accepted events are appended to and erased users are deleted from (optional)."""
+    store: str | Path | None = None
+    """The store that accepted events are appended to and erased users are deleted from (optional): a DuckDB file
+    (a Path) or a `postgresql://` URL (kept as text)."""
     state: str = "memory"
     """Where live session state lives: `memory` (one process) or a `redis://` URL (any number of workers)."""
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
@@ -128,6 +129,13 @@ class Settings(_Frozen):
     @classmethod
     def _split_keys(cls, v: Any) -> Any:
         return tuple(k.strip() for k in v.split(",") if k.strip()) if isinstance(v, str) else v
+
+    @field_validator("store")
+    @classmethod
+    def _store_path_or_url(cls, v: Path | str | None) -> Path | str | None:
+        if v is None or isinstance(v, Path):
+            return v
+        return v if v.startswith(("postgresql://", "postgres://")) else Path(v)
 
     @field_validator("state")
     @classmethod

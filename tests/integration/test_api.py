@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -205,6 +206,41 @@ def test_erase_forgets_live_state_bundle_history_and_stored_events(client: TestC
     assert after["history_length"] == 0 and not after["known_user"]
     with Store(tmp_path / "live.duckdb", read_only=True) as store:
         assert store.events("user_id = ?", [user]).height == 0
+
+
+def test_a_postgresql_store_receives_events_items_and_erasures(bundle_dir: Path, shop: Dataset) -> None:
+    """`--store postgresql://...`: the same sink, with no file lock; what the API accepted, upserted and erased is
+    what the database holds, and the dashboard reads its statistics from there without the password."""
+    from aisle.store import open_store
+    from tests.pgserver import fresh_database, postgres_server
+
+    with postgres_server() as server:
+        url = fresh_database(server, "served")
+        secret = url.replace("aisle@", "aisle:pw@")  # trust auth ignores the password; messages must not show it
+        with TestClient(create_app(Settings(bundle=bundle_dir, store=secret))) as client:
+            user = _user_with_history(client, shop)
+            ev = {"events": [{"user_id": "shopper-pg", "item_id": "i00001", "event_type": "view", "event_id": "p-1"},
+                             {"user_id": "shopper-pg", "item_id": "i00002", "event_type": "add_to_cart",
+                              "timestamp": "2026-01-02T03:04:05Z"},
+                             {"user_id": user, "item_id": "i00003", "event_type": "purchase"}]}
+            assert client.post("/events", json=ev).json() == {"accepted": 3, "duplicates": 0}
+            svc: Services = client.app.state.services
+            svc.sink.flush()
+            anchor = shop.items.row(0, named=True)
+            item = {"item_id": "pg-new-1", "title": anchor["title"] + " Pg edition", "brand": anchor["brand"],
+                    "categories": anchor["categories"], "price": 12.5}
+            assert client.put("/items", json={"items": [item]}).status_code == 200
+            with open_store(url, read_only=True) as store:
+                events = store.events()
+                assert events.filter(pl.col("user_id") == "shopper-pg").height == 2
+                assert store.items().filter(pl.col("item_id") == "pg-new-1")["price"].to_list() == [12.5]
+            r = client.delete(f"/users/{user}")
+            assert r.status_code == 200 and r.json()["stored_events"] == 1
+            overview = client.get("/api/web/overview").json()["events"]
+            assert overview["source"] == "store" and overview["events"] == 2, overview
+            assert "pw" not in overview["path"] and overview["path"].endswith("/served")
+        with open_store(url, read_only=True) as store:
+            assert store.events()["user_id"].to_list() == ["shopper-pg", "shopper-pg"]
 
 
 # ---- catalog ----------------------------------------------------------------------------------------------

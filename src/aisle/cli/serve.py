@@ -70,7 +70,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes (more than one needs --state redis://).")]
     = None,
     state: Annotated[str | None, typer.Option(help="Live state: memory, or a redis:// URL.")] = None,
-    store: Annotated[Path | None, typer.Option(help="DuckDB store that receives posted events.")] = None,
+    store: Annotated[str | None, typer.Option(help="Store that receives posted events: a DuckDB file or a "
+                                              "postgresql:// URL.")] = None,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Key for write/admin routes (repeatable).")]
     = None,
     api_key_file: Annotated[Path | None, typer.Option(help="File of keys for write/admin routes, one per line, "

@@ -3,8 +3,9 @@
 Hot swap: a new bundle is loaded and its Runtime built in a worker thread while the old one keeps answering;
 then one reference assignment swaps them (atomic under the GIL), so no request sees half a bundle and none
 fails. The same path rebuilds the Runtime after catalog upserts (the search index is rebuilt with the cached
-vectors of unchanged items). The optional DuckDB store receives accepted events in batches from a background
-thread, under a file lock so several worker processes can share one store file.
+vectors of unchanged items). The optional store receives accepted events in batches from a background thread: a
+DuckDB file under a file lock so several worker processes can share it, or a PostgreSQL database (no lock: the
+server serialises writers and its unique event key keeps appends idempotent), through one pooled store per worker.
 """
 
 from __future__ import annotations
@@ -40,20 +41,33 @@ class NotReadyError(RuntimeError):
 
 
 class StoreSink:
-    """Accepted events -> the DuckDB store, batched by a background thread (never on the request path)."""
+    """Accepted events -> the store, batched by a background thread (never on the request path)."""
 
-    def __init__(self, path: Path, flush_s: float = 0.5) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_suffix(self.path.suffix + ".lock")
+    def __init__(self, path: Path | str, flush_s: float = 0.5) -> None:
+        from aisle.store import describe, is_postgres_url
+
+        self.postgres = is_postgres_url(str(path))
+        self.url = str(path) if self.postgres else None
+        self.path: Path | str = describe(path) if self.postgres else Path(path)  # what logs and /api/web show
+        self.lock_path = None if self.postgres else Path(path).with_suffix(Path(path).suffix + ".lock")
         self.flush_s = flush_s
+        self._pg: Any = None  # the open PostgreSQL store (a connection pool), made on first use
+        self._pg_lock = threading.Lock()
         self._q: queue.Queue[pl.DataFrame | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="aisle-store-sink", daemon=True)
         self._thread.start()
 
     @contextlib.contextmanager
     def locked(self) -> Any:
-        from aisle.store import Store
+        from aisle.store import Store, open_store
 
+        if self.url is not None:
+            with self._pg_lock:
+                if self._pg is None:
+                    self._pg = open_store(self.url)
+            yield self._pg
+            return
+        assert self.lock_path is not None
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock_path.open("w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -104,6 +118,10 @@ class StoreSink:
     def close(self) -> None:
         self._q.put(None)
         self._thread.join(timeout=10)
+        with self._pg_lock:
+            if self._pg is not None:
+                self._pg.close()
+                self._pg = None
 
 
 def settle_heap() -> None:

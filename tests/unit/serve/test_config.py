@@ -61,3 +61,16 @@ def test_settings_built_in_code_do_not_read_the_environment(monkeypatch: pytest.
     monkeypatch.setenv("AISLE_PORT", "9999")
     assert Settings().port == 8000
     assert load_settings().port == 9999
+
+
+@pytest.mark.parametrize("value", ["postgresql://aisle@db:5432/shop", "postgres://u:p@h/db?sslmode=require"])
+def test_store_is_a_duckdb_path_or_a_postgresql_url(tmp_path: Path, value: str) -> None:
+    f = tmp_path / "serve.toml"
+    f.write_text(f'store = "{value}"\n')
+    for s in (Settings(store=value), load_settings(f, env={}), load_settings(None, env={"AISLE_STORE": value})):
+        assert s.store == value and isinstance(s.store, str)  # a URL, never a Path (which would fold its //)
+        assert Settings.model_validate_json(s.model_dump_json()).store == value
+    for s in (Settings(store="live.duckdb"), Settings(store=Path("live.duckdb")),
+              load_settings(None, env={"AISLE_STORE": "live.duckdb"})):
+        assert s.store == Path("live.duckdb")
+        assert Settings.model_validate_json(s.model_dump_json()).store == Path("live.duckdb")
