@@ -23,6 +23,7 @@ processes opening a new database at once do not race; its version is kept in `me
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from typing import Any
 import polars as pl
 
 from aisle.data.readers.base import Dataset
+from aisle.data.validation import RejectLog
 from aisle.store.base import Appended, StoreBackend, StoreStats, describe
 from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
@@ -125,6 +127,7 @@ class PostgresStore(StoreBackend):
         self.path = describe(url)  # what messages show: the URL without its password
         self.read_only = read_only
         self.name = str(conninfo_to_dict(url).get("dbname") or "postgres")
+        self._snapshot = threading.local()  # .con: the connection this thread's read_dataset reads its snapshot on
         # one plain connection first: a wrong URL or a server that is down fails here with the driver's reason
         # (a pool would only time out), and the schema is created or checked before any pooled work
         with psycopg.connect(url, connect_timeout=int(connect_timeout)) as con:
@@ -248,10 +251,36 @@ class PostgresStore(StoreBackend):
 
     # ---- reads ------------------------------------------------------------------------------------
 
+    def read_dataset(self, *, log: RejectLog | None = None) -> Dataset:
+        """As `StoreBackend.read_dataset`, with the three tables read in one REPEATABLE READ transaction: one
+        snapshot of the store, even while servers keep appending and erasing."""
+        log = log or RejectLog()
+        with self._tx() as con:
+            con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._snapshot.con = con
+            try:
+                data = Dataset(name=self.name, log=log, items=self.items(), users=self.users(), events=self.events())
+            finally:
+                self._snapshot.con = None
+        for table in ("items", "users", "events"):
+            log.seen(table, data.loaded(table))
+        return data
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """The connection of the snapshot this thread is reading (`read_dataset`), else a pooled one for this read
+        alone."""
+        con = getattr(self._snapshot, "con", None)
+        if con is not None:
+            yield con
+        else:
+            with self._tx() as con:
+                yield con
+
     def _read(self, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         """`COPY (sql) TO STDOUT` as CSV, parsed by Polars with `schema` (column names and types, in order)."""
         buf = io.BytesIO()
-        with self._tx() as con, con.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+        with self._reading() as con, con.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
             for block in copy:
                 buf.write(block)
         if not buf.tell():

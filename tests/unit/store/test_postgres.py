@@ -114,3 +114,23 @@ def test_unreachable_server_and_passwords_in_messages(server: str, tmp_path) -> 
     empty = fresh_database(server, "not_a_store")
     r = runner.invoke(app, ["stats", "--db", empty])
     assert r.exit_code == 2 and "no Aisle store here" in r.stderr
+
+
+def test_read_dataset_reads_one_snapshot_while_others_write(server: str) -> None:
+    """Training reads items, users and events as of one moment: events appended by another writer between the
+    reads of two tables are not in this read (they are in the next)."""
+    url = fresh_database(server, "snapshot")
+    with open_store(url) as store, open_store(url) as other:
+        store.append_events(_log(0, 10, ids=True))
+        read_users = store.users
+
+        def users_then_another_writer_appends() -> pl.DataFrame:
+            out = read_users()
+            assert other.append_events(_log(10, 25, ids=True)).inserted == 15  # committed before events are read
+            return out
+
+        store.users = users_then_another_writer_appends  # type: ignore[method-assign]
+        data = store.read_dataset()
+        del store.users
+        assert data.events.height == 10 and data.accounting()["events"]["total"] == 10
+        assert store.read_dataset().events.height == 25
