@@ -5,8 +5,8 @@ So the events the API stored reach training and evaluation without an export: `a
 `aisle train store:postgresql://aisle@db-host/shop`. It reads through the public store interface only
 (`StoreBackend.read_dataset`), so both backends read the same way. The store is opened read-only. A DuckDB file
 held open for writing by a server must be stopped first (DuckDB allows one writer process), or the store exported
-with `aisle export`; a PostgreSQL store is read while servers keep writing to it (one consistent snapshot per
-table).
+with `aisle export`; a PostgreSQL store is read while servers keep writing to it (one consistent snapshot of all
+three tables).
 """
 
 from __future__ import annotations
