@@ -144,6 +144,19 @@ def test_an_id_is_the_identity_whatever_the_content(store: StoreBackend) -> None
     assert store.append_events(a.with_columns(pl.lit("e-new").alias("event_id"))).inserted == 1
 
 
+def test_long_ids_and_queries_are_keys_like_any_other(store: StoreBackend) -> None:
+    """A key far longer than an index entry may be (PostgreSQL's B-tree takes ~2.7 kB): kept, and deduplicated."""
+    import secrets
+
+    query, long_id = secrets.token_hex(5_000), "id-" + secrets.token_hex(3_000)  # random: no compression helps
+    batch = events_frame([Event("u1", None, EventType.SEARCH, T0, query=query),
+                          Event("u1", None, EventType.SEARCH, T0, query=query[:-1]),
+                          Event("u1", "i1", EventType.VIEW, T0, event_id=long_id)])
+    assert store.append_events(batch).inserted == 3
+    assert store.append_events(batch).inserted == 0
+    assert sorted(store.events()["query"].drop_nulls().str.len_chars().to_list()) == [9_999, 10_000]
+
+
 @pytest.mark.parametrize("ids", [True, False])
 @pytest.mark.parametrize("preloaded", [0, 2])
 def test_bulk_ingest_in_batches_stores_each_event_once(store: StoreBackend, ids: bool, preloaded: int) -> None:

@@ -10,9 +10,12 @@ Two writers racing on the same key both wait on the index, and exactly one row i
 
 The event key is the one DuckDB uses: the event_id, else the natural key
 user|item|type|timestamp-in-microseconds|query. As in DuckDB the natural key is stored only for events without an
-id, and the unique index is on the expression coalesce(event_id, natural_key): ids and natural keys share one key
-space, exactly as in the DuckDB store. Id columns use the "C" collation, so reads come back in the same byte
-order as from DuckDB.
+id, and ids and natural keys share one key space. The unique index is on the MD5 of the key (16 bytes, as a
+uuid), not the key itself: a natural key holds the search query, and a B-tree entry may not exceed ~2.7 kB, so an
+index on the text would refuse an event with a long query or id (and would be larger). Two different keys with the
+same MD5 would be taken for one event; by accident that is a 2^-128 chance per pair, and by design it needs a
+second preimage of a key already stored, which nobody can compute. Id columns use the "C" collation, so reads come
+back in the same byte order as from DuckDB.
 
 Bulk data never goes through Python rows: writes are CSV produced by Polars and streamed by `COPY FROM STDIN`;
 reads are `COPY (SELECT ...) TO STDOUT` parsed by Polars. Connections come from a psycopg_pool pool (several
@@ -51,7 +54,7 @@ CREATE TABLE IF NOT EXISTS events (
     item_id TEXT COLLATE "C", event_type TEXT NOT NULL, "timestamp" TIMESTAMPTZ NOT NULL, session_id TEXT,
     value DOUBLE PRECISION, query TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events ((coalesce(event_id, natural_key)));
+CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events ((md5(coalesce(event_id, natural_key))::uuid));
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
 """
 
@@ -76,7 +79,7 @@ _NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(it
 _INSERT_EVENTS = f"""
     INSERT INTO events (natural_key, {_EVENT_COLS})
     SELECT {_NATURAL}, {_EVENT_COLS} FROM _stage_events
-    ON CONFLICT ((coalesce(event_id, natural_key))) DO NOTHING
+    ON CONFLICT ((md5(coalesce(event_id, natural_key))::uuid)) DO NOTHING
 """
 _ITEM_SET = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ITEM_SCHEMA if c != "item_id")
 _UPSERT_ITEMS = f"""
