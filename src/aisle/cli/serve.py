@@ -90,6 +90,10 @@ def serve(
     except (ConfigError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    problem = _store_problem(settings.store)
+    if problem is not None:
+        err.print(f"[red]error:[/] {problem}")
+        raise typer.Exit(2)
     from aisle.bundle import serving_problem
 
     problem = serving_problem(settings.bundle)  # a model bundle (`train --model`) would "serve" trending, no search
@@ -97,6 +101,23 @@ def serve(
         err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
     run(settings, log_level=log_level)
+
+
+def _store_problem(store: Path | str | None) -> str | None:
+    """Why a PostgreSQL `--store` cannot be used (server unreachable, no permission), or None. Checked once before
+    the workers start, which also creates the store's tables; a DuckDB file is created by the first write."""
+    from aisle.store import describe, is_postgres_url, open_store
+
+    if not is_postgres_url(store):
+        return None
+    import psycopg
+    import psycopg_pool
+
+    try:
+        open_store(str(store)).close()
+    except (psycopg.Error, psycopg_pool.PoolTimeout, RuntimeError) as exc:
+        return f"--store {describe(str(store))}: {exc}"
+    return None
 
 
 def run(settings: Settings, *, log_level: str = "warning") -> None:

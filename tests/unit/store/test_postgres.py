@@ -163,3 +163,15 @@ def test_a_store_moves_between_backends_unchanged(server: str, tmp_path) -> None
                            ("events", ["user_id", "timestamp", "event_type", "item_id"])):
             a, b = getattr(data, table).sort(key, nulls_last=True), getattr(first, table).sort(key, nulls_last=True)
             assert a.equals(b), (target, table, a, b)
+
+
+def test_serve_refuses_an_unreachable_postgresql_store_before_starting(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = CliRunner().invoke(app, ["serve", "--bundle", str(tmp_path), "--store",
+                                 f"postgresql://aisle:s3cret@127.0.0.1:{port}/shop"])
+    assert r.exit_code == 2 and "--store postgresql://aisle:***@127.0.0.1" in " ".join(r.stderr.split()), r.output
+    assert "s3cret" not in r.output and "Traceback" not in r.output
