@@ -13,6 +13,12 @@ from aisle.testing.toy import toy_sequences
 runner = CliRunner()
 
 
+
+def _flat(output: str) -> str:
+    """The CLI's message on one line: rich's error box borders and line breaks (they depend on the terminal
+    width) taken out."""
+    return " ".join(output.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
+
 def _toy(tmp_path: Path) -> Path:
     path = tmp_path / "Toy.txt"
     path.write_text("\n".join(f"{u} {' '.join(s)}" for u, s in toy_sequences(40, 20, seed=1).items()) + "\n")
@@ -45,17 +51,17 @@ def test_an_unknown_model_table_or_parameter_is_an_error_naming_it(tmp_path: Pat
     for args in (["evaluate", toy, "--models", "markov"], ["train", toy, "--model", "markov", "--out",
                                                              str(tmp_path / "b")]):
         result = runner.invoke(app, [*args, "--config", str(cfg)])
-        message = " ".join(result.output.split())
+        message = _flat(result.output)
         assert result.exit_code == 2 and "unknown model table [markvo]" in message, message
         assert "[markov]" in message and "[pipeline]" in message and "Traceback" not in message
     cfg.write_text("[markov]\nwindwo = 2\n[sasrec]\ndropout = 0.2\n")
     result = runner.invoke(app, ["evaluate", toy, "--models", "markov,sasrec", "--config", str(cfg)])
-    message = " ".join(result.output.split())
+    message = _flat(result.output)
     assert result.exit_code == 2 and "[markov] has unknown parameter windwo" in message, message
     assert "accepted: decay, smoothing, window" in message
     cfg.write_text("[sasrec]\ndrop_out = 0.2\n")
     result = runner.invoke(app, ["train", toy, "--model", "sasrec", "--out", str(tmp_path / "b"), "--config",
                                  str(cfg)])
-    message = " ".join(result.output.split())
+    message = _flat(result.output)
     assert result.exit_code == 2 and "[sasrec] has unknown parameter drop_out" in message and "dropout" in message
     assert not (tmp_path / "b").exists()
