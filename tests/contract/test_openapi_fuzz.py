@@ -35,6 +35,7 @@ from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.pipeline import PipelineConfig, SourceSpec
 from tests.contract.schemathesis_hooks import WIRE_STRING_LISTS
+from tests.serving import wait_ready
 
 HERE = Path(__file__).resolve().parent
 SRC = Path(aisle.__file__).resolve().parents[1]  # the sources this test imports, for its subprocesses
@@ -81,17 +82,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError(f"aisle serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-            time.sleep(0.5)
-        else:
-            raise AssertionError("aisle serve did not become ready in 2 minutes")
+        wait_ready(base, proc, output=lambda: proc.stderr.read().decode() if proc.stderr and proc.poll() is not None
+                   else "")
         yield base
     finally:
         proc.terminate()

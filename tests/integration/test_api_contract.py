@@ -13,7 +13,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.serve import create_app
+from tests.serving import wait_ready
 
 KEY = "contract-key"
 SRC = Path(aisle.__file__).resolve().parents[1]  # the sources this test imports, for its subprocesses
@@ -244,14 +244,7 @@ def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundl
     base = f"http://127.0.0.1:{port}"
     path = None
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("aisle serve did not become ready")
+        wait_ready(base, proc)
         event = {"events": [GOOD]}
         assert httpx.post(f"{base}/events", json=event).status_code == 401
         assert httpx.post(f"{base}/events", json=event, headers={"X-API-Key": secret}).status_code == 200

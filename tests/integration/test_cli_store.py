@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from aisle.cli import app
 from aisle.cli.data import DEMO_SOURCES_FAST
 from aisle.data.readers import read_dataspec
 from aisle.store import Store
+from tests.serving import wait_ready
 
 runner = CliRunner()
 SMALL = ["--items", "200", "--users", "100", "--events", "5000", "--seed", "3"]
@@ -122,17 +122,8 @@ def test_ingest_train_from_store_and_serve(tmp_path: Path) -> None:
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        ready = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                ready = httpx.get(f"{url}/ready", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200, server.stdout.read() if server.poll() else "not ready"
+        wait_ready(url, server, output=lambda: server.stdout.read() if server.stdout and server.poll() is not None
+                   else "")
         user = read_dataspec(f"store:{db}").events["user_id"][0]
         recs = httpx.get(f"{url}/users/{user}/recommendations", params={"k": 5}, timeout=10)
         assert recs.status_code == 200, recs.text
