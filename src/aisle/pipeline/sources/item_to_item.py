@@ -20,6 +20,10 @@ _VERB = {"purchase": "bought", "add_to_cart": "added", "favorite": "saved", "rat
 
 class ItemToItemSource(CandidateSource):
     kind: ClassVar[str] = "i2i"
+    #: (type, text) of the explanation of a candidate with an anchor; None: "Because you viewed/bought ... X"
+    anchored: ClassVar[tuple[str, str] | None] = None
+    #: (type, text) of a neighbour shown on the page of the item titled {title}
+    on_item_page: ClassVar[tuple[str, str]] = ("similar", "Shoppers who viewed {title} also viewed this")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,8 +129,14 @@ class ItemToItemSource(CandidateSource):
         title = names.title(anchor) if anchor >= 0 else None
         if not title:
             return {"type": "session", "text": "Picked for what you are browsing now"}
-        verb = _VERB.get(query.last_action(anchor), "viewed")
-        return {"type": "because_you", "text": f"Because you {verb} {title}", "item_id": names.item_id(anchor)}
+        if self.anchored is None:
+            kind, text = "because_you", f"Because you {_VERB.get(query.last_action(anchor), 'viewed')} {title}"
+        else:
+            kind, text = self.anchored[0], self.anchored[1].format(title=title)
+        return {"type": kind, "text": text, "item_id": names.item_id(anchor)}
+
+    def neighbour_reason(self, title: str) -> tuple[str, str]:
+        return self.on_item_page[0], self.on_item_page[1].format(title=title)
 
 
 class BoughtTogetherSource(ItemToItemSource):
@@ -134,15 +144,8 @@ class BoughtTogetherSource(ItemToItemSource):
 
     kind: ClassVar[str] = "bought_together"
     models: ClassVar[tuple[str, ...] | None] = ("fbt",)
-
-    def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
-        title = names.title(anchor) if anchor >= 0 else None
-        if not title:
-            return super().explain(item, anchor, query, names)
-        return {"type": "bought_together", "text": f"Often bought with {title}", "item_id": names.item_id(anchor)}
-
-    def neighbour_reason(self, title: str) -> tuple[str, str]:
-        return "bought_together", f"Often bought with {title}"
+    anchored: ClassVar[tuple[str, str] | None] = ("bought_together", "Often bought with {title}")
+    on_item_page: ClassVar[tuple[str, str]] = ("bought_together", "Often bought with {title}")
 
 
 class ContentSource(ItemToItemSource):
@@ -151,15 +154,8 @@ class ContentSource(ItemToItemSource):
 
     kind: ClassVar[str] = "content"
     models: ClassVar[tuple[str, ...] | None] = ("content",)
-
-    def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
-        title = names.title(anchor) if anchor >= 0 else None
-        if not title:
-            return super().explain(item, anchor, query, names)
-        return {"type": "similar", "text": f"Similar to {title}", "item_id": names.item_id(anchor)}
-
-    def neighbour_reason(self, title: str) -> tuple[str, str]:
-        return "similar", f"Similar to {title}"
+    anchored: ClassVar[tuple[str, str] | None] = ("similar", "Similar to {title}")
+    on_item_page: ClassVar[tuple[str, str]] = ("similar", "Similar to {title}")
 
     def item_vectors(self) -> np.ndarray | None:
         """The text vector of every fitted item (what new items are compared with)."""
