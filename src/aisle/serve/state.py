@@ -32,6 +32,10 @@ class StateStore(Protocol):
         """Remember `keys`; True for each one that was already there."""
         ...
 
+    async def peek_seen(self, keys: list[str]) -> list[bool]:
+        """True for each of `keys` already remembered (remembers nothing)."""
+        ...
+
     async def append(self, events: dict[str, list[LiveEvent]]) -> None: ...
 
     async def history(self, user_id: str) -> tuple[list[LiveEvent], bool]:
@@ -72,6 +76,9 @@ class MemoryState:
         while len(self._seen) > _SEEN_MAX:
             self._seen.popitem(last=False)
         return out
+
+    async def peek_seen(self, keys: list[str]) -> list[bool]:
+        return [k in self._seen for k in keys]
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None:
         for user, evs in events.items():
@@ -231,6 +238,14 @@ class RedisState:
         for k in keys:
             pipe.set(f"{self.p}seen:{k}", 1, nx=True, ex=SEEN_TTL_S)
         return [not bool(ok) for ok in await pipe.execute()]
+
+    async def peek_seen(self, keys: list[str]) -> list[bool]:
+        if not keys:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(f"{self.p}seen:{k}")
+        return [bool(n) for n in await pipe.execute()]
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None:
         if not events:

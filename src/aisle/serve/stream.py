@@ -1,0 +1,240 @@
+"""The durable event stream between the API and the store (Redis state + a store).
+
+`POST /events` runs one Lua script (`EventStream.publish`): it checks each event's duplicate-detection key, XADDs
+the new events as one entry of the stream `aisle:stream:events`, then sets their keys; Redis runs a script
+atomically and writes its effects to the AOF as one transaction, so an event is marked seen exactly when its
+entry is in the stream, and the request answers 2xx only after that. A failed script marks nothing: a retry of
+the batch is accepted again. What an acknowledged event survives then depends on Redis' AOF setting (README,
+"Serving": `appendfsync always` vs `everysec`).
+
+`Consumer` (run by `aisle consume`, and by default in a thread of every `aisle serve` worker) reads the stream
+in the consumer group `aisle-store`, appends the events of a batch of entries to the store (idempotent by event
+key, so a redelivery stores nothing twice), and only after the store committed XACKs and XDELs the entries: the
+stream holds exactly the entries not yet acknowledged, and its length is the lag. Several consumers share the
+work; entries a consumer took and never acknowledged (it died) are claimed by another after `claim_idle_s`
+(XAUTOCLAIM) and written again. Counters of consumed events and redelivered entries live in Redis, so
+`/metrics` of any worker shows the whole fleet's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import polars as pl
+
+from aisle.types import EVENT_SCHEMA
+
+log = logging.getLogger("aisle.stream")
+
+GROUP = "aisle-store"
+RATE_WINDOW_S = 10
+
+# KEYS[1] = the stream, KEYS[2..] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2..] = the events (JSON).
+# Read first, then XADD, then SET: an error before the XADD writes nothing, and Redis refuses a script that would
+# write while it is out of memory before it starts, so a key is never set for an event that is not in the stream.
+_PUBLISH = """
+local n = #KEYS - 1
+local dup, fresh, new = {}, {}, {}
+for i = 1, n do
+  local k = KEYS[i + 1]
+  if new[k] or redis.call('EXISTS', k) == 1 then
+    dup[i] = 1
+  else
+    dup[i] = 0
+    new[k] = true
+    fresh[#fresh + 1] = ARGV[i + 1]
+  end
+end
+if #fresh > 0 then
+  redis.call('XADD', KEYS[1], '*', 'e', '[' .. table.concat(fresh, ',') .. ']')
+  for k, _ in pairs(new) do
+    redis.call('SET', k, '1', 'EX', ARGV[1])
+  end
+end
+return dup
+"""
+
+
+def stream_key(prefix: str = "aisle:") -> str:
+    return f"{prefix}stream:events"
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """One event as the stream carries it: a JSON array in EVENT_SCHEMA order, the time in microseconds."""
+    ts = event.get("timestamp")
+    us = int(ts.timestamp() * 1_000_000) if isinstance(ts, datetime) else None
+    return orjson.dumps([event.get("event_id"), event["user_id"], event.get("item_id"), event["event_type"], us,
+                         event.get("session_id"), event.get("value"), event.get("query")])
+
+
+def decode(payloads: list[str | bytes]) -> pl.DataFrame:
+    """The events of stream entries (each a JSON array of encoded events) as an EVENT_SCHEMA frame."""
+    rows = [row for p in payloads for row in orjson.loads(p)]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+    names = list(EVENT_SCHEMA)
+    data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
+    data["timestamp"] = [datetime.fromtimestamp(us / 1_000_000, UTC) if us is not None else None
+                         for us in data["timestamp"]]
+    return pl.DataFrame(data, schema=EVENT_SCHEMA)
+
+
+class EventStream:
+    """The API's side (async, redis-py): publish accepted events, report the stream's figures."""
+
+    def __init__(self, redis: Any, prefix: str = "aisle:", seen_ttl_s: int = 7 * 24 * 3600) -> None:
+        self.r = redis
+        self.p = prefix
+        self.key = stream_key(prefix)
+        self.ttl = seen_ttl_s
+        self._script = redis.register_script(_PUBLISH)
+
+    async def publish(self, keys: list[str], events: list[dict[str, Any]]) -> list[bool]:
+        """Mark `keys` seen and append the events whose key was new, atomically; True for each duplicate."""
+        if not keys:
+            return []
+        out = await self._script(keys=[self.key, *(f"{self.p}seen:{k}" for k in keys)],
+                                 args=[self.ttl, *(encode(e) for e in events)])
+        return [bool(int(d)) for d in out]
+
+    async def durability(self) -> str | None:
+        """Redis' AOF setting ('always', 'everysec', 'no') or None where AOF is off (or CONFIG is not allowed)."""
+        try:
+            aof = await self.r.config_get("appendonly")
+            if str(aof.get("appendonly", "no")) != "yes":
+                return None
+            return str((await self.r.config_get("appendfsync")).get("appendfsync"))
+        except Exception:
+            return None
+
+    async def figures(self) -> dict[str, float]:
+        now = int(time.time())
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xlen(self.key)
+        pipe.get(f"{self.p}stream:consumed")
+        pipe.get(f"{self.p}stream:redelivered")
+        pipe.mget([f"{self.p}stream:rate:{s}" for s in range(now - RATE_WINDOW_S, now)])
+        lag, consumed, redelivered, rate = await pipe.execute()
+        return {"lag_entries": int(lag), "consumed_events": int(consumed or 0),
+                "redelivered_entries": int(redelivered or 0),
+                "consumed_events_per_s": sum(int(x or 0) for x in rate) / RATE_WINDOW_S}
+
+    async def prometheus(self) -> bytes:
+        f = await self.figures()
+        lines = [
+            "# HELP aisle_stream_lag_entries Event stream entries not yet written to the store and acknowledged",
+            "# TYPE aisle_stream_lag_entries gauge", f"aisle_stream_lag_entries {f['lag_entries']}",
+            "# HELP aisle_stream_consumed_events_total Events written from the stream to the store (all consumers)",
+            "# TYPE aisle_stream_consumed_events_total counter",
+            f"aisle_stream_consumed_events_total {f['consumed_events']}",
+            f"# HELP aisle_stream_consumed_events_per_second Events consumed per second over the last "
+            f"{RATE_WINDOW_S} s (all consumers)",
+            "# TYPE aisle_stream_consumed_events_per_second gauge",
+            f"aisle_stream_consumed_events_per_second {f['consumed_events_per_s']}",
+            "# HELP aisle_stream_redelivered_entries_total Entries claimed from a consumer that did not acknowledge "
+            "them (and written again)",
+            "# TYPE aisle_stream_redelivered_entries_total counter",
+            f"aisle_stream_redelivered_entries_total {f['redelivered_entries']}",
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+
+class Consumer:
+    """Stream -> store (synchronous; run it in a thread or a process). `store` is a context-manager factory
+    giving the store for one unit of work (`StoreSink.locked`)."""
+
+    def __init__(self, redis_url: str, store: Any, *, name: str | None = None, prefix: str = "aisle:",
+                 count: int = 200, block_ms: int = 1000, claim_idle_s: float = 30.0) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(5.0, block_ms / 500),
+                                      socket_connect_timeout=5.0)
+        self.store = store
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 100_000}"
+        self.p = prefix
+        self.key = stream_key(prefix)
+        self.count, self.block_ms, self.claim_idle_ms = count, block_ms, int(claim_idle_s * 1000)
+        self._claim_at = 0.0
+        self._group_ready = False
+        self._own = True  # first read back what this name holds (a restart under the same --name)
+        self.consumed = 0
+        self.redelivered = 0
+
+    def ensure_group(self) -> None:
+        import redis
+
+        try:
+            self.r.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def step(self) -> int:
+        """One round: claim the entries of dead consumers (at most every claim_idle_s / 2), else read new ones;
+        write their events to the store; acknowledge them. Returns the events written (0 when none waited)."""
+        if not self._group_ready:
+            self.ensure_group()
+        entries: list[tuple[str, dict[str, str]]] = []
+        claimed = 0
+        if self._own:  # entries this consumer took and did not acknowledge (its last write failed)
+            got = self.r.xreadgroup(GROUP, self.name, {self.key: "0"}, count=self.count)
+            entries = [e for e in got[0][1] if e and e[1]] if got else []
+            self._own = bool(entries)
+        now = time.monotonic()
+        if not entries and now >= self._claim_at:
+            self._claim_at = now + self.claim_idle_ms / 2000
+            got = self.r.xautoclaim(self.key, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0",
+                                    count=self.count)
+            entries = [e for e in got[1] if e and e[1]]
+            claimed = len(entries)
+            if claimed:
+                self._claim_at = now  # more may wait: claim again next round
+        if not entries:
+            got = self.r.xreadgroup(GROUP, self.name, {self.key: ">"}, count=self.count, block=self.block_ms)
+            entries = [e for e in got[0][1] if e and e[1]] if got else []
+        if not entries:
+            return 0
+        frame = decode([fields["e"] for _, fields in entries])
+        with self.store() as store:
+            store.append_events(frame)
+        ids = [entry_id for entry_id, _ in entries]
+        second = int(time.time())
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xack(self.key, GROUP, *ids)
+        pipe.xdel(self.key, *ids)
+        pipe.incrby(f"{self.p}stream:consumed", frame.height)
+        pipe.incrby(f"{self.p}stream:rate:{second}", frame.height)
+        pipe.expire(f"{self.p}stream:rate:{second}", 4 * RATE_WINDOW_S)
+        if claimed:
+            pipe.incrby(f"{self.p}stream:redelivered", claimed)
+        pipe.execute()
+        self.consumed += frame.height
+        self.redelivered += claimed
+        return frame.height
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; a failure (store or Redis down) is logged and retried after a pause, the
+        entries it held stay pending and are claimed again."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.step()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("stream consumer %s: %s: %s (retrying)", self.name, type(exc).__name__, exc)
+                stop.wait(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                self._own = True  # what this consumer held is pending to it: write it first
+
+    def close(self) -> None:
+        self.r.close()
+
+
+__all__ = ["GROUP", "Consumer", "EventStream", "decode", "encode", "stream_key"]
