@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -35,6 +35,8 @@ log = logging.getLogger("aisle.stream")
 
 GROUP = "aisle-store"
 RATE_WINDOW_S = 10
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 # KEYS[1] = the stream, KEYS[2..] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2..] = the events (JSON).
 # Read first, then XADD, then SET: an error before the XADD writes nothing, and Redis refuses a script that would
@@ -69,7 +71,7 @@ def stream_key(prefix: str = "aisle:") -> str:
 def encode(event: dict[str, Any]) -> bytes:
     """One event as the stream carries it: a JSON array in EVENT_SCHEMA order, the time in microseconds."""
     ts = event.get("timestamp")
-    us = int(ts.timestamp() * 1_000_000) if isinstance(ts, datetime) else None
+    us = (ts - _EPOCH) // _US if isinstance(ts, datetime) else None  # exact: a float would be off by 1 us at times
     return orjson.dumps([event.get("event_id"), event["user_id"], event.get("item_id"), event["event_type"], us,
                          event.get("session_id"), event.get("value"), event.get("query")])
 
@@ -80,8 +82,7 @@ def decode(payloads: list[str | bytes]) -> pl.DataFrame:
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     names = list(EVENT_SCHEMA)
     data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
-    data["timestamp"] = [datetime.fromtimestamp(us / 1_000_000, UTC) if us is not None else None
-                         for us in data["timestamp"]]
+    data["timestamp"] = pl.Series(data["timestamp"], dtype=pl.Int64).cast(EVENT_SCHEMA["timestamp"])
     return pl.DataFrame(data, schema=EVENT_SCHEMA)
 
 
