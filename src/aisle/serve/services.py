@@ -63,7 +63,7 @@ class StoreSink:
         self.lock_path = None if self.postgres else Path(path).with_suffix(Path(path).suffix + ".lock")
         self._pg: Any = None  # the open PostgreSQL store (a connection pool), made on first use
         self._pg_lock = threading.Lock()
-        self._q: queue.Queue[tuple[pl.DataFrame, Future[int]] | None] = queue.Queue()
+        self._q: queue.Queue[tuple[str, Any, Future[int]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="aisle-store-writer", daemon=True)
         self._thread.start()
 
@@ -92,7 +92,7 @@ class StoreSink:
     def write(self, frame: pl.DataFrame) -> Future[int]:
         """Queue `frame` for the next commit; the future is done once it is in the store (or failed)."""
         fut: Future[int] = Future()
-        self._q.put((frame, fut))
+        self._q.put(("append", frame, fut))
         return fut
 
     async def append(self, frame: pl.DataFrame) -> None:
@@ -108,38 +108,51 @@ class StoreSink:
         return 0
 
     def _run(self) -> None:
+        pending: list[Any] = []  # taken from the queue, not yet done (an erase or the stop behind a group)
         while True:
-            first = self._q.get()
-            if first is None:
+            op = pending.pop(0) if pending else self._q.get()
+            if op is None:
                 return
-            batch = [first]
-            stop = False
+            if op[0] == "erase":
+                self._erase(op[1], op[2])
+                continue
+            batch = [op]
             while True:
                 try:
-                    nxt = self._q.get_nowait()
+                    more = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    stop = True
+                if more is None or more[0] != "append":
+                    pending.append(more)  # it runs after this group, in order
                     break
-                batch.append(nxt)
-            try:
-                with self.locked() as store:
-                    store.append_events(pl.concat([f for f, _ in batch]))
-            except Exception as exc:
-                log.warning("could not write %d event batch(es) to %s: %s: %s", len(batch), self.path,
-                            type(exc).__name__, exc)
-                for _, fut in batch:
-                    fut.set_exception(exc)
-            else:
-                for frame, fut in batch:
-                    fut.set_result(frame.height)
-            if stop:
-                return
+                batch.append(more)
+            self._append(batch)
+
+    def _append(self, batch: list[Any]) -> None:
+        try:
+            with self.locked() as store:
+                store.append_events(pl.concat([f for _, f, _ in batch]))
+        except Exception as exc:
+            log.warning("could not write %d event batch(es) to %s: %s: %s", len(batch), self.path,
+                        type(exc).__name__, exc)
+            for _, _, fut in batch:
+                fut.set_exception(exc)
+        else:
+            for _, frame, fut in batch:
+                fut.set_result(frame.height)
+
+    def _erase(self, user_id: str, fut: Future[int]) -> None:
+        try:
+            with self.locked() as store:
+                fut.set_result(store.delete_user(user_id))
+        except Exception as exc:
+            fut.set_exception(exc)
 
     def erase(self, user_id: str) -> int:
-        with self.locked() as store:
-            return store.delete_user(user_id)
+        """Delete the user from the store, in order with the event writes queued before (blocking)."""
+        fut: Future[int] = Future()
+        self._q.put(("erase", user_id, fut))
+        return fut.result(timeout=120)
 
     def close(self) -> None:
         self._q.put(None)
@@ -299,7 +312,8 @@ class Services:
                     except StoreUnavailableError:
                         self.metrics.events.labels("failed").inc(len(events))
                         raise
-            seen = await self.state.mark_seen(keys)  # after the write: a failed one leaves nothing marked
+            # after the write: a failed one leaves nothing marked
+            seen = await self.state.mark_seen(keys, [e["user_id"] for e in events])
         fresh = [e for e, dup in zip(events, seen, strict=True) if not dup]
         by_user: dict[str, list[LiveEvent]] = {}
         for e in fresh:
@@ -353,6 +367,15 @@ class Services:
             store.upsert_items(frame)
 
     async def erase(self, user_id: str) -> dict[str, Any]:
+        """Erase the user everywhere: the stream's consumers are told first (they drop the user's events of every
+        entry before this point, and delete again what they were writing meanwhile), then the live state (history,
+        duplicate-detection keys; erased from now on), then the store."""
+        if self.stream is not None:
+            try:
+                await self.stream.record_erasure(user_id)
+            except Exception as exc:
+                raise StoreUnavailableError(f"the erasure could not be recorded in the event stream: "
+                                            f"{type(exc).__name__}: {exc}") from exc
         live = await self.state.erase(user_id)
         stored = await run_in_threadpool(self.sink.erase, user_id) if self.sink is not None else None
         return {"user_id": user_id, "erased": True, "live_events": live, "stored_events": stored,

@@ -38,9 +38,11 @@ RATE_WINDOW_S = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
-# KEYS[1] = the stream, KEYS[2..] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2..] = the events (JSON).
-# Read first, then XADD, then SET: an error before the XADD writes nothing, and Redis refuses a script that would
-# write while it is out of memory before it starts, so a key is never set for an event that is not in the stream.
+# KEYS[1] = the stream, KEYS[2..n+1] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2] = the prefix,
+# ARGV[3..n+2] = the events (JSON), ARGV[n+3..2n+2] = their users. Read first, then XADD, then SET: an error
+# before the XADD writes nothing, and Redis refuses a script that would write while it is out of memory before it
+# starts, so a key is never set for an event that is not in the stream. Each user's keys are indexed in
+# <prefix>seenby:<user> (erasing the user deletes them).
 _PUBLISH = """
 local n = #KEYS - 1
 local dup, fresh, new = {}, {}, {}
@@ -50,17 +52,32 @@ for i = 1, n do
     dup[i] = 1
   else
     dup[i] = 0
-    new[k] = true
-    fresh[#fresh + 1] = ARGV[i + 1]
+    new[k] = ARGV[n + 2 + i]
+    fresh[#fresh + 1] = ARGV[i + 2]
   end
 end
 if #fresh > 0 then
   redis.call('XADD', KEYS[1], '*', 'e', '[' .. table.concat(fresh, ',') .. ']')
-  for k, _ in pairs(new) do
+  local by = {}
+  for k, user in pairs(new) do
     redis.call('SET', k, '1', 'EX', ARGV[1])
+    local idx = ARGV[2] .. 'seenby:' .. user
+    redis.call('SADD', idx, k)
+    by[idx] = true
+  end
+  for idx, _ in pairs(by) do
+    redis.call('EXPIRE', idx, ARGV[1])
   end
 end
 return dup
+"""
+
+# KEYS[1] = the stream, KEYS[2] = the erasures hash; ARGV[1] = the user. A marker entry gives the erasure its place
+# in the stream: consumers drop the user's events of every entry before it.
+_ERASURE = """
+local id = redis.call('XADD', KEYS[1], '*', 'x', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], id)
+return id
 """
 
 
@@ -86,6 +103,23 @@ def decode(payloads: list[str | bytes]) -> pl.DataFrame:
     return pl.DataFrame(data, schema=EVENT_SCHEMA)
 
 
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _without_erased(frame: pl.DataFrame, erasures: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    """`frame` (with the entry position in _ms, _seq) without the events of a user from before their erasure."""
+    if not erasures:
+        return frame
+    marks = pl.DataFrame({"user_id": list(erasures), "_ems": [e[0] for e in erasures.values()],
+                          "_eseq": [e[1] for e in erasures.values()]},
+                         schema={"user_id": pl.String, "_ems": pl.Int64, "_eseq": pl.Int64})
+    joined = frame.join(marks, on="user_id", how="left", maintain_order="left")
+    erased = (pl.col("_ms") < pl.col("_ems")) | ((pl.col("_ms") == pl.col("_ems")) & (pl.col("_seq") < pl.col("_eseq")))
+    return joined.filter(~erased.fill_null(False)).drop("_ems", "_eseq")
+
+
 class EventStream:
     """The API's side (async, redis-py): publish accepted events, report the stream's figures."""
 
@@ -95,14 +129,20 @@ class EventStream:
         self.key = stream_key(prefix)
         self.ttl = seen_ttl_s
         self._script = redis.register_script(_PUBLISH)
+        self._erasure = redis.register_script(_ERASURE)
 
     async def publish(self, keys: list[str], events: list[dict[str, Any]]) -> list[bool]:
         """Mark `keys` seen and append the events whose key was new, atomically; True for each duplicate."""
         if not keys:
             return []
         out = await self._script(keys=[self.key, *(f"{self.p}seen:{k}" for k in keys)],
-                                 args=[self.ttl, *(encode(e) for e in events)])
+                                 args=[self.ttl, self.p, *(encode(e) for e in events), *(e["user_id"] for e in events)])
         return [bool(int(d)) for d in out]
+
+    async def record_erasure(self, user_id: str) -> str:
+        """Mark the user erased at the stream's current end: consumers drop their events of every entry before it
+        (those not yet in the store), and delete what a consumer wrote while the erasure happened."""
+        return str(await self._erasure(keys=[self.key, f"{self.p}stream:erasures"], args=[user_id]))
 
     async def durability(self) -> str | None:
         """Redis' AOF setting ('always', 'everysec', 'no') or None where AOF is off (or CONFIG is not allowed)."""
@@ -166,6 +206,7 @@ class Consumer:
         self._own = True  # first read back what this name holds (a restart under the same --name)
         self.consumed = 0
         self.redelivered = 0
+        self.dropped = 0
 
     def ensure_group(self) -> None:
         import redis
@@ -202,9 +243,7 @@ class Consumer:
             entries = [e for e in got[0][1] if e and e[1]] if got else []
         if not entries:
             return 0
-        frame = decode([fields["e"] for _, fields in entries])
-        with self.store() as store:
-            store.append_events(frame)
+        frame, dropped = self._write(entries)
         ids = [entry_id for entry_id, _ in entries]
         second = int(time.time())
         pipe = self.r.pipeline(transaction=True)
@@ -218,7 +257,40 @@ class Consumer:
         pipe.execute()
         self.consumed += frame.height
         self.redelivered += claimed
+        self.dropped += dropped
         return frame.height
+
+    def _erasures(self, users: list[str]) -> dict[str, tuple[int, int]]:
+        if not users:
+            return {}
+        got = self.r.hmget(f"{self.p}stream:erasures", users)
+        return {u: _id(e) for u, e in zip(users, got, strict=True) if e}
+
+    def _write(self, entries: list[tuple[str, dict[str, str]]]) -> tuple[pl.DataFrame, int]:
+        """Write the events of `entries` to the store, without those of users erased after the entry (the erasure
+        came first); afterwards, a user erased while this was written is deleted from the store again. Returns the
+        frame written and the number of events dropped."""
+        parts = [(_id(entry_id), fields["e"]) for entry_id, fields in entries if "e" in fields]
+        if not parts:
+            return decode([]), 0
+        frames = [decode([payload]).with_columns(pl.lit(pos[0], pl.Int64).alias("_ms"),
+                                                   pl.lit(pos[1], pl.Int64).alias("_seq"))
+                  for pos, payload in parts]
+        frame = pl.concat(frames)
+        users = frame["user_id"].unique().to_list()
+        before = self._erasures(users)
+        frame = _without_erased(frame, before)
+        dropped = sum(f.height for f in frames) - frame.height
+        with self.store() as store:
+            if frame.height:
+                store.append_events(frame.drop("_ms", "_seq"))
+        after = self._erasures(users)
+        late = {u: e for u, e in after.items() if before.get(u) != e}
+        if late and _without_erased(frame, late).height < frame.height:  # erased while this was written
+            with self.store() as store:
+                for user in late:
+                    store.delete_user(user)
+        return frame.drop("_ms", "_seq"), dropped
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; a failure (store or Redis down) is logged and retried after a pause, the
