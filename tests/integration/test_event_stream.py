@@ -271,12 +271,31 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+@pytest.fixture(params=["duckdb", "postgresql"])
+def kill_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "duckdb":
+        yield str(tmp_path / "live.duckdb")
+        return
+    from tests.pgserver import fresh_database, postgres_server
+
+    with postgres_server() as server:
+        yield fresh_database(server, "killed")
+
+
+def _stored_at(store: str) -> pl.DataFrame:
+    from aisle.store import open_store
+
+    with open_store(store, read_only=True) as s:
+        return s.events()
+
+
 @pytest.mark.slow
-def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_dir: Path, tmp_path: Path) -> None:
+def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_dir: Path, tmp_path: Path,
+                                                                        kill_store: str) -> None:
     """20,000 distinct events in batches of 50-100 to `aisle serve --workers 2` (Redis with appendfsync always, a
-    DuckDB store) and a separate `aisle consume`; at a random moment both are killed with SIGKILL (the API's whole
-    process group) and started again, and every batch that did not get a 2xx is posted again. At the end every
-    acknowledged event is in the store exactly once."""
+    DuckDB or PostgreSQL store) and a separate `aisle consume`; at a random moment both are killed with SIGKILL (the
+    API's whole process group) and started again, and every batch that did not get a 2xx is posted again. At the
+    end every acknowledged event is in the store exactly once."""
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     print(f"seed {seed}")
@@ -284,7 +303,7 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
     (tmp_path / "redis").mkdir()
     redis_proc = _start_redis(tmp_path / "redis", rport, "always")
     redis_url = f"redis://127.0.0.1:{rport}/0"
-    store = str(tmp_path / "live.duckdb")
+    store = kill_store
     log = tmp_path / "procs.log"
     url = f"http://127.0.0.1:{port}"
     batches: list[list[dict[str, Any]]] = []
@@ -357,7 +376,7 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
                 _kill_group(proc)
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
-    ids = _stored(Path(store))["event_id"]
+    ids = _stored_at(store)["event_id"]
     assert len(acked) == 20_000
     missing = acked - set(ids.to_list())
     assert not missing, f"{len(missing)} acknowledged events are not in the store, e.g. {sorted(missing)[:5]}"
