@@ -294,8 +294,9 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
                                                                         kill_store: str) -> None:
     """20,000 distinct events in batches of 50-100 to `aisle serve --workers 2` (Redis with appendfsync always, a
     DuckDB or PostgreSQL store) and a separate `aisle consume`; at a random moment both are killed with SIGKILL (the
-    API's whole process group) and started again, and every batch that did not get a 2xx is posted again. At the
-    end every acknowledged event is in the store exactly once."""
+    API's whole process group) and started again, later Redis is killed with SIGKILL and restarted from its AOF,
+    and every batch that did not get a 2xx is posted again. At the end every acknowledged event is in the store
+    exactly once."""
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     print(f"seed {seed}")
@@ -313,7 +314,8 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
         batches.append([{"user_id": f"u{(n + i) % 997}", "item_id": f"i{(n + i) % 150:05d}", "event_type": "view",
                          "event_id": f"k-{n + i}"} for i in range(size)])
         n += size
-    kill_after = rng.randint(len(batches) // 5, 4 * len(batches) // 5)  # acknowledged batches before the kill
+    kill_after = rng.randint(len(batches) // 5, 3 * len(batches) // 5)  # acknowledged batches before the kill
+    redis_kill_after = rng.randint(kill_after + 10, 9 * len(batches) // 10)  # ... and before Redis is killed
     acked: set[str] = set()
     outcomes = {"2xx": 0, "failed": 0, "duplicates": 0}
     server = _serve(bundle_dir, port, redis_url, store, log)
@@ -353,6 +355,13 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
         time.sleep(rng.uniform(0.2, 1.0))
         server = _serve(bundle_dir, port, redis_url, store, log)
         consumer = _consume(redis_url, store, log)
+        while outcomes["2xx"] < redis_kill_after and t.is_alive():
+            time.sleep(0.005)
+        redis_proc.kill()  # SIGKILL: what appendfsync always synced before each answer must come back from the AOF
+        redis_proc.wait(timeout=10)
+        redis_killed_at = outcomes["2xx"]
+        time.sleep(rng.uniform(0.2, 1.0))
+        redis_proc = _start_redis(tmp_path / "redis", rport, "always")
         t.join(timeout=150)
         assert not t.is_alive(), f"posting did not finish: {outcomes}"
         r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -361,7 +370,8 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
             time.sleep(0.2)
         lag = r.xlen(stream_key())
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
-        print(f"killed after {killed_at} acknowledged batches of {len(batches)}; {outcomes}; lag {lag}; "
+        print(f"API + consumer killed after {killed_at} acknowledged batches of {len(batches)}, Redis after "
+              f"{redis_killed_at}; {outcomes}; lag {lag}; "
               f"{time.monotonic() - t0:.1f}s; " + "; ".join(ln for ln in metrics.splitlines()
                                                              if ln.startswith("aisle_stream_")))
         assert lag == 0
