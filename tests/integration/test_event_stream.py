@@ -510,3 +510,23 @@ def test_without_redis_erase_runs_in_order_with_the_writes_before_it(bundle_dir:
         assert _stored(db).height == 0
         svc: Services = client.app.state.services
         assert not any(u == "gone" for u in svc.state._seen.values())  # type: ignore[attr-defined]
+
+
+def test_consumers_that_left_are_forgotten_by_the_group(redis_url: str, tmp_path: Path) -> None:
+    """Every restart of a worker leaves its consumer name in the group; names holding nothing that were not heard
+    of for forget_idle_s are removed (one holding entries stays: its entries are claimed first)."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    sink = StoreSink(tmp_path / "s.duckdb")
+    c = Consumer(redis_url, sink.locked, name="now", block_ms=10, forget_idle_s=0.2)
+    try:
+        c.ensure_group()
+        r.xreadgroup("aisle-store", "left", {stream_key(): ">"}, count=1)  # joined, took nothing, left
+        r.xadd(stream_key(), {"x": "nobody"})
+        r.xreadgroup("aisle-store", "holding", {stream_key(): ">"}, count=1)  # took an entry, died
+        time.sleep(0.3)
+        c.step()  # reads nothing (the one entry is held) ... and forgets "left"
+        names = {x["name"] for x in r.xinfo_consumers(stream_key(), "aisle-store")}
+        assert names == {"now", "holding"}
+    finally:
+        c.close()
+        sink.close()

@@ -191,7 +191,8 @@ class Consumer:
     giving the store for one unit of work (`StoreSink.locked`)."""
 
     def __init__(self, redis_url: str, store: Any, *, name: str | None = None, prefix: str = "aisle:",
-                 count: int = 200, block_ms: int = 1000, claim_idle_s: float = 30.0) -> None:
+                 count: int = 200, block_ms: int = 1000, claim_idle_s: float = 30.0,
+                 forget_idle_s: float = 3600.0) -> None:
         import redis
 
         self.r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(5.0, block_ms / 500),
@@ -202,6 +203,8 @@ class Consumer:
         self.key = stream_key(prefix)
         self.count, self.block_ms, self.claim_idle_ms = count, block_ms, int(claim_idle_s * 1000)
         self._claim_at = 0.0
+        self.forget_idle_ms = int(forget_idle_s * 1000)
+        self._forget_at = 0.0
         self._group_ready = False
         self._own = True  # first read back what this name holds (a restart under the same --name)
         self.consumed = 0
@@ -230,6 +233,9 @@ class Consumer:
             entries = [e for e in got[0][1] if e and e[1]] if got else []
             self._own = bool(entries)
         now = time.monotonic()
+        if now >= self._forget_at:
+            self._forget_at = now + 60.0
+            self.forget_gone()
         if not entries and now >= self._claim_at:
             self._claim_at = now + self.claim_idle_ms / 2000
             got = self.r.xautoclaim(self.key, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0",
@@ -259,6 +265,16 @@ class Consumer:
         self.redelivered += claimed
         self.dropped += dropped
         return frame.height
+
+    def forget_gone(self) -> list[str]:
+        """Remove from the group the consumers that hold nothing and were not heard of for `forget_idle_s` (every
+        restart of a worker leaves its old name behind); a live one reads every second, and XREADGROUP would
+        add it again anyway. Returns the names removed."""
+        gone = [c["name"] for c in self.r.xinfo_consumers(self.key, GROUP)
+                if int(c["pending"]) == 0 and int(c["idle"]) >= self.forget_idle_ms and c["name"] != self.name]
+        for name in gone:
+            self.r.xgroup_delconsumer(self.key, GROUP, name)
+        return gone
 
     def _erasures(self, users: list[str]) -> dict[str, tuple[int, int]]:
         if not users:
