@@ -32,6 +32,7 @@ from aisle.serve import Services, create_app
 from aisle.serve.services import StoreSink
 from aisle.serve.stream import Consumer, stream_key
 from aisle.store import Store
+from tests.serving import wait_ready
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
 
@@ -252,19 +253,6 @@ def _consume(redis_url: str, store: str, log: Path) -> subprocess.Popen[bytes]:
                             start_new_session=True)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not get ready: " + log.read_text()[-3000:])
-
-
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -321,7 +309,7 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
     server = _serve(bundle_dir, port, redis_url, store, log)
     consumer = _consume(redis_url, store, log)
     try:
-        _wait_ready(url, server, log)
+        wait_ready(url, server, seconds=90, output=log.read_text)
         stop = threading.Event()
 
         def client() -> None:
