@@ -109,6 +109,12 @@ class Settings(_Frozen):
     max_k: int = Field(default=100, ge=1)
     history_length: int = Field(default=50, ge=1)
     """Events per user kept in live state."""
+    consume: bool = True
+    """With Redis state and a store: every worker also runs a consumer of the event stream (stream -> store), so a
+    plain deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
+    stream_claim_idle_s: float = Field(default=30.0, gt=0)
+    """A stream entry taken by a consumer and not acknowledged for this long (the consumer died) is claimed and
+    written by another."""
     online_max_items: int = Field(default=20_000, ge=0)
     """Full-catalog models score live sessions on each request only up to this catalog size; above it they
     serve the per-user lists precomputed in the bundle and the session reacts through item-to-item sources."""

@@ -26,6 +26,7 @@ app.command("evaluate")(_evaluate.evaluate)
 app.command("train")(_train.train)
 app.command("search-eval")(_search.search_eval)
 app.command("serve")(_serve.serve)
+app.command("consume")(_serve.consume)
 
 
 def main() -> None:

@@ -143,3 +143,53 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
                     http="httptools")
     finally:
         shutil.rmtree(settings_file.parent, ignore_errors=True)
+
+
+def consume(
+    state: Annotated[str | None, typer.Option(help="The Redis the API writes its event stream to (redis://...).")]
+    = None,
+    store: Annotated[str | None, typer.Option(help="The store to write the events to: a DuckDB file or a "
+                                              "postgresql:// URL.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings TOML (state, store, stream_claim_idle_s).")] = None,
+    claim_idle: Annotated[float | None, typer.Option(help="Claim entries another consumer took and has not "
+                                                     "acknowledged for this many seconds (it died).")] = None,
+    name: Annotated[str | None, typer.Option(help="Consumer name in the group (default: host-pid).")] = None,
+) -> None:
+    """Write the API's event stream to the store (a consumer of the group `aisle-store`); runs until stopped.
+
+    `aisle serve` already runs one consumer per worker when the state is Redis and a store is set; this command
+    adds consumers (or is the only one, with `consume = false` in the server's settings)."""
+    import signal
+    import threading
+
+    from aisle.config import ConfigError, load_settings
+    from aisle.serve.services import StoreSink
+    from aisle.serve.stream import Consumer
+    from aisle.store import describe
+
+    try:
+        settings = load_settings(config, state=state, store=store, stream_claim_idle_s=claim_idle)
+    except (ConfigError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if settings.state == "memory" or settings.store is None:
+        err.print("[red]error:[/] aisle consume needs --state redis://... and --store (a DuckDB file or a "
+                  "postgresql:// URL)")
+        raise typer.Exit(2)
+    problem = _store_problem(settings.store)
+    if problem is not None:
+        err.print(f"[red]error:[/] {problem}")
+        raise typer.Exit(2)
+    sink = StoreSink(settings.store)
+    consumer = Consumer(settings.state, sink.locked, name=name, claim_idle_s=settings.stream_claim_idle_s)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"Consuming the event stream of {settings.state} into {describe(str(settings.store))} as "
+                  f"{consumer.name}. Press Ctrl-C to stop.")
+    try:
+        consumer.run(stop)
+    finally:
+        consumer.close()
+        sink.close()
+    console.print(f"Stopped: {consumer.consumed} events written, {consumer.redelivered} entries redelivered.")

@@ -31,7 +31,7 @@ from aisle.config import Settings
 from aisle.serve.errors import STATUSES
 from aisle.serve.errors import name as error_name
 from aisle.serve.routes import MAX_K_MARK, router
-from aisle.serve.services import NotReadyError, Services
+from aisle.serve.services import NotReadyError, Services, StoreUnavailableError
 from aisle.web import STATIC_PATH, static_files
 from aisle.web import router as web_router
 
@@ -122,6 +122,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             tasks.append(asyncio.create_task(svc.watch()))
         if svc.state.backend == "redis":
             tasks.append(asyncio.create_task(svc.poll_catalog()))
+        if svc.stream is not None:
+            fsync = await svc.stream.durability()
+            if fsync is None:
+                log.warning("Redis runs without AOF (appendonly no): acknowledged events wait in Redis memory until "
+                            "the store has them, and a restart of Redis loses them; see the README, 'Serving'")
+            if svc.settings.consume:
+                svc.start_consumer()
         try:
             yield
         finally:
@@ -152,6 +159,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             detail = [{"loc": [], "msg": str(detail), "type": "value_error"}]
         error = "unavailable" if exc.status_code == 503 else error_name(exc.status_code)
         return _json(exc.status_code, error, detail, headers=exc.headers)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _unavailable(_request: Request, exc: StoreUnavailableError) -> Response:
+        return _json(503, "unavailable", str(exc))
 
     @app.exception_handler(NotReadyError)
     async def _not_ready(_request: Request, exc: NotReadyError) -> Response:

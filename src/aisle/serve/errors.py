@@ -25,7 +25,8 @@ STATUSES: dict[int, tuple[str, str]] = {
     500: ("internal", "A failure of the server (never a stack trace); for /admin/reload: the new bundle did not "
                       "load and the previous one keeps serving."),
     503: ("not_ready", "No bundle is loaded yet (see /ready), or this bundle lacks what the route needs "
-                       "(`unavailable`: e.g. no search index)."),
+                       "(`unavailable`: e.g. no search index), or the store / event stream did not take a write "
+                       "(`unavailable`: nothing of the batch was taken, send it again)."),
 }
 
 #: every route that reads the bundle can answer these

@@ -137,7 +137,11 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
 
 @router.post("/events", tags=["events"], dependencies=[Depends(require_write)], responses=responses(*WRITE))
 async def post_events(body: EventsIn, svc: Svc) -> dict[str, Any]:
-    """A batch of events; repeats (same event_id, or same user/item/type/time) are counted and ignored."""
+    """A batch of events; repeats (same event_id, or same user/item/type/time) are counted and ignored.
+
+    With a store, a 2xx means the accepted events are durable: in the store (no Redis) or in the Redis event
+    stream that consumers write to the store. A 503 means none of this batch's new events were taken: send it
+    again."""
     if len(body.events) > svc.settings.max_batch:
         raise HTTPException(413, f"at most {svc.settings.max_batch} events per request")
     return await svc.ingest([e.record() for e in body.events])
@@ -193,7 +197,13 @@ async def metrics(svc: Svc) -> Response:
     """Request counts and latencies per route template, for Prometheus."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    body = svc.metrics.render()
+    if svc.stream is not None:  # the event stream's lag and throughput, fleet-wide (kept in Redis)
+        try:
+            body += await svc.stream.prometheus()
+        except Exception as exc:  # Redis down: the request metrics still answer
+            body += f"# aisle_stream_* unavailable: {type(exc).__name__}\n".encode()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/stats", tags=["operations"])

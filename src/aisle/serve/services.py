@@ -3,9 +3,10 @@
 Hot swap: a new bundle is loaded and its Runtime built in a worker thread while the old one keeps answering;
 then one reference assignment swaps them (atomic under the GIL), so no request sees half a bundle and none
 fails. The same path rebuilds the Runtime after catalog upserts (the search index is rebuilt with the cached
-vectors of unchanged items). The optional store receives accepted events in batches from a background thread: a
-DuckDB file under a file lock so several worker processes can share it, or a PostgreSQL database (no lock: the
-server serialises writers and its unique event key keeps appends idempotent), through one pooled store per worker.
+vectors of unchanged items). The optional store (a DuckDB file under a file lock so several processes can share
+it, or a PostgreSQL database: no lock, its unique event key keeps appends idempotent, one pooled store per worker)
+receives accepted events durably before `POST /events` answers: written through (`StoreSink`, memory state), or
+appended to the Redis event stream that consumers write to the store (`aisle.serve.stream`, Redis state).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,25 +42,35 @@ class NotReadyError(RuntimeError):
     """No bundle is loaded yet (or the last load failed)."""
 
 
-class StoreSink:
-    """Accepted events -> the store, batched by a background thread (never on the request path)."""
+class StoreUnavailableError(RuntimeError):
+    """The store (or the event stream) did not take a write: the request answers 503 and may be retried."""
 
-    def __init__(self, path: Path | str, flush_s: float = 0.5) -> None:
+
+class StoreSink:
+    """The server's writes to the store: accepted events written through before the request answers (no Redis),
+    catalog upserts and erasures.
+
+    Events of concurrent requests are committed together (group commit): one writer thread takes every batch
+    waiting, appends them in one store transaction and then wakes each request; a failed append fails every
+    request of that commit (each answers 503 and can be retried: appends are idempotent by event key)."""
+
+    def __init__(self, path: Path | str) -> None:
         from aisle.store import describe, is_postgres_url
 
         self.postgres = is_postgres_url(str(path))
         self.url = str(path) if self.postgres else None
         self.path: Path | str = describe(path) if self.postgres else Path(path)  # what logs and /api/web show
         self.lock_path = None if self.postgres else Path(path).with_suffix(Path(path).suffix + ".lock")
-        self.flush_s = flush_s
         self._pg: Any = None  # the open PostgreSQL store (a connection pool), made on first use
         self._pg_lock = threading.Lock()
-        self._q: queue.Queue[pl.DataFrame | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="aisle-store-sink", daemon=True)
+        self._q: queue.Queue[tuple[str, Any, Future[int]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="aisle-store-writer", daemon=True)
         self._thread.start()
 
     @contextlib.contextmanager
     def locked(self) -> Any:
+        """The store, for one unit of work: a DuckDB file is opened under its file lock (so worker processes and
+        `aisle consume` share it), a PostgreSQL store is one pool per process."""
         from aisle.store import Store, open_store
 
         if self.url is not None:
@@ -77,43 +89,70 @@ class StoreSink:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def put(self, frame: pl.DataFrame) -> None:
-        self._q.put(frame)
+    def write(self, frame: pl.DataFrame) -> Future[int]:
+        """Queue `frame` for the next commit; the future is done once it is in the store (or failed)."""
+        fut: Future[int] = Future()
+        self._q.put(("append", frame, fut))
+        return fut
 
-    def _drain(self) -> list[pl.DataFrame]:
-        out = []
-        while True:
-            try:
-                f = self._q.get_nowait()
-            except queue.Empty:
-                return out
-            if f is not None:
-                out.append(f)
+    async def append(self, frame: pl.DataFrame) -> None:
+        """Append `frame` to the store and return once it is committed; raises StoreUnavailableError if not."""
+        try:
+            await asyncio.wrap_future(self.write(frame))
+        except Exception as exc:
+            raise StoreUnavailableError(f"the store {self.path} did not take the events: {type(exc).__name__}: "
+                                        f"{exc}") from exc
 
     def flush(self) -> int:
-        frames = self._drain()
-        if not frames:
-            return 0
-        with self.locked() as store:
-            return store.append_events(pl.concat(frames)).inserted
+        """Nothing is ever queued past a request's answer (writes are through): kept for callers; returns 0."""
+        return 0
 
     def _run(self) -> None:
+        pending: list[Any] = []  # taken from the queue, not yet done (an erase or the stop behind a group)
         while True:
-            first = self._q.get()
-            if first is None:
-                self.flush()
+            op = pending.pop(0) if pending else self._q.get()
+            if op is None:
                 return
-            self._q.put(first)
-            time.sleep(self.flush_s)
-            try:
-                self.flush()
-            except Exception:
-                log.exception("could not write events to %s (will retry)", self.path)
+            if op[0] == "erase":
+                self._erase(op[1], op[2])
+                continue
+            batch = [op]
+            while True:
+                try:
+                    more = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or more[0] != "append":
+                    pending.append(more)  # it runs after this group, in order
+                    break
+                batch.append(more)
+            self._append(batch)
+
+    def _append(self, batch: list[Any]) -> None:
+        try:
+            with self.locked() as store:
+                store.append_events(pl.concat([f for _, f, _ in batch]))
+        except Exception as exc:
+            log.warning("could not write %d event batch(es) to %s: %s: %s", len(batch), self.path,
+                        type(exc).__name__, exc)
+            for _, _, fut in batch:
+                fut.set_exception(exc)
+        else:
+            for _, frame, fut in batch:
+                fut.set_result(frame.height)
+
+    def _erase(self, user_id: str, fut: Future[int]) -> None:
+        try:
+            with self.locked() as store:
+                fut.set_result(store.delete_user(user_id))
+        except Exception as exc:
+            fut.set_exception(exc)
 
     def erase(self, user_id: str) -> int:
-        self.flush()
-        with self.locked() as store:
-            return store.delete_user(user_id)
+        """Delete the user from the store, in order with the event writes queued before (blocking)."""
+        fut: Future[int] = Future()
+        self._q.put(("erase", user_id, fut))
+        return fut.result(timeout=120)
 
     def close(self) -> None:
         self._q.put(None)
@@ -143,6 +182,15 @@ class Services:
         self.state = state or open_state(settings.state, settings.history_length)
         self.metrics = Metrics()
         self.sink = StoreSink(settings.store) if settings.store else None
+        self.stream: Any = None  # Redis state and a store: accepted events go through the durable stream
+        if self.sink is not None and self.state.backend == "redis":
+            from aisle.serve.stream import EventStream
+
+            st: Any = self.state
+            self.stream = EventStream(st.r, st.p)
+        self._consumer: Any = None
+        self._consumer_thread: threading.Thread | None = None
+        self._consumer_stop = threading.Event()
         self._embedder = embedder
         self._runtime: Runtime | None = None
         self._swap = threading.Lock()
@@ -241,9 +289,31 @@ class Services:
     # ---- writes --------------------------------------------------------------------------------------
 
     async def ingest(self, events: list[dict[str, Any]]) -> dict[str, int]:
+        """Accept a batch: new events (by key) reach the live state and, with a store, are durable before this
+        returns. With Redis they are appended to the event stream in the same atomic step that marks them seen;
+        without, they are written through to the store before they are marked seen. Either way an event whose
+        write failed is not marked, and `StoreUnavailableError` (a 503) lets the client retry it."""
         keys = [e.get("event_id") or "|".join(str(e.get(f) or "") for f in ("user_id", "item_id", "event_type",
                                                                             "timestamp", "query")) for e in events]
-        seen = await self.state.mark_seen(keys)
+        if self.stream is not None:
+            try:
+                seen = await self.stream.publish(keys, events)
+            except Exception as exc:
+                self.metrics.events.labels("failed").inc(len(events))
+                raise StoreUnavailableError(f"the event stream did not take the events: {type(exc).__name__}: "
+                                            f"{exc}") from exc
+        else:
+            if self.sink is not None:
+                known = await self.state.peek_seen(keys)
+                new = [e for e, dup in zip(events, known, strict=True) if not dup]
+                if new:
+                    try:
+                        await self.sink.append(pl.DataFrame(new, schema=EVENT_SCHEMA))
+                    except StoreUnavailableError:
+                        self.metrics.events.labels("failed").inc(len(events))
+                        raise
+            # after the write: a failed one leaves nothing marked
+            seen = await self.state.mark_seen(keys, [e["user_id"] for e in events])
         fresh = [e for e, dup in zip(events, seen, strict=True) if not dup]
         by_user: dict[str, list[LiveEvent]] = {}
         for e in fresh:
@@ -251,10 +321,28 @@ class Services:
                 ts = int(e["timestamp"].timestamp() * 1_000_000)
                 by_user.setdefault(e["user_id"], []).append((e["item_id"], e["event_type"], ts))
         await self.state.append(by_user)
-        if self.sink is not None and fresh:
-            self.sink.put(pl.DataFrame(fresh, schema=EVENT_SCHEMA))
         self.metrics.ingested(len(fresh), len(events) - len(fresh))
         return {"accepted": len(fresh), "duplicates": len(events) - len(fresh)}
+
+    def start_consumer(self) -> None:
+        """Run a stream consumer in a thread of this worker (Redis state, a store, `consume` on)."""
+        from aisle.serve.stream import Consumer
+
+        assert self.stream is not None and self.sink is not None
+        self._consumer = Consumer(self.settings.state, self.sink.locked, claim_idle_s=self.settings.stream_claim_idle_s)
+        self._consumer_stop.clear()
+        self._consumer_thread = threading.Thread(target=self._consumer.run, args=(self._consumer_stop,),
+                                                 name="aisle-stream-consumer", daemon=True)
+        self._consumer_thread.start()
+
+    def _stop_consumer(self) -> None:
+        if self._consumer_thread is not None:
+            self._consumer_stop.set()
+            self._consumer_thread.join(timeout=15)
+            self._consumer_thread = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
     async def upsert_items(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -279,12 +367,22 @@ class Services:
             store.upsert_items(frame)
 
     async def erase(self, user_id: str) -> dict[str, Any]:
+        """Erase the user everywhere: the stream's consumers are told first (they drop the user's events of every
+        entry before this point, and delete again what they were writing meanwhile), then the live state (history,
+        duplicate-detection keys; erased from now on), then the store."""
+        if self.stream is not None:
+            try:
+                await self.stream.record_erasure(user_id)
+            except Exception as exc:
+                raise StoreUnavailableError(f"the erasure could not be recorded in the event stream: "
+                                            f"{type(exc).__name__}: {exc}") from exc
         live = await self.state.erase(user_id)
         stored = await run_in_threadpool(self.sink.erase, user_id) if self.sink is not None else None
         return {"user_id": user_id, "erased": True, "live_events": live, "stored_events": stored,
                 "erased_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
     async def close(self) -> None:
+        await run_in_threadpool(self._stop_consumer)
         if self.sink is not None:
             await run_in_threadpool(self.sink.close)
         await self.state.close()
@@ -299,4 +397,4 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-__all__ = ["NotReadyError", "Services", "StoreSink"]
+__all__ = ["NotReadyError", "Services", "StoreSink", "StoreUnavailableError"]

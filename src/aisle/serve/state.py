@@ -28,8 +28,13 @@ log = logging.getLogger("aisle.serve")
 class StateStore(Protocol):
     backend: str
 
-    async def mark_seen(self, keys: list[str]) -> list[bool]:
-        """Remember `keys`; True for each one that was already there."""
+    async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
+        """Remember `keys` (each of the event of `users[i]`, so erasing the user forgets it); True for each one
+        that was already there."""
+        ...
+
+    async def peek_seen(self, keys: list[str]) -> list[bool]:
+        """True for each of `keys` already remembered (remembers nothing)."""
         ...
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None: ...
@@ -38,7 +43,12 @@ class StateStore(Protocol):
         """The user's live events (oldest first) and whether they were erased."""
         ...
 
-    async def erase(self, user_id: str) -> int: ...
+    async def erase(self, user_id: str) -> int:
+        """Forget the user's live events and duplicate-detection keys, and mark them erased; returns the number
+        of live events dropped."""
+        ...
+
+    async def erased_among(self, user_ids: list[str]) -> list[bool]: ...
 
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         """Record catalog upserts (JSON-ready item dicts); returns the new catalog version."""
@@ -59,19 +69,24 @@ class MemoryState:
     def __init__(self, history_length: int = 50) -> None:
         self.history_length = history_length
         self._events: dict[str, deque[LiveEvent]] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, str | None] = OrderedDict()  # key -> its user
         self._erased: set[str] = set()
         self._items: dict[str, dict[str, Any]] = {}
         self._version = 0
 
-    async def mark_seen(self, keys: list[str]) -> list[bool]:
+    async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
         out = []
-        for k in keys:
-            out.append(k in self._seen)
-            self._seen[k] = None
+        for i, k in enumerate(keys):
+            known = k in self._seen
+            out.append(known)
+            if not known:
+                self._seen[k] = users[i] if users is not None else None
         while len(self._seen) > _SEEN_MAX:
             self._seen.popitem(last=False)
         return out
+
+    async def peek_seen(self, keys: list[str]) -> list[bool]:
+        return [k in self._seen for k in keys]
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None:
         for user, evs in events.items():
@@ -83,8 +98,13 @@ class MemoryState:
 
     async def erase(self, user_id: str) -> int:
         n = len(self._events.pop(user_id, ()))
+        for k in [k for k, u in self._seen.items() if u == user_id]:
+            del self._seen[k]
         self._erased.add(user_id)
         return n
+
+    async def erased_among(self, user_ids: list[str]) -> list[bool]:
+        return [u in self._erased for u in user_ids]
 
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         for it in items:
@@ -100,6 +120,19 @@ class MemoryState:
 
     async def close(self) -> None:
         return None
+
+
+_ERASE = """
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+local keys = redis.call('SMEMBERS', KEYS[2])
+for i = 1, #keys, 500 do
+  redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
+end
+redis.call('DEL', KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return n
+"""
 
 
 class _ReplyError(Exception):
@@ -224,13 +257,26 @@ class RedisState:
         self._opening: asyncio.Task[_Reader] | None = None
         self._erased_key = f"{prefix}erased".encode()
 
-    async def mark_seen(self, keys: list[str]) -> list[bool]:
+    async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
         if not keys:
             return []
         pipe = self.r.pipeline(transaction=False)
         for k in keys:
             pipe.set(f"{self.p}seen:{k}", 1, nx=True, ex=SEEN_TTL_S)
-        return [not bool(ok) for ok in await pipe.execute()]
+        if users is not None:  # each user's keys, so that erasing the user can delete them
+            for user in set(users):
+                pipe.sadd(f"{self.p}seenby:{user}", *[f"{self.p}seen:{k}" for k, u in zip(keys, users, strict=True)
+                                                      if u == user])
+                pipe.expire(f"{self.p}seenby:{user}", SEEN_TTL_S)
+        return [not bool(ok) for ok in (await pipe.execute())[:len(keys)]]
+
+    async def peek_seen(self, keys: list[str]) -> list[bool]:
+        if not keys:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(f"{self.p}seen:{k}")
+        return [bool(n) for n in await pipe.execute()]
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None:
         if not events:
@@ -291,12 +337,16 @@ class RedisState:
         return reader
 
     async def erase(self, user_id: str) -> int:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.llen(f"{self.p}h:{user_id}")
-        pipe.delete(f"{self.p}h:{user_id}")
-        pipe.sadd(f"{self.p}erased", user_id)
-        n, _, _ = await pipe.execute()
+        """One script: the live history, every duplicate-detection key of the user (indexed in
+        `aisle:seenby:<user>`: they hold the user's id and search text), then the erased mark."""
+        n = await self.r.eval(_ERASE, 3, f"{self.p}h:{user_id}", f"{self.p}seenby:{user_id}", f"{self.p}erased",
+                              user_id)
         return int(n)
+
+    async def erased_among(self, user_ids: list[str]) -> list[bool]:
+        if not user_ids:
+            return []
+        return [bool(x) for x in await self.r.smismember(f"{self.p}erased", user_ids)]
 
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         pipe = self.r.pipeline(transaction=True)

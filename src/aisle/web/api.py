@@ -87,7 +87,9 @@ async def config(request: Request) -> dict[str, Any]:
 async def known_users(request: Request, k: Annotated[int, Query(ge=1, le=50)] = 12) -> dict[str, Any]:
     """Known shoppers to browse as: long histories, each with a different favourite category where possible."""
     cache = _cache(request)
-    return {"users": cache.users[:k]}
+    users = cache.users
+    erased = await _services(request).state.erased_among([u["user_id"] for u in users])
+    return {"users": [u for u, gone in zip(users, erased, strict=True) if not gone][:k]}
 
 
 def _pick_users(rt: Any, k: int) -> list[dict[str, Any]]:

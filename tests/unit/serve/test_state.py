@@ -45,6 +45,13 @@ async def _contract(state: StateStore) -> None:
     assert await state.erase("u1") == 4
     assert await state.history("u1") == ([], True)
     assert await state.history("nobody") == ([], False)
+    # duplicate-detection keys: peeking remembers nothing; erasing a user forgets the keys of their events only
+    assert await state.peek_seen(["p1", "a"]) == [False, True]
+    assert await state.peek_seen(["p1"]) == [False]
+    assert await state.mark_seen(["u2|i1|view", "e-9", "e-other"], ["u2", "u2", "u3"]) == [False, False, False]
+    assert await state.erase("u2") == 0
+    assert await state.peek_seen(["u2|i1|view", "e-9", "e-other", "a"]) == [False, False, True, True]
+    assert await state.erased_among(["u1", "u2", "u3"]) == [True, True, False]
     v0, _ = await state.items_since(0)
     v1 = await state.put_items([{"item_id": "n1", "title": "new"}])
     assert v1 > v0

@@ -1,0 +1,329 @@
+"""The durable event stream between the API and the store (Redis state + a store).
+
+`POST /events` runs one Lua script (`EventStream.publish`): it checks each event's duplicate-detection key, XADDs
+the new events as one entry of the stream `aisle:stream:events`, then sets their keys; Redis runs a script
+atomically and writes its effects to the AOF as one transaction, so an event is marked seen exactly when its
+entry is in the stream, and the request answers 2xx only after that. A failed script marks nothing: a retry of
+the batch is accepted again. What an acknowledged event survives then depends on Redis' AOF setting (README,
+"Serving": `appendfsync always` vs `everysec`).
+
+`Consumer` (run by `aisle consume`, and by default in a thread of every `aisle serve` worker) reads the stream
+in the consumer group `aisle-store`, appends the events of a batch of entries to the store (idempotent by event
+key, so a redelivery stores nothing twice), and only after the store committed XACKs and XDELs the entries: the
+stream holds exactly the entries not yet acknowledged, and its length is the lag. Several consumers share the
+work; entries a consumer took and never acknowledged (it died) are claimed by another after `claim_idle_s`
+(XAUTOCLAIM) and written again. Counters of consumed events and redelivered entries live in Redis, so
+`/metrics` of any worker shows the whole fleet's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import polars as pl
+
+from aisle.types import EVENT_SCHEMA
+
+log = logging.getLogger("aisle.stream")
+
+GROUP = "aisle-store"
+RATE_WINDOW_S = 10
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+# KEYS[1] = the stream, KEYS[2..n+1] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2] = the prefix,
+# ARGV[3..n+2] = the events (JSON), ARGV[n+3..2n+2] = their users. Read first, then XADD, then SET: an error
+# before the XADD writes nothing, and Redis refuses a script that would write while it is out of memory before it
+# starts, so a key is never set for an event that is not in the stream. Each user's keys are indexed in
+# <prefix>seenby:<user> (erasing the user deletes them).
+_PUBLISH = """
+local n = #KEYS - 1
+local dup, fresh, new = {}, {}, {}
+for i = 1, n do
+  local k = KEYS[i + 1]
+  if new[k] or redis.call('EXISTS', k) == 1 then
+    dup[i] = 1
+  else
+    dup[i] = 0
+    new[k] = ARGV[n + 2 + i]
+    fresh[#fresh + 1] = ARGV[i + 2]
+  end
+end
+if #fresh > 0 then
+  redis.call('XADD', KEYS[1], '*', 'e', '[' .. table.concat(fresh, ',') .. ']')
+  local by = {}
+  for k, user in pairs(new) do
+    redis.call('SET', k, '1', 'EX', ARGV[1])
+    local idx = ARGV[2] .. 'seenby:' .. user
+    redis.call('SADD', idx, k)
+    by[idx] = true
+  end
+  for idx, _ in pairs(by) do
+    redis.call('EXPIRE', idx, ARGV[1])
+  end
+end
+return dup
+"""
+
+# KEYS[1] = the stream, KEYS[2] = the erasures hash; ARGV[1] = the user. A marker entry gives the erasure its place
+# in the stream: consumers drop the user's events of every entry before it.
+_ERASURE = """
+local id = redis.call('XADD', KEYS[1], '*', 'x', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], id)
+return id
+"""
+
+
+def stream_key(prefix: str = "aisle:") -> str:
+    return f"{prefix}stream:events"
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """One event as the stream carries it: a JSON array in EVENT_SCHEMA order, the time in microseconds."""
+    ts = event.get("timestamp")
+    us = (ts - _EPOCH) // _US if isinstance(ts, datetime) else None  # exact: a float would be off by 1 us at times
+    return orjson.dumps([event.get("event_id"), event["user_id"], event.get("item_id"), event["event_type"], us,
+                         event.get("session_id"), event.get("value"), event.get("query")])
+
+
+def decode(payloads: list[str | bytes]) -> pl.DataFrame:
+    """The events of stream entries (each a JSON array of encoded events) as an EVENT_SCHEMA frame."""
+    rows = [row for p in payloads for row in orjson.loads(p)]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+    names = list(EVENT_SCHEMA)
+    data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
+    data["timestamp"] = pl.Series(data["timestamp"], dtype=pl.Int64).cast(EVENT_SCHEMA["timestamp"])
+    return pl.DataFrame(data, schema=EVENT_SCHEMA)
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _without_erased(frame: pl.DataFrame, erasures: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    """`frame` (with the entry position in _ms, _seq) without the events of a user from before their erasure."""
+    if not erasures:
+        return frame
+    marks = pl.DataFrame({"user_id": list(erasures), "_ems": [e[0] for e in erasures.values()],
+                          "_eseq": [e[1] for e in erasures.values()]},
+                         schema={"user_id": pl.String, "_ems": pl.Int64, "_eseq": pl.Int64})
+    joined = frame.join(marks, on="user_id", how="left", maintain_order="left")
+    erased = (pl.col("_ms") < pl.col("_ems")) | ((pl.col("_ms") == pl.col("_ems")) & (pl.col("_seq") < pl.col("_eseq")))
+    return joined.filter(~erased.fill_null(False)).drop("_ems", "_eseq")
+
+
+class EventStream:
+    """The API's side (async, redis-py): publish accepted events, report the stream's figures."""
+
+    def __init__(self, redis: Any, prefix: str = "aisle:", seen_ttl_s: int = 7 * 24 * 3600) -> None:
+        self.r = redis
+        self.p = prefix
+        self.key = stream_key(prefix)
+        self.ttl = seen_ttl_s
+        self._script = redis.register_script(_PUBLISH)
+        self._erasure = redis.register_script(_ERASURE)
+
+    async def publish(self, keys: list[str], events: list[dict[str, Any]]) -> list[bool]:
+        """Mark `keys` seen and append the events whose key was new, atomically; True for each duplicate."""
+        if not keys:
+            return []
+        out = await self._script(keys=[self.key, *(f"{self.p}seen:{k}" for k in keys)],
+                                 args=[self.ttl, self.p, *(encode(e) for e in events), *(e["user_id"] for e in events)])
+        return [bool(int(d)) for d in out]
+
+    async def record_erasure(self, user_id: str) -> str:
+        """Mark the user erased at the stream's current end: consumers drop their events of every entry before it
+        (those not yet in the store), and delete what a consumer wrote while the erasure happened."""
+        return str(await self._erasure(keys=[self.key, f"{self.p}stream:erasures"], args=[user_id]))
+
+    async def durability(self) -> str | None:
+        """Redis' AOF setting ('always', 'everysec', 'no') or None where AOF is off (or CONFIG is not allowed)."""
+        try:
+            aof = await self.r.config_get("appendonly")
+            if str(aof.get("appendonly", "no")) != "yes":
+                return None
+            return str((await self.r.config_get("appendfsync")).get("appendfsync"))
+        except Exception:
+            return None
+
+    async def figures(self) -> dict[str, float]:
+        now = int(time.time())
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xlen(self.key)
+        pipe.get(f"{self.p}stream:consumed")
+        pipe.get(f"{self.p}stream:redelivered")
+        pipe.mget([f"{self.p}stream:rate:{s}" for s in range(now - RATE_WINDOW_S, now)])
+        lag, consumed, redelivered, rate = await pipe.execute()
+        return {"lag_entries": int(lag), "consumed_events": int(consumed or 0),
+                "redelivered_entries": int(redelivered or 0),
+                "consumed_events_per_s": sum(int(x or 0) for x in rate) / RATE_WINDOW_S}
+
+    async def prometheus(self) -> bytes:
+        f = await self.figures()
+        lines = [
+            "# HELP aisle_stream_lag_entries Event stream entries not yet written to the store and acknowledged",
+            "# TYPE aisle_stream_lag_entries gauge", f"aisle_stream_lag_entries {f['lag_entries']}",
+            "# HELP aisle_stream_consumed_events_total Events written from the stream to the store (all consumers)",
+            "# TYPE aisle_stream_consumed_events_total counter",
+            f"aisle_stream_consumed_events_total {f['consumed_events']}",
+            f"# HELP aisle_stream_consumed_events_per_second Events consumed per second over the last "
+            f"{RATE_WINDOW_S} s (all consumers)",
+            "# TYPE aisle_stream_consumed_events_per_second gauge",
+            f"aisle_stream_consumed_events_per_second {f['consumed_events_per_s']}",
+            "# HELP aisle_stream_redelivered_entries_total Entries claimed from a consumer that did not acknowledge "
+            "them (and written again)",
+            "# TYPE aisle_stream_redelivered_entries_total counter",
+            f"aisle_stream_redelivered_entries_total {f['redelivered_entries']}",
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+
+class Consumer:
+    """Stream -> store (synchronous; run it in a thread or a process). `store` is a context-manager factory
+    giving the store for one unit of work (`StoreSink.locked`)."""
+
+    def __init__(self, redis_url: str, store: Any, *, name: str | None = None, prefix: str = "aisle:",
+                 count: int = 200, block_ms: int = 1000, claim_idle_s: float = 30.0,
+                 forget_idle_s: float = 3600.0) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(5.0, block_ms / 500),
+                                      socket_connect_timeout=5.0)
+        self.store = store
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 100_000}"
+        self.p = prefix
+        self.key = stream_key(prefix)
+        self.count, self.block_ms, self.claim_idle_ms = count, block_ms, int(claim_idle_s * 1000)
+        self._claim_at = 0.0
+        self.forget_idle_ms = int(forget_idle_s * 1000)
+        self._forget_at = 0.0
+        self._group_ready = False
+        self._own = True  # first read back what this name holds (a restart under the same --name)
+        self.consumed = 0
+        self.redelivered = 0
+        self.dropped = 0
+
+    def ensure_group(self) -> None:
+        import redis
+
+        try:
+            self.r.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def step(self) -> int:
+        """One round: claim the entries of dead consumers (at most every claim_idle_s / 2), else read new ones;
+        write their events to the store; acknowledge them. Returns the events written (0 when none waited)."""
+        if not self._group_ready:
+            self.ensure_group()
+        entries: list[tuple[str, dict[str, str]]] = []
+        claimed = 0
+        if self._own:  # entries this consumer took and did not acknowledge (its last write failed)
+            got = self.r.xreadgroup(GROUP, self.name, {self.key: "0"}, count=self.count)
+            entries = [e for e in got[0][1] if e and e[1]] if got else []
+            self._own = bool(entries)
+        now = time.monotonic()
+        if now >= self._forget_at:
+            self._forget_at = now + 60.0
+            self.forget_gone()
+        if not entries and now >= self._claim_at:
+            self._claim_at = now + self.claim_idle_ms / 2000
+            got = self.r.xautoclaim(self.key, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0",
+                                    count=self.count)
+            entries = [e for e in got[1] if e and e[1]]
+            claimed = len(entries)
+            if claimed:
+                self._claim_at = now  # more may wait: claim again next round
+        if not entries:
+            got = self.r.xreadgroup(GROUP, self.name, {self.key: ">"}, count=self.count, block=self.block_ms)
+            entries = [e for e in got[0][1] if e and e[1]] if got else []
+        if not entries:
+            return 0
+        frame, dropped = self._write(entries)
+        ids = [entry_id for entry_id, _ in entries]
+        second = int(time.time())
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xack(self.key, GROUP, *ids)
+        pipe.xdel(self.key, *ids)
+        pipe.incrby(f"{self.p}stream:consumed", frame.height)
+        pipe.incrby(f"{self.p}stream:rate:{second}", frame.height)
+        pipe.expire(f"{self.p}stream:rate:{second}", 4 * RATE_WINDOW_S)
+        if claimed:
+            pipe.incrby(f"{self.p}stream:redelivered", claimed)
+        pipe.execute()
+        self.consumed += frame.height
+        self.redelivered += claimed
+        self.dropped += dropped
+        return frame.height
+
+    def forget_gone(self) -> list[str]:
+        """Remove from the group the consumers that hold nothing and were not heard of for `forget_idle_s` (every
+        restart of a worker leaves its old name behind); a live one reads every second, and XREADGROUP would
+        add it again anyway. Returns the names removed."""
+        gone = [c["name"] for c in self.r.xinfo_consumers(self.key, GROUP)
+                if int(c["pending"]) == 0 and int(c["idle"]) >= self.forget_idle_ms and c["name"] != self.name]
+        for name in gone:
+            self.r.xgroup_delconsumer(self.key, GROUP, name)
+        return gone
+
+    def _erasures(self, users: list[str]) -> dict[str, tuple[int, int]]:
+        if not users:
+            return {}
+        got = self.r.hmget(f"{self.p}stream:erasures", users)
+        return {u: _id(e) for u, e in zip(users, got, strict=True) if e}
+
+    def _write(self, entries: list[tuple[str, dict[str, str]]]) -> tuple[pl.DataFrame, int]:
+        """Write the events of `entries` to the store, without those of users erased after the entry (the erasure
+        came first); afterwards, a user erased while this was written is deleted from the store again. Returns the
+        frame written and the number of events dropped."""
+        parts = [(_id(entry_id), fields["e"]) for entry_id, fields in entries if "e" in fields]
+        if not parts:
+            return decode([]), 0
+        frames = [decode([payload]).with_columns(pl.lit(pos[0], pl.Int64).alias("_ms"),
+                                                   pl.lit(pos[1], pl.Int64).alias("_seq"))
+                  for pos, payload in parts]
+        frame = pl.concat(frames)
+        users = frame["user_id"].unique().to_list()
+        before = self._erasures(users)
+        frame = _without_erased(frame, before)
+        dropped = sum(f.height for f in frames) - frame.height
+        with self.store() as store:
+            if frame.height:
+                store.append_events(frame.drop("_ms", "_seq"))
+        after = self._erasures(users)
+        late = {u: e for u, e in after.items() if before.get(u) != e}
+        if late and _without_erased(frame, late).height < frame.height:  # erased while this was written
+            with self.store() as store:
+                for user in late:
+                    store.delete_user(user)
+        return frame.drop("_ms", "_seq"), dropped
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; a failure (store or Redis down) is logged and retried after a pause, the
+        entries it held stay pending and are claimed again."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.step()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("stream consumer %s: %s: %s (retrying)", self.name, type(exc).__name__, exc)
+                stop.wait(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                self._own = True  # what this consumer held is pending to it: write it first
+
+    def close(self) -> None:
+        self.r.close()
+
+
+__all__ = ["GROUP", "Consumer", "EventStream", "decode", "encode", "stream_key"]
