@@ -1,0 +1,202 @@
+"""Event throughput from HTTP through the durable stream into the store, and the consumers' lag under that load.
+
+    .venv/bin/python benchmarks/events.py --store duckdb --seconds 300
+    .venv/bin/python benchmarks/events.py --store postgresql --seconds 300   # a throwaway server (tests/pgserver.py)
+
+Starts redis-server (AOF on, `--appendfsync`, everysec by default) and `aisle serve --workers 2 --state redis://
+--store ...` on a small synthetic bundle (every worker runs a stream consumer, the default), then keeps
+`--connections` keep-alive connections each posting its next batch of `--batch` distinct events to POST /events as
+soon as the previous answer arrives, for `--seconds`. Reports acknowledged events/s, the p50/p99 of POST /events,
+the stream lag (entries acknowledged to clients, not yet in the store) sampled every 5 s from /metrics with its
+trend over the run, and, after the clients stop, how long the consumers take to drain the lag and whether the
+store holds exactly the acknowledged events. The client shares the machine's 2 cores with the server, Redis and
+the store; its CPU is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+import machine
+from load import Pool, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+LAG = re.compile(rb"^aisle_stream_lag_entries (\d+)", re.M)
+
+
+@contextmanager
+def redis_server(folder: Path, fsync: str) -> Any:
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", fsync, "--dir",
+                             str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def store_url(kind: str, folder: Path) -> Any:
+    if kind == "duckdb":
+        yield str(folder / "events.duckdb")
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.pgserver import postgres_server  # the tests' throwaway server (fsync off: an upper bound)
+
+    with postgres_server() as url:
+        yield url
+
+
+def build_bundle(folder: Path) -> Path:
+    from aisle.bundle import build_serving_bundle, fingerprint
+    from aisle.data.readers.base import Dataset
+    from aisle.data.synthetic import SyntheticConfig, generate
+    from aisle.pipeline import PipelineConfig, SourceSpec
+
+    shop = generate(SyntheticConfig(n_items=2_000, n_users=1_000, n_events=50_000, seed=0))
+    data = Dataset(name="events-bench", items=shop.items, users=shop.users, events=shop.events)
+    sources = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
+    bundle = build_serving_bundle(data, PipelineConfig(sources=sources, rounds=20), search=False)
+    bundle.save(folder / "bundle", data_fingerprint=fingerprint(data.events), metrics=bundle.manifest["metrics"])
+    return folder / "bundle"
+
+
+def batches(n_items: int, size: int) -> Any:
+    """Endless distinct batches: event ids are unique, so every acknowledged event must be stored once."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    serial = 0
+    while True:
+        events = []
+        for _ in range(size):
+            serial += 1
+            events.append({"event_id": f"bench-{serial}", "user_id": f"u{serial % 5000}",
+                           "item_id": f"i{random.randrange(n_items):05d}", "event_type": "view",
+                           "timestamp": (start + timedelta(milliseconds=serial)).isoformat()})
+        yield json.dumps({"events": events}).encode()
+
+
+async def post_loop(port: int, seconds: float, connections: int, size: int, n_items: int, base: str
+                    ) -> dict[str, Any]:
+    pool = Pool(port, connections)
+    await pool.open()
+    source = batches(n_items, size)
+    latencies: list[float] = []
+    acked = errors = 0
+    lag: list[tuple[float, int]] = []
+    deadline = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+
+    async def client() -> None:
+        nonlocal acked, errors
+        while time.perf_counter() < deadline:
+            body = next(source)
+            sent = time.perf_counter()
+            status, _ = await pool.request("POST", "/events", body)
+            latencies.append(time.perf_counter() - sent)
+            if status == 200:
+                acked += size
+            else:
+                errors += 1
+
+    async def sample() -> None:
+        async with httpx.AsyncClient() as http:
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(5)
+                found = LAG.search((await http.get(f"{base}/metrics")).content)
+                lag.append((time.perf_counter() - t0, int(found.group(1)) if found else -1))
+
+    cpu0 = sum(os.times()[:2])
+    await asyncio.gather(*(client() for _ in range(connections)), sample())
+    wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000
+    return {"acked_events": acked, "events_per_s": round(acked / wall, 1), "requests": len(latencies),
+            "errors": errors, "post_p50_ms": round(float(np.median(ms)), 2),
+            "post_p99_ms": round(float(np.quantile(ms, 0.99)), 2), "lag_samples": lag,
+            "client_cores": round((sum(os.times()[:2]) - cpu0) / wall, 2)}
+
+
+def drain(base: str, timeout: float = 600) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        found = LAG.search(httpx.get(f"{base}/metrics").content)
+        if found and int(found.group(1)) == 0:
+            return time.perf_counter() - t0
+        time.sleep(0.5)
+    return float("inf")
+
+
+def stored(url: str) -> tuple[int, int]:
+    """(events in the store, distinct event ids among them)."""
+    from aisle.store import open_store
+
+    with open_store(url, read_only=True) as store:
+        ids = store.events()["event_id"]
+    return len(ids), ids.n_unique()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", choices=("duckdb", "postgresql"), default="duckdb")
+    ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aisle-events-")))
+        bundle = build_bundle(folder)
+        state = stack.enter_context(redis_server(folder, args.appendfsync))
+        url = stack.enter_context(store_url(args.store, folder))
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port",
+                                   str(port), "--workers", str(args.workers), "--state", state, "--store", url],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stack.callback(lambda: (server.terminate(), server.wait(30)))
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base))
+        result["drain_seconds"] = round(drain(base), 1)
+        server.terminate()
+        server.wait(60)
+        result["stored"], result["stored_distinct"] = stored(url)
+        lag = result["lag_samples"]
+        half = len(lag) // 2
+        result["lag_mean_first_half"] = float(np.mean([v for _, v in lag[:half]])) if half else None
+        result["lag_mean_second_half"] = float(np.mean([v for _, v in lag[half:]])) if half else None
+        result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch,
+                      connections=args.connections, seconds=args.seconds, machine=machine.describe())
+    print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))
+    print("lag (s, entries):", " ".join(f"{t:.0f}:{v}" for t, v in result["lag_samples"]))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
