@@ -144,9 +144,11 @@ class StoreSink:
     def _erase(self, user_id: str, fut: Future[int]) -> None:
         try:
             with self.locked() as store:
-                fut.set_result(store.delete_user(user_id))
+                deleted = store.delete_user(user_id)
         except Exception as exc:
             fut.set_exception(exc)
+        else:  # answered only once the store is closed again, as appends are: a reader may open it right after
+            fut.set_result(deleted)
 
     def erase(self, user_id: str) -> int:
         """Delete the user from the store, in order with the event writes queued before (blocking)."""
