@@ -38,6 +38,10 @@ import machine
 from load import Pool, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
+
+from tests.serving import wait_ready  # noqa: E402
+
 LAG = re.compile(rb"^aisle_stream_lag_entries (\d+)", re.M)
 
 
@@ -60,7 +64,6 @@ def store_url(kind: str, folder: Path) -> Any:
     if kind == "duckdb":
         yield str(folder / "events.duckdb")
         return
-    sys.path.insert(0, str(ROOT))
     from tests.pgserver import postgres_server  # the tests' throwaway server (fsync off: an upper bound)
 
     with postgres_server() as url:
@@ -175,12 +178,7 @@ def main() -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         stack.callback(lambda: (server.terminate(), server.wait(30)))
         base = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_ready(base, server)
         result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base))
         result["drain_seconds"] = round(drain(base), 1)
         server.terminate()

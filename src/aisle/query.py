@@ -88,14 +88,13 @@ class Query:
     """One shopper's request as the recommendation core sees it: item indices, never ids.
 
     `history` is what the shopper did, oldest first (the bundle's copy of their past, then the events since the
-    bundle, then the item on screen now as a view); `types` gives each entry's event type; `live` how many of
-    them arrived since the bundle was built (0: the bundle's precomputed answer still holds)."""
+    bundle, then the item on screen now as its last entry, a view); `types` gives each entry's event type; `live`
+    how many of them arrived since the bundle was built (0: the bundle's precomputed answer still holds)."""
 
     user_idx: int = -1  # -1: unknown or erased
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     types: tuple[str, ...] = ()
     live: int = 0
-    context: int | None = None  # the item on screen, already the last entry of `history`
     filters: Filters = field(default_factory=Filters)
     exclude: tuple[int, ...] = ()  # item indices the caller does not want shown
 

@@ -118,7 +118,7 @@ class Runtime:
         if row is not None:
             items.append(row)
             types.append("view")
-        return Query(user, np.asarray(items, np.int64), tuple(types), len(live), row, filters or Filters(),
+        return Query(user, np.asarray(items, np.int64), tuple(types), len(live), filters or Filters(),
                      tuple(self.index[e] for e in exclude if e in self.index))
 
     # ---- recommendations -----------------------------------------------------------------------------
