@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,23 +39,10 @@ from load import Pool, free_port
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
 
+from tests.redisserver import redis_server  # noqa: E402
 from tests.serving import wait_ready  # noqa: E402
 
 LAG = re.compile(rb"^aisle_stream_lag_entries (\d+)", re.M)
-
-
-@contextmanager
-def redis_server(folder: Path, fsync: str) -> Any:
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", fsync, "--dir",
-                             str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextmanager
@@ -170,7 +156,7 @@ def main() -> None:
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aisle-events-")))
         bundle = build_bundle(folder)
-        state = stack.enter_context(redis_server(folder, args.appendfsync))
+        state = stack.enter_context(redis_server(folder, fsync=args.appendfsync))
         url = stack.enter_context(store_url(args.store, folder))
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port",

@@ -38,8 +38,6 @@ import json
 import os
 import random
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,11 +51,9 @@ from fastapi import Query  # the no-op peer's parameters: its annotations are re
 
 import machine
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway Redis
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.redisserver import free_port, start_redis
 
 
 class Pool:
@@ -461,9 +457,7 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if state == "redis":
             rport = free_port()
-            procs.append(subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(rport),
-                                           "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
-                                          stdout=subprocess.DEVNULL))
+            procs.append(start_redis(Path(tempfile.mkdtemp()), rport, aof=False))
             state = f"redis://127.0.0.1:{rport}/0"
         port = free_port()
         aisle = str(Path(sys.executable).with_name("aisle"))

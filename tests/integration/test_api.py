@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.serve import Services, create_app
 from aisle.store import Store
+from tests.redisserver import redis_server
 
 SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 5}),
            SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
@@ -376,22 +376,8 @@ def test_hot_swap_keeps_requests_flowing(bundle_dir: Path, shop: Dataset, tmp_pa
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with redis_server(tmp_path_factory.mktemp("redis"), aof=False) as url:
+        yield url
 
 
 def test_real_time_with_redis_state_across_two_workers(bundle_dir: Path, shop: Dataset, redis_url: str) -> None:

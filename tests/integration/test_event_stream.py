@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +30,7 @@ from aisle.serve import Services, create_app
 from aisle.serve.services import StoreSink
 from aisle.serve.stream import Consumer, stream_key
 from aisle.store import Store
+from tests.redisserver import free_port, redis_server, start_redis
 from tests.serving import wait_ready
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
@@ -47,37 +46,11 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_redis(folder: Path, port: int, fsync: str = "always") -> subprocess.Popen[bytes]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                             "--appendfsync", fsync, "--dir", str(folder)], stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    raise AssertionError("redis-server did not start")
-
-
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A fresh Redis with AOF (appendfsync always) for each test."""
-    port = _free_port()
-    (tmp_path / "redis").mkdir()
-    proc = _start_redis(tmp_path / "redis", port)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with redis_server(tmp_path / "redis") as url:
+        yield url
 
 
 def _events(user: str, n: int, start: int = 0) -> dict[str, Any]:
@@ -288,9 +261,9 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     print(f"seed {seed}")
-    port, rport = _free_port(), _free_port()
+    port, rport = free_port(), free_port()
     (tmp_path / "redis").mkdir()
-    redis_proc = _start_redis(tmp_path / "redis", rport, "always")
+    redis_proc = start_redis(tmp_path / "redis", rport, fsync="always")
     redis_url = f"redis://127.0.0.1:{rport}/0"
     store = kill_store
     log = tmp_path / "procs.log"
@@ -349,7 +322,7 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
         redis_proc.wait(timeout=10)
         redis_killed_at = outcomes["2xx"]
         time.sleep(rng.uniform(0.2, 1.0))
-        redis_proc = _start_redis(tmp_path / "redis", rport, "always")
+        redis_proc = start_redis(tmp_path / "redis", rport, fsync="always")
         t.join(timeout=150)
         assert not t.is_alive(), f"posting did not finish: {outcomes}"
         r = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from aisle.serve.state import MemoryState, RedisState, StateStore
+from tests.redisserver import redis_server
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir",
-                             str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with redis_server(tmp_path_factory.mktemp("redis"), aof=False) as url:
+        yield url
 
 
 async def _contract(state: StateStore) -> None:
