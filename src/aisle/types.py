@@ -115,6 +115,27 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "query": pl.String(),
 }
 
+#: What a served list showed, one row per shown item (long format): what off-policy evaluation, experiment reports
+#: and a ranker learned from impressions read, whether the log came from the API or from the shopper simulator.
+#: `propensity` is the probability that the serving policy put this item at this position (1.0 for a deterministic
+#: policy); `surface` names the route (recommendations, similar, bought_together, trending, search, ...); `arm` is
+#: the experiment arm the shopper was assigned to (null outside experiments). Events posted with a `request_id`
+#: are attributed to the list it names.
+IMPRESSION_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "timestamp": TIME,
+    "user_id": pl.String(),
+    "session_id": pl.String(),
+    "surface": pl.String(),
+    "item_id": pl.String(),
+    "position": pl.Int32(),  # 1-based
+    "score": pl.Float64(),
+    "propensity": pl.Float64(),
+    "model_version": pl.String(),
+    "arm": pl.String(),
+    "query": pl.String(),
+}
+
 
 def conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """Select `schema`'s columns in order, adding missing ones as nulls and casting the rest.
