@@ -118,6 +118,9 @@ class Settings(_Frozen):
     online_max_items: int = Field(default=20_000, ge=0)
     """Full-catalog models score live sessions on each request only up to this catalog size; above it they
     serve the per-user lists precomputed in the bundle and the session reacts through item-to-item sources."""
+    registry_keep: int = Field(default=5, ge=2)
+    """When `bundle` is a registry (`aisle.registry`): how many versions to keep (the current one and the rollback
+    target are always kept)."""
     watch_seconds: float = Field(default=0.0, ge=0.0)
     """Poll the bundle folder for a new manifest this often (0 = only on POST /admin/reload)."""
     search_cache: int = Field(default=2_048, ge=0)

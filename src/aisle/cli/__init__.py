@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from aisle.cli import bundles as _bundles
 from aisle.cli import data as _data
 from aisle.cli import evaluate as _evaluate
 from aisle.cli import search as _search
@@ -27,6 +28,7 @@ app.command("train")(_train.train)
 app.command("search-eval")(_search.search_eval)
 app.command("serve")(_serve.serve)
 app.command("consume")(_serve.consume)
+app.add_typer(_bundles.app, name="bundles")
 
 
 def main() -> None:
