@@ -326,4 +326,34 @@ class Consumer:
         self.r.close()
 
 
-__all__ = ["GROUP", "Consumer", "EventStream", "decode", "encode", "stream_key"]
+def compact_redis(redis_url: str, prefix: str = "aisle:") -> dict[str, int]:
+    """Let erased users' bytes leave Redis' files: forget the stream's erasure records that no entry still needs
+    (every entry before the erasure was consumed and deleted, so no consumer can meet that user's events again)
+    and rewrite the append-only file (BGREWRITEAOF: the new AOF holds only the live data set, not the history of
+    commands, in which erased events were XADDed). The live state's `erased` set keeps the ids (no events, no
+    text): it hides the user's history in bundles trained before the erasure. Returns the records forgotten and
+    whether a rewrite started."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        key, records = stream_key(prefix), f"{prefix}stream:erasures"
+        first = r.xrange(key, count=1)
+        oldest = _id(first[0][0]) if first else None
+        done = [user for user, at in r.hgetall(records).items() if oldest is None or _id(at) < oldest]
+        if done:
+            r.hdel(records, *done)
+        rewrite = 0
+        if str(r.config_get("appendonly").get("appendonly")) == "yes":
+            try:
+                r.bgrewriteaof()
+                rewrite = 1
+            except redis.ResponseError as exc:  # one is already running (or scheduled): it serves as well
+                log.info("BGREWRITEAOF: %s", exc)
+                rewrite = 1
+        return {"erasure_records_forgotten": len(done), "aof_rewrite": rewrite}
+    finally:
+        r.close()
+
+
+__all__ = ["GROUP", "Consumer", "EventStream", "compact_redis", "decode", "encode", "stream_key"]
