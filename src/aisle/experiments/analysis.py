@@ -10,6 +10,10 @@ outcomes (clicked, added to cart, bought, revenue), and each arm gets:
 * against the control arm: the difference with a Wald interval, the relative lift, and a two-sided p-value
   (pooled two-proportion z-test for the rates, Welch's t-test for revenue).
 
+Sessions are treated as independent. When arms are assigned per shopper and shoppers come back for many
+sessions, their sessions are correlated and the intervals are too narrow (p-values too small); a per-shopper
+(clustered) variance is the fix, not built yet.
+
 Events reach a session by the `request_id` of the list they came from when they carry one (the API's attribution
 and the simulator's), otherwise by their `session_id` (or `user_id` for sessions keyed by user). Nothing is
 dropped silently: impressions outside an experiment, sessions seen in more than one arm (a broken assignment:
