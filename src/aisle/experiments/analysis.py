@@ -1,18 +1,20 @@
 """The outcome of an A/B experiment, per arm: did the treatment change what shoppers do?
 
 The unit is the shopper session (its `session_id`, or the `user_id` where a list was served without one), because
-that is what assignment is sticky on and what a store's conversion means; impressions inside one session are not
-independent, so a rate per impression would understate the variance. Each exposed session is a row with four
-outcomes (clicked, added to cart, bought, revenue), and each arm gets:
+that is what a store's conversion means; impressions inside one session are not independent, so a rate per
+impression would understate the variance. Each exposed session is a row with four outcomes (clicked, added to
+cart, bought, revenue), and each arm gets:
 
 * the share of its sessions with a click, a cart and a purchase, with Wilson intervals (honest near 0, where
   conversion lives), and revenue per session with a normal interval on the mean;
 * against the control arm: the difference with a Wald interval, the relative lift, and a two-sided p-value
-  (pooled two-proportion z-test for the rates, Welch's t-test for revenue).
+  (pooled two-proportion z-test for the rates, a z-test on the difference of means for revenue).
 
-Sessions are treated as independent. When arms are assigned per shopper and shoppers come back for many
-sessions, their sessions are correlated and the intervals are too narrow (p-values too small); a per-shopper
-(clustered) variance is the fix, not built yet.
+Arms are assigned per shopper, and a returning shopper's sessions are alike, so sessions of one shopper are not
+independent either: every variance is clustered by shopper (the delta method for a ratio of per-shopper sums,
+which is the plain binomial variance when each shopper has one session). The rates' Wilson intervals and the
+pooled test use it through the design effect (clustered over binomial variance, at least 1), so an A/A test is
+not wrong more often than its level says because heavy shoppers come back.
 
 Events reach a session by the `request_id` of the list they came from when they carry one (the API's attribution
 and the simulator's), otherwise by their `session_id` (or `user_id` for sessions keyed by user). Nothing is
@@ -164,11 +166,13 @@ def report(impressions: pl.DataFrame, events: pl.DataFrame, *, confidence: float
     results = []
     for a in arm_names:
         frame = per_arm[a]
-        metrics = {key: _estimate(frame[key].to_numpy(), z, is_rate) for key, _, is_rate in METRICS}
+        g = frame["shopper"].to_numpy()
+        metrics = {key: _estimate(frame[key].to_numpy(), g, z, is_rate) for key, _, is_rate in METRICS}
         vs = None
         if a != control:
             ctrl = per_arm[control]  # type: ignore[index]
-            vs = {key: _compare(frame[key].to_numpy(), ctrl[key].to_numpy(), z, confidence, is_rate)
+            g0 = ctrl["shopper"].to_numpy()
+            vs = {key: _compare(frame[key].to_numpy(), g, ctrl[key].to_numpy(), g0, z, confidence, is_rate)
                   for key, _, is_rate in METRICS}
         results.append(ArmResult(a, frame.height, int(frame["impressions"].sum()), metrics, vs))
     return ExperimentReport(confidence, control, tuple(results), counts, prices is not None)
@@ -180,7 +184,9 @@ def _exposed_units(impressions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, i
     outside = imp.filter(pl.col("arm").is_null() | pl.col("unit").is_null()).height
     imp = imp.filter(pl.col("arm").is_not_null() & pl.col("unit").is_not_null())
     per = imp.group_by("unit").agg(pl.col("arm").n_unique().alias("n_arms"), pl.col("arm").first(),
-                                   pl.len().alias("impressions"))
+                                   pl.len().alias("impressions"),
+                                   pl.coalesce(pl.col("user_id").drop_nulls().first(), pl.col("unit").first())
+                                   .alias("shopper"))
     conflicted = per.filter(pl.col("n_arms") > 1).height
     units = per.filter(pl.col("n_arms") == 1).drop("n_arms")
     return units, {"impressions_outside_experiments": outside, "sessions_in_several_arms": conflicted}
@@ -223,35 +229,49 @@ def _outcomes(units: pl.DataFrame, impressions: pl.DataFrame, events: pl.DataFra
     return out, lost
 
 
-def _estimate(x: np.ndarray, z: float, is_rate: bool) -> Estimate:
+def _mean_variance(x: np.ndarray, shopper: np.ndarray) -> float:
+    """Variance of the mean of `x` when the rows of one shopper are correlated: the clustered (CR0) delta-method
+    variance of sum(x) / n, which is the plain var(x) / n when every shopper has one row."""
     n = len(x)
-    if n == 0:
+    _, inv = np.unique(shopper, return_inverse=True)
+    resid = np.bincount(inv, x - x.mean())  # per shopper: their outcomes minus what the mean predicts
+    return float((resid * resid).sum()) / (n * n)
+
+
+def _design_effect(x: np.ndarray, shopper: np.ndarray) -> float:
+    """Clustered over binomial variance of a rate, at least 1 (clustering never makes an interval narrower)."""
+    m, n = float(x.mean()), len(x)
+    binomial = m * (1 - m) / n
+    return max(1.0, _mean_variance(x, shopper) / binomial) if binomial > 0 else 1.0
+
+
+def _estimate(x: np.ndarray, shopper: np.ndarray, z: float, is_rate: bool) -> Estimate:
+    if len(x) == 0:
         return Estimate(math.nan, math.nan, math.nan)
     m = float(x.mean())
-    if is_rate:  # Wilson score interval
+    if is_rate:  # Wilson score interval on the effective number of sessions
+        n = len(x) / _design_effect(x, shopper)
         centre = (m + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(m * (1 - m) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         return Estimate(m, max(0.0, centre - half), min(1.0, centre + half))
-    se = float(x.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+    se = math.sqrt(_mean_variance(x, shopper))
     return Estimate(m, m - z * se, m + z * se)
 
 
-def _compare(x: np.ndarray, c: np.ndarray, z: float, confidence: float, is_rate: bool) -> Comparison:
+def _compare(x: np.ndarray, gx: np.ndarray, c: np.ndarray, gc: np.ndarray, z: float, confidence: float,
+             is_rate: bool) -> Comparison:
     n1, n0 = len(x), len(c)
     if n1 == 0 or n0 == 0:
         return Comparison(math.nan, math.nan, math.nan, None, math.nan, False)
     m1, m0 = float(x.mean()), float(c.mean())
     diff = m1 - m0
-    if is_rate:
-        se = math.sqrt(m1 * (1 - m1) / n1 + m0 * (1 - m0) / n0)
+    se = math.sqrt(_mean_variance(x, gx) + _mean_variance(c, gc))
+    if is_rate:  # pooled under the null, inflated by each arm's design effect
         pooled = (x.sum() + c.sum()) / (n1 + n0)
-        se0 = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
-        p = float(2 * stats.norm.sf(abs(diff) / se0)) if se0 > 0 else 1.0
+        se0 = math.sqrt(pooled * (1 - pooled) * (_design_effect(x, gx) / n1 + _design_effect(c, gc) / n0))
     else:
-        v1 = float(x.var(ddof=1)) if n1 > 1 else 0.0
-        v0 = float(c.var(ddof=1)) if n0 > 1 else 0.0
-        se = math.sqrt(v1 / n1 + v0 / n0)
-        p = float(stats.ttest_ind(x, c, equal_var=False).pvalue) if se > 0 else 1.0
+        se0 = se
+    p = float(2 * stats.norm.sf(abs(diff) / se0)) if se0 > 0 else 1.0
     lift = diff / m0 if m0 != 0 else None
     return Comparison(diff, diff - z * se, diff + z * se, lift, p, p < 1 - confidence)
 

@@ -127,6 +127,37 @@ def test_a_a_runs_report_no_difference_at_the_nominal_rate() -> None:
     assert 3 <= hits <= 20  # binomial(200, 0.05): 10 expected, this range holds with > 99.5%
 
 
+def _returning_shoppers(seed: int, shoppers: int = 100, visits: int = 10) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An A/A run where each shopper comes back `visits` times and buys with their own propensity."""
+    rng = np.random.default_rng(seed)
+    imp, ev = [], []
+    for arm in ("A1", "A2"):
+        for s in range(shoppers):
+            user, p = f"{arm}-u{s}", rng.beta(0.5, 2.0)
+            for v in range(visits):
+                sid = f"{user}-v{v}"
+                imp.append({"request_id": sid, "session_id": sid, "user_id": user, "item_id": "x", "arm": arm})
+                if rng.random() < p:
+                    ev.append({"request_id": sid, "session_id": sid, "user_id": user, "item_id": "x",
+                               "event_type": "purchase", "value": 1.0})
+    return _impressions(imp), _events(ev)
+
+
+def test_returning_shoppers_widen_the_intervals_so_a_a_runs_stay_at_the_nominal_rate() -> None:
+    hits = 0
+    for seed in range(200):
+        imp, ev = _returning_shoppers(seed)
+        hits += report(imp, ev, control="A1").arm("A2").vs_control["conversion"].significant
+    # sessions taken as independent would be "significant" in about a third of these runs
+    assert hits <= 20
+    imp, ev = _returning_shoppers(0)
+    single = report(imp.with_columns(pl.col("session_id").alias("user_id")), ev, control="A1")
+    clustered = report(imp, ev, control="A1")
+    wide = clustered.arm("A2").metrics["conversion"]
+    narrow = single.arm("A2").metrics["conversion"]
+    assert wide.value == narrow.value and (wide.high - wide.low) > 1.8 * (narrow.high - narrow.low)
+
+
 def test_bad_input_is_named() -> None:
     imp, ev = _bernoulli_run(5, {"control": 0.5, "B": 0.5}, seed=0)
     with pytest.raises(ValueError, match="control arm 'nope' is not in the impressions; arms: B, control"):
