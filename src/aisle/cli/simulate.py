@@ -54,7 +54,7 @@ def simulate(
                                              "salted hash of their id), e.g. control=pipeline,treatment=trending.")]
     = None,
     lift: Annotated[str | None, typer.Option(help="Planted conversion lifts per arm, ARM=FRACTION,... "
-                                             "(treatment=0.1: its shoppers buy a carted item 10% more often).")]
+                                             "(treatment=0.1: its sessions end in a purchase 10% more often).")]
     = None,
     out: Annotated[Path | None, typer.Option(help="Write impressions.parquet, events.parquet, items.parquet, "
                                              "metrics.json and world.json here (one sub-folder per policy).")]
@@ -136,15 +136,15 @@ def ope(
     from aisle.ope import attach_rewards, estimate
     from aisle.simulate import Request, WorldConfig, build_world, make_policy
 
+    if boot < 10:
+        _fail("--boot must be at least 10")
     paths = {n: log / f"{n}.parquet" for n in ("impressions", "events")}
     missing = [str(p) for p in [*paths.values(), log / "world.json"] if not p.exists()]
     if missing:
         _fail(f"not a simulation log folder: missing {', '.join(missing)}")
     imp, ev = pl.read_parquet(paths["impressions"]), pl.read_parquet(paths["events"])
     spec = json.loads((log / "world.json").read_text())
-    k = int(spec.pop("k"))
-    spec.pop("rounds", None)
-    spec.pop("seed_run", None)
+    k = int(spec["k"])
     try:
         logged = attach_rewards(imp, ev, reward)
     except ValueError as exc:

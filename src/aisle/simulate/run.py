@@ -35,7 +35,7 @@ EVENT_LOG_SCHEMA: dict[str, pl.DataType] = ({**EVENT_SCHEMA} if "request_id" in 
 @dataclass(frozen=True)
 class Arm:
     """One arm of a simulated experiment: the policy it serves and an effect planted in the world for its shoppers
-    (`conversion_lift` multiplies their chance of buying a carted item: a known truth to test the report on)."""
+    (`conversion_lift`: their sessions buy something 1 + lift times as often: a known truth to test the report on)."""
 
     policy: Policy
     conversion_lift: float = 0.0

@@ -35,12 +35,30 @@ class ShopperModel:
         """Probability of a click on an item at each position, examination included; `utility` is (..., k)."""
         return self.examine(utility.shape[-1]) * _sigmoid(self.click_bias + utility)
 
+    def purchase_probability(self, utility: np.ndarray) -> np.ndarray:
+        """Probability that the item at each position is clicked, carted and bought."""
+        return (self.click_probability(utility) * _sigmoid(self.cart_bias + utility)
+                * _sigmoid(self.buy_bias + 0.5 * utility))
+
     def react(self, utility: np.ndarray, rng: np.random.Generator, conversion_lift: float = 0.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Clicked, carted and bought masks for lists whose items have `utility` (rounds, k). `conversion_lift`
-        multiplies the chance that a cart is bought (an experiment's planted effect)."""
+        """Clicked, carted and bought masks for lists whose items have `utility` (rounds, k).
+
+        `conversion_lift` is an experiment's planted effect: it multiplies the chance that the session buys
+        anything by exactly 1 + lift (a session that did not buy buys one item, picked by its purchase
+        probability, with the probability that makes up the difference; a negative lift cancels purchases)."""
         clicked = rng.random(utility.shape) < self.click_probability(utility)
         carted = clicked & (rng.random(utility.shape) < _sigmoid(self.cart_bias + utility))
-        buy = np.minimum(1.0, _sigmoid(self.buy_bias + 0.5 * utility) * (1.0 + conversion_lift))
-        bought = carted & (rng.random(utility.shape) < buy)
+        bought = carted & (rng.random(utility.shape) < _sigmoid(self.buy_bias + 0.5 * utility))
+        if conversion_lift > 0:
+            p_item = self.purchase_probability(utility)
+            p0 = 1.0 - np.prod(1.0 - p_item, axis=-1)
+            extra = np.where(p0 < 1, (np.minimum(1.0, p0 * (1 + conversion_lift)) - p0) / np.maximum(1 - p0, 1e-12),
+                             0.0)
+            for row in np.flatnonzero(~bought.any(axis=-1) & (rng.random(len(p0)) < extra)):
+                j = rng.choice(utility.shape[-1], p=p_item[row] / p_item[row].sum())
+                clicked[row, j] = carted[row, j] = bought[row, j] = True
+        elif conversion_lift < 0:
+            cancel = rng.random(len(bought)) < -conversion_lift
+            bought[cancel] = False
         return clicked, carted, bought
