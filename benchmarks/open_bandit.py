@@ -19,16 +19,7 @@ import polars as pl
 from machine import describe  # type: ignore[import-not-found]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from aisle.ope import estimate
-
-
-def read(folder: Path) -> pl.DataFrame:
-    df = pl.read_csv(folder / "all.csv.gz", columns=["timestamp", "item_id", "position", "click",
-                                                     "propensity_score"])
-    return df.with_row_index("n").select(pl.col("n").cast(pl.String).alias("request_id"),
-                                         pl.col("position").cast(pl.Int32), pl.col("item_id").cast(pl.String),
-                                         pl.col("propensity_score").alias("propensity"),
-                                         pl.col("click").cast(pl.Float64).alias("reward"))
+from aisle.ope import estimate, read_open_bandit
 
 
 def on_policy(log: pl.DataFrame, confidence: float) -> tuple[float, float, float]:
@@ -49,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.data / "random" / "all.csv.gz").exists():
         sys.exit(f"{args.data}: the Open Bandit sample is not there (see ../shared/data/README)")
-    logs = {"random": read(args.data / "random"), "bts": read(args.data / "bts")}
+    logs = {"random": read_open_bandit(args.data / "random"), "bts": read_open_bandit(args.data / "bts")}
     items = sorted(set(logs["random"]["item_id"]) | set(logs["bts"]["item_id"]), key=int)
     positions = sorted(set(logs["random"]["position"].to_list()))
     # each policy's probability of showing item a in slot p

@@ -22,6 +22,7 @@ much the estimate would move with another log of the same size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -81,6 +82,19 @@ class OPEResult:
         if truth is not None:
             lines.append(f"truth: {truth:.5f}")
         return "\n".join(lines) + "\n"
+
+
+def read_open_bandit(folder: str | Path) -> pl.DataFrame:
+    """A log of the Open Bandit Dataset (`all.csv.gz` of one policy's folder: one row per round, the shown item,
+    its slot, the click and the logging propensity) as an `estimate` log, each round its own request."""
+    path = Path(folder) / "all.csv.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no Open Bandit log here (expected FOLDER/all.csv.gz)")
+    df = pl.read_csv(path, columns=["item_id", "position", "click", "propensity_score"])
+    return df.with_row_index("n").select(pl.col("n").cast(pl.String).alias("request_id"),
+                                         pl.col("position").cast(pl.Int32), pl.col("item_id").cast(pl.String),
+                                         pl.col("propensity_score").cast(pl.Float64).alias("propensity"),
+                                         pl.col("click").cast(pl.Float64).alias("reward"))
 
 
 def attach_rewards(impressions: pl.DataFrame, events: pl.DataFrame, reward: str = "click") -> pl.DataFrame:
@@ -187,4 +201,4 @@ def _predict(rows: pl.DataFrame, cell: pl.DataFrame, pos: pl.DataFrame, strength
                     ((pl.col("s") + strength * pl.col("p0")) / (pl.col("n") + strength)).fill_nan(0.0).alias("q")))
 
 
-__all__ = ["ESTIMATORS", "Estimate", "OPEResult", "attach_rewards", "estimate"]
+__all__ = ["ESTIMATORS", "Estimate", "OPEResult", "attach_rewards", "estimate", "read_open_bandit"]
