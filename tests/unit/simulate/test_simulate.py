@@ -53,6 +53,7 @@ def test_logs_have_the_shared_shapes_and_new_items_reach_the_lists(world: World)
     assert m["new_items_launched"] == 20 and m["new_item_coverage"] > 0
 
 
+@pytest.mark.slow
 def test_a_planted_conversion_lift_is_detected_and_an_a_a_run_shows_none() -> None:
     """2,000 shoppers (power comes from shoppers: their sessions are alike), the oracle's lists in both arms."""
     with build_world(WorldConfig(n_items=300, n_users=2_000, n_events=20_000, seed=0, new_items=0)) as world:
@@ -68,6 +69,7 @@ def test_a_planted_conversion_lift_is_detected_and_an_a_a_run_shows_none() -> No
     assert {a.arm for a in rep.arms} == {"A1", "A2"} and np.isclose(sum(a.sessions for a in rep.arms), 8_000)
 
 
+@pytest.mark.slow
 def test_cli_simulate_then_ope_then_experiment_report(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "-m", "aisle"]
