@@ -63,7 +63,7 @@ def simulate(
 ) -> None:
     """Closed-loop simulation: click rate, conversion, revenue, regret against the oracle, new-item coverage."""
     from aisle.cli.data import _progress
-    from aisle.simulate import Arm, WorldConfig, build_world, make_policy
+    from aisle.simulate import Arm, WorldConfig, build_world, make_policy, parse_policy
     from aisle.simulate import simulate as run
 
     if rounds < 1 or k < 1 or batch < 1:
@@ -82,6 +82,16 @@ def simulate(
         lifts = {a: float(v) for a, v in lifts_text.items()}
     except ValueError:
         _fail(f"--lift values must be numbers: {lift}")
+    if any(v <= -1 for v in lifts.values()):
+        _fail("a --lift must be above -1 (-0.2: 20% fewer sessions buy)")
+    names = list(arm_policies.values()) or [p.strip() for p in policy.split(",") if p.strip()]
+    if not names:
+        _fail("--policy names no policy")
+    for name in names:
+        try:
+            parse_policy(name)
+        except ValueError as exc:
+            _fail(str(exc))
     with _progress() as bar:
         task = bar.add_task("building the store and bundle", total=None)
         world = build_world(cfg, progress=lambda m: bar.update(task, description=m))
@@ -134,10 +144,16 @@ def ope(
 ) -> None:
     """Off-policy estimates (IPS, SNIPS, DR, DM) of candidate policies' reward per shown item, with intervals."""
     from aisle.ope import attach_rewards, estimate
-    from aisle.simulate import Request, WorldConfig, build_world, make_policy
+    from aisle.simulate import Request, WorldConfig, build_world, make_policy, parse_policy
 
     if boot < 10:
         _fail("--boot must be at least 10")
+    candidates = [p.strip() for p in policy.split(",") if p.strip()]
+    for name in candidates or [""]:
+        try:
+            parse_policy(name)
+        except ValueError as exc:
+            _fail(str(exc))
     paths = {n: log / f"{n}.parquet" for n in ("impressions", "events")}
     missing = [str(p) for p in [*paths.values(), log / "world.json"] if not p.exists()]
     if missing:
@@ -155,11 +171,8 @@ def ope(
         reqs = [Request(r["request_id"], r["user_id"], r["session_id"], r["timestamp"])
                 for r in imp.unique("request_id", keep="first", maintain_order=True).iter_rows(named=True)]
         out: dict[str, Any] = {}
-        for name in (p.strip() for p in policy.split(",") if p.strip()):
-            try:
-                cand = make_policy(name, world)
-            except ValueError as exc:
-                _fail(str(exc))
+        for name in candidates:
+            cand = make_policy(name, world)
             try:
                 res = estimate(logged, cand.probabilities(reqs, k), confidence=confidence, n_boot=boot)
             except ValueError as exc:

@@ -14,6 +14,7 @@ from aisle.simulate.policies import (
     Slate,
     TrendingPolicy,
     make_policy,
+    parse_policy,
 )
 from aisle.simulate.run import EVENT_LOG_SCHEMA, Arm, SimulationResult, assign, simulate
 from aisle.simulate.shoppers import ShopperModel
@@ -21,4 +22,5 @@ from aisle.simulate.world import World, WorldConfig, build_world
 
 __all__ = ["EVENT_LOG_SCHEMA", "POLICY_NAMES", "Arm", "DeterministicPolicy", "EpsilonPolicy", "OraclePolicy",
            "Policy", "RandomPolicy", "Request", "ServedPolicy", "ShopperModel", "SimulationResult", "Slate",
-           "TrendingPolicy", "World", "WorldConfig", "assign", "build_world", "make_policy", "simulate"]
+           "TrendingPolicy", "World", "WorldConfig", "assign", "build_world", "make_policy", "parse_policy",
+           "simulate"]

@@ -193,8 +193,10 @@ class EpsilonPolicy:
 POLICY_NAMES: tuple[str, ...] = ("pipeline", "trending", "random", "oracle")
 
 
-def make_policy(name: str, world: World, *, seed: int = 0) -> Policy:
-    """A policy by name: pipeline, trending, random, oracle, or epsilon:BASE:EPS (e.g. epsilon:pipeline:0.3)."""
+def parse_policy(name: str) -> tuple[str, float | None]:
+    """(base name, epsilon or None) of a policy name; a ValueError that says what is accepted otherwise. Cheap:
+    commands check their names with it before they build a world."""
+    base, eps = name, None
     if name.startswith("epsilon:"):
         parts = name.split(":")
         if len(parts) != 3:
@@ -203,10 +205,19 @@ def make_policy(name: str, world: World, *, seed: int = 0) -> Policy:
             eps = float(parts[2])
         except ValueError:
             raise ValueError(f"bad policy {name!r}: {parts[2]!r} is not a number") from None
-        return EpsilonPolicy(make_policy(parts[1], world, seed=seed), world, eps, seed)
-    factories = {"pipeline": ServedPolicy, "trending": TrendingPolicy, "oracle": OraclePolicy}
-    if name == "random":
+        if not 0 < eps <= 1:
+            raise ValueError(f"bad policy {name!r}: epsilon must be in (0, 1]")
+        base = parts[1]
+    if base not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {base!r}; accepted: {', '.join(POLICY_NAMES)}, epsilon:BASE:EPSILON")
+    return base, eps
+
+
+def make_policy(name: str, world: World, *, seed: int = 0) -> Policy:
+    """A policy by name: pipeline, trending, random, oracle, or epsilon:BASE:EPS (e.g. epsilon:pipeline:0.3)."""
+    base, eps = parse_policy(name)
+    if eps is not None:
+        return EpsilonPolicy(make_policy(base, world, seed=seed), world, eps, seed)
+    if base == "random":
         return RandomPolicy(world, seed)
-    if name not in factories:
-        raise ValueError(f"unknown policy {name!r}; accepted: {', '.join(POLICY_NAMES)}, epsilon:BASE:EPSILON")
-    return factories[name](world)
+    return {"pipeline": ServedPolicy, "trending": TrendingPolicy, "oracle": OraclePolicy}[base](world)

@@ -96,3 +96,6 @@ def test_cli_simulate_then_ope_then_experiment_report(tmp_path: Path) -> None:
     bad = subprocess.run([*run, "simulate", "--policy", "bogus", *small], capture_output=True, text=True, env=env,
                          timeout=300)
     assert bad.returncode == 2 and "unknown policy 'bogus'" in bad.stderr
+    bad = subprocess.run([*run, "ope", str(tmp_path / "log"), "--policy", "epsilon:oracle:2"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "epsilon must be in (0, 1]" in bad.stderr
