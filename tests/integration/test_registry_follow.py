@@ -104,10 +104,16 @@ def test_a_worker_polls_the_registry_and_swaps_to_the_new_current_version(regist
         assert h.headers["x-aisle-worker"] == str(os.getpid())
         assert h.headers["x-aisle-version"] == h.json()["version"] == client.get("/trending").json()["model_version"]
         first_version = h.json()["version"]
+        # a catalog upsert made through the API survives the swap: the new version is served with it
+        item = {"item_id": "new-boot-1", "title": "Glacier summit boot", "brand": "Trailhound",
+                "categories": ["Outdoors", "Footwear"], "price": 189}
+        assert client.put("/items", json={"items": [item]}).status_code == 200
         reg.rollback()  # no Redis here: only polling can tell the worker
         _until(lambda: client.get("/health").json()["registry_version"] == v1, 10, "the worker followed the rollback")
         h = client.get("/health").json()
         assert h["version"] != first_version and client.get("/trending").headers["x-aisle-version"] == h["version"]
+        found = client.get("/search", params={"q": "glacier summit boot"}).json()
+        assert found["model_version"] == h["version"] and found["hits"][0]["item_id"] == "new-boot-1", found
         served = _served(client.get("/metrics").text)  # one process: the version served before is gone
         assert served == [{"version": h["version"], "registry_version": v1, "pid": str(os.getpid()),
                            "value": served[0]["value"]}] and float(served[0]["value"]) == pytest.approx(h["loaded_at"])
@@ -236,7 +242,7 @@ class Load:
         self.failures: list[str] = []
         self.answers: list[tuple[str, str]] = []  # (worker pid, bundle version), from the headers
         paths = ["/users/u00001/recommendations?k=10", "/users/u00042/recommendations?k=5", "/search?q=boots",
-                 "/search?q=red+shirt&page=2"]
+                 "/search?q=red+shirt&page=2", "/ready"]  # /ready too: a worker that is loading stays ready
         self.threads = [threading.Thread(target=self._hit, args=(p,), daemon=True) for p in paths]
 
     def _hit(self, path: str) -> None:

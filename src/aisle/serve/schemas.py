@@ -142,8 +142,8 @@ class ErrorOut(BaseModel):
     """Every error answer (4xx, 5xx): a stable machine-readable `error` and a `detail`: for a 422 (`error` is
     "validation") the list of every problem found, each naming its place; otherwise a sentence."""
 
-    error: Literal["unauthorized", "forbidden", "not_found", "method_not_allowed", "too_large", "validation",
-                   "unavailable", "not_ready", "internal", "error"]
+    error: Literal["unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "too_large",
+                   "validation", "unavailable", "not_ready", "internal", "error"]
     detail: list[Issue] | str
 
 
