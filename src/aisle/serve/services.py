@@ -316,6 +316,10 @@ class Services:
                     notice = await self._notices.get()
             except TimeoutError:
                 notice = None
+            while notice is not None and not self._notices.empty():  # a burst of notices is one load, not many
+                more = self._notices.get_nowait() or {}
+                notice = {**notice, **more, "action": "reload" if "reload" in (notice.get("action"),
+                                                                               more.get("action")) else "promote"}
             try:
                 await run_in_threadpool(self._follow_step, notice)
             except Exception:  # an unreadable registry pointer: the next poll or notice tries again
