@@ -119,6 +119,19 @@ def test_a_worker_polls_the_registry_and_swaps_to_the_new_current_version(regist
                            "value": served[0]["value"]}] and float(served[0]["value"]) == pytest.approx(h["loaded_at"])
 
 
+def test_a_server_started_on_an_empty_registry_becomes_ready_with_the_first_promotion(bundles: tuple[Path, Path],
+                                                                                       tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry")
+    reg.versions_dir.mkdir(parents=True)  # servers may start before the first `aisle worker` publish
+    with TestClient(create_app(Settings(bundle=reg.root, follow_seconds=0.1))) as client:
+        r = client.get("/ready")
+        assert r.status_code == 503 and "no current version yet" in r.json()["error"], r.text
+        assert client.get("/health").json()["version"] is None
+        v1 = reg.publish(bundles[0], Decision("manual", True, "first"))
+        _until(lambda: client.get("/ready").status_code == 200, 10, "the server became ready")
+        assert client.get("/health").json()["registry_version"] == v1
+
+
 def test_a_broken_version_is_refused_once_and_the_old_one_keeps_serving(registry: tuple[Registry, str, str],
                                                                         bundles: tuple[Path, Path],
                                                                         tmp_path: Path) -> None:
