@@ -51,7 +51,9 @@ class Due:
     def reason(self) -> dict[str, Any]:
         every = _days_text(self.expected_days)
         ago = _days_text(self.elapsed_days)
-        return {"type": "buy_again", "text": f"You buy this about every {every}; last bought {ago} ago",
+        text = (f"You buy this about every {every}; last bought {ago} ago" if self.times_bought > 1 else
+                f"Usually bought again after about {every}; you bought it {ago} ago")
+        return {"type": "buy_again", "text": text,
                 "expected_days": round(self.expected_days, 1), "elapsed_days": round(self.elapsed_days, 1),
                 "times_bought": self.times_bought, "repeat_share": round(self.share, 3)}
 

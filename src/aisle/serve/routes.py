@@ -6,6 +6,7 @@ says all of them; write and admin routes check their key before their body is re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -84,6 +85,35 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
     out["user_id"] = user_id
     out["known_user"] = query.user_idx >= 0
     return _ok(out)
+
+
+@router.get("/users/{user_id}/recently-viewed", tags=["recommendations"], responses=responses(*READ))
+async def recently_viewed(user_id: str, svc: Svc, k: K = 10) -> Response:
+    """Recently viewed: the shopper's (or anonymous session's) viewed items, newest first, each once, in stock
+    only; gone with the shopper when they are erased."""
+    k = _k(svc, k)
+    live, erased = await svc.state.history(user_id)
+    rt = svc.runtime
+    return _ok({"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k),
+                "model_version": rt.version})
+
+
+@router.get("/users/{user_id}/buy-again", tags=["recommendations"], responses=responses(*READ))
+async def buy_again(user_id: str, svc: Svc, k: K = 10,
+                    at: Annotated[datetime | None, Query(
+                        description="The moment to ask for (ISO 8601; no offset means UTC; default: now).")] = None,
+                    ) -> Response:
+    """Buy it again: the shopper's past purchases that are due again (consumables by their learned cadence);
+    a durable good, or anything bought too recently, is not proposed."""
+    k = _k(svc, k)
+    when = datetime.now(UTC) if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+    live, erased = await svc.state.history(user_id)
+    rt = svc.runtime
+    items = rt.buy_again(user_id, live, erased, k, int(when.timestamp() * 1_000_000))
+    if items is None:
+        raise HTTPException(503, "this bundle has no buy-again model (train it again with this Aisle)")
+    return _ok({"user_id": user_id, "items": items, "at": when.isoformat(timespec="seconds"),
+                "model_version": rt.version})
 
 
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))

@@ -14,6 +14,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -277,6 +278,48 @@ class Runtime:
             why = {"type": "trending", "text": f"Trending in {where}" if where else "Trending now"}
             out.append(self.card(int(row), float(score), why))
         return out
+
+    # ---- the shopper's own surfaces: recently viewed, buy it again ----------------------------------
+
+    def recently_viewed(self, user_id: str, live: list[LiveEvent], erased: bool, k: int) -> list[dict[str, Any]]:
+        """Items the shopper viewed, newest first, each once, in stock only: the bundle's copy of their past
+        (not after an erasure), then their live events."""
+        seen: list[tuple[int, int]] = []  # (timestamp us, row)
+        user = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        if user >= 0 and self.bundle.histories is not None:
+            rows, codes, times = self.bundle.histories.of(user)
+            view = EVENT_TYPES.index("view")
+            seen += [(int(t), int(r)) for r, c, t in zip(rows, codes, times, strict=True) if c == view]
+        seen += [(ts, self.index[item]) for item, kind, ts in live if kind == "view" and item in self.index]
+        out: list[dict[str, Any]] = []
+        shown: set[int] = set()
+        for ts, row in sorted(seen, reverse=True):
+            if row in shown or not self.attrs.available[row]:
+                continue
+            shown.add(row)
+            when = datetime.fromtimestamp(ts / 1e6, UTC).isoformat(timespec="seconds")
+            out.append(self.card(row, None, {"type": "recently_viewed", "text": "You viewed this",
+                                             "viewed_at": when}))
+            if len(out) == k:
+                break
+        return out
+
+    def buy_again(self, user_id: str, live: list[LiveEvent], erased: bool, k: int, now_us: int
+                  ) -> list[dict[str, Any]] | None:
+        """The shopper's past purchases that are due again at `now_us`, in stock only (None: the bundle has no
+        repeat-purchase model). Purchases come from the model's copy of the shopper's past (not after an erasure)
+        and from their live purchase events, so a purchase posted a moment ago counts at once."""
+        model = self.bundle.repeat
+        if model is None:
+            return None
+        user = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        items, times = model.purchases_of(user)
+        bought = [(self.index[item], ts) for item, kind, ts in live if kind == "purchase" and item in self.index]
+        if bought:
+            items = np.concatenate([items, np.array([b[0] for b in bought], np.int64)])
+            times = np.concatenate([times, np.array([b[1] for b in bought], np.int64)])
+        due = model.due(items, times, now_us, user=user, k=max(k * 3, 30))
+        return [self.card(d.item, d.score, d.reason()) for d in due if self.attrs.available[d.item]][:k]
 
     # ---- search --------------------------------------------------------------------------------------
 
