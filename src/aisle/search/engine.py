@@ -398,14 +398,17 @@ class SearchEngine:
     def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates | None) -> Hit:
         cat = self.catalog
         title = cat.texts["title"][row]
-        fields, dense = [], False
+        fields, dense, similarity = [], False, None
         if cand is not None:
             fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
             pos = np.searchsorted(cand.rows, row)
             dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
+            if dense:  # the cosine of query and item vectors: what "close in meaning" rests on
+                similarity = round(float(cand.dense[pos]), 4)
         price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
         return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
-                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense})
+                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense,
+                                         "dense_similarity": similarity})
 
     def facets(self, rows: np.ndarray) -> dict[str, list[dict[str, Any]]]:
         """Category, brand and price-bucket counts over the result rows."""

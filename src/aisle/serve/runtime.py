@@ -29,6 +29,7 @@ from aisle.pipeline import Pipeline, item_attributes
 from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
 from aisle.rules import ItemAttributes, Selected, apply_rules
+from aisle.search.explain import explain_hit
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
 
@@ -358,6 +359,8 @@ class Runtime:
             row = self.index.get(hit["item_id"])
             if row is not None:
                 hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
+            hit["explanation"] = explain_hit(hit, query=out["query"]["corrected"], filters=out["filters"],
+                                             affinity=affinity)
         out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         out["model_version"] = self.version
         body = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)[:-1]  # serialized once; the flag closes it
