@@ -38,6 +38,7 @@ def filter_phrases(filters: Mapping[str, Any]) -> list[str]:
     elif lo is not None:
         out.append(f"over ${lo:g}")
     out += [f"brand {b}" for b in filters.get("brands", [])]
+    out += [f"not {b}" for b in filters.get("exclude_brands", [])]
     out += list(filters.get("categories", []))
     for key, values in filters.get("attributes", {}).items():
         out += [f"{v}" if key == "color" else f"{key.replace('_', ' ')} {v}" for v in values]

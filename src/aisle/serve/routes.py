@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 
+from aisle.data import checks
 from aisle.query import FilterError, Filters
 from aisle.serve.auth import KeyedRoute, require_admin, require_write
 from aisle.serve.errors import READ, WRITE, responses
@@ -147,8 +148,15 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
                  page: Annotated[int, Query(ge=1, le=1000)] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20,
                  user: Annotated[str | None, Query(description="Personalise for this shopper.")] = None,
+                 session: Annotated[str | None, Query(
+                     min_length=1, max_length=checks.ID_MAX_LENGTH, pattern=checks.ID_PATTERN,
+                     description="A search conversation: `q` refines this session's last search (\"cheaper\", "
+                                 "\"in blue\", \"without Acme\", \"more like the second one\") or starts a new "
+                                 "one; the answer's `refinement` says how it was understood.")] = None,
+                 undo: Annotated[bool, Query(description="With `session`: go back one step (q is ignored).")] = False,
                  ) -> Response:
-    """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised."""
+    """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised; every hit says why
+    it is there (`explanation`). With `session`, a conversation whose turns refine the last search."""
     rt = svc.runtime
     if rt.search is None:
         raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
@@ -158,8 +166,28 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     if user:
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.query(user, live, erased))
+    if session is not None:
+        return await _conversation_turn(svc, session, q, undo=undo, user=user, filters=filters, sort=sort,
+                                        page=page, page_size=page_size, affinity=affinity)
+    if undo:
+        raise RequestValidationError([{"loc": ("query", "undo"), "msg": "undo needs a session",
+                                       "type": "value_error"}])
     body = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     return Response(body, media_type="application/json")
+
+
+async def _conversation_turn(svc: Services, session: str, q: str, *, undo: bool, user: str | None,
+                             filters: Filters, sort: str, page: int, page_size: int,
+                             affinity: dict[str, dict[str, float]] | None) -> Response:
+    """One turn of a search conversation: the session's steps from the live state, refined, kept again."""
+    from aisle.serve.conversation import converse
+
+    steps = await svc.state.get_session(session)
+    body, steps = converse(svc.runtime, steps, q, undo=undo, filters=filters, sort=sort, page=page,
+                           page_size=page_size, affinity=affinity)
+    await svc.state.put_session(session, steps, user)
+    body["refinement"]["session"] = session
+    return _ok(body)
 
 
 # ---- writes --------------------------------------------------------------------------------------------

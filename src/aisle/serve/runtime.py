@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
 from aisle.rules import ItemAttributes, Selected, apply_rules
 from aisle.search.explain import explain_hit
+from aisle.search.refine import Refiner
+from aisle.serve.conversation import refiner_for
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
 
@@ -337,6 +340,30 @@ class Runtime:
                 out[name] = {names[v]: float(n / counts.max()) for v, n in zip(values, counts, strict=True)}
         return out
 
+    @cached_property
+    def refiner(self) -> Refiner:
+        """Conversational refinement over this runtime's search catalog (built on first use)."""
+        assert self.search is not None
+        return refiner_for(self.search)
+
+    def search_json(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
+                    affinity: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+        """A search answer as a JSON-ready dict: the engine's result, each hit with its card and explanation."""
+        assert self.search is not None
+        t0 = time.perf_counter()
+        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
+                                 user_affinity=affinity)
+        out = res.to_json()
+        for hit in out["hits"]:
+            row = self.index.get(hit["item_id"])
+            if row is not None:
+                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
+            hit["explanation"] = explain_hit(hit, query=out["query"]["corrected"], filters=out["filters"],
+                                             affinity=affinity)
+        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        out["model_version"] = self.version
+        return out
+
     def search_body(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
                     affinity: dict[str, dict[str, float]] | None) -> bytes:
         """The JSON response body of a search. Unpersonalised answers are cached as their serialized bytes:
@@ -351,18 +378,7 @@ class Runtime:
             if hit is not None:
                 self._search_cache.move_to_end(key)
                 return hit
-        t0 = time.perf_counter()
-        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
-                                 user_affinity=affinity)
-        out = res.to_json()
-        for hit in out["hits"]:
-            row = self.index.get(hit["item_id"])
-            if row is not None:
-                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
-            hit["explanation"] = explain_hit(hit, query=out["query"]["corrected"], filters=out["filters"],
-                                             affinity=affinity)
-        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        out["model_version"] = self.version
+        out = self.search_json(query, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
         body = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)[:-1]  # serialized once; the flag closes it
         if key is not None and self.settings.search_cache:
             self._search_cache[key] = body + b',"cached":true}'
