@@ -43,6 +43,7 @@ KINDS = ("price_max", "price_min", "price_range", "cheaper", "pricier", "attribu
 
 #: Words that carry no constraint in a follow-up ("show me the blue ones please").
 FILLER = frozenset(STOPWORDS) | frozenset((
+    "from", "by", "made", "brand",
     "show", "me", "only", "ones", "one", "please", "something", "some", "just", "want", "like", "them", "those",
     "these", "it", "that", "make", "give", "options", "items", "products", "stuff", "instead", "now", "too",
     "also", "any", "can", "you", "i", "d", "rather", "prefer", "see", "find", "get", "color", "colour", "version",
