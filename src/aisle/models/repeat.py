@@ -146,20 +146,31 @@ class RepeatPurchaseModel:
         gi, gu = i[same_pair], u[same_pair]
         if len(lg):
             self.global_mu, self.global_sigma = float(lg.mean()), max(float(lg.std()), self.min_sigma)
+        # a typical gap (item or category): the mean over its repeat buyers of each one's mean log gap, so that a shopper who
+        # rebuys every week does not outweigh four who rebuy every month
+        gp = pair[same_pair]
+        n_gaps = np.bincount(gp, minlength=len(n_orders)).astype(np.float64)
+        pair_mu = np.divide(np.bincount(gp, weights=lg, minlength=len(n_orders)), n_gaps,
+                            out=np.zeros(len(n_orders)), where=n_gaps > 0)
+        has = n_gaps > 0
+        pair_leaf = self.leaf[pair_item]
+        okp = has & (pair_leaf >= 0)
+        self.leaf_mu = (np.bincount(pair_leaf[okp], weights=pair_mu[okp], minlength=n_leaves) + 2.0 * self.global_mu
+                        ) / (np.bincount(pair_leaf[okp], minlength=n_leaves) + 2.0)
+        # the spread: of every gap of the category
         gl = self.leaf[gi]
         okl = gl >= 0
         cnt_l = np.bincount(gl[okl], minlength=n_leaves).astype(np.float64)
         sum_l = np.bincount(gl[okl], weights=lg[okl], minlength=n_leaves)
         sq_l = np.bincount(gl[okl], weights=lg[okl] ** 2, minlength=n_leaves)
-        self.leaf_mu = (sum_l + 2.0 * self.global_mu) / (cnt_l + 2.0)
         var_l = np.divide(sq_l, cnt_l, out=np.zeros(n_leaves), where=cnt_l > 0) - (
             np.divide(sum_l, cnt_l, out=np.zeros(n_leaves), where=cnt_l > 0)) ** 2
         self.leaf_sigma = np.where(cnt_l >= 5, np.sqrt(np.maximum(var_l, 0.0)), self.global_sigma)
         self.leaf_sigma = np.maximum(self.leaf_sigma, self.min_sigma)
         prior_mu = np.where(self.leaf >= 0, self.leaf_mu[np.maximum(self.leaf, 0)] if n_leaves else 0.0,
                             self.global_mu)
-        cnt_i = np.bincount(gi, minlength=n_items).astype(np.float64)
-        sum_i = np.bincount(gi, weights=lg, minlength=n_items)
+        cnt_i = np.bincount(pair_item[has], minlength=n_items).astype(np.float64)
+        sum_i = np.bincount(pair_item[has], weights=pair_mu[has], minlength=n_items)
         self.item_mu = (sum_i + a * prior_mu) / (cnt_i + a)
         # each shopper's pace: their gaps against the item's typical gap
         resid = lg - self.item_mu[gi] if len(lg) else lg
