@@ -146,7 +146,8 @@ class RepeatPurchaseModel:
         gi, gu = i[same_pair], u[same_pair]
         if len(lg):
             self.global_mu, self.global_sigma = float(lg.mean()), max(float(lg.std()), self.min_sigma)
-        # a typical gap (item or category): the mean over its repeat buyers of each one's mean log gap, so that a shopper who
+        # a typical gap (item or category): the mean over its repeat buyers of each one's mean log gap, so that a
+        # shopper who
         # rebuys every week does not outweigh four who rebuy every month
         gp = pair[same_pair]
         n_gaps = np.bincount(gp, minlength=len(n_orders)).astype(np.float64)

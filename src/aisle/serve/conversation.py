@@ -36,10 +36,17 @@ def refiner_for(engine: SearchEngine) -> Refiner:
 
 
 def converse(rt: Runtime, steps: list[dict[str, Any]], utterance: str, *, undo: bool, filters: Filters, sort: str,
-             page: int, page_size: int, affinity: dict[str, dict[str, float]] | None
+             page: int, page_size: int, affinity: dict[str, dict[str, float]] | None, step: int | None = None
              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The answer to one turn of a session and the session's steps after it."""
+    """The answer to one turn of a session and the session's steps after it. `step` re-shows that step (another
+    page, facet or sort of it, a reload, the browser's back button) instead of taking `utterance` as a new turn;
+    the steps after it are dropped, so the next utterance refines what is on screen."""
     assert rt.search is not None
+    if step is not None and steps:
+        del steps[step + 1:]
+        kind, changes = "show", []
+        state = SearchState.from_json(steps[-1])
+        return _answer(rt, steps, state, kind, changes, utterance, filters, sort, page, page_size, affinity)
     previous = SearchState.from_json(steps[-1]) if steps else None
     ref = None if undo else rt.refiner.refine(previous, utterance)
     if ref is None or ref.kind == "undo":
@@ -52,6 +59,13 @@ def converse(rt: Runtime, steps: list[dict[str, Any]], utterance: str, *, undo: 
     else:
         kind, state, changes = ref.kind, ref.state, ref.changes
         steps.append(state.to_json())
+    return _answer(rt, steps, state, kind, changes, utterance, filters, sort, page, page_size, affinity)
+
+
+def _answer(rt: Runtime, steps: list[dict[str, Any]], state: SearchState, kind: str, changes: list[dict[str, Any]],
+            utterance: str, filters: Filters, sort: str, page: int, page_size: int,
+            affinity: dict[str, dict[str, float]] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the state's search (or "more like"), remember the page shown, describe the turn."""
     applied = filters.merged(Filters.from_json(dict(state.filters)))
     order = sort if sort != "relevance" else state.sort
     if state.like:
@@ -65,6 +79,7 @@ def converse(rt: Runtime, steps: list[dict[str, Any]], utterance: str, *, undo: 
     before = SearchState.from_json(steps[-2]) if len(steps) > 1 else None
     body["refinement"] = {
         "kind": kind, "utterance": utterance, "understood": state.understood, "changes": changes,
+        "step": len(steps) - 1,
         "constraints": state.constraints(),
         "undo": {"available": before is not None, "steps": len(steps) - 1,
                  "previous": None if before is None else before.constraints(),

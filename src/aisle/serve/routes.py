@@ -20,6 +20,7 @@ from aisle.serve.auth import KeyedRoute, require_admin, require_write
 from aisle.serve.errors import READ, WRITE, responses
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
+from aisle.serve.state import SESSION_STEPS
 
 router = APIRouter(route_class=KeyedRoute)
 
@@ -154,6 +155,9 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                                  "\"in blue\", \"without Acme\", \"more like the second one\") or starts a new "
                                  "one; the answer's `refinement` says how it was understood.")] = None,
                  undo: Annotated[bool, Query(description="With `session`: go back one step (q is ignored).")] = False,
+                 step: Annotated[int | None, Query(ge=0, le=SESSION_STEPS, description=(
+                     "With `session`: show this step of the conversation again (another page, facet or sort of it) "
+                     "instead of a new turn; later steps are dropped."))] = None,
                  ) -> Response:
     """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised; every hit says why
     it is there (`explanation`). With `session`, a conversation whose turns refine the last search."""
@@ -167,16 +171,17 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.query(user, live, erased))
     if session is not None:
-        return await _conversation_turn(svc, session, q, undo=undo, user=user, filters=filters, sort=sort,
-                                        page=page, page_size=page_size, affinity=affinity)
-    if undo:
-        raise RequestValidationError([{"loc": ("query", "undo"), "msg": "undo needs a session",
+        return await _conversation_turn(svc, session, q, undo=undo, step=step, user=user, filters=filters,
+                                        sort=sort, page=page, page_size=page_size, affinity=affinity)
+    if undo or step is not None:
+        name = "undo" if undo else "step"
+        raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a session",
                                        "type": "value_error"}])
     body = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     return Response(body, media_type="application/json")
 
 
-async def _conversation_turn(svc: Services, session: str, q: str, *, undo: bool, user: str | None,
+async def _conversation_turn(svc: Services, session: str, q: str, *, undo: bool, step: int | None, user: str | None,
                              filters: Filters, sort: str, page: int, page_size: int,
                              affinity: dict[str, dict[str, float]] | None) -> Response:
     """One turn of a search conversation: the session's steps from the live state, refined, kept again."""
@@ -184,7 +189,7 @@ async def _conversation_turn(svc: Services, session: str, q: str, *, undo: bool,
 
     steps = await svc.state.get_session(session)
     body, steps = converse(svc.runtime, steps, q, undo=undo, filters=filters, sort=sort, page=page,
-                           page_size=page_size, affinity=affinity)
+                           page_size=page_size, affinity=affinity, step=step)
     await svc.state.put_session(session, steps, user)
     body["refinement"]["session"] = session
     return _ok(body)
