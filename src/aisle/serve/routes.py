@@ -89,6 +89,24 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
     return _ok(out)
 
 
+#: an RFC 3339 date-time (a space for the T and a missing offset, meaning UTC, are accepted too)
+_INSTANT = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+
+
+def _instant(text: str) -> datetime:
+    """A date-time query parameter as an aware UTC datetime; a 422 naming it when it is no real moment."""
+    t = text.upper().replace("Z", "+00:00")
+    t = t[:17] + "59" + t[19:] if t[17:19] == "60" else t  # a leap second reads as the second before it
+    try:
+        when = datetime.fromisoformat(t)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise RequestValidationError([{"loc": ("query", "at"), "msg": f"at {text!r} is not a date-time",
+                                       "type": "value_error"}]) from None
+    return when.astimezone(UTC)
+
+
 @router.get("/users/{user_id}/recently-viewed", tags=["recommendations"], responses=responses(*READ))
 async def recently_viewed(user_id: str, svc: Svc, k: K = 10) -> Response:
     """Recently viewed: the shopper's (or anonymous session's) viewed items, newest first, each once, in stock
@@ -102,13 +120,15 @@ async def recently_viewed(user_id: str, svc: Svc, k: K = 10) -> Response:
 
 @router.get("/users/{user_id}/buy-again", tags=["recommendations"], responses=responses(*READ))
 async def buy_again(user_id: str, svc: Svc, k: K = 10,
-                    at: Annotated[datetime | None, Query(
-                        description="The moment to ask for (ISO 8601; no offset means UTC; default: now).")] = None,
+                    at: Annotated[str | None, Query(
+                        pattern=_INSTANT, json_schema_extra={"format": "date-time"},
+                        description="The moment to ask for (RFC 3339 date-time; no offset means UTC; default: now)."
+                    )] = None,
                     ) -> Response:
     """Buy it again: the shopper's past purchases that are due again (consumables by their learned cadence);
     a durable good, or anything bought too recently, is not proposed."""
     k = _k(svc, k)
-    when = datetime.now(UTC) if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+    when = datetime.now(UTC) if at is None else _instant(at)
     live, erased = await svc.state.history(user_id)
     rt = svc.runtime
     items = rt.buy_again(user_id, live, erased, k, int(when.timestamp() * 1_000_000))
