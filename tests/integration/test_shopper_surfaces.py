@@ -132,6 +132,10 @@ def test_a_search_conversation_refines_and_undoes(client: TestClient) -> None:
     assert second["hits"] and all(h["brand"] != brand for h in second["hits"])
     third = _turn(client, "cheaper", "conv-1", user="anon-conv")
     assert third["refinement"]["constraints"]["filters"]["price_max"] < max(h["price"] for h in second["hits"])
+    again = client.get("/search", params={"session": "conv-1", "step": third["refinement"]["step"], "page": 2,
+                                           "page_size": 2, "q": "cheaper"}).json()  # a step shown again, not a turn
+    assert again["refinement"]["kind"] == "show" and again["refinement"]["constraints"] == \
+        third["refinement"]["constraints"] and again["page"] == 2
     back = client.get("/search", params={"session": "conv-1", "undo": "true"}).json()
     assert back["refinement"]["kind"] == "undo" and back["refinement"]["constraints"] == ref["constraints"]
     new = _turn(client, "show me coffee makers", "conv-1")
