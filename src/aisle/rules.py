@@ -55,6 +55,10 @@ class ItemAttributes:
             wanted = {fold(b) for b in f.brands}
             codes = np.array([i for i, b in enumerate(self.brand_names) if fold(b) in wanted], np.int32)
             ok &= np.isin(self.brand[rows], codes)
+        if f.exclude_brands:
+            unwanted = {fold(b) for b in f.exclude_brands}
+            codes = np.array([i for i, b in enumerate(self.brand_names) if fold(b) in unwanted], np.int32)
+            ok &= ~np.isin(self.brand[rows], codes)
         if f.available:
             ok &= self.available[rows]
         if f.price_min is not None:

@@ -170,6 +170,8 @@ class SearchEngine:
             m &= cat.price <= f.price_max
         if f.brands:
             m &= cat.brand.mask(f.brands, n)
+        if f.exclude_brands:
+            m &= ~cat.brand.mask(f.exclude_brands, n)
         if f.categories:
             m &= cat.category.mask(f.categories, n)
         for key, vals in f.attributes.items():
@@ -398,14 +400,38 @@ class SearchEngine:
     def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates | None) -> Hit:
         cat = self.catalog
         title = cat.texts["title"][row]
-        fields, dense = [], False
+        fields, dense, similarity = [], False, None
         if cand is not None:
             fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
             pos = np.searchsorted(cand.rows, row)
             dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
+            if dense:  # the cosine of query and item vectors: what "close in meaning" rests on
+                similarity = round(float(cand.dense[pos]), 4)
         price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
         return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
-                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense})
+                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense,
+                                         "dense_similarity": similarity})
+
+    def more_like(self, item_id: str, filters: Filters, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows closest in meaning to the item (cosine of its vector with theirs) among those passing `filters`,
+        itself left out: "more like the second one". None without a dense index or for an unknown item."""
+        row = self._row.get(item_id)
+        if self.dense is None or row is None:
+            return None
+        m = self.mask(filters)
+        m = np.ones(len(self.catalog), dtype=bool) if m is None else m.copy()
+        m[row] = False
+        if not m.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return self.dense.search(self.dense.vectors[row], k, m)
+
+    def attribute_values(self, item_ids: list[str], key: str) -> list[str]:
+        """The values of attribute `key` the given items have (in item order, one list)."""
+        codes = self.catalog.attributes.get(key)
+        if codes is None:
+            return []
+        rows = self.item_rows(item_ids)
+        return [v for vals in codes.rows_values(rows[rows >= 0]) for v in vals]
 
     def facets(self, rows: np.ndarray) -> dict[str, list[dict[str, Any]]]:
         """Category, brand and price-bucket counts over the result rows."""

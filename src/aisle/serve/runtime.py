@@ -14,6 +14,8 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,9 @@ from aisle.pipeline import Pipeline, item_attributes
 from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
 from aisle.rules import ItemAttributes, Selected, apply_rules
+from aisle.search.explain import explain_hit
+from aisle.search.refine import Refiner
+from aisle.serve.conversation import refiner_for
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
 
@@ -278,6 +283,48 @@ class Runtime:
             out.append(self.card(int(row), float(score), why))
         return out
 
+    # ---- the shopper's own surfaces: recently viewed, buy it again ----------------------------------
+
+    def recently_viewed(self, user_id: str, live: list[LiveEvent], erased: bool, k: int) -> list[dict[str, Any]]:
+        """Items the shopper viewed, newest first, each once, in stock only: the bundle's copy of their past
+        (not after an erasure), then their live events."""
+        seen: list[tuple[int, int]] = []  # (timestamp us, row)
+        user = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        if user >= 0 and self.bundle.histories is not None:
+            rows, codes, times = self.bundle.histories.of(user)
+            view = EVENT_TYPES.index("view")
+            seen += [(int(t), int(r)) for r, c, t in zip(rows, codes, times, strict=True) if c == view]
+        seen += [(ts, self.index[item]) for item, kind, ts in live if kind == "view" and item in self.index]
+        out: list[dict[str, Any]] = []
+        shown: set[int] = set()
+        for ts, row in sorted(seen, reverse=True):
+            if row in shown or not self.attrs.available[row]:
+                continue
+            shown.add(row)
+            when = datetime.fromtimestamp(ts / 1e6, UTC).isoformat(timespec="seconds")
+            out.append(self.card(row, None, {"type": "recently_viewed", "text": "You viewed this",
+                                             "viewed_at": when}))
+            if len(out) == k:
+                break
+        return out
+
+    def buy_again(self, user_id: str, live: list[LiveEvent], erased: bool, k: int, now_us: int
+                  ) -> list[dict[str, Any]] | None:
+        """The shopper's past purchases that are due again at `now_us`, in stock only (None: the bundle has no
+        repeat-purchase model). Purchases come from the model's copy of the shopper's past (not after an erasure)
+        and from their live purchase events, so a purchase posted a moment ago counts at once."""
+        model = self.bundle.repeat
+        if model is None:
+            return None
+        user = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        items, times = model.purchases_of(user)
+        bought = [(self.index[item], ts) for item, kind, ts in live if kind == "purchase" and item in self.index]
+        if bought:
+            items = np.concatenate([items, np.array([b[0] for b in bought], np.int64)])
+            times = np.concatenate([times, np.array([b[1] for b in bought], np.int64)])
+        due = model.due(items, times, now_us, user=user, k=max(k * 3, 30))
+        return [self.card(d.item, d.score, d.reason()) for d in due if self.attrs.available[d.item]][:k]
+
     # ---- search --------------------------------------------------------------------------------------
 
     def affinity(self, query: Query) -> dict[str, dict[str, float]]:
@@ -291,6 +338,30 @@ class Runtime:
             if len(found):
                 values, counts = np.unique(found, return_counts=True)
                 out[name] = {names[v]: float(n / counts.max()) for v, n in zip(values, counts, strict=True)}
+        return out
+
+    @cached_property
+    def refiner(self) -> Refiner:
+        """Conversational refinement over this runtime's search catalog (built on first use)."""
+        assert self.search is not None
+        return refiner_for(self.search)
+
+    def search_json(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
+                    affinity: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+        """A search answer as a JSON-ready dict: the engine's result, each hit with its card and explanation."""
+        assert self.search is not None
+        t0 = time.perf_counter()
+        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
+                                 user_affinity=affinity)
+        out = res.to_json()
+        for hit in out["hits"]:
+            row = self.index.get(hit["item_id"])
+            if row is not None:
+                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
+            hit["explanation"] = explain_hit(hit, query=out["query"]["corrected"], filters=out["filters"],
+                                             affinity=affinity)
+        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        out["model_version"] = self.version
         return out
 
     def search_body(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
@@ -307,16 +378,7 @@ class Runtime:
             if hit is not None:
                 self._search_cache.move_to_end(key)
                 return hit
-        t0 = time.perf_counter()
-        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
-                                 user_affinity=affinity)
-        out = res.to_json()
-        for hit in out["hits"]:
-            row = self.index.get(hit["item_id"])
-            if row is not None:
-                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
-        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        out["model_version"] = self.version
+        out = self.search_json(query, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
         body = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)[:-1]  # serialized once; the flag closes it
         if key is not None and self.settings.search_cache:
             self._search_cache[key] = body + b',"cached":true}'
