@@ -106,6 +106,52 @@ class Codes:
         c = np.bincount(idx, minlength=len(self.values))
         return Counter({self.values[i]: int(c[i]) for i in np.flatnonzero(c)})
 
+    def with_rows(self, rows: list[int], values: list[list[str]], n: int) -> Codes:
+        """A copy over `n` items in which items `rows` (existing, or new ones past the current count) hold
+        `values`; new values get new codes at the end. Costs a few array copies, not a rebuild."""
+        lookup = {v: i for i, v in enumerate(self.values)} if any(values) else {}
+        names = list(self.values)
+        old_n = len(self.indptr) - 1
+        new_codes: dict[int, list[int]] = {}
+        for row, vals in zip(rows, values, strict=True):
+            codes = []
+            for v in dict.fromkeys(vals):
+                if v not in lookup:
+                    lookup[v] = len(names)
+                    names.append(v)
+                codes.append(lookup[v])
+            new_codes[int(row)] = codes
+        changed = {r: c for r, c in new_codes.items() if r < old_n}
+        added = [new_codes.get(r, []) for r in range(old_n, n)]
+        if all(len(c) == self.indptr[r + 1] - self.indptr[r] for r, c in changed.items()):
+            # the common case (a changed item has as many values as before): no row moves
+            indices = self.indices
+            if any(changed.values()):
+                indices = indices.copy()
+                for r, c in changed.items():
+                    indices[self.indptr[r]:self.indptr[r + 1]] = c
+            lengths = np.fromiter((len(c) for c in added), np.int64, len(added))
+            indptr = np.concatenate([self.indptr, self.indptr[-1] + np.cumsum(lengths)])
+            flat = np.fromiter((x for c in added for x in c), np.int32, int(lengths.sum()))
+            return Codes(names, indptr, np.concatenate([indices, flat]) if len(flat) else indices)
+        lengths = np.zeros(n, np.int64)
+        lengths[:old_n] = np.diff(self.indptr)
+        for row, codes in new_codes.items():
+            lengths[row] = len(codes)
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        pieces, start = [], 0
+        for row in sorted(new_codes):
+            if row < old_n:
+                pieces.append(self.indices[self.indptr[start]:self.indptr[row]])
+                start = row + 1
+            else:
+                pieces.append(self.indices[self.indptr[start]:self.indptr[old_n]])
+                start = old_n
+            pieces.append(np.asarray(new_codes[row], np.int32))
+        pieces.append(self.indices[self.indptr[min(start, old_n)]:self.indptr[old_n]])
+        return Codes(names, indptr, np.concatenate(pieces).astype(np.int32, copy=False))
+
     def to_json(self) -> dict[str, Any]:
         return {"values": self.values, "indptr": self.indptr.tolist(), "indices": self.indices.tolist()}
 
@@ -227,6 +273,38 @@ class Catalog:
             brand_inferred=inferred,
             popularity=pop,
         )
+
+    def with_items(self, rows: list[int], items: Catalog) -> Catalog:
+        """A copy in which items `rows` (existing rows, or new ones appended in order) are those of `items` (a
+        catalog of just the upserted items, aligned with `rows`). Popularity stays as it was (a new item has
+        none yet: the scale the reranker learned stays the same)."""
+        n = max(len(self), max(rows, default=-1) + 1)
+        grow = n - len(self)
+        item_ids = self.item_ids + [""] * grow
+        texts = {k: v + [""] * grow for k, v in self.texts.items()}
+        price = np.concatenate([self.price, np.full(grow, np.nan)])
+        available = np.concatenate([self.available, np.ones(grow, bool)])
+        for j, row in enumerate(rows):
+            item_ids[row] = items.item_ids[j]
+            for k in texts:
+                texts[k][row] = items.texts[k][j]
+            price[row], available[row] = items.price[j], items.available[j]
+
+        def values(codes: Codes) -> list[list[str]]:
+            return codes.rows_values(np.arange(len(rows)))
+
+        attributes = {}
+        for key in {*self.attributes, *items.attributes}:
+            mine = self.attributes.get(key) or Codes([], np.zeros(len(self) + 1, np.int64), np.zeros(0, np.int32))
+            theirs = values(items.attributes[key]) if key in items.attributes else [[] for _ in rows]
+            attributes[key] = mine.with_rows(rows, theirs, n)
+        return Catalog(
+            item_ids=item_ids, texts=texts, price=price, available=available,
+            brand=self.brand.with_rows(rows, values(items.brand), n),
+            category=self.category.with_rows(rows, values(items.category), n),
+            leaf_category=self.leaf_category.with_rows(rows, values(items.leaf_category), n),
+            attributes=attributes, brand_inferred=self.brand_inferred,
+            popularity=np.concatenate([self.popularity, np.zeros(grow, np.float32)]))
 
     def embedding_text(self, i: int) -> str:
         """What the dense index embeds for item i: the title, with the brand and leaf category when not in it."""

@@ -6,6 +6,7 @@ says all of them; write and admin routes check their key before their body is re
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -166,8 +167,9 @@ async def delete_user(user_id: str, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/health", tags=["operations"])
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+async def health() -> dict[str, Any]:
+    """Liveness, and which worker process answered (`pid`: tells the workers of one server apart)."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 _READY = {"type": "object", "required": ["ready", "state", "state_ok"],
