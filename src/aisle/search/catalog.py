@@ -14,6 +14,7 @@ marked `brand_inferred` in the saved metadata.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,36 @@ from aisle.search.text import fold, normalize, words
 FIELDS = ("title", "brand", "category", "attributes", "description")
 
 
+class _Tail:
+    """Spare room after an array that copies of it can grow into without copying it (catalog upserts append rows
+    to dozens of 100,000-row columns each time). Only the newest version may grow in place: it is the one whose
+    length is the buffer's `used`; any other (an older copy someone still reads) copies instead, so no reader ever
+    sees its rows change."""
+
+    def __init__(self) -> None:
+        self.data: np.ndarray | None = None
+        self.used = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def extend(view: np.ndarray, tail: np.ndarray, owner: _Tail | None) -> tuple[np.ndarray, _Tail]:
+        """`np.concatenate([view, tail])`, in `owner`'s spare room when `view` is its newest version."""
+        n, m = len(view), len(tail)
+        if owner is not None:
+            with owner.lock:
+                data = owner.data
+                if data is not None and owner.used == n and n + m <= len(data) and \
+                        np.shares_memory(view[:1], data[:1]) and view.ctypes.data == data.ctypes.data:
+                    data[n:n + m] = tail
+                    owner.used = n + m
+                    return data[:n + m], owner
+        fresh = _Tail()
+        fresh.data = np.empty(n + m + max(1024, (n + m) // 50), view.dtype)
+        fresh.data[:n], fresh.data[n:n + m] = view, tail
+        fresh.used = n + m
+        return fresh.data[:n + m], fresh
+
+
 @dataclass
 class Codes:
     """A dictionary-encoded multi-valued column: item i has values[indices[indptr[i]:indptr[i+1]]]."""
@@ -36,6 +67,7 @@ class Codes:
     indices: np.ndarray
     _folded: dict[str, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
     _postings: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+    _tails: tuple[_Tail | None, _Tail | None] = field(default=(None, None), init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, rows: list[list[str]]) -> Codes:
@@ -110,13 +142,15 @@ class Codes:
         """A copy over `n` items in which items `rows` (existing, or new ones past the current count) hold
         `values`; new values get new codes at the end. Costs a few array copies, not a rebuild."""
         lookup = {v: i for i, v in enumerate(self.values)} if any(values) else {}
-        names = list(self.values)
+        names = self.values  # copied before the first new value (most upserts bring none)
         old_n = len(self.indptr) - 1
         new_codes: dict[int, list[int]] = {}
         for row, vals in zip(rows, values, strict=True):
             codes = []
             for v in dict.fromkeys(vals):
                 if v not in lookup:
+                    if names is self.values:
+                        names = list(self.values)
                     lookup[v] = len(names)
                     names.append(v)
                 codes.append(lookup[v])
@@ -131,9 +165,14 @@ class Codes:
                 for r, c in changed.items():
                     indices[self.indptr[r]:self.indptr[r + 1]] = c
             lengths = np.fromiter((len(c) for c in added), np.int64, len(added))
-            indptr = np.concatenate([self.indptr, self.indptr[-1] + np.cumsum(lengths)])
             flat = np.fromiter((x for c in added for x in c), np.int32, int(lengths.sum()))
-            return Codes(names, indptr, np.concatenate([indices, flat]) if len(flat) else indices)
+            indptr, ptr_tail = _Tail.extend(self.indptr, self.indptr[-1] + np.cumsum(lengths), self._tails[0])
+            idx_tail = self._tails[1] if indices is self.indices else None
+            if len(flat):
+                indices, idx_tail = _Tail.extend(indices, flat, idx_tail)
+            out = Codes(names, indptr, indices)
+            out._tails = (ptr_tail, idx_tail)
+            return out
         lengths = np.zeros(n, np.int64)
         lengths[:old_n] = np.diff(self.indptr)
         for row, codes in new_codes.items():

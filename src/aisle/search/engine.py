@@ -137,14 +137,15 @@ class SearchEngine:
         out = copy.copy(self)
         out.catalog, out._row = catalog, row_of
         out.lexical = self.lexical.with_docs(rows, upserted.texts, len(catalog))
-        out.spell = self.spell.with_docs(list(upserted.vocabulary_docs()), rows)
+        docs = list(upserted.vocabulary_docs())
+        out.spell = self.spell.with_docs(docs, rows)
         if self.dense is not None:
             vectors = self.embed_items(items)
             assert vectors is not None
             out.dense = self.dense.with_rows(np.asarray(rows, np.int64), vectors)
         out.retriever = Retriever(out.lexical, out.dense)
         grew = _value_counts(catalog) != _value_counts(self.catalog)  # a brand, category or value never seen
-        added = [w for w in out.spell.freq if w not in self.spell.freq]
+        added = list({w for doc in docs for w in doc if w not in self.spell})
         out.parser = self.parser.with_words(out.spell, added, catalog.normalized_values() if grew else None)
         if grew:
             out._leaves = {normalize(v) for v in catalog.leaf_category.values}

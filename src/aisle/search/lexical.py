@@ -123,37 +123,51 @@ class FieldIndex:
         out.doc_len[: len(self.doc_len)] = self.doc_len
         extra = dict(self.extra)
         extra_tokens = dict(self.extra_tokens)
-        gone: dict[str, set[int]] = {}
+        touched: dict[str, int] = {}  # token -> its position in this call's arrays
         for row in rows:  # an earlier delta version of the row leaves the delta first
             for t in extra_tokens.pop(int(row), ()):
-                gone.setdefault(t, set()).add(int(row))
-        for t, drop in gone.items():
-            r, v, c = extra[t]
-            keep = ~np.isin(r, np.fromiter(drop, np.int64, len(drop)))
-            extra[t] = (r[keep], v[keep], c[keep])
-        added: dict[str, tuple[list[int], list[float]]] = {}
+                touched.setdefault(t, len(touched))
+        new_tok: list[int] = []
+        new_rows: list[int] = []
+        new_tfc: list[float] = []
         for row, tokens in zip(rows, token_lists, strict=True):
             counts = Counter(t for t in tokens if t)
             out.doc_len[row] = len(tokens)
             extra_tokens[int(row)] = tuple(counts)
             norm = self.k1 * ((1 - self.b) + self.b * len(tokens) / self.avg_len)
             for t, tf in counts.items():
-                r, c = added.setdefault(t, ([], []))
-                r.append(int(row))
-                c.append(tf / (norm + tf))
-        for t in {*added, *gone}:
-            r_old, _, c_old = extra.get(t, (_EMPTY_ROWS, None, _EMPTY_SCORES))
-            r_new, c_new = added.get(t, ([], []))
-            r = np.concatenate([r_old, np.asarray(r_new, np.int64)])
-            c = np.concatenate([c_old, np.asarray(c_new, np.float32)])
-            if len(r) > 1 and not (r[:-1] < r[1:]).all():  # new items come last: usually sorted already
-                o = r.argsort(kind="stable")
-                r, c = r[o], c[o]
-            # a word the base lacks takes its document frequency from the delta, so all its documents agree
-            i = self.vocab.get(t)
-            idf = self.idf[i] if i is not None else _idf(self.n_base, len(r))
-            extra[t] = (r, (idf * c).astype(np.float32), c)
-        out.extra = {t: rv for t, rv in extra.items() if len(rv[0])}
+                new_tok.append(touched.setdefault(t, len(touched)))
+                new_rows.append(int(row))
+                new_tfc.append(tf / (norm + tf))
+        # every touched token's postings at once: the old ones without the rows being replaced, plus the new ones,
+        # sorted by (token, row) in one go; numpy work per call, not per token
+        tokens = list(touched)
+        old = [extra.get(t) for t in tokens]
+        lengths = np.fromiter((0 if e is None else len(e[0]) for e in old), np.int64, len(old))
+        present = [e for e in old if e is not None]
+        all_tok = np.concatenate([np.repeat(np.arange(len(tokens)), lengths), np.asarray(new_tok, np.int64)])
+        all_rows = np.concatenate([*(e[0] for e in present), np.asarray(new_rows, np.int64)])
+        all_tfc = np.concatenate([*(e[2] for e in present), np.asarray(new_tfc, np.float32)])
+        n_old = int(lengths.sum())
+        keep = np.ones(len(all_rows), bool)
+        keep[:n_old] = ~np.isin(all_rows[:n_old], np.asarray(rows, np.int64))
+        all_tok, all_rows, all_tfc = all_tok[keep], all_rows[keep], all_tfc[keep]
+        order = np.lexsort((all_rows, all_tok))
+        all_tok, all_rows, all_tfc = all_tok[order], all_rows[order], all_tfc[order]
+        bounds = np.searchsorted(all_tok, np.arange(len(tokens) + 1))
+        # a word the base lacks takes its document frequency from the delta, so all its documents agree
+        ids = np.fromiter((self.vocab.get(t, -1) for t in tokens), np.int64, len(tokens))
+        df = np.diff(bounds)
+        idf = np.where(ids >= 0, self.idf[np.maximum(ids, 0)] if len(self.idf) else 0.0,
+                       np.log1p((self.n_base - df + 0.5) / (df + 0.5)))
+        all_scores = (idf[all_tok] * all_tfc).astype(np.float32)
+        for j, t in enumerate(tokens):
+            a, z = bounds[j], bounds[j + 1]
+            if a == z:
+                extra.pop(t, None)
+            else:
+                extra[t] = (all_rows[a:z], all_scores[a:z], all_tfc[a:z])
+        out.extra = extra
         out.extra_tokens = extra_tokens
         base_rows = np.asarray([r for r in rows if r < self.n_base], np.int64)
         out.replaced = np.union1d(self.replaced, base_rows) if len(base_rows) else self.replaced
