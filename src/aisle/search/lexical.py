@@ -300,8 +300,9 @@ class FieldIndex:
     def token_idf(self, tokens: Sequence[str]) -> float:
         """Sum of idf of distinct tokens; unknown tokens count as the rarest."""
         top = float(np.log1p((self.n_base + 0.5) / 0.5))
-        return float(sum(self._idf_of(t) if t in self.vocab or t in self.extra else top
-                         for t in dict.fromkeys(tokens)))
+        # float32 terms, summed as before the delta existed (the reranker's title_idf_cov learned on these values)
+        return float(sum(self.idf[self.vocab[t]] if t in self.vocab else np.float32(self._idf_of(t)) if t in self.extra
+                         else top for t in dict.fromkeys(tokens)))
 
     def save(self, folder: Path) -> None:
         if self.has_delta:
