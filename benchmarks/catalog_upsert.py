@@ -18,8 +18,10 @@ worker that takes the PUT. Right after each answer, on *both* workers:
 
 Reports p50/p99/max of the PUT as the client saw it, how many checks failed (a failed request counts), the read
 checks' latency, and what the per-read catalog version check (one Redis GET) costs. The client shares the
-machine's 2 cores with the workers and Redis. With `PYTHONPATH` pointing at older code that lacks the pid in
-/health, one unpinned client does everything and the table says the workers could not be told apart.
+machine's 2 cores with the workers and Redis. `--in-process` times `Runtime.with_upserts` alone (wall and CPU),
+what one PUT costs a worker without HTTP, Redis or a second worker beside it. With `PYTHONPATH` pointing at older
+code that lacks the pid in /health, one unpinned client does everything and the table says the workers could not
+be told apart.
 """
 
 from __future__ import annotations
@@ -132,6 +134,34 @@ def version_check_cost(redis_url: str, n: int = 2000) -> tuple[float, float]:
     return (float(np.mean(took)), float(np.percentile(took, 99))) if took else (float("nan"), float("nan"))
 
 
+def in_process(args: argparse.Namespace, catalog: pl.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
+    """`Runtime.with_upserts` alone, in this process (no HTTP, no Redis, no second worker): wall and CPU time of
+    the same upserts, i.e. what one PUT costs a worker."""
+    import gc
+
+    from aisle.bundle import Bundle
+    from aisle.config import Settings
+    from aisle.serve.runtime import Runtime
+
+    settings = Settings(bundle=args.bundle)
+    rt = Runtime(Bundle.load(args.bundle, require_serving=True), settings)
+    gc.collect()
+    gc.freeze()  # as a serving worker does after loading (settle_heap)
+    wall, cpu = [], []
+    for n in range(args.puts):
+        new, changed = upserts(catalog, n, args.size, rng)
+        records = [{**it, "attributes": json.dumps(it["attributes"], sort_keys=True), "created_at": None,
+                    "available": it.get("available", True)} for it in new + changed]
+        t0, c0 = time.perf_counter(), time.thread_time()
+        rt = rt.with_upserts(records)
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.thread_time() - c0) * 1000)  # this thread: not the idle spinning of library pools
+    return {"bundle": str(args.bundle), "items": catalog.height, "upserts": args.puts, "size": args.size,
+            "wall_ms": {"p50": float(np.percentile(wall, 50)), "p99": float(np.percentile(wall, 99))},
+            "cpu_ms": {"p50": float(np.percentile(cpu, 50)), "p99": float(np.percentile(cpu, 99))},
+            "machine": machine.describe()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, default=Path("/work/bench-data/b100k-new"))
@@ -140,9 +170,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    ap.add_argument("--in-process", action="store_true", help="time Runtime.with_upserts alone, no server")
     args = ap.parse_args()
     catalog = pl.read_parquet(args.bundle / "catalog.parquet")
     rng = np.random.default_rng(args.seed)
+    if args.in_process:
+        out = in_process(args, catalog, rng)
+        print(json.dumps(out, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp) / "redis") as redis_url:
         port = free_port()
         log = Path(tmp) / "serve.log"

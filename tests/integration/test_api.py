@@ -3,6 +3,7 @@ cold start, rules, explanations, safety. One bundle is built for the module (fas
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -77,7 +78,7 @@ def _far_item(client: TestClient, shop: Dataset, user: str) -> tuple[str, str]:
 
 
 def test_health_ready_docs(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "pid": os.getpid()}  # the TestClient app runs here
     r = client.get("/ready").json()
     assert r["ready"] and r["state"] == "memory" and r["model_version"]
     paths = client.get("/openapi.json").json()["paths"]

@@ -121,17 +121,12 @@ class ItemToItemSource(CandidateSource):
         earlier call keep their places (an item placed again moves), so successive upserts add up."""
         out = self.with_model(self.model)
         own, added = dict(self.own), dict(self.added)
-        touched: dict[int, list[tuple[int, float]]] = {}
-
-        def entry(j: int) -> list[tuple[int, float]]:
-            if j not in touched:
-                r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
-                touched[j] = list(zip(r.tolist(), s.tolist(), strict=True))
-            return touched[j]
-
         for row in rows:  # an item placed again leaves its old neighbours first
             for j in own.get(row, (np.zeros(0, np.int64),))[0].tolist():
-                touched[j] = [(r, s) for r, s in entry(j) if r != row]
+                r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+                keep = r != row
+                added[j] = (r[keep], s[keep])
+        extra: dict[int, tuple[list[int], list[float]]] = {}
         for row, sims in zip(rows, similarity, strict=True):
             sims = np.array(sims, np.float64)
             sims[row] = -np.inf
@@ -139,13 +134,15 @@ class ItemToItemSource(CandidateSource):
             top = _top_stable(sims, self.config.neighbours)
             top = top[np.isfinite(sims[top]) & (sims[top] > 0)]
             own[row] = (top.astype(np.int64), sims[top].astype(np.float32))
-            for j in top.tolist():
-                entry(j).append((row, float(sims[j])))
-        for j, v in touched.items():
-            if v:
-                added[j] = (np.array([r for r, _ in v], np.int64), np.array([s for _, s in v], np.float32))
-            else:
-                added.pop(j, None)
+            for j, sim in zip(top.tolist(), sims[top].tolist(), strict=True):
+                r_new, s_new = extra.setdefault(j, ([], []))
+                r_new.append(row)
+                s_new.append(sim)
+        for j, (r_new, s_new) in extra.items():  # appended: the arrays an older copy reads stay as they are
+            r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            added[j] = (np.concatenate([r, np.asarray(r_new, np.int64)]),
+                        np.concatenate([s, np.asarray(s_new, np.float32)]))
+        added = {j: v for j, v in added.items() if len(v[0])}
         out.own, out.added = own, added
         return out
 
