@@ -26,6 +26,7 @@ Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -112,6 +113,43 @@ class SearchEngine:
                                     config=self.config)
         engine.reranker = self.reranker
         return engine
+
+    def with_items(self, items: pl.DataFrame) -> SearchEngine:
+        """The engine after upserting `items` (an ITEM_SCHEMA frame of changed and new items), in time
+        proportional to them: the lexical index, the dense index and the spelling vocabulary take them as a delta,
+        the catalog columns are copied with their rows replaced or appended, and every structure this engine holds
+        stays as it is (requests still running on it finish on it; the caller swaps the new one in).
+
+        Known rows keep their place and new items are appended, so the other items rank exactly as before; the
+        delta is merged into the base arrays by the next full build (`with_catalog`, the next bundle)."""
+        items = items.unique("item_id", keep="last", maintain_order=True)
+        if items.is_empty():
+            return self
+        upserted = Catalog.from_items(items, infer_brand=False)
+        row_of = dict(self._row)
+        rows = []
+        for item_id in upserted.item_ids:
+            row = row_of.get(item_id)
+            if row is None:
+                row = row_of[item_id] = len(row_of)
+            rows.append(row)
+        catalog = self.catalog.with_items(rows, upserted)
+        out = copy.copy(self)
+        out.catalog, out._row = catalog, row_of
+        out.lexical = self.lexical.with_docs(rows, upserted.texts, len(catalog))
+        docs = list(upserted.vocabulary_docs())
+        out.spell = self.spell.with_docs(docs, rows)
+        if self.dense is not None:
+            vectors = self.embed_items(items)
+            assert vectors is not None
+            out.dense = self.dense.with_rows(np.asarray(rows, np.int64), vectors)
+        out.retriever = Retriever(out.lexical, out.dense)
+        grew = _value_counts(catalog) != _value_counts(self.catalog)  # a brand, category or value never seen
+        added = list({w for doc in docs for w in doc if w not in self.spell})
+        out.parser = self.parser.with_words(out.spell, added, catalog.normalized_values() if grew else None)
+        if grew:
+            out._leaves = {normalize(v) for v in catalog.leaf_category.values}
+        return out
 
     def item_vectors(self) -> tuple[list[str], np.ndarray] | None:
         """(item ids, their dense vectors), None without a dense index."""
@@ -330,8 +368,7 @@ class SearchEngine:
             toks = analyze(w)
             if not toks:
                 continue
-            df = min(int(title.indptr[title.vocab[t] + 1] - title.indptr[title.vocab[t]]) if t in title.vocab else 0
-                     for t in toks)
+            df = min(title.df(t) for t in toks)
             if best is None or df < best[0]:
                 best = (df, w)
         return None if best is None else best[1]
@@ -385,15 +422,7 @@ class SearchEngine:
         title = self.lexical.fields["title"]
         out: list[list[str]] = [[] for _ in rows]
         for t in dict.fromkeys(terms.tokens):
-            i = title.vocab.get(t)
-            if i is None:
-                continue
-            post = title.indices[title.indptr[i]:title.indptr[i + 1]]  # sorted by row
-            if len(post) == 0:
-                continue
-            pos = np.minimum(np.searchsorted(post, rows), len(post) - 1)
-            hit = post[pos] == rows
-            for j in np.flatnonzero(hit):
+            for j in np.flatnonzero(title.matches_at([t], rows) > 0):
                 out[j].append(t)
         return out
 
@@ -468,6 +497,12 @@ class SearchEngine:
         reranker = Reranker.load(folder / "reranker.txt") if manifest["reranker"] else None
         return cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
                    embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+
+
+def _value_counts(catalog: Catalog) -> tuple[int, ...]:
+    """How many distinct brands, categories and attribute values a catalog has (upserts only ever add)."""
+    return (len(catalog.brand.values), len(catalog.category.values),
+            *(len(c.values) for _, c in sorted(catalog.attributes.items())))
 
 
 def _subset(cand: Candidates, idx: np.ndarray) -> Candidates:

@@ -44,6 +44,10 @@ def _json(status: int, error: str, detail: Any, headers: dict[str, str] | None =
                     media_type="application/json", headers=headers)
 
 
+# reads that do not look at the catalog skip the catalog version check
+_CATALOG_FREE = ("/health", "/ready", "/metrics", "/web/", "/openapi.json", "/docs", "/redoc")
+
+
 class ServeMiddleware:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app, self.services = app, services
@@ -92,6 +96,8 @@ class ServeMiddleware:
             await send(message)
 
         try:
+            if scope.get("method") == "GET" and not scope.get("path", "").startswith(_CATALOG_FREE):
+                await self.services.catalog_fresh()  # upserts made through another worker are applied first
             await self.app(scope, limited_receive, tracking_send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))

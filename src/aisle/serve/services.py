@@ -2,11 +2,14 @@
 
 Hot swap: a new bundle is loaded and its Runtime built in a worker thread while the old one keeps answering;
 then one reference assignment swaps them (atomic under the GIL), so no request sees half a bundle and none
-fails. The same path rebuilds the Runtime after catalog upserts (the search index is rebuilt with the cached
-vectors of unchanged items). The optional store (a DuckDB file under a file lock so several processes can share
-it, or a PostgreSQL database: no lock, its unique event key keeps appends idempotent, one pooled store per worker)
-receives accepted events durably before `POST /events` answers: written through (`StoreSink`, memory state), or
-appended to the Redis event stream that consumers write to the store (`aisle.serve.stream`, Redis state).
+fails. A catalog upsert swaps in `Runtime.with_upserts` the same way, built in time proportional to the changed
+items; every worker applies an upsert before it answers its next read (`catalog_fresh`: one Redis GET of the
+catalog version per read; a newer version is applied first), so the items are searchable and recommendable on
+every worker as soon as `PUT /items` has answered. The optional store (a DuckDB file under a file lock so several
+processes can share it, or a PostgreSQL database: no lock, its unique event key keeps appends idempotent, one pooled
+store per worker) receives accepted events durably before `POST /events` answers: written through (`StoreSink`,
+memory state), or appended to the Redis event stream that consumers write to the store (`aisle.serve.stream`, Redis
+state).
 """
 
 from __future__ import annotations
@@ -419,20 +422,35 @@ class Services:
 
     async def sync_catalog(self) -> bool:
         """Apply catalog upserts made through another worker (Redis state); True when something changed."""
-        async with self._sync:  # one rebuild at a time; a caller waits for the one in flight
+        async with self._sync:  # one catch-up at a time; a caller waits for the one in flight
             version, items = await self.state.items_since(self.catalog_version)
             if not items:
                 return False
-            self.upserts.update({it["item_id"]: it for it in items})
-            if self._runtime is not None:
-                await run_in_threadpool(self._rebuild_runtime)
-            self.catalog_version = version
+            await self._apply(items, version)
             return True
 
-    def _rebuild_runtime(self) -> None:
+    async def catalog_fresh(self) -> None:
+        """Before a read: apply upserts made through other workers since this one last looked (one GET of the
+        catalog version; the upserts only when it moved). A failed check serves the catalog this worker has."""
+        if self.state.backend != "redis" or self._runtime is None:
+            return
+        try:
+            if await self.state.catalog_version() > self.catalog_version:
+                await self.sync_catalog()
+        except Exception as exc:
+            log.warning("catalog version check failed (%s: %s); answering from the catalog this worker has",
+                        type(exc).__name__, exc)
+
+    async def _apply(self, items: list[dict[str, Any]], version: int) -> None:
+        """Swap in the runtime with `items` upserted (caller holds `_sync`), and record `version` as applied."""
+        self.upserts.update({it["item_id"]: it for it in items})
+        if self._runtime is not None:
+            await run_in_threadpool(self._upsert_runtime, items)
+        self.catalog_version = max(self.catalog_version, version)
+
+    def _upsert_runtime(self, items: list[dict[str, Any]]) -> None:
         with self._swap:
-            rt = self._build(self.runtime.bundle)
-            self._runtime = rt
+            self._runtime = self.runtime.with_upserts(items)
 
     async def poll_catalog(self, every_s: float = 1.0) -> None:
         while True:
@@ -504,9 +522,13 @@ class Services:
         t0 = time.perf_counter()
         rt = self.runtime
         new = sum(1 for it in items if it["item_id"] not in rt.index)
-        self.upserts.update({it["item_id"]: it for it in items})
-        self.catalog_version = await self.state.put_items(items)
-        await run_in_threadpool(self._rebuild_runtime)
+        version = await self.state.put_items(items)
+        async with self._sync:
+            if version == self.catalog_version + 1:  # nothing from other workers in between: apply ours
+                await self._apply(items, version)
+            elif version > self.catalog_version:  # catch up on the others' upserts too, in version order
+                current, since = await self.state.items_since(self.catalog_version)
+                await self._apply(since, current)
         if self.settings.store is not None:
             await run_in_threadpool(self._store_items, items)
         self.metrics.items.inc(len(items))

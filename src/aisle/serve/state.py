@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 LiveEvent = tuple[str, str, int]  # item_id, event_type, timestamp (microseconds)
@@ -70,12 +71,25 @@ class StateStore(Protocol):
         ...
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
-        """The current catalog version and every upserted item if it is newer than `version`."""
+        """The current catalog version and the items upserted after `version` (each id once, its last record,
+        in upsert order); `version` 0: every upserted item."""
+        ...
+
+    async def catalog_version(self) -> int:
+        """The current catalog version alone: the cheap check a worker makes before answering a read."""
         ...
 
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+def _latest(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item id once, its last record, in the order ids first appear."""
+    out: dict[str, dict[str, Any]] = {}
+    for it in items:
+        out[it["item_id"]] = it
+    return list(out.values())
 
 
 class MemoryState:
@@ -87,6 +101,7 @@ class MemoryState:
         self._seen: OrderedDict[str, str | None] = OrderedDict()  # key -> its user
         self._erased: set[str] = set()
         self._items: dict[str, dict[str, Any]] = {}
+        self._log: list[list[dict[str, Any]]] = []  # the batch of each version
         self._version = 0
         self._sessions: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
         self._sessions_of: dict[str, set[str]] = {}
@@ -142,11 +157,15 @@ class MemoryState:
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         for it in items:
             self._items[it["item_id"]] = it
+        self._log.append(list(items))
         self._version += 1
         return self._version
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
-        return self._version, (list(self._items.values()) if self._version > version else [])
+        return self._version, _latest(it for batch in self._log[version:] for it in batch)
+
+    async def catalog_version(self) -> int:
+        return self._version
 
     async def ping(self) -> bool:
         return True
@@ -423,16 +442,40 @@ class RedisState:
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{self.p}items", mapping={it["item_id"]: json.dumps(it, default=str) for it in items})
+        pipe.rpush(f"{self.p}items:log", json.dumps(items, default=str))  # entry v - 1 is version v's batch
         pipe.incr(f"{self.p}items:version")
-        _, version = await pipe.execute()
+        _, _, version = await pipe.execute()
         return int(version)
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
-        current = int(await self.r.get(f"{self.p}items:version") or 0)
+        """Read from the log of batches (one entry per version, written in the same transaction as the version),
+        so a worker catching up reads what changed, not the whole hash; a log that does not match the version
+        (state written by an older Aisle) falls back to the hash."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(f"{self.p}items:version")
+        pipe.lrange(f"{self.p}items:log", version, -1)
+        current, batches = await pipe.execute()
+        current = int(current or 0)
         if current <= version:
             return current, []
+        if len(batches) == current - version:
+            return current, _latest(it for b in batches for it in json.loads(b))
         raw = await self.r.hgetall(f"{self.p}items")
         return current, [json.loads(v) for v in raw.values()]
+
+    async def catalog_version(self) -> int:
+        key = f"{self.p}items:version"
+        if "connection_class" not in self._where:
+            r = self._reader
+            try:
+                if r is None or r.closed or r.loop is not asyncio.get_running_loop():
+                    r = await self._read_connection()
+                (raw,) = await r.call(_command(b"GET", key.encode()), 1)
+            except (OSError, ConnectionError, TimeoutError, _ReplyError) as exc:
+                log.warning("redis version read failed (%s: %s), retrying through redis-py", type(exc).__name__, exc)
+            else:
+                return int(raw or 0)
+        return int(await self.r.get(key) or 0)
 
     async def ping(self) -> bool:
         try:

@@ -50,6 +50,14 @@ async def _contract(state: StateStore) -> None:
     assert got == steps[-SESSION_STEPS:] and got is not steps
     assert await state.erase("u5") == 0
     assert await state.get_session("s-a") == [] and await state.get_session("s-b") == steps[:1]
+    v2 = await state.put_items([{"item_id": "n2", "title": "two"}, {"item_id": "n1", "title": "renamed"}])
+    v3 = await state.put_items([{"item_id": "n3", "title": "three"}, {"item_id": "n2", "title": "two again"}])
+    assert await state.catalog_version() == v3 > v2 > v1
+    assert await state.items_since(v1) == (v3, [{"item_id": "n2", "title": "two again"},  # only what came after
+                                                {"item_id": "n1", "title": "renamed"},
+                                                {"item_id": "n3", "title": "three"}])
+    assert await state.items_since(v2) == (v3, [{"item_id": "n3", "title": "three"},
+                                                {"item_id": "n2", "title": "two again"}])
     assert await state.ping()
     await state.close()
 
