@@ -249,6 +249,9 @@ class Registry:
         """Keep the newest `keep` versions, the current one and the rollback target."""
         chain = self.chain()
         protected = set(chain[-2:]) | ({self.current()} - {None})
+        # the fit a served version grew from by refreshes (`aisle worker`'s gate compares refits with it)
+        protected |= {str(d.extra["refit"]) for v in protected if (d := self.decision(v)) is not None
+                      and d.extra.get("refit")}
         names = [v.version for v in self.list()]
         for name in names[:-self.keep] if len(names) > self.keep else []:
             if name not in protected:

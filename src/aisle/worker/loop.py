@@ -1,0 +1,255 @@
+"""`Worker`: the process beside the servers that keeps the served bundle current.
+
+One job at a time, under the training lease (`aisle.worker.lease`):
+
+* **refresh** (every `refresh_seconds`): the events stored after the serving version's watermark and the catalog's
+  changes are folded into that version (`aisle.worker.refresh.fold`), saved as a new version, health-checked and
+  promoted; nothing new, nothing published.
+* **refit** (every `refit_hours`, after `refit_events` folded events, or when the serving version has no
+  watermark): the whole pipeline is fitted on the store's events before the newest slice (the temporal hold-out),
+  scored on that slice next to the serving version (`aisle.worker.gate`), and promoted only if its NDCG@10 is at
+  most `tolerance` below serving's and its health checks pass. The served candidate is the one that was gated, with
+  the hold-out events then folded in like a refresh: what was measured is what serves (a refit on everything would
+  double the fit time and serve a model nobody scored), and trending and transitions still see the newest events.
+
+**The watermark** is kept with each version (`Decision.extra["watermark"]`): a refresh always starts from the
+serving version and *its* watermark, so a worker killed at any point (before the publish: the version does not
+exist; after it: the new version carries its own watermark) redoes or continues exactly, and no event is counted
+twice. `ROOT/worker.json` (written after each publish) records the last job for people and dashboards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aisle.bundle import Bundle
+from aisle.config import Settings
+from aisle.pipeline import PipelineConfig
+from aisle.registry import Decision, Registry, notify
+from aisle.worker.lease import Lease, LeaseLostError, open_lease
+
+log = logging.getLogger("aisle.worker")
+CHECKPOINT = "worker.json"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    version: str | None
+    decision: Decision | None
+    seconds: float
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None
+                 ) -> None:
+        if settings.store is None:
+            raise ValueError("aisle worker needs a store to read events from (--store, AISLE_STORE or store = ...)")
+        self.settings, self.cfg = settings, settings.worker
+        self.pipeline = pipeline or PipelineConfig()
+        self.registry = Registry(settings.bundle, keep=settings.registry_keep)
+        self.lease = lease or open_lease(settings.state, settings.store, self.registry.root,
+                                         ttl_s=self.cfg.lease_ttl_seconds)
+        self._embedder: Any = None
+
+    # ---- the store -----------------------------------------------------------------------------------
+
+    def _store(self) -> Any:
+        """The store for one read, under the same lock the servers write a DuckDB file under."""
+        from aisle.serve.services import StoreSink
+
+        return StoreSink(self.settings.store).locked()  # type: ignore[arg-type]
+
+    # ---- what the serving version knows ------------------------------------------------------------------
+
+    def serving(self) -> tuple[str | None, dict[str, Any]]:
+        """(current version, its decision's extra: watermark, events since refit, refit time) or (None, {})."""
+        version = self.registry.current()
+        if version is None:
+            return None, {}
+        decision = self.registry.decision(version)
+        return version, dict(decision.extra) if decision is not None else {}
+
+    def due(self) -> str:
+        """The job to run now: refit when the serving version has no watermark or the refit is due, else refresh."""
+        _version, extra = self.serving()
+        if "watermark" not in extra:
+            return "refit"
+        age_h = (time.time() - float(extra.get("refit_at", 0))) / 3600
+        if age_h >= self.cfg.refit_hours:
+            return "refit"
+        if self.cfg.refit_events and int(extra.get("events_since_refit", 0)) >= self.cfg.refit_events:
+            return "refit"
+        return "refresh"
+
+    # ---- jobs ----------------------------------------------------------------------------------------
+
+    def run(self, kind: str) -> Outcome:
+        t0 = time.perf_counter()
+        if kind == "refresh":
+            version, decision = self.refresh()
+        elif kind == "refit":
+            version, decision = self.refit()
+        else:
+            raise ValueError(f"unknown job {kind!r}; accepted: refresh, refit")
+        out = Outcome(kind, version, decision, time.perf_counter() - t0)
+        if decision is None:
+            log.info("refresh: nothing new since the serving version")
+        else:
+            log.info("%s %s: %s: %s (candidate %s, serving %s)", kind, version,
+                     "promoted" if decision.promoted else "refused", decision.reason,
+                     decision.candidate.get("ndcg@10", "-"), decision.serving.get("ndcg@10", "-"))
+        return out
+
+    def refresh(self) -> tuple[str | None, Decision | None]:
+        from aisle.worker.gate import failures, health, passed
+        from aisle.worker.refresh import fold
+
+        version, extra = self.serving()
+        if version is None or "watermark" not in extra:
+            return self.refit()
+        watermark = int(extra["watermark"])
+        t0 = time.perf_counter()
+        with self._store() as store:
+            events, mark = store.read_events_since(watermark)
+            items = store.items()
+        read_s = time.perf_counter() - t0
+        bundle = Bundle.load(self.registry.path(version), embedder=self.embedder())
+        folded = fold(bundle, events, items, embedder=self.embedder())
+        if folded.empty:
+            return None, None
+        fold_s = time.perf_counter() - t0 - read_s
+        new_version = self.registry.new_version("refresh")
+        tmp = self.registry.incoming(new_version)
+        fp = f"{bundle.manifest.get('data_fingerprint', '?')}+{mark}"
+        metrics = {**bundle.manifest.get("metrics", {}), "refresh": folded.as_dict()}
+        bundle.save(tmp, data_fingerprint=fp, metrics=metrics)
+        save_s = time.perf_counter() - t0 - read_s - fold_s
+        checks = health(tmp, self.settings)
+        ok = passed(checks)
+        decision = Decision("refresh", ok, f"folded {folded.events} events into {version}" if ok else
+                            f"health checks failed: {failures(checks)}", checks=checks,
+                            extra={**extra, "watermark": mark, "base": version,
+                                   "events_since_refit": int(extra.get("events_since_refit", 0)) + folded.events,
+                                   **folded.as_dict(), "seconds": {"read": round(read_s, 3), "fold": round(fold_s, 3),
+                                                                   "save": round(save_s, 3)}})
+        return self._publish(tmp, decision, new_version), decision
+
+    def refit(self) -> tuple[str | None, Decision]:
+        from aisle.worker.refit import refit
+
+        version, extra = self.serving()
+        baseline, since = self._baseline(version, extra)
+        unseen = None
+        with self._store() as store:
+            data, events_mark = _read_all(store)
+            if since is not None:
+                unseen = store.read_events_since(since)[0]
+        if unseen is not None and unseen.is_empty() and version is not None:  # nothing new since that fit
+            baseline, unseen = Bundle.load(self.registry.path(version), search=False), None
+        new_version = self.registry.new_version("refit")
+        tmp = self.registry.incoming(new_version)
+        decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
+                         unseen=unseen, version=new_version,
+                         base=version, embedder=self.embedder())
+        return self._publish(tmp, decision, new_version), decision
+
+    def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:
+        """What the candidate is compared with, and from which watermark the hold-out must come.
+
+        The fit behind the serving version (its `refit` version, before the refreshes since) with its watermark:
+        it has seen no event after that watermark, so scoring both on the newest of those events is honest for
+        both. Without one (the serving version was published by hand), the serving version itself and no
+        watermark: the hold-out is then the newest slice, which it may have seen (the gate leans to keeping it)."""
+        if version is None:
+            return None, None
+        fit = extra.get("refit")
+        if fit:
+            try:
+                path = self.registry.path(str(fit))
+                decision = self.registry.decision(str(fit))
+                if decision is not None and "watermark" in decision.extra:
+                    return Bundle.load(path, search=False), int(decision.extra["watermark"])
+            except Exception as exc:  # pruned or unreadable: fall back to the serving version
+                log.warning("the fit behind %s (%s) is not usable (%s); comparing with %s itself", version, fit,
+                            exc, version)
+        return Bundle.load(self.registry.path(version), search=False), None
+
+    def _publish(self, tmp: Path, decision: Decision, version: str) -> str:
+        if not self.lease.held():  # the fence: someone else trains now; their versions win
+            raise LeaseLostError("the training lease was lost during the job; its candidate is not published")
+        self.registry.publish(tmp, decision, version=version)
+        if decision.promoted and self.settings.state.startswith(("redis://", "rediss://", "unix://")):
+            try:
+                notify(self.settings.state, "promote", version)
+            except Exception as exc:  # the pointer is written; servers still follow by polling
+                log.warning("could not notify the servers through Redis: %s", exc)
+        self._checkpoint(version, decision)
+        return version
+
+    def _checkpoint(self, version: str, decision: Decision) -> None:
+        """ROOT/worker.json: the last job (written after the publish; the version's own watermark is what counts)."""
+        state = {"version": version, "kind": decision.kind, "promoted": decision.promoted,
+                 "watermark": decision.extra.get("watermark"), "at": decision.at, "pid": os.getpid()}
+        tmp = self.registry.root / f".{CHECKPOINT}.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.registry.root / CHECKPOINT)
+
+    def embedder(self) -> Any:
+        """The MiniLM embedder refits build dense search with and refreshes encode new items with (loaded once)."""
+        if self._embedder is None and self.cfg.dense:
+            from aisle.search.embed import Embedder, default_cache_dir
+
+            self._embedder = Embedder(default_cache_dir())
+        return self._embedder
+
+    # ---- the loop ------------------------------------------------------------------------------------
+
+    def start(self, *, block: bool = True) -> bool:
+        """Take the lease (waiting for it when `block`), then clear what a dead holder left half-written."""
+        if not self.lease.held() and not self.lease.acquire(block=False):
+            if not block:
+                return False
+            log.info("waiting for the training lease (held by %s)", self.lease.holder() or "another worker")
+            self.lease.acquire(block=True)
+        removed = self.registry.clean_incoming()
+        log.info("holding the training lease%s", f"; removed {removed} half-written bundle(s)" if removed else "")
+        return True
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        self.start()
+        try:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    self.run(self.due())
+                except LeaseLostError as exc:
+                    log.error("%s; waiting to take it again", exc)
+                    self.lease.release()
+                    self.start()
+                except Exception:
+                    log.exception("job failed; the serving version is unchanged")
+                stop.wait(max(0.0, self.cfg.refresh_seconds - (time.monotonic() - t0)))
+        finally:
+            self.lease.release()
+
+
+def _read_all(store: Any) -> tuple[Any, int]:
+    """The whole store as a Dataset and the watermark of its events, consistent with each other (the events come
+    from `read_events_since(0)`, so the next refresh starts exactly after them)."""
+    from aisle.data.readers.base import Dataset
+    from aisle.data.validation import RejectLog
+
+    events, mark = store.read_events_since(0)
+    return Dataset(name=store.name, log=RejectLog(), items=store.items(), users=store.users(), events=events), mark
+
+
+__all__ = ["CHECKPOINT", "Outcome", "Worker"]
