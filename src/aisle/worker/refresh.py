@@ -54,7 +54,7 @@ def _catalog_changes(bundle: Bundle, items: pl.DataFrame | None) -> tuple[pl.Dat
     if bundle.catalog is None:
         return items, [i for i in items["item_id"].to_list() if i not in bundle.items.index]
     old = conform(bundle.catalog, ITEM_SCHEMA).filter(pl.col("title").is_not_null() | pl.col("brand").is_not_null())
-    key = [c for c in ITEM_SCHEMA if c != "attributes"] + ["attributes"]
+    key = list(ITEM_SCHEMA)
     changed = items.select(key).join(old.select(key), on=key, how="anti", nulls_equal=True)
     new_ids = [i for i in changed["item_id"].to_list() if i not in bundle.items.index]
     return changed, new_ids
@@ -133,11 +133,13 @@ def _encoded(bundle: Bundle, events: pl.DataFrame) -> pl.DataFrame:
     if bundle.histories is not None:
         who = np.unique(enc["user_idx"].to_numpy())
         who = who[who < len(bundle.users)]
+        positive = np.array([EVENT_WEIGHTS.get(t, 1.0) > 0 for t in EVENT_TYPES])
         rows = []
         for u in who.tolist():
-            items, _types, times = bundle.histories.of(u)
-            if len(items):
-                rows.append((u, int(items[-1]), int(times[-1])))
+            items, types, times = bundle.histories.of(u)
+            last = np.flatnonzero(positive[types])  # the transition counts link positive events only
+            if len(last):
+                rows.append((u, int(items[last[-1]]), int(times[last[-1]])))
         if rows:
             arr = np.asarray(rows, np.int64)
             prev = pl.DataFrame({"user_idx": pl.Series(arr[:, 0], dtype=pl.Int32),
