@@ -2,11 +2,12 @@
 
 One pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request) enforces the body
 size limit, times every request into the metrics under its route *template* (never the raw path, whose user
-ids would explode label cardinality) and turns any unexpected exception into a JSON 500 without a stack trace.
-Every error is one JSON body, `aisle.serve.schemas.ErrorOut` (`{"error": ..., "detail": ...}`; `detail` lists
-the issues of a 422), with the headers its status needs (Allow on a 405). The published OpenAPI states the
-server's limits (`k` up to `max_k`). The storefront ("/"), the dashboard ("/dashboard"), their read-only helpers
-(/api/web/*) and their files (/web/*) come from `aisle.web`.
+ids would explode label cardinality), stamps every answer with `X-Aisle-Worker` (pid) and `X-Aisle-Version` (the
+bundle served) so a client can tell the workers behind a port apart, and turns any unexpected exception into a
+JSON 500 without a stack trace. Every error is one JSON body, `aisle.serve.schemas.ErrorOut` (`{"error": ...,
+"detail": ...}`; `detail` lists the issues of a 422), with the headers its status needs (Allow on a 405). The
+published OpenAPI states the server's limits (`k` up to `max_k`). The storefront ("/"), the dashboard
+("/dashboard"), their read-only helpers (/api/web/*) and their files (/web/*) come from `aisle.web`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class ServeMiddleware:
                 return
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
+                # which worker answered, serving which bundle: two header pairs, prebuilt at each load
+                message["headers"] = [*message.get("headers", ()), *self.services.identity]
             await send(message)
 
         try:
@@ -118,8 +121,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 await svc.reload()
             except Exception:
                 log.exception("could not load the bundle at %s; /ready says why", svc.bundle_path)
-        if svc.settings.watch_seconds > 0:
-            tasks.append(asyncio.create_task(svc.watch()))
+        tasks.extend(svc.follow_tasks())  # the registry's current version (or --watch on a bundle folder)
         if svc.state.backend == "redis":
             tasks.append(asyncio.create_task(svc.poll_catalog()))
         if svc.stream is not None:

@@ -6,6 +6,7 @@ says all of them; write and admin routes check their key before their body is re
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -165,9 +166,20 @@ async def delete_user(user_id: str, svc: Svc) -> dict[str, Any]:
 # ---- operations ----------------------------------------------------------------------------------------
 
 
-@router.get("/health", tags=["operations"])
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+_HEALTH = {"type": "object", "required": ["status", "pid", "version", "registry_version", "loaded_at"],
+           "properties": {"status": {"type": "string"}, "pid": {"type": "integer"},
+                          "version": {"type": ["string", "null"]}, "registry_version": {"type": ["string", "null"]},
+                          "loaded_at": {"type": ["number", "null"]}, "load_error": {"type": "string"}}}
+
+
+@router.get("/health", tags=["operations"], responses={
+    200: {"description": "The process is alive; which bundle this worker serves.",
+          "content": {"application/json": {"schema": _HEALTH}}}})
+async def health(svc: Svc) -> Response:
+    """Liveness, and what this worker serves: its `pid`, the bundle's `version`, the registry's name for it
+    (`registry_version`, when following a registry), `loaded_at` (unix seconds), and `load_error` when the last
+    load failed (the previous bundle keeps serving)."""
+    return _ok(svc.describe())
 
 
 _READY = {"type": "object", "required": ["ready", "state", "state_ok"],
@@ -228,23 +240,43 @@ async def stats(svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/admin/reload", tags=["operations"], dependencies=[Depends(require_admin)],
-             responses=responses(400, 401, 403, 404, 413, 422, 500))
+             responses=responses(400, 401, 403, 404, 409, 413, 422, 500))
 async def reload(svc: Svc, body: ReloadIn | None = None) -> dict[str, Any]:
-    """Load the bundle again (or the one at `path`) and swap it in atomically; requests keep flowing."""
+    """Reload on every worker of every replica: this worker loads (in a thread; the previous bundle answers until
+    one reference swap), then, with Redis state, tells every other worker to do the same. A server following a
+    registry reloads the current version, or with `version` loads that version here, promotes it in the registry
+    only once it loaded, and tells the others. The answer says what was requested and that this worker loaded
+    it; a failure (500) leaves the previous bundle serving everywhere and the registry unchanged."""
     from pathlib import Path
 
     from aisle.bundle import serving_problem
+    from aisle.registry import RegistryError
 
     path = Path(body.path) if body and body.path else None
-    if path is not None and not (path / "manifest.json").exists():
-        raise HTTPException(404, f"{path}: not an Aisle bundle (no manifest.json)")
-    problem = serving_problem(path or svc.bundle_path)
+    version = body.version if body else None
+    if svc.registry is not None:
+        if path is not None:
+            raise HTTPException(409, f"this server follows the registry {svc.registry.root}: publish the bundle "
+                                     f"(aisle bundles publish {path}) and reload with its version")
+        try:
+            target = svc.registry.path(version) if version else svc.registry.current_path()
+        except RegistryError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if target is None:
+            raise HTTPException(409, f"the registry {svc.registry.root} has no current version yet")
+    else:
+        if version is not None:
+            raise HTTPException(409, f"this server serves the bundle folder {svc.bundle_path}, not a registry: "
+                                     "reload with a path")
+        if path is not None and not (path / "manifest.json").exists():
+            raise HTTPException(404, f"{path}: not an Aisle bundle (no manifest.json)")
+        target = path or svc.bundle_path
+    problem = serving_problem(target)
     if problem is not None:  # a model bundle would be swapped in and "serve" trending: keep the one serving
         raise HTTPException(409, f"reload refused, the previous bundle keeps serving: {problem}")
-    old = svc.runtime.version if svc.ready else None
     try:
-        rt = await svc.reload(path)
+        return await svc.reload_everywhere(path, version=version)
     except Exception as exc:
-        raise HTTPException(500, f"reload failed, the previous bundle keeps serving: {type(exc).__name__}: {exc}"
-                            ) from None
-    return {"reloaded": True, "previous_version": old, "model_version": rt.version, "path": str(svc.bundle_path)}
+        what = f"version {version}" if version else str(target)
+        raise HTTPException(500, f"reload of {what} failed on worker {os.getpid()}, the previous bundle "
+                                 f"keeps serving: {type(exc).__name__}: {exc}") from None

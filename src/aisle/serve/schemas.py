@@ -121,9 +121,13 @@ class ItemsIn(BaseModel):
 
 
 class ReloadIn(BaseModel):
+    """`path`: a bundle folder to serve (a server of a bundle folder); `version`: a registry version to load and
+    promote (a server following a registry). Neither: reload what is served, on every worker."""
+
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = None
+    version: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Issue(BaseModel):

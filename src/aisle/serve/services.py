@@ -15,8 +15,11 @@ import asyncio
 import contextlib
 import fcntl
 import gc
+import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -30,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from aisle.bundle import Bundle
 from aisle.config import Settings
 from aisle.optimize.serving import optimize_pipeline
+from aisle.registry import BUNDLE_CHANNEL, Registry, RegistryError, is_registry, notify
 from aisle.serve.metrics import Metrics
 from aisle.serve.runtime import Runtime
 from aisle.serve.state import LiveEvent, StateStore, open_state
@@ -200,8 +204,16 @@ class Services:
         self.catalog_version = 0
         self.upserts: dict[str, dict[str, Any]] = {}
         self.last_error: str | None = None
-        self.bundle_path = Path(settings.bundle)
-        self._manifest_mtime = 0.0
+        # what this worker serves and follows: a registry's versions (`bundle` is a registry root) or one folder
+        self.registry = Registry(settings.bundle, keep=settings.registry_keep) if is_registry(settings.bundle) \
+            else None
+        self.bundle_path = Path(settings.bundle)  # the folder loaded (a registry's version folder once loaded)
+        self.registry_version: str | None = None  # the registry's name of the version served
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # tells this worker's own reload notices apart
+        self.identity: list[tuple[bytes, bytes]] = [(b"x-aisle-worker", str(os.getpid()).encode())]
+        self._loaded_key: str | None = None  # what was loaded: a registry version's name, or a manifest's mtime
+        self._failed_key: str | None = None  # what failed to load: not tried again until a notice or a change
+        self._notices: asyncio.Queue[dict[str, Any] | None] | None = None
 
     # ---- the current runtime -------------------------------------------------------------------------
 
@@ -224,44 +236,190 @@ class Services:
             self._embedder = query_embedder(self.settings.inference)  # [inference] query_encoder
         return self._embedder
 
-    def load(self, path: Path | None = None) -> Runtime:
-        """Load a bundle and swap it in (blocking; call from a thread). The old runtime serves until the swap."""
+    def load(self, path: Path | None = None, *, version: str | None = None) -> Runtime:
+        """Load a bundle and swap it in (blocking; call from a thread). The old runtime serves until the swap,
+        and keeps serving when the load fails (counted in `aisle_reloads_total{outcome="failed"}`, logged by the
+        caller, `last_error` says why).
+
+        What is loaded: `path`; else the registry's `version`; else what this worker follows: the registry's
+        current version, or the bundle folder."""
         with self._swap:
-            path = Path(path or self.bundle_path)
             t0 = time.perf_counter()
+            key: str | None = None
             try:
+                if path is None and self.registry is not None:
+                    version = version or self.registry.current()
+                    if version is None:
+                        raise RegistryError(f"the registry {self.registry.root} has no current version yet "
+                                            "(publish one: aisle bundles publish, or run aisle worker)")
+                    key, path = version, self.registry.path(version)
+                else:
+                    version = None
+                path = Path(path or self.bundle_path)
+                key = key or str(_mtime(path))
                 bundle = Bundle.load(path, embedder=self.embedder, require_serving=True)
                 bundle.pipeline = optimize_pipeline(bundle.pipeline, self.settings.inference)  # [inference]
                 rt = self._build(bundle)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
-                self.last_error = f"{path}: {type(exc).__name__}: {exc}"
+                self.last_error = f"{path or version or self.bundle_path}: {type(exc).__name__}: {exc}"
+                self._failed_key = key
                 raise
-            self._runtime, self.bundle_path = rt, path
-            self._manifest_mtime = _mtime(path)
+            self._runtime, self.bundle_path, self.registry_version = rt, path, version
+            self._loaded_key, self._failed_key, self.last_error = key, None, None
+            # one list swapped whole: the middleware reads it on every response, never half of it
+            self.identity = [(b"x-aisle-worker", str(os.getpid()).encode()),
+                             (b"x-aisle-version", rt.version.encode("ascii", "replace"))]
             if self.settings.gc_freeze:
                 settle_heap()
             self.metrics.reloads.labels("ok").inc()
-            self.metrics.model_loaded(rt.version)
+            self.metrics.model_loaded(rt.version, version)
             log.info("loaded bundle %s (%s) in %.1fs", path, rt.version, time.perf_counter() - t0)
             return rt
 
     def _build(self, bundle: Bundle) -> Runtime:
         return Runtime(bundle, self.settings, list(self.upserts.values()), embedder=self.embedder)
 
-    async def reload(self, path: Path | None = None) -> Runtime:
-        return await run_in_threadpool(self.load, path)
+    async def reload(self, path: Path | None = None, *, version: str | None = None) -> Runtime:
+        return await run_in_threadpool(self.load, path, version=version)
 
-    async def watch(self) -> None:
-        """Reload when the bundle folder's manifest changes (Settings.watch_seconds > 0)."""
+    def describe(self) -> dict[str, Any]:
+        """Which bundle this worker serves (`/health`): its pid, the bundle's version, the registry's name for it
+        when following a registry, when it was loaded, and why the last load failed if it did."""
+        rt = self._runtime
+        return {"status": "ok", "pid": os.getpid(), "version": rt.version if rt else None,
+                "registry_version": self.registry_version, "loaded_at": rt.loaded_at if rt else None,
+                **({"load_error": self.last_error} if self.last_error else {})}
+
+    # ---- following the registry (or the bundle folder) ---------------------------------------------------
+
+    def follow_tasks(self) -> list[asyncio.Task[None]]:
+        """Start following what this worker serves; the app's lifespan cancels the tasks at shutdown.
+
+        Two ways a change reaches a worker: a notice on `BUNDLE_CHANNEL` (Redis state: every worker of every
+        replica subscribes, `listen`) and polling (`follow_seconds` for a registry's `current`, `watch_seconds`
+        for a bundle folder's manifest), the fallback when Redis is absent or a notice was missed."""
+        self._notices = asyncio.Queue()
+        every = self.settings.follow_seconds if self.registry is not None else self.settings.watch_seconds
+        tasks = [asyncio.create_task(self.follow(every or None))]
+        if self.state.backend == "redis":
+            tasks.append(asyncio.create_task(self.listen()))
+        return tasks
+
+    async def follow(self, every_s: float | None) -> None:
+        """Act on each notice, and poll every `every_s` seconds (None: notices only); one load at a time, in a
+        thread, while the loaded runtime keeps answering."""
+        assert self._notices is not None
         while True:
-            await asyncio.sleep(self.settings.watch_seconds)
-            m = _mtime(self.bundle_path)
-            if m and m != self._manifest_mtime:
-                try:
+            try:
+                async with asyncio.timeout(every_s):
+                    notice = await self._notices.get()
+            except TimeoutError:
+                notice = None
+            try:
+                await run_in_threadpool(self._follow_step, notice)
+            except Exception:  # an unreadable registry pointer: the next poll or notice tries again
+                log.exception("following %s failed; keeping the loaded bundle",
+                              self.registry.root if self.registry is not None else self.bundle_path)
+
+    def _offered(self) -> str | None:
+        """What the followed source offers now, in the terms of `_loaded_key`: the registry's current version
+        name, or the bundle folder's manifest time; None when it offers nothing yet."""
+        if self.registry is not None:
+            return self.registry.current()
+        m = _mtime(self.bundle_path)
+        return str(m) if m else None
+
+    def _follow_step(self, notice: dict[str, Any] | None) -> None:
+        """Load what the registry (or folder) offers now when it is new. A poll skips what failed to load before
+        (no tight loop over a broken version: it is retried at the next change or notice); a notice always tries,
+        a "reload" notice even the version already served."""
+        path = Path(notice["path"]) if notice and notice.get("path") and self.registry is None else None
+        offered = self._offered()
+        if notice is None:
+            if offered is None or offered in (self._loaded_key, self._failed_key):
+                return
+        elif notice.get("action") != "reload" and offered is not None and offered == self._loaded_key:
+            return  # a promotion of the version this worker already serves
+        try:
+            self.load(path)
+        except Exception as exc:
+            log.error("could not load %s (%s: %s); keeping %s", path or offered or self.bundle_path,
+                      type(exc).__name__, exc, self._runtime.version if self._runtime else "nothing")
+
+    async def listen(self) -> None:
+        """Subscribe to `BUNDLE_CHANNEL` and queue every notice for `follow`; reconnects (with a growing pause, up
+        to 5 s) when Redis goes away, and catches up once back (a notice sent meanwhile was lost)."""
+        import redis.asyncio as aioredis
+
+        assert self._notices is not None
+        pause, missed = 0.5, False
+        while True:
+            client = aioredis.Redis.from_url(self.settings.state, socket_connect_timeout=5)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(BUNDLE_CHANNEL)
+                if missed:
+                    log.info("listening for bundle notices on %s again", BUNDLE_CHANNEL)
+                    self._notices.put_nowait({"action": "promote", "version": None})  # catch up with the pointer
+                pause, missed = 0.5, False
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        notice = json.loads(message["data"])
+                        assert isinstance(notice, dict)
+                    except (ValueError, AssertionError):
+                        log.warning("ignored a malformed notice on %s: %r", BUNDLE_CHANNEL, message["data"][:200])
+                        continue
+                    if notice.get("sender") != self.worker:  # the worker that relayed a reload has loaded already
+                        self._notices.put_nowait(notice)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not missed:
+                    log.warning("bundle notices: lost %s (%s: %s); reconnecting, polling meanwhile", BUNDLE_CHANNEL,
+                                type(exc).__name__, exc)
+                missed = True
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    async def reload_everywhere(self, path: Path | None = None, *, version: str | None = None) -> dict[str, Any]:
+        """`POST /admin/reload`: load here, then tell every worker of every replica (Redis). With `version` the
+        registry's version is loaded here first and promoted only when it loaded (a broken one is never made
+        current); then the notice goes out. Raises when the load here fails: the previous bundle keeps serving
+        everywhere and nothing was promoted or relayed."""
+        old = self._runtime.version if self._runtime else None
+        if version is not None:
+            assert self.registry is not None
+            rt = await self.reload(version=version)
+            try:
+                await run_in_threadpool(self.registry.promote, version, reason="promoted through POST /admin/reload")
+            except Exception:
+                with contextlib.suppress(Exception):  # not promoted: serve the current version again
                     await self.reload()
-                except Exception:
-                    log.exception("hot swap from %s failed; keeping the loaded bundle", self.bundle_path)
+                raise
+            action = "promote"
+        else:
+            rt = await self.reload(path)
+            action = "reload"
+        requested = self.registry_version if self.registry is not None else str(self.bundle_path)
+        notified: int | None = None
+        if self.state.backend == "redis":
+            folder = None if self.registry is not None else str(self.bundle_path)
+            try:
+                notified = await run_in_threadpool(notify, self.settings.state, action, self.registry_version,
+                                                   sender=self.worker, path=folder)
+            except Exception as exc:  # the others still follow a registry by polling; the answer says 0 were told
+                log.warning("could not relay the reload through Redis: %s: %s", type(exc).__name__, exc)
+                notified = 0
+        return {"reloaded": True, "requested": requested, "loaded": True, "worker": os.getpid(),
+                "previous_version": old, "model_version": rt.version, "registry_version": self.registry_version,
+                "path": str(self.bundle_path), "notified": notified}
 
     async def sync_catalog(self) -> bool:
         """Apply catalog upserts made through another worker (Redis state); True when something changed."""
@@ -388,6 +546,7 @@ class Services:
         if self.sink is not None:
             await run_in_threadpool(self.sink.close)
         await self.state.close()
+        self.metrics.close()
         if self.settings.gc_freeze:
             gc.unfreeze()  # shutdown frees the bundle like any other object
 
