@@ -263,7 +263,11 @@ class Pipeline:
 
     # ---- persistence ---------------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, linked: dict[str, Path] | None = None) -> None:
+        """Write the pipeline; the sources in `linked` (key -> a saved copy of that very source) are hard-linked
+        from their copy instead of written again (`Bundle.save(reuse=...)`)."""
+        from aisle.bundle import link_tree
+
         facts = self._facts
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -272,7 +276,10 @@ class Pipeline:
                                        "brand_names": attrs.brand_names, "leaf_names": attrs.leaf_names,
                                        "paths": [list(p) for p in attrs.paths]})
         for s in self.sources:
-            s.save(path / "sources" / s.key)
+            if linked and s.key in linked:
+                link_tree(linked[s.key], path / "sources" / s.key)
+            else:
+                s.save(path / "sources" / s.key)
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
                  brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available)
         self.combiner.save(path / "combiner")

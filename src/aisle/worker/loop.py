@@ -78,16 +78,31 @@ class Worker:
         return version, dict(decision.extra) if decision is not None else {}
 
     def due(self) -> str:
-        """The job to run now: refit when the serving version has no watermark or the refit is due, else refresh."""
+        """The job to run now: refit when the serving version has no watermark or a refit is due (by time or by
+        events folded since the serving version's refit), else refresh. A refused refit counts as an attempt: the
+        next one waits for another `refit_hours` or `refit_events`, so a gate that keeps refusing does not turn the
+        worker into a refit loop that starves the refreshes."""
         _version, extra = self.serving()
+        attempt = self.checkpoint().get("refit_attempt") or {}
         if "watermark" not in extra:
+            tried = float(attempt.get("at", 0))
+            return "refit" if (time.time() - tried) / 3600 >= self.cfg.refit_hours else "wait"
+        refit_at = float(extra.get("refit_at", 0))
+        since = int(extra.get("events_since_refit", 0))
+        if float(attempt.get("at", 0)) > refit_at:  # refused since: count from that attempt
+            refit_at, since = float(attempt["at"]), since - int(attempt.get("events_since_refit", 0))
+        if (time.time() - refit_at) / 3600 >= self.cfg.refit_hours:
             return "refit"
-        age_h = (time.time() - float(extra.get("refit_at", 0))) / 3600
-        if age_h >= self.cfg.refit_hours:
-            return "refit"
-        if self.cfg.refit_events and int(extra.get("events_since_refit", 0)) >= self.cfg.refit_events:
+        if self.cfg.refit_events and since >= self.cfg.refit_events:
             return "refit"
         return "refresh"
+
+    def checkpoint(self) -> dict[str, Any]:
+        """ROOT/worker.json (the last job, the last refit attempt), or {}."""
+        try:
+            return dict(json.loads((self.registry.root / CHECKPOINT).read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
 
     # ---- jobs ----------------------------------------------------------------------------------------
 
@@ -97,11 +112,13 @@ class Worker:
             version, decision = self.refresh()
         elif kind == "refit":
             version, decision = self.refit()
+        elif kind == "wait":  # nothing to refresh from and the last refit was refused: until the next window
+            return Outcome(kind, None, None, 0.0)
         else:
             raise ValueError(f"unknown job {kind!r}; accepted: refresh, refit")
         out = Outcome(kind, version, decision, time.perf_counter() - t0)
         if decision is None:
-            log.info("refresh: nothing new since the serving version")
+            log.info("%s: nothing new since the serving version", kind)
         else:
             log.info("%s %s: %s: %s (candidate %s, serving %s)", kind, version,
                      "promoted" if decision.promoted else "refused", decision.reason,
@@ -131,7 +148,9 @@ class Worker:
         tmp = self.registry.incoming(new_version)
         fp = f"{bundle.manifest.get('data_fingerprint', '?')}+{mark}"
         metrics = {**bundle.manifest.get("metrics", {}), "refresh": folded.as_dict()}
-        bundle.save(tmp, data_fingerprint=fp, metrics=metrics)
+        same = frozenset({f"sources/{k}" for k in bundle.pipeline.source_keys if k not in folded.updated_sources}
+                         if bundle.pipeline is not None else set()) | ({"search"} if not folded.catalog else set())
+        bundle.save(tmp, data_fingerprint=fp, metrics=metrics, reuse=self.registry.path(version), unchanged=same)
         clock.lap("save")
         checks = health(tmp, self.settings)
         clock.lap("health")
@@ -197,8 +216,11 @@ class Worker:
 
     def _checkpoint(self, version: str, decision: Decision) -> None:
         """ROOT/worker.json: the last job (written after the publish; the version's own watermark is what counts)."""
-        state = {"version": version, "kind": decision.kind, "promoted": decision.promoted,
+        state = {**self.checkpoint(), "version": version, "kind": decision.kind, "promoted": decision.promoted,
                  "watermark": decision.extra.get("watermark"), "at": decision.at, "pid": os.getpid()}
+        if decision.kind == "refit":
+            _serving, extra = self.serving()
+            state["refit_attempt"] = {"at": time.time(), "events_since_refit": int(extra.get("events_since_refit", 0))}
         tmp = self.registry.root / f".{CHECKPOINT}.tmp"
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.registry.root / CHECKPOINT)

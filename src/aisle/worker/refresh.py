@@ -38,6 +38,11 @@ class Folded:
     updated_sources: list[str]
 
     @property
+    def catalog(self) -> bool:
+        """True when the catalog (and so the search index and the items' attributes) changed."""
+        return bool(self.new_items or self.changed_items)
+
+    @property
     def empty(self) -> bool:
         return not (self.events or self.new_items or self.changed_items)
 
