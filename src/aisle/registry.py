@@ -20,7 +20,6 @@ the background and swap it in atomically (`aisle.serve.services`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from aisle.filelock import file_lock
 
 #: The Redis pub/sub channel servers listen on: a JSON message {"action": "promote"|"reload", "version": ...}.
 BUNDLE_CHANNEL = "aisle:bundle"
@@ -167,12 +168,8 @@ class Registry:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     def new_version(self, kind: str) -> str:
         """A unique, time-sortable version name, e.g. 20261206T101502.123456Z-refit."""

@@ -170,6 +170,39 @@ def export(
                   f"[bold]aisle ingest aisle:{out}[/]")
 
 
+def compact(
+    db: Annotated[str, typer.Option("--db", help="The store: a DuckDB file or a postgresql:// URL.")]
+    = str(DEFAULT_DB),
+    state: Annotated[str | None, typer.Option(help="The Redis of the event stream (redis://...): its erasure records "
+                                              "are forgotten and its append-only file rewritten too.")] = None,
+) -> None:
+    """Make erased shoppers' bytes leave the files: rewrite the store (DuckDB: a fresh copy of the file;
+    PostgreSQL: VACUUM FULL) and, with --state, Redis' append-only file. Servers keep running: a DuckDB store is
+    taken under its file lock (writers wait), PostgreSQL tables are locked one at a time."""
+    try:
+        if is_postgres_url(db):
+            with open_store(db) as store:
+                done = store.compact()
+        else:
+            from aisle.store.embedded import store_lock
+
+            if not Path(db).exists():
+                raise FileNotFoundError(f"{db}: no Aisle store here")
+            with store_lock(db), open_store(db) as store:
+                done = store.compact()
+    except _store_errors(db) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"Compacted {describe(db)}: {done.before_bytes / 2**20:,.1f} MiB -> {done.after_bytes / 2**20:,.1f} "
+                  f"MiB in {done.seconds:.1f}s")
+    if state:
+        from aisle.serve.stream import compact_redis
+
+        out = compact_redis(state)
+        console.print(f"Redis: {out['erasure_records_forgotten']} erasure record(s) no longer needed were forgotten; "
+                      + ("append-only file rewrite started" if out["aof_rewrite"] else "AOF is off: nothing on disk"))
+
+
 def stats_table(s: StoreStats, *, title: str) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")

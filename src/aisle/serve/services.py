@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
 import json
 import logging
@@ -64,7 +63,6 @@ class StoreSink:
         self.postgres = is_postgres_url(str(path))
         self.url = str(path) if self.postgres else None
         self.path: Path | str = describe(path) if self.postgres else Path(path)  # what logs and /api/web show
-        self.lock_path = None if self.postgres else Path(path).with_suffix(Path(path).suffix + ".lock")
         self._pg: Any = None  # the open PostgreSQL store (a connection pool), made on first use
         self._pg_lock = threading.Lock()
         self._q: queue.Queue[tuple[str, Any, Future[int]] | None] = queue.Queue()
@@ -76,6 +74,7 @@ class StoreSink:
         """The store, for one unit of work: a DuckDB file is opened under its file lock (so worker processes and
         `aisle consume` share it), a PostgreSQL store is one pool per process."""
         from aisle.store import Store, open_store
+        from aisle.store.embedded import store_lock
 
         if self.url is not None:
             with self._pg_lock:
@@ -83,15 +82,8 @@ class StoreSink:
                     self._pg = open_store(self.url)
             yield self._pg
             return
-        assert self.lock_path is not None
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                with Store(self.path) as store:
-                    yield store
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with store_lock(self.path), Store(self.path) as store:
+            yield store
 
     def write(self, frame: pl.DataFrame) -> Future[int]:
         """Queue `frame` for the next commit; the future is done once it is in the store (or failed)."""

@@ -95,7 +95,10 @@ def encode(event: dict[str, Any]) -> bytes:
 
 def decode(payloads: list[str | bytes]) -> pl.DataFrame:
     """The events of stream entries (each a JSON array of encoded events) as an EVENT_SCHEMA frame."""
-    rows = [row for p in payloads for row in orjson.loads(p)]
+    return _frame([row for p in payloads for row in orjson.loads(p)])
+
+
+def _frame(rows: list[list[Any]]) -> pl.DataFrame:
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     names = list(EVENT_SCHEMA)
     data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
@@ -289,14 +292,20 @@ class Consumer:
         parts = [(_id(entry_id), fields["e"]) for entry_id, fields in entries if "e" in fields]
         if not parts:
             return decode([]), 0
-        frames = [decode([payload]).with_columns(pl.lit(pos[0], pl.Int64).alias("_ms"),
-                                                   pl.lit(pos[1], pl.Int64).alias("_seq"))
-                  for pos, payload in parts]
-        frame = pl.concat(frames)
+        rows: list[list[Any]] = []
+        ms: list[int] = []
+        seq: list[int] = []
+        for pos, payload in parts:  # one frame for the whole read: a frame per entry cost more than the store write
+            got = orjson.loads(payload)
+            rows += got
+            ms += [pos[0]] * len(got)
+            seq += [pos[1]] * len(got)
+        frame = _frame(rows).with_columns(pl.Series("_ms", ms, pl.Int64), pl.Series("_seq", seq, pl.Int64))
+        offered = frame.height
         users = frame["user_id"].unique().to_list()
         before = self._erasures(users)
         frame = _without_erased(frame, before)
-        dropped = sum(f.height for f in frames) - frame.height
+        dropped = offered - frame.height
         with self.store() as store:
             if frame.height:
                 store.append_events(frame.drop("_ms", "_seq"))
@@ -326,4 +335,34 @@ class Consumer:
         self.r.close()
 
 
-__all__ = ["GROUP", "Consumer", "EventStream", "decode", "encode", "stream_key"]
+def compact_redis(redis_url: str, prefix: str = "aisle:") -> dict[str, int]:
+    """Let erased users' bytes leave Redis' files: forget the stream's erasure records that no entry still needs
+    (every entry before the erasure was consumed and deleted, so no consumer can meet that user's events again)
+    and rewrite the append-only file (BGREWRITEAOF: the new AOF holds only the live data set, not the history of
+    commands, in which erased events were XADDed). The live state's `erased` set keeps the ids (no events, no
+    text): it hides the user's history in bundles trained before the erasure. Returns the records forgotten and
+    whether a rewrite started."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        key, records = stream_key(prefix), f"{prefix}stream:erasures"
+        first = r.xrange(key, count=1)
+        oldest = _id(first[0][0]) if first else None
+        done = [user for user, at in r.hgetall(records).items() if oldest is None or _id(at) < oldest]
+        if done:
+            r.hdel(records, *done)
+        rewrite = 0
+        if str(r.config_get("appendonly").get("appendonly")) == "yes":
+            try:
+                r.bgrewriteaof()
+                rewrite = 1
+            except redis.ResponseError as exc:  # one is already running (or scheduled): it serves as well
+                log.info("BGREWRITEAOF: %s", exc)
+                rewrite = 1
+        return {"erasure_records_forgotten": len(done), "aof_rewrite": rewrite}
+    finally:
+        r.close()
+
+
+__all__ = ["GROUP", "Consumer", "EventStream", "compact_redis", "decode", "encode", "stream_key"]

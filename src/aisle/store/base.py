@@ -66,6 +66,15 @@ class StoreStats:
         }
 
 
+@dataclass(frozen=True)
+class Compacted:
+    """What a compaction did: the store's size on disk before and after, in bytes, and the seconds it took."""
+
+    before_bytes: int
+    after_bytes: int
+    seconds: float
+
+
 class StoreBackend(ABC):
     """Catalog, users and the event log of one shop. Use as a context manager (or call `close`)."""
 
@@ -96,6 +105,12 @@ class StoreBackend(ABC):
     @abstractmethod
     def delete_user(self, user_id: str) -> int:
         """Erase a user: every event of theirs and their profile. Returns the number of events deleted."""
+
+    @abstractmethod
+    def compact(self) -> Compacted:
+        """Rewrite the store's files so the bytes of deleted rows (erased users) leave them. A delete only marks
+        rows: DuckDB keeps them in the file's blocks and PostgreSQL in dead tuples until this runs. Takes the store
+        exclusively for its duration (DuckDB: rewrites the file; PostgreSQL: VACUUM FULL locks each table)."""
 
     # ---- reads ------------------------------------------------------------------------------------
 

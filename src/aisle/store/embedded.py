@@ -11,6 +11,9 @@ id would cost about a fifth of bulk-insert time).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ import duckdb
 import polars as pl
 
 from aisle.data.readers.base import Dataset
-from aisle.store.base import Appended, StoreBackend, StoreStats
+from aisle.filelock import file_lock
+from aisle.store.base import Appended, Compacted, StoreBackend, StoreStats
 from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
 DEFAULT_DB = Path("aisle-data") / "aisle.duckdb"
@@ -48,6 +52,20 @@ _EVENT_COLS = ", ".join(f'"{c}"' for c in EVENT_SCHEMA)
 _NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(item_id, ''), event_type, "
             "CAST(epoch_us(timestamp) AS VARCHAR), coalesce(query, '')) END")
 _KEY = f"coalesce(event_id, {_NATURAL})"
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(str(path) + ".wal")) if p.exists())
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def store_lock(path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Exclusive use of a DuckDB store file across processes (servers' writers, `aisle consume`, the worker,
+    `aisle compact`): DuckDB allows one writing process at a time and fails the second; this makes it wait."""
+    return file_lock(str(path) + ".lock")
 
 
 class Store(StoreBackend):
@@ -187,6 +205,45 @@ class Store(StoreBackend):
         self.con.execute("DELETE FROM events WHERE user_id = ?", [user_id])
         self.con.execute("DELETE FROM users WHERE user_id = ?", [user_id])
         return int(n)
+
+    def compact(self) -> Compacted:
+        """Rewrite the file with only its live rows: DuckDB's DELETE and VACUUM leave deleted rows' bytes in the
+        file's blocks (a raw read of the file still finds an erased user's id), so the whole database is copied
+        into a new file (`COPY FROM DATABASE`: schema, keys and rows), synced, and renamed over the old one. The
+        caller holds the store's file lock (`file_lock`), so no other process has the file open meanwhile."""
+        t0 = time.perf_counter()
+        if self.path == ":memory:":
+            return Compacted(0, 0, 0.0)
+        path, tmp = Path(self.path), Path(self.path + ".compacting")
+        self.con.execute("CHECKPOINT")
+        self.con.close()
+        before = _size(path)
+        tmp.unlink(missing_ok=True)
+        try:
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute(f"ATTACH '{_quote(path)}' AS src (READ_ONLY)")
+                con.execute(f"ATTACH '{_quote(tmp)}' AS dst")
+                con.execute("COPY FROM DATABASE src TO dst")
+                con.execute("DETACH dst")
+                con.execute("DETACH src")
+            finally:
+                con.close()
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+            Path(str(path) + ".wal").unlink(missing_ok=True)  # checkpointed above: nothing is pending in it
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            tmp.unlink(missing_ok=True)
+            self.con = duckdb.connect(self.path)
+            self.con.execute("SET TimeZone = 'UTC'")
+            self.con.execute("SET enable_progress_bar = false")
+        return Compacted(before, _size(path), time.perf_counter() - t0)
 
     # ---- reads ------------------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ processes opening a new database at once do not race; its version is kept in `me
 from __future__ import annotations
 
 import io
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -36,11 +38,16 @@ import polars as pl
 
 from aisle.data.readers.base import Dataset
 from aisle.data.validation import RejectLog
-from aisle.store.base import Appended, StoreBackend, StoreStats, describe
+from aisle.store.base import Appended, Compacted, StoreBackend, StoreStats, describe
 from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
 SCHEMA_VERSION = "1"
 _LOCK_ID = 0x61_69_73_6C_65  # "aisle": the advisory lock that serialises schema creation
+
+log = logging.getLogger("aisle.store")
+
+#: The tables that hold shoppers' rows, rewritten by `compact` (items hold no one's data).
+_ERASABLE = ("events", "users")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -256,6 +263,32 @@ class PostgresStore(StoreBackend):
             n = con.execute("DELETE FROM events WHERE user_id = %s", [user_id]).rowcount
             con.execute("DELETE FROM users WHERE user_id = %s", [user_id])
         return int(n)
+
+    def compact(self) -> Compacted:
+        """VACUUM FULL of every table that holds shoppers' rows: each is rewritten into new files with only its live
+        rows and the old files are deleted (a plain VACUUM only marks dead tuples reusable; their bytes stay on
+        disk until overwritten). Then a CHECKPOINT, so the WAL that still holds the deleted rows can be recycled
+        (it is, once `max_wal_size`/`wal_keep_size` allow; archives and backups are outside Aisle's reach: README).
+        VACUUM FULL locks each table while it runs: the worker runs this at a quiet hour (README)."""
+        t0 = time.perf_counter()
+        import psycopg
+
+        tables = list(_ERASABLE)
+        size = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s::text[]) AS t"
+        with self._pool.connection() as con:
+            con.autocommit = True  # VACUUM cannot run inside a transaction block
+            try:
+                before = int(con.execute(size, [tables]).fetchone()[0])
+                for table in tables:
+                    con.execute(f"VACUUM FULL {table}")
+                try:
+                    con.execute("CHECKPOINT")
+                except psycopg.errors.InsufficientPrivilege:  # needs superuser or pg_checkpoint (PostgreSQL 15+)
+                    log.info("CHECKPOINT after compaction not allowed for this role; the WAL recycles on its own")
+                after = int(con.execute(size, [tables]).fetchone()[0])
+            finally:
+                con.autocommit = False
+        return Compacted(before, after, time.perf_counter() - t0)
 
     # ---- reads ------------------------------------------------------------------------------------
 
