@@ -94,7 +94,9 @@ def main() -> None:
     db, reg = work / "shop.duckdb", work / "registry"
     with open_store(db) as store:
         store.ingest(s)  # type: ignore[arg-type]
-    cold = sorted(set(s.items["item_id"].to_list()) - set(s.events["item_id"].drop_nulls().to_list()))
+    seen = s.events["item_id"].drop_nulls().value_counts()
+    counts = dict(zip(seen["item_id"].to_list(), seen["count"].to_list(), strict=True))
+    cold = sorted(s.items["item_id"].to_list(), key=lambda i: (counts.get(i, 0), i))  # the least bought first
     t0 = time.perf_counter()
     settings = Settings(bundle=reg, store=db, worker=WorkerConfig(dense=False, pipeline=CONFIG))
     first = Worker(settings, pipeline=PipelineConfig().updated(load_config(CONFIG)["pipeline"]))
