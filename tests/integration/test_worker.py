@@ -225,3 +225,16 @@ def test_a_regressing_candidate_is_refused_and_current_does_not_change(shop: dic
                                                               "PYTHONPATH": os.pathsep.join(sys.path)}, check=True)
     row = next(line for line in out.stdout.splitlines() if refused[0].version in line)
     assert f"{d.candidate['ndcg@10']:.4f}" in row and f"{d.serving['ndcg@10']:.4f}" in row and " no " in row
+    # the refused attempt counts: the next refit waits for `refit_events` more events, refreshes go on meanwhile
+    settings = load_settings(None, env=_settings_env(shop["pipeline"], AISLE_WORKER__REFIT_EVENTS="100"),
+                             bundle=shop["registry"], store=str(shop["store"]))
+    worker = Worker(settings)
+    assert worker.due() == "refresh"
+    worker.start()
+    try:
+        _append(shop["store"], pl.read_parquet(shop["later"]).with_columns(
+            pl.col("event_id").fill_null("") + "-again", pl.col("timestamp") + pl.duration(days=1)).head(150))
+        assert worker.run("refresh").decision.promoted  # type: ignore[union-attr]
+        assert worker.due() == "refit"
+    finally:
+        worker.lease.release()
