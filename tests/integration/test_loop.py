@@ -106,7 +106,7 @@ def test_a_new_item_bought_now_trends_on_every_worker_within_the_refresh_interva
     tmp = shop["tmp"]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    worker_env = {**_settings_env(shop["pipeline"]), "AISLE_WORKER__LATENCY_BUDGET_MS": "1000"}
+    worker_env = _settings_env(shop["pipeline"])
     with redis_server(tmp / "redis") as redis_url, \
             _process(["serve", "--bundle", str(reg.root), "--port", str(port), "--workers", "2", "--state", redis_url,
                       "--store", str(shop["store"]), "--api-key", "k", "--follow", "60"], tmp / "serve.log") as srv, \

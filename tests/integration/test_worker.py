@@ -72,7 +72,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _settings_env(pipeline: Path, **extra: str) -> dict[str, str]:
     return {"AISLE_WORKER__PIPELINE": str(pipeline), "AISLE_WORKER__DENSE": "false",
-            "AISLE_WORKER__HOLDOUT_EVENTS": "1500", **extra}
+            "AISLE_WORKER__HOLDOUT_EVENTS": "1500",
+            "AISLE_WORKER__LATENCY_BUDGET_MS": "2000",  # a shared 2-core machine; the budget is not under test here
+            **extra}
 
 
 @pytest.fixture

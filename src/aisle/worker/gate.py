@@ -43,6 +43,7 @@ def health(path: Path, settings: Settings, *, sample: int = 40, seed: int = 0) -
         if len(bundle.users) else []
     ids = [str(bundle.users.ids[u]) for u in users] + ["__anonymous__"]
     took, empty = [], 0
+    runtime.recommend(runtime.query(ids[0], [], False), 10)  # warm-up: first-call costs are not a request's
     for uid in ids:
         t0 = time.perf_counter()
         out = runtime.recommend(runtime.query(uid, [], False), 10)
