@@ -158,6 +158,11 @@ class Registry:
         out: list[str] = []
         for rec in self.history():
             if rec.get("action") == "promote":
+                previous = rec.get("previous")
+                if previous and (not out or out[-1] != previous):
+                    # a promotion whose record was lost: its writer was killed after replacing `current` and
+                    # before logging it; the next promotion names it as the version it replaced
+                    out = [v for v in out if v != previous] + [previous]
                 out = [v for v in out if v != rec["version"]] + [rec["version"]]
             elif rec.get("action") == "rollback" and out:
                 out.pop()
