@@ -47,7 +47,11 @@ CONFIG = Path(__file__).with_name("load_bundle.toml")
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    # the worker refits with this script's pipeline; its health checks' latency budget is generous because the
+    # machine these figures come from is shared (a refused refresh would measure the budget, not freshness)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
+            "AISLE_WORKER__PIPELINE": str(CONFIG), "AISLE_WORKER__DENSE": "false",
+            "AISLE_WORKER__LATENCY_BUDGET_MS": "1000"}
 
 
 @contextlib.contextmanager
@@ -98,7 +102,8 @@ def main() -> None:
     counts = dict(zip(seen["item_id"].to_list(), seen["count"].to_list(), strict=True))
     cold = sorted(s.items["item_id"].to_list(), key=lambda i: (counts.get(i, 0), i))  # the least bought first
     t0 = time.perf_counter()
-    settings = Settings(bundle=reg, store=db, worker=WorkerConfig(dense=False, pipeline=CONFIG))
+    settings = Settings(bundle=reg, store=db, worker=WorkerConfig(dense=False, pipeline=CONFIG,
+                                                                  latency_budget_ms=1000))
     first = Worker(settings, pipeline=PipelineConfig().updated(load_config(CONFIG)["pipeline"]))
     first.start()
     first.run("refit")
