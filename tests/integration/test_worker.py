@@ -240,3 +240,34 @@ def test_a_regressing_candidate_is_refused_and_current_does_not_change(shop: dic
         assert worker.due() == "refit"
     finally:
         worker.lease.release()
+
+
+def test_a_version_published_by_hand_is_compared_only_on_events_it_never_saw(shop: dict[str, Path]) -> None:
+    """`aisle train` on the store, `aisle bundles publish`, then the worker: the first refit's gate scores both on
+    the events after the published bundle's newest one (scored on events it was fitted on, the published bundle
+    would win every comparison and no refit would ever be promoted)."""
+    from aisle.bundle import build_serving_bundle, fingerprint
+    from aisle.cli.train import load_config
+    from aisle.pipeline import PipelineConfig
+    from aisle.registry import Decision
+
+    pipeline = PipelineConfig().updated(load_config(shop["pipeline"])["pipeline"])
+    with open_store(shop["store"], read_only=True) as s:
+        data = s.read_dataset()
+    hand = build_serving_bundle(data, pipeline, dense=False)
+    hand.save(shop["tmp"] / "hand", data_fingerprint=fingerprint(data.events), metrics=hand.manifest["metrics"])
+    reg = Registry(shop["tmp"] / "by-hand")
+    first = reg.publish(shop["tmp"] / "hand", Decision("manual", True, "published by hand"))
+    _append(shop["store"], pl.read_parquet(shop["later"]))
+    settings = load_settings(None, env=_settings_env(shop["pipeline"]), bundle=reg.root, store=str(shop["store"]))
+    worker = Worker(settings, pipeline=pipeline)
+    assert worker.due() == "refit"  # no watermark: nothing to refresh from
+    worker.start()
+    try:
+        out = worker.run("refit")
+    finally:
+        worker.lease.release()
+    d = out.decision
+    assert d is not None and "never saw" in d.extra["baseline"]
+    assert d.candidate["users"] == d.serving["users"] > 50 and d.extra["holdout_events"] <= 1500
+    assert d.promoted and reg.current() == out.version != first, d.reason  # the same pipeline on more data

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from aisle.bundle import Bundle
 from aisle.config import Settings
 from aisle.pipeline import PipelineConfig
@@ -184,6 +186,12 @@ class Worker:
                 unseen = store.read_events_since(since)[0]
         if unseen is not None and unseen.is_empty() and version is not None:  # nothing new since that fit
             baseline, unseen = Bundle.load(self.registry.path(version), search=False), None
+        elif since is None and baseline is not None and baseline.histories is not None \
+                and baseline.histories.total:
+            # a version published by hand (`aisle train` + `aisle bundles publish`): no watermark, but its stored
+            # histories say up to when it saw events; only later events are a fair hold-out for it
+            seen_until = int(baseline.histories.times.max())
+            unseen = data.events.filter(pl.col("timestamp").dt.epoch("us") > seen_until)
         new_version = self.registry.new_version("refit")
         tmp = self.registry.incoming(new_version)
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
@@ -197,7 +205,7 @@ class Worker:
         The fit behind the serving version (its `refit` version, before the refreshes since) with its watermark:
         it has seen no event after that watermark, so scoring both on the newest of those events is honest for
         both. Without one (the serving version was published by hand), the serving version itself and no
-        watermark: the hold-out is then the newest slice, which it may have seen (the gate leans to keeping it)."""
+        watermark: `refit` then holds out only events newer than any it stored (its histories' newest time)."""
         if version is None:
             return None, None
         fit = extra.get("refit")

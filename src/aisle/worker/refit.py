@@ -56,7 +56,10 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
     if not passed(checks):
         promoted, reason = False, f"health checks failed: {failures(checks)}"
     elif not serv:
-        promoted, reason = True, "nothing served to compare with" if baseline is None else "no hold-out to score on"
+        promoted, reason = True, ("nothing served to compare with" if baseline is None else
+                                  "the serving version has seen every event (no later event to score both on): "
+                                  "promoted on its health checks" if unseen is not None else
+                                  "no hold-out to score on")
     else:
         floor = serv["ndcg@10"] * (1 - cfg.tolerance)
         promoted = cand["ndcg@10"] >= floor
@@ -64,7 +67,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
                   f"({'within' if promoted else 'below'} the {cfg.tolerance:.0%} tolerance: floor {floor:.4f})")
     return Decision("refit", promoted, reason, candidate=cand, serving=serv, checks=checks, extra={
         "watermark": watermark, "refit_at": time.time(), "events_since_refit": 0, "base": base, "refit": version,
-        "baseline": "the fit behind the serving version, scored on events it never saw" if unseen is not None
+        "baseline": "scored on events it never saw (after its watermark or its newest event)" if unseen is not None
         else "the serving version as it is (it may have seen the hold-out)",
         "events": events.height, "holdout_events": holdout.height, "holdout_from": str(cut),
         "folded_holdout": folded.as_dict(), "pipeline": pipeline.to_json()["sources"],
