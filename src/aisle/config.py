@@ -123,6 +123,9 @@ class WorkerConfig(_Frozen):
     default: the default pipeline."""
     dense: bool = True
     """Refits build the search index with dense (MiniLM) vectors."""
+    compact_hours: float = Field(default=24.0, ge=0.0)
+    """Run `aisle compact` (erased shoppers' bytes leave the store's files and Redis' AOF) this often; 0 = never
+    (run it yourself). PostgreSQL's VACUUM FULL locks each table while it rewrites it: schedule accordingly."""
     seed: int = 0
 
 

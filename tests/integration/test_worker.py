@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +272,46 @@ def test_a_version_published_by_hand_is_compared_only_on_events_it_never_saw(sho
     assert d is not None and "never saw" in d.extra["baseline"]
     assert d.candidate["users"] == d.serving["users"] > 50 and d.extra["holdout_events"] <= 1500
     assert d.promoted and reg.current() == out.version != first, d.reason  # the same pipeline on more data
+
+
+def test_the_worker_compacts_on_its_schedule_and_erased_bytes_leave_the_store(shop: dict[str, Path]) -> None:
+    """`compact_hours`: the loop compacts when due (and records it), so an erased shopper's rows, deleted by the
+    servers, leave the DuckDB file without anyone running `aisle compact` by hand."""
+    secret = "erased-by-the-loop-5d1e"
+    later = pl.read_parquet(shop["later"])
+    mine = later.head(5).with_columns(pl.lit(secret).alias("user_id"), pl.col("event_id").fill_null("") + "-secret")
+    # amid other shoppers' rows: DuckDB drops a row group whose rows were all deleted at its next checkpoint by
+    # itself; rows deleted among live ones stay in the file's blocks until a compaction
+    _append(shop["store"], pl.concat([later.slice(5, 1500), mine, later.slice(1505, 1500)]))
+    sink = StoreSink(shop["store"])
+    try:
+        with sink.locked() as s:
+            assert s.delete_user(secret) == 5
+    finally:
+        sink.close()
+    files = [shop["store"], Path(f"{shop['store']}.wal")]
+
+    def found() -> bool:
+        return any(secret.encode() in f.read_bytes() for f in files if f.exists())
+
+    assert found(), "the deleted rows' bytes should still be in the store's files"
+    settings = load_settings(None, env=_settings_env(shop["pipeline"], AISLE_WORKER__COMPACT_HOURS="0.001"),
+                             bundle=shop["registry"], store=str(shop["store"]))
+    worker = Worker(settings)
+    assert worker.compact_due()
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run_forever, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "compacted_at" not in worker.checkpoint():
+            assert time.monotonic() < deadline, "the loop did not compact"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        runner.join(timeout=120)
+    assert not found()
+    assert not worker.compact_due()  # recorded: the next one waits for compact_hours
+    off = load_settings(None, env=_settings_env(shop["pipeline"], AISLE_WORKER__COMPACT_HOURS="0"),
+                        bundle=shop["registry"], store=str(shop["store"]))
+    assert not Worker(off).compact_due()

@@ -243,6 +243,29 @@ class Worker:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.registry.root / CHECKPOINT)
 
+    def compact_due(self) -> bool:
+        if not self.cfg.compact_hours or self.settings.store is None:
+            return False
+        return (time.time() - float(self.checkpoint().get("compacted_at", 0))) / 3600 >= self.cfg.compact_hours
+
+    def compact(self) -> dict[str, Any]:
+        """Let erased shoppers' bytes leave the files (`aisle compact`): the store rewritten under the lock the
+        servers write it under, Redis' erasure records pruned and its AOF rewritten. Recorded in worker.json."""
+        from aisle.serve.stream import compact_redis
+
+        with self._store() as store:
+            done = store.compact()
+        out: dict[str, Any] = {"before_bytes": done.before_bytes, "after_bytes": done.after_bytes,
+                               "seconds": round(done.seconds, 2)}
+        if self.settings.state.startswith(("redis://", "rediss://", "unix://")):
+            out |= compact_redis(self.settings.state)
+        state = {**self.checkpoint(), "compacted_at": time.time(), "compaction": out}
+        tmp = self.registry.root / f".{CHECKPOINT}.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.registry.root / CHECKPOINT)
+        log.info("compacted the store: %s", out)
+        return out
+
     def embedder(self) -> Any:
         """The MiniLM embedder refits build dense search with and refreshes encode new items with (loaded once)."""
         if self._embedder is None and self.cfg.dense:
@@ -272,6 +295,8 @@ class Worker:
                 t0 = time.monotonic()
                 try:
                     self.run(self.due())
+                    if self.compact_due():
+                        self.compact()
                 except LeaseLostError as exc:
                     log.error("%s; waiting to take it again", exc)
                     self.lease.release()
