@@ -31,8 +31,10 @@ class Pipeline:
     name: ClassVar[str] = "pipeline"
     search_space: ClassVar[dict[str, list[Any]]] = {}
 
-    def __init__(self, config: PipelineConfig | None = None, seed: int = 0, **overrides: Any) -> None:
-        config = config or PipelineConfig()
+    def __init__(self, config: PipelineConfig | dict[str, Any] | None = None, seed: int = 0, **overrides: Any
+                 ) -> None:
+        # a dict too: the evaluation harness passes the configuration as a (JSON) parameter, see `as_model`
+        config = PipelineConfig.from_json(config) if isinstance(config, dict) else config or PipelineConfig()
         if seed or overrides:
             config = PipelineConfig.from_json({**config.to_json(), "seed": seed, **overrides})
         self.config = config
@@ -157,6 +159,37 @@ class Pipeline:
         inside = cands.item < self.n_items
         out[cands.query[inside], cands.item[inside]] = scores[inside]
         return out.astype(np.float32)
+
+    def candidate_recall(self, batch: QueryBatch, targets: np.ndarray, depths: tuple[int, ...]
+                         ) -> dict[str, np.ndarray]:
+        """Per query of `batch`, the share of its `targets` ((queries, T), -1 padded) among the first d candidates
+        of each source (by that source's own summed score) and of the merged list (by the combiner's score), for
+        each d of `depths` ((queries, len(depths)) per key, NaN for a query without targets); "pool": the
+        number of merged candidates per query. It tells whether a miss is the sources' (the target was never a
+        candidate) or the combiner's (it was, ranked too low), which NDCG alone cannot."""
+        cands = self.candidates(batch)
+        n_queries, n_ext = len(batch), len(self._facts)
+        keys = cands.query.astype(np.int64) * n_ext + cands.item
+        order = np.argsort(keys)
+        wanted = np.where(targets >= 0, np.arange(n_queries)[:, None] * n_ext + targets, -1)
+        at = np.clip(np.searchsorted(keys[order], wanted), 0, max(len(keys) - 1, 0))
+        found = (targets >= 0) & (keys[order][at] == wanted) if len(keys) else np.zeros(targets.shape, bool)
+        row = order[at] if len(keys) else np.zeros(targets.shape, np.int64)
+        valid = (targets >= 0).sum(axis=1)
+        depth = np.asarray(depths)
+
+        def share(rank: np.ndarray) -> np.ndarray:
+            target_rank = np.where(found, rank[row], np.inf) if len(rank) else np.full(targets.shape, np.inf)
+            hits = (target_rank[:, :, None] < depth).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return hits / valid[:, None]
+
+        out = {"merged": share(_rank_within(cands.query, self.rank(cands), np.ones(len(cands), bool)))}
+        for key in self.source_keys:
+            out[key] = share(_rank_within(cands.query, cands.features.column(f"{key}_score"),
+                                          cands.features.column(f"{key}_rr") > 0))
+        out["pool"] = np.bincount(cands.query, minlength=n_queries).astype(np.float64)
+        return out
 
     def explain(self, item: int, source: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
         """Why `item` is shown: asked of the source that ranked it best (`source`: its position)."""
@@ -293,6 +326,23 @@ class Pipeline:
         return model
 
 
+def _rank_within(query: np.ndarray, score: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Per row, its 0-based position among its query's `member` rows by descending score (inf when not a member;
+    ties keep row order, which is item order inside a query)."""
+    rows = np.flatnonzero(member)
+    order = rows[np.lexsort((-score[rows], query[rows]))]
+    grouped = query[order]
+    out = np.full(len(query), np.inf)
+    out[order] = np.arange(len(order)) - np.searchsorted(grouped, grouped)
+    return out
+
+
+def as_model(config: PipelineConfig) -> type[Pipeline]:
+    """The pipeline of `config` as a model of the evaluation harness (`run_experiment`): one fixed configuration,
+    which the report lists as its parameters, so a result names the exact sources it measured."""
+    return type("Pipeline", (Pipeline,), {"search_space": {"config": [config.to_json()]}, "__module__": __name__})
+
+
 def item_attributes(catalog: pl.DataFrame | None, n_items: int) -> ItemAttributes:
     """Brand / leaf category codes, price and availability per item index of an aligned catalog."""
     if catalog is None or catalog.is_empty():
@@ -342,8 +392,8 @@ def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, c
 
     config = config or PipelineConfig()
     models: dict[str, Any] = {s.key: functools.partial(MODELS[s.model], **s.params) for s in config.sources}
-    models["pipeline"] = functools.partial(Pipeline, config)
+    models["pipeline"] = as_model(config)
     return run_experiment(data, models, max_trials=1, seed=seed, console=console, name=name)
 
 
-__all__ = ["FORMAT", "Pipeline", "compare", "hold_out_last", "item_attributes"]
+__all__ = ["FORMAT", "Pipeline", "as_model", "compare", "hold_out_last", "item_attributes"]
