@@ -9,6 +9,7 @@ is never seen). Sources that read no events (content) are fitted once. `Pipeline
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -18,7 +19,7 @@ import polars as pl
 from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
-from aisle.pipeline.features import Candidates, ItemFacts, merge
+from aisle.pipeline.features import Candidates, ItemFacts, Tags, merge
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
 from aisle.query import Query
 from aisle.rules import ItemAttributes
@@ -41,6 +42,7 @@ class Pipeline:
         self.sources: list[CandidateSource] = [SOURCE_KINDS[s.kind](s, config) for s in config.sources]
         self.combiner = Combiner(self.source_keys, rounds=config.rounds, seed=config.seed)
         self.facts: ItemFacts | None = None
+        self._tags: Tags | None = None  # read from the catalog at fit, when the "tags" feature group is on
         self.n_items = 0
 
     @property
@@ -81,6 +83,7 @@ class Pipeline:
     def fit(self, data: TrainData) -> Self:
         self.n_items = data.n_items
         attrs = item_attributes(data.catalog, data.n_items)
+        self._tags = item_tags(data.catalog, data.n_items) if "tags" in self.config.features else None
         for source in self.sources:
             if not source.spec.refit:
                 source.fit(data, seed=self.config.seed)
@@ -102,7 +105,7 @@ class Pipeline:
         counts = np.bincount(events["item_idx"].to_numpy(), minlength=data.n_items).astype(np.float64)
         trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
         trend = trending.scores if trending is not None else (counts / max(counts.max(), 1e-12)).astype(np.float32)
-        return ItemFacts.of_counts(counts, trend, attrs)
+        return ItemFacts.of_counts(counts, trend, attrs, self._tags)
 
     def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray) -> None:
         rng = np.random.default_rng(self.config.seed)
@@ -146,7 +149,8 @@ class Pipeline:
         source_batch = SourceBatch(np.asarray(batch.user_idx), histories, [h[h < self.n_items] for h in histories],
                                    window, precomputed or {})
         found = [s.candidates(source_batch) for s in self.sources]
-        return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history)
+        return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history,
+                     groups=self.config.features)
 
     def rank(self, candidates: Candidates) -> np.ndarray:
         """The combiner's score per candidate."""
@@ -223,7 +227,7 @@ class Pipeline:
         fresh = events.filter((pl.col("weight") > 0) & pl.col("is_new")) if "is_new" in events.columns else \
             events.filter(pl.col("weight") > 0)
         counts = facts.counts + np.bincount(fresh["item_idx"].to_numpy(), minlength=len(facts))[: len(facts)]
-        self.facts = ItemFacts.of_counts(counts, trend, facts.attrs)
+        self.facts = ItemFacts.of_counts(counts, trend, facts.attrs, facts.tags)
         return changed
 
     # ---- serving helpers -----------------------------------------------------------------------------
@@ -301,8 +305,9 @@ class Pipeline:
                                        "paths": [list(p) for p in attrs.paths]})
         for s in self.sources:
             s.save(path / "sources" / s.key)
+        tags = {"tag_ptr": facts.tags.ptr, "tag_ids": facts.tags.ids} if facts.tags is not None else {}
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
-                 brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available)
+                 brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available, **tags)
         self.combiner.save(path / "combiner")
 
     @classmethod
@@ -321,7 +326,8 @@ class Pipeline:
             arrays = {k: z[k] for k in z.files}
         attrs = ItemAttributes(arrays["brand"], arrays["leaf"], arrays["price"], arrays["available"],
                                meta["brand_names"], meta["leaf_names"], [tuple(p) for p in meta["paths"]])
-        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"])
+        tags = Tags(arrays["tag_ptr"], arrays["tag_ids"]) if "tag_ptr" in arrays else None
+        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"], tags)
         model.combiner = Combiner.load(path / "combiner")
         return model
 
@@ -367,6 +373,25 @@ def item_attributes(catalog: pl.DataFrame | None, n_items: int) -> ItemAttribute
         price=np.concatenate([np.asarray(price, np.float64), np.full(pad, np.nan)]),
         available=np.concatenate([available, np.ones(pad, bool)]),
         brand_names=brand_names, leaf_names=leaf_names, paths=paths + [()] * pad)
+
+
+TAGS_KEY = "attribute_ids"
+"""The catalog attribute holding an item's tags (a list of ids): the Amazon S3-Rec files' brand and category ids."""
+
+
+def item_tags(catalog: pl.DataFrame | None, n_items: int) -> Tags:
+    """Per item index of an aligned catalog, the integer ids of its `attributes["attribute_ids"]` (none when
+    absent); the "tags" feature group compares them with the recent history's."""
+    lists: list[list[int]] = [[] for _ in range(n_items)]
+    if catalog is not None and "attributes" in catalog.columns:
+        decoded = catalog["attributes"].str.json_path_match(f"$.{TAGS_KEY}").to_list()
+        for row, text in enumerate(decoded[:n_items]):
+            if text:
+                try:
+                    lists[row] = [int(t) for t in json.loads(text) if isinstance(t, int | str) and str(t).isdigit()]
+                except (ValueError, TypeError):
+                    continue  # not a list of ids: no tags for this item
+    return Tags.of_lists(lists)
 
 
 def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.ndarray, np.ndarray]:
