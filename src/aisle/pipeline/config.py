@@ -100,7 +100,7 @@ class PipelineConfig:
             raise PipelineConfigError(f"source keys must be unique; repeated: {', '.join(twice)}")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "sources": [s.to_json() for s in self.sources]}
+        return {**asdict(self), "sources": [s.to_json() for s in self.sources], "features": list(self.features)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PipelineConfig:

@@ -10,6 +10,7 @@ is never seen). Sources that read no events (content) are fitted once. `Pipeline
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -19,7 +20,7 @@ import polars as pl
 from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
-from aisle.pipeline.features import Candidates, ItemFacts, Tags, merge
+from aisle.pipeline.features import Candidates, FeatureFrame, ItemFacts, Tags, feature_names, merge
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
 from aisle.query import Query
 from aisle.rules import ItemAttributes
@@ -80,7 +81,10 @@ class Pipeline:
 
     # ---- fitting -------------------------------------------------------------------------------------
 
-    def fit(self, data: TrainData) -> Self:
+    def fit(self, data: TrainData, *, on_training_frame: Callable[[FeatureFrame, np.ndarray, np.ndarray], None]
+            | None = None) -> Self:
+        """Fit sources and combiner (see the module docstring); `on_training_frame` is handed the combiner's
+        training frame, labels and group sizes (`benchmarks/pipeline_features.py` trains variants on it)."""
         self.n_items = data.n_items
         attrs = item_attributes(data.catalog, data.n_items)
         self._tags = item_tags(data.catalog, data.n_items) if "tags" in self.config.features else None
@@ -89,7 +93,7 @@ class Pipeline:
                 source.fit(data, seed=self.config.seed)
         inner, users, targets = hold_out_last(data)
         self._fit_sources(inner, attrs)
-        self._fit_combiner(inner, users, targets)
+        self._fit_combiner(inner, users, targets, on_training_frame)
         self._fit_sources(data, attrs)
         return self
 
@@ -107,8 +111,22 @@ class Pipeline:
         trend = trending.scores if trending is not None else (counts / max(counts.max(), 1e-12)).astype(np.float32)
         return ItemFacts.of_counts(counts, trend, attrs, self._tags)
 
-    def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray) -> None:
+    def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray,
+                      on_training_frame: Callable[[FeatureFrame, np.ndarray, np.ndarray], None] | None) -> None:
         rng = np.random.default_rng(self.config.seed)
+        frame, labels, sizes = self.training_frame(inner, users, targets, rng)
+        if on_training_frame is not None:
+            on_training_frame(frame, labels, sizes)
+        self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
+        if len(sizes):
+            self.combiner.fit(frame, labels, sizes, holdout_fraction=self.config.holdout_fraction, rng=rng)
+
+    def training_frame(self, inner: TrainData, users: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+                       ) -> tuple[FeatureFrame, np.ndarray, np.ndarray]:
+        """What the combiner learns from, with the sources fitted on `inner`: the candidates of (at most
+        `max_train_queries` of) `users` on their `inner` history, labelled 1 for their held-out `targets`, as one
+        frame with its labels and per-query group sizes. Only queries whose target is among their candidates
+        teach anything, so the others are left out."""
         if len(users) > self.config.max_train_queries:
             pick = np.sort(rng.choice(len(users), self.config.max_train_queries, replace=False))
             users, targets = users[pick], targets[pick]
@@ -119,15 +137,14 @@ class Pipeline:
             cands = self.candidates(QueryBatch(chunk, [sequences[u] for u in chunk]))
             hit = (cands.item == targets[start:start + _CHUNK][cands.query]).astype(np.float32)
             found = np.bincount(cands.query, weights=hit, minlength=len(chunk)) > 0
-            keep = found[cands.query]  # only queries whose held-out item is among their candidates teach anything
-            frames.append(cands.features.rows(keep))
+            keep = found[cands.query]
+            frames.append(cands.features.rows(keep).values)
             labels.append(hit[keep])
             sizes += np.bincount(cands.query, minlength=len(chunk))[found].tolist()
-        self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
-        if sizes:
-            frame = type(frames[0])(frames[0].names, np.vstack([f.values for f in frames]))
-            self.combiner.fit(frame, np.concatenate(labels), np.asarray(sizes),
-                              holdout_fraction=self.config.holdout_fraction, rng=rng)
+        names = tuple(feature_names(self.source_keys, self.config.features))
+        values = np.vstack(frames) if frames else np.zeros((0, len(names)), np.float32)
+        return (FeatureFrame(names, values), np.concatenate(labels) if labels else np.zeros(0, np.float32),
+                np.asarray(sizes, np.int64))
 
     @property
     def ranker(self) -> str:
