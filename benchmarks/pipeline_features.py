@@ -3,7 +3,7 @@ history excluded): no test target is read, so the default it informs (`PipelineC
 the test set.
 
     nice -n 5 .venv/bin/python benchmarks/pipeline_features.py s3rec:../shared/data/amazon-s3rec/Beauty.txt \
-        --config benchmarks/pipeline_fast.toml --variants none,score_norm,tags,session --json features.json
+        --config benchmarks/pipeline_fast.toml --variants none,tags --json features.json
 
 One pipeline fit on the training events with every group of every variant (sources fitted on the training events
 without each user's last one, the combiner's training frame taken from them, sources refitted on all training
@@ -11,7 +11,7 @@ events: exactly `Pipeline.fit`); then per variant a combiner trained on that fra
 variant's groups (same LightGBM settings, same choice against the best single source), and the validation
 targets ranked among the merged candidates by it. A target that is not a candidate is a miss, as it is in the
 harness, where the pipeline ranks every candidate above every other item. A variant is a `+`-joined list of
-groups (`score_norm+tags`; `none`: the base columns only).
+groups (`none`: the base columns only).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dataspec")
     ap.add_argument("--config", type=Path)
-    ap.add_argument("--variants", default="none,score_norm,tags,session")
+    ap.add_argument("--variants", default="none,tags")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

@@ -20,25 +20,18 @@ CONTEXT = ("popularity", "trending", "log_price", "leaf_share", "brand_share", "
            "n_sources", "history_len")
 #: Feature groups a configuration may add (`PipelineConfig.features`), each computed from what serving has at
 #: hand (the request's history, the bundle's item facts), with the same meaning offline and online:
-#: - score_norm: per source, the candidate's score over the best score that source gave the query (how far from
-#:   the source's top it is, comparable across queries where raw scores are not)
-#: - tags: the share of the recent window's items sharing each of the candidate's tags (catalog attribute ids,
+#: - tags: the share of the recent window's items carrying each of the candidate's tags (catalog attribute ids,
 #:   e.g. the Amazon files' brand and category ids) and the share of its tags the last item has
-#: - session: the popularity of the last item and the window's mean, and the candidate's gap to that mean (is
-#:   the shopper browsing the head or the long tail)
+#: Two more groups were measured and dropped (RESULTS.md, "Pipeline on the public benchmarks"): each source's
+#: score over its best for the query, and the session's popularity.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "score_norm": ("{key}_norm",),
     "tags": ("tag_share", "tag_last"),
-    "session": ("last_popularity", "window_popularity", "popularity_gap"),
 }
 
 
 def feature_names(source_keys: list[str], groups: tuple[str, ...] = ()) -> list[str]:
-    names = [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT]
-    for group in groups:
-        for name in GROUPS[group]:
-            names += [name.format(key=key) for key in source_keys] if "{key}" in name else [name]
-    return names
+    return [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT,
+            *(name for group in groups for name in GROUPS[group])]
 
 
 @dataclass(frozen=True)
@@ -158,8 +151,8 @@ def merge(contributions: list[Contributions], source_keys: list[str], facts: Ite
         keep = ~np.isin(pairs, seen)
     per_source = np.stack([cell_score, cell_rr, cell_recent], axis=2).reshape(n_pairs, len(PER_SOURCE) * n_sources)
     context = _context(cand_query, cand_item, facts, window, lengths, cell_rr)
-    optional = [column for group in groups for column in _GROUP_COLUMNS[group](
-        cand_query, cand_item, facts, window, n_queries, cell_score)]
+    optional = [column for group in groups for column in _GROUP_COLUMNS[group](cand_query, cand_item, facts, window,
+                                                                                n_queries)]
     values = np.column_stack([per_source, *context, *optional]).astype(np.float32)
     best = np.argmax(cell_rr, axis=1) if n_sources else np.zeros(n_pairs, np.int64)
     best_anchor = cell_anchor[np.arange(n_pairs), best] if n_sources else np.full(n_pairs, -1)
@@ -231,18 +224,8 @@ def _context(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Wind
             (rr > 0).sum(axis=1), np.log1p(lengths[query])]
 
 
-def _score_norm(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window, n_queries: int,
-                cell_score: np.ndarray) -> list[np.ndarray]:
-    """Per source, score / the query's best score from that source (0 where it gave nothing)."""
-    best = np.zeros((n_queries, cell_score.shape[1]))
-    np.maximum.at(best, query, cell_score)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = np.where(best[query] > 0, cell_score / best[query], 0.0)
-    return list(norm.T)
-
-
-def _tags(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window, n_queries: int,
-          cell_score: np.ndarray) -> list[np.ndarray]:
+def _tags(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window, n_queries: int
+          ) -> list[np.ndarray]:
     """tag_share: mean over the candidate's tags of the share of window items carrying it; tag_last: the share of
     the candidate's tags that the query's last item carries."""
     if facts.tags is None or not len(facts.tags.ids) or not len(query):
@@ -267,19 +250,7 @@ def _tags(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window,
     return out
 
 
-def _session(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window, n_queries: int,
-             cell_score: np.ndarray) -> list[np.ndarray]:
-    """The last item's popularity, the window's mean popularity, and the candidate's popularity minus that mean."""
-    popularity = facts.popularity[window.items]
-    n = np.bincount(window.query, minlength=n_queries)
-    mean = np.bincount(window.query, weights=popularity, minlength=n_queries) / np.maximum(n, 1)
-    last = np.zeros(n_queries)
-    is_last = window.distance == 0
-    last[window.query[is_last]] = popularity[is_last]
-    return [last[query], mean[query], facts.popularity[item] - mean[query]]
-
-
-_GROUP_COLUMNS = {"score_norm": _score_norm, "tags": _tags, "session": _session}
+_GROUP_COLUMNS = {"tags": _tags}
 
 
 __all__ = ["CONTEXT", "GROUPS", "PER_SOURCE", "Candidates", "FeatureFrame", "ItemFacts", "Tags", "feature_names",

@@ -1,5 +1,5 @@
-"""The optional combiner feature groups (`PipelineConfig.features`): what each column means on hand-made
-candidates, and that a pipeline that uses them answers the same after a save and load (serving reads the tags
+"""The optional combiner feature groups (`PipelineConfig.features`): what the columns mean on hand-made candidates,
+and that a pipeline that uses them answers the same after a save and load (serving reads the tags
 from the bundle, not from the catalog)."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from aisle.pipeline.sources import Contributions, Window
 from aisle.testing.toy import toy_sequences
 
 
-def _merge(groups: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _merge(groups: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One query with history [0, 1] (1 last); source a proposes items 2 (score 4) and 3 (score 1), source b item
-    3 (score 2). Tags: 0 {10, 11}, 1 {11}, 2 {10, 11}, 3 {12}."""
+    3 (score 2). Tags: 0 {10, 11}, 1 {11}, 2 {10, 11}, 3 {12}. Returns the candidates and their columns."""
     facts = ItemFacts.of_counts(np.array([1.0, 3.0, 7.0, 0.0]), np.zeros(4), item_attributes(None, 4),
                                 Tags.of_lists([[10, 11], [11], [10, 11], [12]]))
     history = [np.array([0, 1])]
@@ -31,28 +31,15 @@ def _merge(groups: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, n
     cands = merge([a, b], ["a", "b"], facts, history, Window.of(history, 5), exclude_history=True, groups=groups)
     names = feature_names(["a", "b"], groups)
     assert cands.features.names == tuple(names)
-    return cands.item, facts.popularity, {n: cands.features.column(n) for n in names}
-
-
-def test_score_norm_is_the_share_of_the_sources_best_score() -> None:
-    items, _, cols = _merge(("score_norm",))
-    assert items.tolist() == [2, 3]
-    assert cols["a_norm"].tolist() == [1.0, 0.25] and cols["b_norm"].tolist() == [0.0, 1.0]
+    return cands.item, {n: cands.features.column(n) for n in names}
 
 
 def test_tags_compare_the_candidate_with_the_window_and_the_last_item() -> None:
-    _, _, cols = _merge(("tags",))
+    items, cols = _merge(("tags",))
+    assert items.tolist() == [2, 3]
     # item 2's tags: 10 is on one of the two window items, 11 on both -> (1/2 + 2/2) / 2; the last item has 11 only
     assert cols["tag_share"].tolist() == pytest.approx([0.75, 0.0])
     assert cols["tag_last"].tolist() == pytest.approx([0.5, 0.0])
-
-
-def test_session_columns_describe_the_window_popularity() -> None:
-    _, popularity, cols = _merge(("session",))
-    mean = (popularity[0] + popularity[1]) / 2
-    assert cols["last_popularity"] == pytest.approx([popularity[1]] * 2)
-    assert cols["window_popularity"] == pytest.approx([mean] * 2)
-    assert cols["popularity_gap"] == pytest.approx([popularity[2] - mean, popularity[3] - mean])
 
 
 def test_an_unknown_group_is_an_error_and_old_configurations_have_none() -> None:
@@ -61,7 +48,7 @@ def test_an_unknown_group_is_an_error_and_old_configurations_have_none() -> None
     saved = PipelineConfig().to_json()
     del saved["features"]
     assert PipelineConfig.from_json(saved).features == ()
-    assert set(GROUPS) == {"score_norm", "tags", "session"}
+    assert set(GROUPS) == {"tags"} and PipelineConfig().features == ("tags",)
 
 
 def test_a_pipeline_with_every_group_answers_the_same_after_save_and_load(tmp_path: Path) -> None:
