@@ -8,6 +8,7 @@ this runs inside every request.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,14 +101,29 @@ class Tags:
         return Tags(np.concatenate([self.ptr, np.full(extra, self.ptr[-1], np.int64)]), self.ids)
 
     def pairs(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(position in `items`, tag) for every tag of every item of `items` (items past the table have none)."""
-        items = np.asarray(items, np.int64)
-        inside = items < len(self.ptr) - 1
-        start = np.where(inside, self.ptr[np.minimum(items, len(self.ptr) - 2)], 0)
-        length = np.where(inside, self.ptr[np.minimum(items, len(self.ptr) - 2) + 1] - start, 0)
-        owner = np.repeat(np.arange(len(items)), length)
-        offset = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
-        return owner, self.ids[np.repeat(start, length) + offset]
+        """(position in `items`, tag) for every tag of every item of `items` (items past the table have none).
+        Per request this runs on a few hundred items, so it reads one padded row per item (a handful of numpy
+        calls) rather than slicing the CSR arrays."""
+        table = self.table
+        rows = table[np.minimum(np.asarray(items, np.int64), len(table) - 1)]
+        rows[np.asarray(items) >= len(table) - 1] = -1
+        owner, column = np.nonzero(rows >= 0)
+        return owner, rows[owner, column]
+
+    @functools.cached_property
+    def width(self) -> int:
+        """One more than the largest tag id: (query, tag) pairs are numbered query * width + tag."""
+        return int(self.ids.max(initial=-1)) + 1
+
+    @functools.cached_property
+    def table(self) -> np.ndarray:
+        """(items + 1, most tags of an item) ids padded with -1; the last row is all -1 (items past the table)."""
+        lengths = np.diff(self.ptr)
+        width = max(int(lengths.max(initial=0)), 1)
+        out = np.full((len(lengths) + 1, width), -1, np.int64)
+        column = np.arange(len(self.ids)) - np.repeat(self.ptr[:-1], lengths)
+        out[np.repeat(np.arange(len(lengths)), lengths), column] = self.ids
+        return out
 
 
 @dataclass(frozen=True)
@@ -230,26 +246,27 @@ def _tags(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window,
     the candidate's tags that the query's last item carries."""
     if facts.tags is None or not len(facts.tags.ids) or not len(query):
         return [np.zeros(len(query)), np.zeros(len(query))]
-    width = int(facts.tags.ids.max()) + 1
+    width = facts.tags.width
     owner, tag = facts.tags.pairs(window.items)
     window_keys = window.query[owner] * width + tag
     cand_owner, cand_tag = facts.tags.pairs(item)
     wanted = query[cand_owner] * width + cand_tag
     n_tags = np.maximum(np.bincount(cand_owner, minlength=len(query)), 1)
     window_len = np.maximum(np.bincount(window.query, minlength=n_queries), 1)
+    dense = n_queries * width <= _DENSE_TAG_CELLS
     out = []
     for keys in (window_keys, window_keys[window.distance[owner] == 0]):
-        found, counts = np.unique(keys, return_counts=True)
-        if not len(found):
-            out.append(np.zeros(len(query)))
-            continue
-        at = np.clip(np.searchsorted(found, wanted), 0, len(found) - 1)
-        hit = np.where(found[at] == wanted, counts[at], 0).astype(np.float64)
+        if dense:  # a count per (query, tag) cell: one bincount and one lookup
+            hit = np.bincount(keys, minlength=n_queries * width)[wanted]
+        else:  # occurrences of a (query, tag) key = the width of its run in the sorted keys
+            keys = np.sort(keys)
+            hit = np.searchsorted(keys, wanted, "right") - np.searchsorted(keys, wanted, "left")
         out.append(np.bincount(cand_owner, weights=hit, minlength=len(query)) / n_tags)
     out[0] = out[0] / window_len[query]
     return out
 
 
+_DENSE_TAG_CELLS = 1 << 22  # (queries x tag ids) up to which _tags counts in a dense array (32 MiB of int64)
 _GROUP_COLUMNS = {"tags": _tags}
 
 
