@@ -23,3 +23,35 @@ def wait_ready(url: str, proc: subprocess.Popen, *, seconds: float = 120.0,
             said = output() if output is not None else ""
             raise AssertionError(f"aisle serve did not become ready (exit code {proc.poll()}):\n{said[-3000:]}")
         time.sleep(0.3)
+
+
+def clients_per_worker(url: str, workers: int, *, tries: int = 300, **kwargs: object) -> dict[int, httpx.Client]:
+    """One keep-alive client per worker process of `aisle serve --workers N`, keyed by the worker's pid.
+
+    Why: the workers share one listening socket and the kernel picks which accepts a connection; a connection then
+    stays with that worker, so opening connections until `/health` has answered from every pid gives a client
+    that reaches each worker on purpose (`worker_pid` tells whether it still does)."""
+    found: dict[int, httpx.Client] = {}
+    spare: list[httpx.Client] = []
+    for _ in range(tries):
+        client = httpx.Client(base_url=url, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                              **kwargs)  # type: ignore[arg-type]
+        pid = worker_pid(client)
+        if pid in found:
+            spare.append(client)
+        else:
+            found[pid] = client
+        if len(found) == workers:
+            break
+    for client in spare:
+        client.close()
+    if len(found) < workers:
+        raise AssertionError(f"reached {len(found)} of {workers} workers in {tries} connections")
+    return found
+
+
+def worker_pid(client: httpx.Client) -> int:
+    """The pid of the worker process behind `client`'s connection (`/health`)."""
+    r = client.get("/health")
+    r.raise_for_status()
+    return int(r.json()["pid"])

@@ -38,6 +38,7 @@ from aisle.models.base import Recommender, TrainData, Vocab
 from aisle.types import EVENT_TYPES
 
 if TYPE_CHECKING:
+    from aisle.models.repeat import RepeatPurchaseModel
     from aisle.pipeline import Pipeline
     from aisle.search.engine import SearchEngine
 
@@ -147,6 +148,7 @@ class Bundle:
     ranked: dict[str, np.ndarray] = field(default_factory=dict)
     search: SearchEngine | None = None
     report: dict[str, Any] | None = None
+    repeat: RepeatPurchaseModel | None = None  # buy it again (`aisle.models.repeat`)
 
     @property
     def version(self) -> str:
@@ -181,6 +183,9 @@ class Bundle:
         if self.search is not None:
             self.search.save(out / "search")
             parts["search"] = "search"
+        if self.repeat is not None:
+            self.repeat.save(out / "repeat")
+            parts["repeat"] = "repeat"
         if self.report is not None:
             (out / "report.json").write_text(json.dumps(self.report, indent=2, default=str))
             parts["report"] = "report.json"
@@ -259,6 +264,10 @@ class Bundle:
             bundle.search = SearchEngine.load(root / parts["search"], embedder=embedder)
         if "report" in parts:
             bundle.report = json.loads((root / parts["report"]).read_text())
+        if "repeat" in parts:
+            from aisle.models.repeat import RepeatPurchaseModel
+
+            bundle.repeat = RepeatPurchaseModel.load(root / parts["repeat"])
         return bundle
 
 
@@ -287,6 +296,13 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     ranked = pipe.ranked(train, rows)
     parts["user_lists"] = {"what": f"{train.n_users:,} users: {pipe.config.per_source} items per user source, "
                                    "the final top 100", "seconds": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    say("buy-it-again model")
+    from aisle.models.repeat import RepeatPurchaseModel
+
+    repeat = RepeatPurchaseModel.from_train(train)
+    parts["repeat"] = {"what": f"repeat shares and purchase cadences over {len(repeat.leaf_names)} categories",
+                       "seconds": time.perf_counter() - t0}
     engine = None
     if search and catalog is not None:
         t0 = time.perf_counter()
@@ -296,7 +312,8 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
                                    f"{'yes' if engine.reranker is not None else 'no'}",
                            "seconds": time.perf_counter() - t0}
     bundle = Bundle(items=items, users=train.users, catalog=catalog, histories=Histories.from_train(train,
-                    history_length), pipeline=pipe, user_rows=rows, ranked=ranked, search=engine)
+                    history_length), pipeline=pipe, user_rows=rows, ranked=ranked, search=engine,
+                    repeat=repeat)
     bundle.manifest = {"metrics": {"parts": parts, "pipeline": {"ranker": pipe.ranker, "selection": pipe.selection}}}
     return bundle
 

@@ -122,7 +122,10 @@ class Settings(_Frozen):
     """When `bundle` is a registry (`aisle.registry`): how many versions to keep (the current one and the rollback
     target are always kept)."""
     watch_seconds: float = Field(default=0.0, ge=0.0)
-    """Poll the bundle folder for a new manifest this often (0 = only on POST /admin/reload)."""
+    """When `bundle` is a bundle folder: poll it for a new manifest this often (0 = only on POST /admin/reload)."""
+    follow_seconds: float = Field(default=2.0, ge=0.0)
+    """When `bundle` is a registry: poll its `current` pointer this often, the fallback to the Redis notices (every
+    worker also listens on `aisle.registry.BUNDLE_CHANNEL` when the state is Redis); 0 = notices only."""
     search_cache: int = Field(default=2_048, ge=0)
     """Unpersonalised search answers kept per worker (serialized), most recently used first out last."""
     gc_freeze: bool = True

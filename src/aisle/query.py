@@ -48,6 +48,7 @@ class Filters:
     categories: list[str] = field(default_factory=list)
     attributes: dict[str, list[str]] = field(default_factory=dict)
     available: bool | None = None
+    exclude_brands: list[str] = field(default_factory=list)  # "not that brand" (a conversational refinement)
 
     @classmethod
     def of(cls, *, categories: list[str] | tuple[str, ...] | None = None,
@@ -62,7 +63,7 @@ class Filters:
 
     def is_empty(self) -> bool:
         return (self.price_min is None and self.price_max is None and not self.brands and not self.categories
-                and not any(self.attributes.values()) and self.available is None)
+                and not any(self.attributes.values()) and self.available is None and not self.exclude_brands)
 
     def merged(self, other: Filters | None) -> Filters:
         """`self` (explicit, from the caller) overriding `other` (extracted from the query) field by field."""
@@ -73,7 +74,8 @@ class Filters:
             price_max=self.price_max if self.price_max is not None else other.price_max,
             brands=self.brands or other.brands, categories=self.categories or other.categories,
             attributes={**other.attributes, **self.attributes},
-            available=self.available if self.available is not None else other.available)
+            available=self.available if self.available is not None else other.available,
+            exclude_brands=list(dict.fromkeys([*self.exclude_brands, *other.exclude_brands])))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, [], {})}

@@ -261,16 +261,23 @@ class Registry:
             return len(stale)
 
 
-def notify(redis_url: str, action: str, version: str | None) -> int:
+def notice(action: str, version: str | None, **extra: Any) -> str:
+    """The message on `BUNDLE_CHANNEL`: {"action": "promote"|"reload", "version": ..., **extra}. `extra` carries
+    what a server adds when it relays a reload: `sender` (so it does not act on its own notice twice) and `path`
+    (a plain bundle folder to load)."""
+    return json.dumps({"action": action, "version": version, **{k: v for k, v in extra.items() if v is not None}})
+
+
+def notify(redis_url: str, action: str, version: str | None, **extra: Any) -> int:
     """Tell every server sharing `redis_url` to follow the registry now; returns how many listeners got it."""
     import redis
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        return int(client.publish(BUNDLE_CHANNEL, json.dumps({"action": action, "version": version})))
+        return int(client.publish(BUNDLE_CHANNEL, notice(action, version, **extra)))
     finally:
         client.close()
 
 
-__all__ = ["BUNDLE_CHANNEL", "Decision", "Registry", "RegistryError", "VersionInfo", "is_registry", "notify",
+__all__ = ["BUNDLE_CHANNEL", "Decision", "Registry", "RegistryError", "VersionInfo", "is_registry", "notice", "notify",
            "resolve_bundle"]

@@ -47,6 +47,17 @@ class ItemAttributes:
             self._category_masks[key] = mask
         return mask
 
+    def inherit_masks(self, before: ItemAttributes, rows: list[int]) -> None:
+        """Take `before`'s cached category masks, recomputed only at `rows` (a catalog upsert: no full rescan).
+        Call on a new object before any request sees it."""
+        n = len(self.paths)
+        for key, mask in before._category_masks.items():
+            out = np.zeros(n, bool)
+            out[: len(mask)] = mask
+            for row in rows:
+                out[row] = any(fold(c) == key for c in self.paths[row])
+            self._category_masks[key] = out
+
     def passes(self, rows: np.ndarray, f: Filters) -> np.ndarray:
         ok = np.ones(len(rows), bool)
         if f.categories:
@@ -55,6 +66,10 @@ class ItemAttributes:
             wanted = {fold(b) for b in f.brands}
             codes = np.array([i for i, b in enumerate(self.brand_names) if fold(b) in wanted], np.int32)
             ok &= np.isin(self.brand[rows], codes)
+        if f.exclude_brands:
+            unwanted = {fold(b) for b in f.exclude_brands}
+            codes = np.array([i for i, b in enumerate(self.brand_names) if fold(b) in unwanted], np.int32)
+            ok &= ~np.isin(self.brand[rows], codes)
         if f.available:
             ok &= self.available[rows]
         if f.price_min is not None:

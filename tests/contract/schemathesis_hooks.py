@@ -1,8 +1,9 @@
-"""Schemathesis hooks for `test_openapi_fuzz`: the two rules the published schema states in words because
+"""Schemathesis hooks for `test_openapi_fuzz`: the rules the published schema states in words because
 JSON Schema cannot state them, applied to the generated requests before they are sent.
 
 - `price_min` is not above `price_max` (a rule across two parameters; the server answers 422 otherwise);
-- an event's `timestamp` lies in the accepted window, which ends at *now* + 1 day (`aisle.data.checks`).
+- an event's `timestamp` lies in the accepted window, which ends at *now* + 1 day (`aisle.data.checks`);
+- `/search`'s `undo` and `step` go with a `session` (they act on a conversation).
 
 Without them the fuzzer would call those 422s "schema-valid request rejected". Only values that break the rule
 are changed (a price pair swapped, an out-of-window time replaced by one inside it), so a request meant to be
@@ -11,7 +12,8 @@ invalid for another reason stays invalid.
 And one failure is dropped, because it cannot be seen on the wire: a "schema-violating" value of a query parameter
 that is a list of unconstrained strings (`category`, `brand`, `exclude`: e.g. a number or a null inside the list)
 is sent as text, which is a valid string; the server rightly takes it. `WIRE_STRING_LISTS` names them, and the
-test checks that the published schema still declares each one so.
+test checks that the published schema still declares each one so. The same holds for a plain string parameter made
+an array (`session=a&session=b` on the wire: the last one is a valid string): `WIRE_STRINGS`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ _IN_WINDOW = "2026-01-02T03:04:05Z"
 
 #: query parameters declared as arrays of strings with no constraint: any text on the wire is valid
 WIRE_STRING_LISTS = frozenset({"category", "brand", "exclude"})
+#: query parameters that are plain strings: an array of them on the wire is several valid strings, the last one taken
+WIRE_STRINGS = frozenset({"q", "user", "session", "context_item"})
 
 
 def _number(v: Any) -> float | None:
@@ -60,6 +64,8 @@ def before_call(_context: Any, case: Any, _kwargs: dict[str, Any]) -> None:
         low, high = _number(query.get("price_min")), _number(query.get("price_max"))
         if low is not None and high is not None and low > high:
             query["price_min"], query["price_max"] = query["price_max"], query["price_min"]
+        if (query.get("undo") in (True, "true", "True") or query.get("step") is not None) and not query.get("session"):
+            query["session"] = "fuzz-session"
     body = case.body
     events = body.get("events") if isinstance(body, dict) else None
     for event in events if isinstance(events, list) else ():
@@ -76,4 +82,4 @@ def filter_failure(_context: Any, failure: Any, case: Any, _response: Any) -> bo
     location = getattr(getattr(data, "parameter_location", None), "name", "")
     names = {getattr(data, "parameter", None)} | {m.parameter for m in getattr(data, "mutations", ()) or ()}
     names.discard(None)
-    return not (location.lower() == "query" and names and names <= WIRE_STRING_LISTS)
+    return not (location.lower() == "query" and names and names <= WIRE_STRING_LISTS | WIRE_STRINGS)

@@ -3,6 +3,7 @@ cold start, rules, explanations, safety. One bundle is built for the module (fas
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -77,7 +78,11 @@ def _far_item(client: TestClient, shop: Dataset, user: str) -> tuple[str, str]:
 
 
 def test_health_ready_docs(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    health = client.get("/health")
+    ready_version = client.get("/ready").json()["model_version"]
+    assert health.json() == {"status": "ok", "pid": os.getpid(), "version": ready_version, "registry_version": None,
+                             "loaded_at": health.json()["loaded_at"]}  # a bundle folder: no registry version
+    assert health.headers["x-aisle-worker"] == str(os.getpid()) and health.headers["x-aisle-version"] == ready_version
     r = client.get("/ready").json()
     assert r["ready"] and r["state"] == "memory" and r["model_version"]
     paths = client.get("/openapi.json").json()["paths"]

@@ -357,7 +357,7 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
 # ---- erase reaches everywhere ------------------------------------------------------------------------------------
 
 
-def _bundle_users(client: TestClient, k: int) -> list[str]:
+def _bundle_users(client: TestClient | httpx.Client, k: int) -> list[str]:
     return [u["user_id"] for u in client.get("/api/web/users", params={"k": k}).json()["users"]]
 
 
@@ -491,3 +491,84 @@ def test_consumers_that_left_are_forgotten_by_the_group(redis_url: str, tmp_path
     finally:
         c.close()
         sink.close()
+
+
+def _pinned_clients(url: str, n: int = 2, tries: int = 60) -> list[tuple[httpx.Client, int]]:
+    """`n` clients, each holding one keep-alive connection to a different worker process (told apart by the pid
+    /health reports): uvicorn's workers share the listening socket, so which worker a new connection reaches is
+    chance; requests on one connection stay with its worker."""
+    got: dict[int, httpx.Client] = {}
+    spare: list[httpx.Client] = []
+    for _ in range(tries):
+        client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1))
+        pid = int(client.get("/health").json()["pid"])
+        if pid in got:
+            spare.append(client)
+        else:
+            got[pid] = client
+        if len(got) == n:
+            break
+    for c in spare:
+        c.close()
+    assert len(got) == n, f"{tries} connections reached only the workers {sorted(got)}"
+    return [(c, pid) for pid, c in got.items()]
+
+
+@pytest.mark.slow
+def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: Path, tmp_path: Path,
+                                                                     kill_store: str) -> None:
+    """Real processes: `aisle serve --workers 2` with Redis state and a store (DuckDB or PostgreSQL), each worker
+    running its stream consumer. 60 users post 3 events each through one worker process and are erased through the
+    other at once, while the consumers write; afterwards nothing of them is in the store, in Redis (but the
+    erasure records), in the user list or in either worker's answers, and the shopper who was not erased keeps
+    all 3 events."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with redis_server(tmp_path / "redis") as redis_url:
+        proc = _serve(bundle_dir, port, redis_url, kill_store, log)
+        try:
+            wait_ready(url, proc, output=log.read_text)
+            (a, pid_a), (b, pid_b) = _pinned_clients(url)
+            known = _bundle_users(a, 5)
+            users = known + [f"erase-me-{i:02d}" for i in range(60 - len(known))]
+            for n, user in enumerate([*users, "keep-me"]):
+                body = {"events": [
+                    {"user_id": user, "item_id": f"i{n % 150:05d}", "event_type": "view", "event_id": f"ev-{n}-1"},
+                    {"user_id": user, "item_id": f"i{(n + 1) % 150:05d}", "event_type": "add_to_cart"},
+                    {"user_id": user, "event_type": "search", "query": f"secret wish of {user}",
+                     "event_id": f"ev-{n}-3"}]}
+                posted = a.post("/events", json=body)
+                assert posted.json() == {"accepted": 3, "duplicates": 0}
+                assert int(posted.headers["x-aisle-worker"]) == pid_a
+                if user != "keep-me":
+                    erased = b.delete(f"/users/{user}")
+                    assert erased.status_code == 200 and int(erased.headers["x-aisle-worker"]) == pid_b
+            r = redis.Redis.from_url(redis_url, decode_responses=True)
+            deadline = time.monotonic() + 60
+            while r.xlen(stream_key()):  # the workers' consumers drain the stream
+                assert time.monotonic() < deadline, "the consumers did not drain the stream"
+                time.sleep(0.2)
+            stored = _stored_at(kill_store)
+            assert not set(stored["user_id"].to_list()) & set(users)
+            assert stored.filter(pl.col("user_id") == "keep-me").height == 3
+            for key in r.scan_iter("*"):
+                if key in ("aisle:erased", "aisle:stream:erasures"):  # the erasure records: ids only
+                    continue
+                kind = r.type(key)
+                value = {"string": lambda k: r.get(k), "list": lambda k: " ".join(r.lrange(k, 0, -1)),
+                         "set": lambda k: " ".join(r.smembers(k)), "hash": lambda k: str(r.hgetall(k)),
+                         "stream": lambda k: str(r.xrange(k))}.get(kind, lambda k: "")(key) or ""
+                for user in users:
+                    assert user not in key and user not in value, (key, user)
+            r.close()
+            for client in (a, b):
+                listed = _bundle_users(client, 50)
+                assert listed and not set(listed) & set(known)
+                for user in known:
+                    rec = client.get(f"/users/{user}/recommendations").json()
+                    assert rec["history_length"] == 0 and not rec["known_user"]
+            a.close()
+            b.close()
+        finally:
+            _kill_group(proc)

@@ -9,6 +9,7 @@ from aisle.cli import data as _data
 from aisle.cli import evaluate as _evaluate
 from aisle.cli import search as _search
 from aisle.cli import serve as _serve
+from aisle.cli import simulate as _simulate
 from aisle.cli import train as _train
 
 app = typer.Typer(
@@ -30,6 +31,9 @@ app.command("search-eval")(_search.search_eval)
 app.command("serve")(_serve.serve)
 app.command("consume")(_serve.consume)
 app.add_typer(_bundles.app, name="bundles")
+app.command("simulate")(_simulate.simulate)
+app.command("ope")(_simulate.ope)
+app.add_typer(_simulate.experiment_app, name="experiment")
 
 
 def main() -> None:

@@ -53,10 +53,19 @@ def _fmt(metrics: dict[str, object]) -> str:
     return f"{v:.4f}" if isinstance(v, float) else "-"
 
 
-def list_(root: Root = None, config: Config = None) -> None:
+def list_(root: Root = None, config: Config = None,
+          json_out: Annotated[bool, typer.Option("--json", help="One JSON object per version (for scripts: the "
+                                                 "table wraps to the terminal's width).")] = False) -> None:
     """Every version with its gate decision (candidate and serving NDCG@10, reason); * marks the current one."""
     reg, _ = _open(root, config)
     versions = reg.list()
+    if json_out:
+        import json
+
+        for v in versions:
+            print(json.dumps({"version": v.version, "current": v.current,
+                              "decision": v.decision.to_dict() if v.decision else None}, default=str))
+        return
     if not versions:
         console.print(f"no versions in {reg.root}")
         return

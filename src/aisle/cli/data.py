@@ -45,6 +45,8 @@ def generate(
     users: Annotated[int, typer.Option(help="Number of shoppers.")] = 2_000,
     events: Annotated[int, typer.Option(help="Number of events (views, carts, purchases, searches, ...).")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same store.")] = 0,
+    replenishment: Annotated[float, typer.Option(
+        help="Share of shoppers who rebuy consumables on planted cadences (0: the base store).")] = 0.0,
 ) -> None:
     """Generate the built-in synthetic store (catalog, shoppers, sessions) as an `aisle:` folder."""
     from aisle.data.synthetic import SyntheticConfig
@@ -53,7 +55,8 @@ def generate(
     t0 = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("Generating events", total=events)
-        store = synth(SyntheticConfig(n_items=items, n_users=users, n_events=events, seed=seed),
+        store = synth(SyntheticConfig(n_items=items, n_users=users, n_events=events, seed=seed,
+                                      replenishment=replenishment),
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
     store.write(out)
     console.print(f"Wrote {store.items.height:,} items, {store.users.height:,} users and {store.events.height:,} "

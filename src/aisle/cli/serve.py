@@ -61,7 +61,9 @@ def write_settings_file(settings: Settings) -> Path:
 
 
 def serve(
-    bundle: Annotated[Path | None, typer.Option(help="Serving bundle written by `aisle train` (without --model).")]
+    bundle: Annotated[Path | None, typer.Option(help="Serving bundle written by `aisle train` (without --model), or a "
+                                                "bundle registry (`aisle bundles`): its current version is served "
+                                                "and followed.")]
     = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML (rules, keys, limits); AISLE_* variables "
                                                 "override it, these options override both.")] = None,
@@ -76,7 +78,11 @@ def serve(
     = None,
     api_key_file: Annotated[Path | None, typer.Option(help="File of keys for write/admin routes, one per line, "
                                                       "readable by its owner only (chmod 600).")] = None,
-    watch: Annotated[float | None, typer.Option(help="Reload when the bundle changes, checking every N seconds.")]
+    watch: Annotated[float | None, typer.Option(help="A bundle folder: reload when its manifest changes, checking "
+                                                "every N seconds (0 = only on POST /admin/reload).")]
+    = None,
+    follow: Annotated[float | None, typer.Option(help="A registry: check its current version every N seconds, the "
+                                                 "fallback to Redis notices (default 2; 0 = notices only).")]
     = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
@@ -86,7 +92,8 @@ def serve(
     try:
         keys = tuple(api_key or ()) + (read_key_file(api_key_file) if api_key_file else ())
         settings = load_settings(config, bundle=bundle, host=host, port=port, workers=workers, state=state,
-                                 store=store, api_keys=keys or None, watch_seconds=watch)
+                                 store=store, api_keys=keys or None, watch_seconds=watch,
+                                 follow_seconds=follow)
     except (ConfigError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -94,13 +101,28 @@ def serve(
     if problem is not None:
         err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
-    from aisle.bundle import serving_problem
-
-    problem = serving_problem(settings.bundle)  # a model bundle (`train --model`) would "serve" trending, no search
+    problem = _bundle_problem(settings.bundle)
     if problem is not None:
         err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
     run(settings, log_level=log_level)
+
+
+def _bundle_problem(bundle: Path) -> str | None:
+    """Why `bundle` cannot be served, or None. A model bundle (`train --model`) would "serve" trending without
+    search; a registry's current version is checked the same way, and a registry with no current version yet is
+    accepted (the workers answer /ready 503 until one is promoted, then follow it)."""
+    from aisle.bundle import serving_problem
+    from aisle.registry import Registry, is_registry
+
+    if not is_registry(bundle):
+        return serving_problem(bundle)
+    current = Registry(bundle).current_path()
+    if current is None:
+        err.print(f"[yellow]note:[/] the registry {bundle} has no current version yet: the server is not ready until "
+                  "one is promoted (aisle bundles publish, or aisle worker)")
+        return None
+    return serving_problem(current)
 
 
 def _store_problem(store: Path | str | None) -> str | None:

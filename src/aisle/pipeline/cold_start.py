@@ -18,21 +18,22 @@ from aisle.pipeline.sources import ContentSource
 from aisle.rules import ItemAttributes
 
 
-def new_item_similarity(pipeline: Pipeline, rows: list[int], catalog: pl.DataFrame, index: dict[str, int],
+def new_item_similarity(pipeline: Pipeline, rows: list[int], new_items: pl.DataFrame, index: dict[str, int],
                         attrs: ItemAttributes, *, embedder: Any = None, search: Any = None) -> np.ndarray:
-    """(len(rows), len(index)) similarity of each new item (a row of `catalog`) to every item; -inf: unrelated."""
+    """(len(rows), len(index)) similarity of each new item (catalog row `rows[i]`, record `new_items[i]`) to every
+    item; -inf: unrelated."""
     n = len(index)
     source = pipeline.cold_start_source()
     vectors = source.item_vectors() if isinstance(source, ContentSource) else None
     if vectors is not None and embedder is not None:
         from aisle.models.content import item_texts
 
-        new = embedder.embed_texts(item_texts(catalog[rows], len(rows)))
+        new = embedder.embed_texts(item_texts(new_items, len(rows)))
         return np.pad(new @ vectors.T, ((0, 0), (0, n - vectors.shape[0])), constant_values=-np.inf)
     indexed = search.item_vectors() if search is not None else None
     if indexed is not None:
         ids, item_vectors = indexed
-        new = search.embed_items(catalog[rows])
+        new = search.embed_items(new_items)
         if new is not None:
             out = np.full((len(rows), n), -np.inf)
             at = np.array([index.get(i, -1) for i in ids])

@@ -411,6 +411,40 @@ def item_tags(catalog: pl.DataFrame | None, n_items: int) -> Tags:
     return Tags.of_lists(lists)
 
 
+def extend_attributes(attrs: ItemAttributes, rows: list[int], items: pl.DataFrame) -> ItemAttributes:
+    """`attrs` after catalog upserts: items `rows` (existing, or new ones appended in order) take the brand,
+    category path, price and availability of the records `items` (aligned with `rows`). The arrays are copied
+    (the old attributes stay valid for requests still using them); a brand or category never seen gets the next
+    code, so every existing code keeps its meaning."""
+    n = max(len(attrs), max(rows, default=-1) + 1)
+    grow = n - len(attrs)
+    brand = np.concatenate([attrs.brand, np.full(grow, -1, np.int32)])
+    leaf = np.concatenate([attrs.leaf, np.full(grow, -1, np.int32)])
+    price = np.concatenate([attrs.price, np.full(grow, np.nan)])
+    available = np.concatenate([attrs.available, np.ones(grow, bool)])
+    paths = [*attrs.paths, *[()] * grow]
+    brand_names, leaf_names = list(attrs.brand_names), list(attrs.leaf_names)
+    brand_code = {b: i for i, b in enumerate(brand_names)}
+    leaf_code = {c: i for i, c in enumerate(leaf_names)}
+    for row, rec in zip(rows, items.iter_rows(named=True), strict=True):
+        b, path = rec.get("brand"), tuple(rec.get("categories") or ())
+        if b and b not in brand_code:
+            brand_code[b] = len(brand_names)
+            brand_names.append(b)
+        if path and path[-1] not in leaf_code:
+            leaf_code[path[-1]] = len(leaf_names)
+            leaf_names.append(path[-1])
+        brand[row] = brand_code[b] if b else -1
+        leaf[row] = leaf_code[path[-1]] if path else -1
+        p = rec.get("price")
+        price[row] = np.nan if p is None else float(p)
+        available[row] = True if rec.get("available") is None else bool(rec["available"])
+        paths[row] = path
+    out = ItemAttributes(brand, leaf, price, available, brand_names, leaf_names, paths)
+    out.inherit_masks(attrs, rows)
+    return out
+
+
 def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.ndarray, np.ndarray]:
     """`data` without each user's last positive event (users with >= min_events), and (users, held-out items)."""
     events = data.events.with_row_index("_r")
@@ -438,4 +472,5 @@ def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, c
     return run_experiment(data, models, max_trials=1, seed=seed, console=console, name=name)
 
 
-__all__ = ["FORMAT", "Pipeline", "as_model", "compare", "hold_out_last", "item_attributes"]
+__all__ = ["FORMAT", "Pipeline", "as_model", "compare", "extend_attributes", "hold_out_last", "item_attributes",
+           "item_tags"]

@@ -14,6 +14,7 @@ marked `brand_inferred` in the saved metadata.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,36 @@ from aisle.search.text import fold, normalize, words
 FIELDS = ("title", "brand", "category", "attributes", "description")
 
 
+class _Tail:
+    """Spare room after an array that copies of it can grow into without copying it (catalog upserts append rows
+    to dozens of 100,000-row columns each time). Only the newest version may grow in place: it is the one whose
+    length is the buffer's `used`; any other (an older copy someone still reads) copies instead, so no reader ever
+    sees its rows change."""
+
+    def __init__(self) -> None:
+        self.data: np.ndarray | None = None
+        self.used = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def extend(view: np.ndarray, tail: np.ndarray, owner: _Tail | None) -> tuple[np.ndarray, _Tail]:
+        """`np.concatenate([view, tail])`, in `owner`'s spare room when `view` is its newest version."""
+        n, m = len(view), len(tail)
+        if owner is not None:
+            with owner.lock:
+                data = owner.data
+                if data is not None and owner.used == n and n + m <= len(data) and \
+                        np.shares_memory(view[:1], data[:1]) and view.ctypes.data == data.ctypes.data:
+                    data[n:n + m] = tail
+                    owner.used = n + m
+                    return data[:n + m], owner
+        fresh = _Tail()
+        fresh.data = np.empty(n + m + max(1024, (n + m) // 50), view.dtype)
+        fresh.data[:n], fresh.data[n:n + m] = view, tail
+        fresh.used = n + m
+        return fresh.data[:n + m], fresh
+
+
 @dataclass
 class Codes:
     """A dictionary-encoded multi-valued column: item i has values[indices[indptr[i]:indptr[i+1]]]."""
@@ -36,6 +67,7 @@ class Codes:
     indices: np.ndarray
     _folded: dict[str, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
     _postings: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+    _tails: tuple[_Tail | None, _Tail | None] = field(default=(None, None), init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, rows: list[list[str]]) -> Codes:
@@ -105,6 +137,59 @@ class Codes:
         idx = self.indices[np.repeat(starts, ends - starts) + _ragged_arange(ends - starts)]
         c = np.bincount(idx, minlength=len(self.values))
         return Counter({self.values[i]: int(c[i]) for i in np.flatnonzero(c)})
+
+    def with_rows(self, rows: list[int], values: list[list[str]], n: int) -> Codes:
+        """A copy over `n` items in which items `rows` (existing, or new ones past the current count) hold
+        `values`; new values get new codes at the end. Costs a few array copies, not a rebuild."""
+        lookup = {v: i for i, v in enumerate(self.values)} if any(values) else {}
+        names = self.values  # copied before the first new value (most upserts bring none)
+        old_n = len(self.indptr) - 1
+        new_codes: dict[int, list[int]] = {}
+        for row, vals in zip(rows, values, strict=True):
+            codes = []
+            for v in dict.fromkeys(vals):
+                if v not in lookup:
+                    if names is self.values:
+                        names = list(self.values)
+                    lookup[v] = len(names)
+                    names.append(v)
+                codes.append(lookup[v])
+            new_codes[int(row)] = codes
+        changed = {r: c for r, c in new_codes.items() if r < old_n}
+        added = [new_codes.get(r, []) for r in range(old_n, n)]
+        if all(len(c) == self.indptr[r + 1] - self.indptr[r] for r, c in changed.items()):
+            # the common case (a changed item has as many values as before): no row moves
+            indices = self.indices
+            if any(changed.values()):
+                indices = indices.copy()
+                for r, c in changed.items():
+                    indices[self.indptr[r]:self.indptr[r + 1]] = c
+            lengths = np.fromiter((len(c) for c in added), np.int64, len(added))
+            flat = np.fromiter((x for c in added for x in c), np.int32, int(lengths.sum()))
+            indptr, ptr_tail = _Tail.extend(self.indptr, self.indptr[-1] + np.cumsum(lengths), self._tails[0])
+            idx_tail = self._tails[1] if indices is self.indices else None
+            if len(flat):
+                indices, idx_tail = _Tail.extend(indices, flat, idx_tail)
+            out = Codes(names, indptr, indices)
+            out._tails = (ptr_tail, idx_tail)
+            return out
+        lengths = np.zeros(n, np.int64)
+        lengths[:old_n] = np.diff(self.indptr)
+        for row, codes in new_codes.items():
+            lengths[row] = len(codes)
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        pieces, start = [], 0
+        for row in sorted(new_codes):
+            if row < old_n:
+                pieces.append(self.indices[self.indptr[start]:self.indptr[row]])
+                start = row + 1
+            else:
+                pieces.append(self.indices[self.indptr[start]:self.indptr[old_n]])
+                start = old_n
+            pieces.append(np.asarray(new_codes[row], np.int32))
+        pieces.append(self.indices[self.indptr[min(start, old_n)]:self.indptr[old_n]])
+        return Codes(names, indptr, np.concatenate(pieces).astype(np.int32, copy=False))
 
     def to_json(self) -> dict[str, Any]:
         return {"values": self.values, "indptr": self.indptr.tolist(), "indices": self.indices.tolist()}
@@ -227,6 +312,38 @@ class Catalog:
             brand_inferred=inferred,
             popularity=pop,
         )
+
+    def with_items(self, rows: list[int], items: Catalog) -> Catalog:
+        """A copy in which items `rows` (existing rows, or new ones appended in order) are those of `items` (a
+        catalog of just the upserted items, aligned with `rows`). Popularity stays as it was (a new item has
+        none yet: the scale the reranker learned stays the same)."""
+        n = max(len(self), max(rows, default=-1) + 1)
+        grow = n - len(self)
+        item_ids = self.item_ids + [""] * grow
+        texts = {k: v + [""] * grow for k, v in self.texts.items()}
+        price = np.concatenate([self.price, np.full(grow, np.nan)])
+        available = np.concatenate([self.available, np.ones(grow, bool)])
+        for j, row in enumerate(rows):
+            item_ids[row] = items.item_ids[j]
+            for k in texts:
+                texts[k][row] = items.texts[k][j]
+            price[row], available[row] = items.price[j], items.available[j]
+
+        def values(codes: Codes) -> list[list[str]]:
+            return codes.rows_values(np.arange(len(rows)))
+
+        attributes = {}
+        for key in {*self.attributes, *items.attributes}:
+            mine = self.attributes.get(key) or Codes([], np.zeros(len(self) + 1, np.int64), np.zeros(0, np.int32))
+            theirs = values(items.attributes[key]) if key in items.attributes else [[] for _ in rows]
+            attributes[key] = mine.with_rows(rows, theirs, n)
+        return Catalog(
+            item_ids=item_ids, texts=texts, price=price, available=available,
+            brand=self.brand.with_rows(rows, values(items.brand), n),
+            category=self.category.with_rows(rows, values(items.category), n),
+            leaf_category=self.leaf_category.with_rows(rows, values(items.leaf_category), n),
+            attributes=attributes, brand_inferred=self.brand_inferred,
+            popularity=np.concatenate([self.popularity, np.zeros(grow, np.float32)]))
 
     def embedding_text(self, i: int) -> str:
         """What the dense index embeds for item i: the title, with the brand and leaf category when not in it."""

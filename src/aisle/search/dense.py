@@ -72,6 +72,13 @@ class DenseIndex:
     def similarity(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return self.vectors[rows] @ query.astype(np.float32)
 
+    def with_rows(self, rows: np.ndarray, vectors: np.ndarray) -> UpsertedDenseIndex:
+        """This index with items `rows` (replaced, or new past the end) now at `vectors`: a delta searched
+        exactly beside the graph, which is neither copied nor changed (faiss cannot remove a vector from an HNSW
+        graph, and requests may be searching it)."""
+        return UpsertedDenseIndex(self, np.zeros(0, np.int64), np.zeros((0, self.vectors.shape[1]), np.float32)
+                                  ).with_rows(rows, vectors)
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "vectors.npy", self.vectors)
@@ -87,6 +94,74 @@ class DenseIndex:
             obj.vectors, obj.kind, obj.index = vectors, "hnsw", faiss.read_index(str(hnsw))
             return obj
         return cls(vectors)
+
+
+class UpsertedDenseIndex:
+    """A `DenseIndex` plus the vectors of items upserted since it was built: the base rows they replace are
+    filtered out of the base search, the delta (a few thousand vectors at most between bundles) is scored exactly,
+    and the two top-k lists are merged by cosine. Same interface as `DenseIndex`."""
+
+    def __init__(self, base: DenseIndex, rows: np.ndarray, vectors: np.ndarray) -> None:
+        self.base, self.rows, self.delta = base, rows, vectors  # rows ascending, vectors aligned
+        self.kind = base.kind
+        self._stale = rows[rows < len(base)]
+        self._n = max(len(base), int(rows.max()) + 1 if len(rows) else 0)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def with_rows(self, rows: np.ndarray, vectors: np.ndarray) -> UpsertedDenseIndex:
+        keep = ~np.isin(self.rows, rows)
+        all_rows = np.concatenate([self.rows[keep], np.asarray(rows, np.int64)])
+        all_vectors = np.concatenate([self.delta[keep], np.asarray(vectors, np.float32)])
+        o = np.argsort(all_rows, kind="stable")
+        return UpsertedDenseIndex(self.base, all_rows[o], np.ascontiguousarray(all_vectors[o]))
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Every item's vector (a full copy: for saving and batch work, not for requests)."""
+        out = np.zeros((self._n, self.delta.shape[1]), np.float32)
+        out[: len(self.base)] = self.base.vectors
+        out[self.rows] = self.delta
+        return out
+
+    def search(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        n_base = len(self.base)
+        base_mask = None
+        if mask is not None or len(self._stale):
+            base_mask = mask[:n_base].copy() if mask is not None else np.ones(n_base, bool)
+            base_mask[self._stale] = False
+        rows, sims = self.base.search(query, k, base_mask)
+        allowed = np.flatnonzero(mask[self.rows]) if mask is not None else np.arange(len(self.rows))
+        if len(allowed) and k > 0:
+            own = self.delta[allowed] @ query.reshape(-1).astype(np.float32)
+            rows = np.concatenate([rows, self.rows[allowed]])
+            sims = np.concatenate([sims, own])
+            top = _top(sims, k)
+            rows, sims = rows[top], sims[top]
+        return rows.astype(np.int64), sims
+
+    def search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        out_rows = np.full((len(queries), k), -1, np.int64)
+        out_sims = np.zeros((len(queries), k), np.float32)
+        for i, q in enumerate(queries):
+            rows, sims = self.search(q, k)
+            out_rows[i, :len(rows)], out_sims[i, :len(rows)] = rows, sims
+        return out_rows, out_sims
+
+    def similarity(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        at = np.searchsorted(self.rows, rows)
+        inside = at < len(self.rows)
+        inside[inside] = self.rows[at[inside]] == rows[inside]
+        out = np.empty(len(rows), np.float32)
+        q = query.astype(np.float32)
+        out[~inside] = self.base.vectors[rows[~inside]] @ q
+        out[inside] = self.delta[at[inside]] @ q
+        return out
+
+    def save(self, folder: Path) -> None:
+        DenseIndex(self.vectors).save(folder)
 
 
 def _single_thread(index: faiss.Index, q: np.ndarray, k: int,

@@ -26,6 +26,7 @@ Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -113,6 +114,43 @@ class SearchEngine:
         engine.reranker = self.reranker
         return engine
 
+    def with_items(self, items: pl.DataFrame) -> SearchEngine:
+        """The engine after upserting `items` (an ITEM_SCHEMA frame of changed and new items), in time
+        proportional to them: the lexical index, the dense index and the spelling vocabulary take them as a delta,
+        the catalog columns are copied with their rows replaced or appended, and every structure this engine holds
+        stays as it is (requests still running on it finish on it; the caller swaps the new one in).
+
+        Known rows keep their place and new items are appended, so the other items rank exactly as before; the
+        delta is merged into the base arrays by the next full build (`with_catalog`, the next bundle)."""
+        items = items.unique("item_id", keep="last", maintain_order=True)
+        if items.is_empty():
+            return self
+        upserted = Catalog.from_items(items, infer_brand=False)
+        row_of = dict(self._row)
+        rows = []
+        for item_id in upserted.item_ids:
+            row = row_of.get(item_id)
+            if row is None:
+                row = row_of[item_id] = len(row_of)
+            rows.append(row)
+        catalog = self.catalog.with_items(rows, upserted)
+        out = copy.copy(self)
+        out.catalog, out._row = catalog, row_of
+        out.lexical = self.lexical.with_docs(rows, upserted.texts, len(catalog))
+        docs = list(upserted.vocabulary_docs())
+        out.spell = self.spell.with_docs(docs, rows)
+        if self.dense is not None:
+            vectors = self.embed_items(items)
+            assert vectors is not None
+            out.dense = self.dense.with_rows(np.asarray(rows, np.int64), vectors)
+        out.retriever = Retriever(out.lexical, out.dense)
+        grew = _value_counts(catalog) != _value_counts(self.catalog)  # a brand, category or value never seen
+        added = list({w for doc in docs for w in doc if w not in self.spell})
+        out.parser = self.parser.with_words(out.spell, added, catalog.normalized_values() if grew else None)
+        if grew:
+            out._leaves = {normalize(v) for v in catalog.leaf_category.values}
+        return out
+
     def item_vectors(self) -> tuple[list[str], np.ndarray] | None:
         """(item ids, their dense vectors), None without a dense index."""
         return None if self.dense is None else (list(self.catalog.item_ids), self.dense.vectors)
@@ -170,6 +208,8 @@ class SearchEngine:
             m &= cat.price <= f.price_max
         if f.brands:
             m &= cat.brand.mask(f.brands, n)
+        if f.exclude_brands:
+            m &= ~cat.brand.mask(f.exclude_brands, n)
         if f.categories:
             m &= cat.category.mask(f.categories, n)
         for key, vals in f.attributes.items():
@@ -328,8 +368,7 @@ class SearchEngine:
             toks = analyze(w)
             if not toks:
                 continue
-            df = min(int(title.indptr[title.vocab[t] + 1] - title.indptr[title.vocab[t]]) if t in title.vocab else 0
-                     for t in toks)
+            df = min(title.df(t) for t in toks)
             if best is None or df < best[0]:
                 best = (df, w)
         return None if best is None else best[1]
@@ -383,29 +422,45 @@ class SearchEngine:
         title = self.lexical.fields["title"]
         out: list[list[str]] = [[] for _ in rows]
         for t in dict.fromkeys(terms.tokens):
-            i = title.vocab.get(t)
-            if i is None:
-                continue
-            post = title.indices[title.indptr[i]:title.indptr[i + 1]]  # sorted by row
-            if len(post) == 0:
-                continue
-            pos = np.minimum(np.searchsorted(post, rows), len(post) - 1)
-            hit = post[pos] == rows
-            for j in np.flatnonzero(hit):
+            for j in np.flatnonzero(title.matches_at([t], rows) > 0):
                 out[j].append(t)
         return out
 
     def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates | None) -> Hit:
         cat = self.catalog
         title = cat.texts["title"][row]
-        fields, dense = [], False
+        fields, dense, similarity = [], False, None
         if cand is not None:
             fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
             pos = np.searchsorted(cand.rows, row)
             dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
+            if dense:  # the cosine of query and item vectors: what "close in meaning" rests on
+                similarity = round(float(cand.dense[pos]), 4)
         price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
         return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
-                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense})
+                   price=price, matched={"fields": fields, "terms": in_title, "dense": dense,
+                                         "dense_similarity": similarity})
+
+    def more_like(self, item_id: str, filters: Filters, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows closest in meaning to the item (cosine of its vector with theirs) among those passing `filters`,
+        itself left out: "more like the second one". None without a dense index or for an unknown item."""
+        row = self._row.get(item_id)
+        if self.dense is None or row is None:
+            return None
+        m = self.mask(filters)
+        m = np.ones(len(self.catalog), dtype=bool) if m is None else m.copy()
+        m[row] = False
+        if not m.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return self.dense.search(self.dense.vectors[row], k, m)
+
+    def attribute_values(self, item_ids: list[str], key: str) -> list[str]:
+        """The values of attribute `key` the given items have (in item order, one list)."""
+        codes = self.catalog.attributes.get(key)
+        if codes is None:
+            return []
+        rows = self.item_rows(item_ids)
+        return [v for vals in codes.rows_values(rows[rows >= 0]) for v in vals]
 
     def facets(self, rows: np.ndarray) -> dict[str, list[dict[str, Any]]]:
         """Category, brand and price-bucket counts over the result rows."""
@@ -442,6 +497,12 @@ class SearchEngine:
         reranker = Reranker.load(folder / "reranker.txt") if manifest["reranker"] else None
         return cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
                    embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+
+
+def _value_counts(catalog: Catalog) -> tuple[int, ...]:
+    """How many distinct brands, categories and attribute values a catalog has (upserts only ever add)."""
+    return (len(catalog.brand.values), len(catalog.category.values),
+            *(len(c.values) for _, c in sorted(catalog.attributes.items())))
 
 
 def _subset(cand: Candidates, idx: np.ndarray) -> Candidates:

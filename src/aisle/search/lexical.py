@@ -21,12 +21,21 @@ Fields and their weights in the combined retrieval score (`FIELD_WEIGHTS`): the 
 brand and category confirm it; attributes and description add recall with more noise. Two derived title fields
 feed the reranker: `title_bigram` (adjacent stems, "shower_head": word order and compounds) and `title_chargram`
 (character trigrams of the surface words: typos and split/joined words that the spelling step missed).
+
+Catalog upserts (`LexicalIndex.with_docs`) do not rebuild the index: the changed and new documents go to a small
+delta beside the base arrays (token -> rows and scores), and the base postings of a changed document are masked
+out. A delta document is scored with the base's collection statistics (document count, average length, document
+frequency; 1 for a word the base lacks), so it scores exactly as a base document with the same text would, and an
+upsert costs in proportion to the changed documents. The statistics drift from a rebuild's as the catalog changes
+(10 items in 100,000 move them by ~1e-4); the next bundle load rebuilds the whole index and merges the delta.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +47,10 @@ from aisle.search.text import STOPWORDS, analyze, normalize, stem, words
 DERIVED = frozenset({"title_bigram", "title_chargram"})
 FIELD_WEIGHTS: dict[str, float] = {"title": 1.0, "title_bigram": 0.5, "brand": 0.5, "category": 0.5,
                                    "attributes": 0.3, "description": 0.15}
+#: BM25 (k1, b) per field where not the default (1.2, 0.75): what the field was built with, which its delta needs
+BM25_PARAMS: dict[str, tuple[float, float]] = {"title_chargram": (1.2, 0.5)}
+_EMPTY_ROWS = np.zeros(0, np.int64)
+_EMPTY_SCORES = np.zeros(0, np.float32)
 
 
 def bigrams(tokens: Sequence[str]) -> list[str]:
@@ -60,32 +73,121 @@ def chargrams(text: str) -> list[str]:
     return out
 
 
+def _idf(n_docs: int, df: int) -> float:
+    """BM25's (Lucene) idf, as bm25s computes it."""
+    return float(np.log1p((n_docs - df + 0.5) / (df + 0.5)))
+
+
 class FieldIndex:
     """BM25 scores of one field as CSC arrays: token t has docs indices[indptr[t]:indptr[t+1]] (ascending) with
-    scores data[...]."""
+    scores data[...]; plus the delta of documents upserted since (see the module docstring): `extra` maps a token
+    to its delta rows (ascending) and scores, and the base postings of the rows in `replaced` are not read."""
 
     def __init__(self, vocab: dict[str, int], data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
-                 n_docs: int, doc_len: np.ndarray) -> None:
+                 n_docs: int, doc_len: np.ndarray, *, k1: float = 1.2, b: float = 0.75) -> None:
         self.vocab, self.data, self.indices, self.indptr = vocab, data, indices, indptr
         self.n_docs = n_docs
+        self.n_base = n_docs
         self.doc_len = doc_len
+        self.k1, self.b = k1, b
         df = np.diff(indptr).astype(np.float32)
         self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self.avg_len = float(doc_len.mean()) if len(doc_len) else 1.0
+        self.extra: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # token -> rows, scores, tf part
+        self.extra_tokens: dict[int, tuple[str, ...]] = {}  # delta row -> its distinct tokens
+        self.replaced = _EMPTY_ROWS  # base rows whose base postings are stale (sorted)
 
     @classmethod
     def build(cls, token_lists: list[list[str]], *, k1: float = 1.2, b: float = 0.75) -> FieldIndex:
         n = len(token_lists)
         doc_len = np.array([len(t) for t in token_lists], dtype=np.int32)
         if not any(doc_len):
-            return cls({}, np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64), n, doc_len)
+            return cls({}, np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64), n, doc_len,
+                       k1=k1, b=b)
         r = bm25s.BM25(k1=k1, b=b)
         r.index(token_lists, show_progress=False)
         s = r.scores
         return cls(dict(r.vocab_dict), np.asarray(s["data"], np.float32), np.asarray(s["indices"], np.int32),
-                   np.asarray(s["indptr"], np.int64), n, doc_len)
+                   np.asarray(s["indptr"], np.int64), n, doc_len, k1=k1, b=b)
+
+    # ---- the delta -----------------------------------------------------------------------------------
+
+    def with_docs(self, rows: Sequence[int], token_lists: Sequence[Sequence[str]], n_docs: int) -> FieldIndex:
+        """A copy where documents `rows` (base rows being replaced, or new rows up to `n_docs`) have these tokens.
+
+        The base arrays are shared; only the delta of the touched tokens and the per-row arrays are copied, so
+        the cost follows the changed documents, and this index stays valid for requests still reading it."""
+        out = copy.copy(self)
+        out.n_docs = n_docs
+        out.doc_len = np.zeros(n_docs, np.int32)
+        out.doc_len[: len(self.doc_len)] = self.doc_len
+        extra = dict(self.extra)
+        extra_tokens = dict(self.extra_tokens)
+        touched: dict[str, int] = {}  # token -> its position in this call's arrays
+        for row in rows:  # an earlier delta version of the row leaves the delta first
+            for t in extra_tokens.pop(int(row), ()):
+                touched.setdefault(t, len(touched))
+        new_tok: list[int] = []
+        new_rows: list[int] = []
+        new_tfc: list[float] = []
+        for row, tokens in zip(rows, token_lists, strict=True):
+            counts = Counter(t for t in tokens if t)
+            out.doc_len[row] = len(tokens)
+            extra_tokens[int(row)] = tuple(counts)
+            norm = self.k1 * ((1 - self.b) + self.b * len(tokens) / self.avg_len)
+            for t, tf in counts.items():
+                new_tok.append(touched.setdefault(t, len(touched)))
+                new_rows.append(int(row))
+                new_tfc.append(tf / (norm + tf))
+        # every touched token's postings at once: the old ones without the rows being replaced, plus the new ones,
+        # sorted by (token, row) in one go; numpy work per call, not per token
+        tokens = list(touched)
+        old = [extra.get(t) for t in tokens]
+        lengths = np.fromiter((0 if e is None else len(e[0]) for e in old), np.int64, len(old))
+        present = [e for e in old if e is not None]
+        all_tok = np.concatenate([np.repeat(np.arange(len(tokens)), lengths), np.asarray(new_tok, np.int64)])
+        all_rows = np.concatenate([*(e[0] for e in present), np.asarray(new_rows, np.int64)])
+        all_tfc = np.concatenate([*(e[2] for e in present), np.asarray(new_tfc, np.float32)])
+        n_old = int(lengths.sum())
+        keep = np.ones(len(all_rows), bool)
+        keep[:n_old] = ~np.isin(all_rows[:n_old], np.asarray(rows, np.int64))
+        all_tok, all_rows, all_tfc = all_tok[keep], all_rows[keep], all_tfc[keep]
+        order = np.lexsort((all_rows, all_tok))
+        all_tok, all_rows, all_tfc = all_tok[order], all_rows[order], all_tfc[order]
+        bounds = np.searchsorted(all_tok, np.arange(len(tokens) + 1))
+        # a word the base lacks takes its document frequency from the delta, so all its documents agree
+        ids = np.fromiter((self.vocab.get(t, -1) for t in tokens), np.int64, len(tokens))
+        df = np.diff(bounds)
+        idf = np.where(ids >= 0, self.idf[np.maximum(ids, 0)] if len(self.idf) else 0.0,
+                       np.log1p((self.n_base - df + 0.5) / (df + 0.5)))
+        all_scores = (idf[all_tok] * all_tfc).astype(np.float32)
+        for j, t in enumerate(tokens):
+            a, z = bounds[j], bounds[j + 1]
+            if a == z:
+                extra.pop(t, None)
+            else:
+                extra[t] = (all_rows[a:z], all_scores[a:z], all_tfc[a:z])
+        out.extra = extra
+        out.extra_tokens = extra_tokens
+        base_rows = np.asarray([r for r in rows if r < self.n_base], np.int64)
+        out.replaced = np.union1d(self.replaced, base_rows) if len(base_rows) else self.replaced
+        return out
+
+    @property
+    def has_delta(self) -> bool:
+        return bool(self.extra_tokens) or len(self.replaced) > 0
+
+    def df(self, token: str) -> int:
+        """How many documents contain `token` (base postings plus delta; replaced base rows still count)."""
+        i = self.vocab.get(token)
+        base = int(self.indptr[i + 1] - self.indptr[i]) if i is not None else 0
+        extra = self.extra.get(token)
+        return base + (len(extra[0]) if extra is not None else 0)
+
+    # ---- scoring ------------------------------------------------------------------------------------
 
     def ids(self, tokens: Sequence[str]) -> list[int]:
-        """Vocabulary ids of the distinct known tokens, in first-seen order."""
+        """Vocabulary ids of the distinct known tokens, in first-seen order (base vocabulary only)."""
         out = []
         for t in dict.fromkeys(tokens):
             i = self.vocab.get(t)
@@ -103,6 +205,12 @@ class FieldIndex:
                 continue
             a, z = self.indptr[i], self.indptr[i + 1]
             out[self.indices[a:z]] += self.data[a:z] * (1.0 if w is None else w[t])
+        if self.has_delta:
+            out[self.replaced] = 0.0
+            for t in dict.fromkeys(tokens):
+                e = self.extra.get(t)
+                if e is not None:
+                    out[e[0]] += e[1] * (1.0 if w is None else w[t])
         return out
 
     def matches(self, tokens: Sequence[str], *, idf: bool = False) -> np.ndarray:
@@ -111,6 +219,12 @@ class FieldIndex:
         for i in self.ids(tokens):
             a, z = self.indptr[i], self.indptr[i + 1]
             out[self.indices[a:z]] += self.idf[i] if idf else 1.0
+        if self.has_delta:
+            out[self.replaced] = 0.0
+            for t in dict.fromkeys(tokens):
+                e = self.extra.get(t)
+                if e is not None:
+                    out[e[0]] += self._idf_of(t) if idf else 1.0
         return out
 
     def scores_at(self, tokens: Sequence[str], rows: np.ndarray) -> np.ndarray:
@@ -120,6 +234,12 @@ class FieldIndex:
         for i in self.ids(tokens):
             at, ok = self._find(i, rows)
             out[ok] += self.data[at[ok]]
+        if self.has_delta:
+            out[self._stale(rows)] = 0.0
+            for t in dict.fromkeys(tokens):
+                at, ok = self._find_extra(t, rows)
+                if at is not None:
+                    out[ok] += self.extra[t][1][at[ok]]
         return out
 
     def matches_at(self, tokens: Sequence[str], rows: np.ndarray, *, idf: bool = False) -> np.ndarray:
@@ -128,7 +248,29 @@ class FieldIndex:
         for i in self.ids(tokens):
             _, ok = self._find(i, rows)
             out[ok] += self.idf[i] if idf else 1.0
+        if self.has_delta:
+            out[self._stale(rows)] = 0.0
+            for t in dict.fromkeys(tokens):
+                _, ok = self._find_extra(t, rows)
+                if ok is not None:
+                    out[ok] += self._idf_of(t) if idf else 1.0
         return out
+
+    def mark(self, token: str, hit: np.ndarray, *, delta: bool) -> None:
+        """Set `hit` at the documents containing `token`: the base postings (`delta=False`; a caller clears the
+        replaced rows after marking every field) or the delta's."""
+        if delta:
+            e = self.extra.get(token)
+            if e is not None:
+                hit[e[0]] = True
+            return
+        i = self.vocab.get(token)
+        if i is not None:
+            hit[self.indices[self.indptr[i]:self.indptr[i + 1]]] = True
+
+    def _stale(self, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` are replaced base rows (their base postings no longer hold)."""
+        return np.isin(rows, self.replaced) if len(self.replaced) else np.zeros(len(rows), bool)
 
     def _find(self, token: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions of `rows` in the token's (ascending) posting list, and which of them are there."""
@@ -138,12 +280,33 @@ class FieldIndex:
         ok[ok] = self.indices[at[ok]] == rows[ok]
         return at, ok
 
+    def _find_extra(self, token: str, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        e = self.extra.get(token)
+        if e is None:
+            return None, None
+        at = np.searchsorted(e[0], rows)
+        ok = at < len(e[0])
+        ok[ok] = e[0][at[ok]] == rows[ok]
+        return at, ok
+
+    def _idf_of(self, token: str) -> float:
+        """The base's idf of `token`; a word only the delta has takes the delta's document frequency."""
+        i = self.vocab.get(token)
+        if i is not None:
+            return float(self.idf[i])
+        e = self.extra.get(token)
+        return _idf(self.n_base, len(e[0]) if e is not None else 0)
+
     def token_idf(self, tokens: Sequence[str]) -> float:
         """Sum of idf of distinct tokens; unknown tokens count as the rarest."""
-        top = float(np.log1p((self.n_docs + 0.5) / 0.5))
-        return float(sum(self.idf[self.vocab[t]] if t in self.vocab else top for t in dict.fromkeys(tokens)))
+        top = float(np.log1p((self.n_base + 0.5) / 0.5))
+        # float32 terms, summed as before the delta existed (the reranker's title_idf_cov learned on these values)
+        return float(sum(self.idf[self.vocab[t]] if t in self.vocab else np.float32(self._idf_of(t)) if t in self.extra
+                         else top for t in dict.fromkeys(tokens)))
 
     def save(self, folder: Path) -> None:
+        if self.has_delta:
+            raise ValueError("an index with upserted documents is not saved: build it again from the catalog")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "vocab.json").write_text(json.dumps(self.vocab))
         np.save(folder / "data.npy", self.data)
@@ -152,10 +315,10 @@ class FieldIndex:
         np.save(folder / "doc_len.npy", self.doc_len)
 
     @classmethod
-    def load(cls, folder: Path) -> FieldIndex:
+    def load(cls, folder: Path, *, k1: float = 1.2, b: float = 0.75) -> FieldIndex:
         doc_len = np.load(folder / "doc_len.npy")
         return cls(json.loads((folder / "vocab.json").read_text()), np.load(folder / "data.npy"),
-                   np.load(folder / "indices.npy"), np.load(folder / "indptr.npy"), len(doc_len), doc_len)
+                   np.load(folder / "indices.npy"), np.load(folder / "indptr.npy"), len(doc_len), doc_len, k1=k1, b=b)
 
 
 class LexicalIndex:
@@ -172,8 +335,27 @@ class LexicalIndex:
                 fields[name] = FieldIndex.build([analyze(t) for t in texts[name]])
         titles = texts.get("title", [])
         fields["title_bigram"] = FieldIndex.build([bigrams(stem_sequence(t)) for t in titles])
-        fields["title_chargram"] = FieldIndex.build([chargrams(t) for t in titles], k1=1.2, b=0.5)
+        k1, b = BM25_PARAMS["title_chargram"]
+        fields["title_chargram"] = FieldIndex.build([chargrams(t) for t in titles], k1=k1, b=b)
         return cls(fields)
+
+    @staticmethod
+    def tokens(name: str, text: str) -> list[str]:
+        """The tokens field `name` indexes for `text` (the analyzer, or the derived title units)."""
+        if name == "title_bigram":
+            return bigrams(stem_sequence(text))
+        if name == "title_chargram":
+            return chargrams(text)
+        return analyze(text)
+
+    def with_docs(self, rows: Sequence[int], texts: dict[str, list[str]], n_docs: int) -> LexicalIndex:
+        """A copy in which items `rows` have these field `texts` (one list per field, aligned with `rows`; the
+        derived fields come from the titles); rows at or past the current count are new items."""
+        fields = {}
+        for name, f in self.fields.items():
+            source = texts.get("title" if name in DERIVED else name, [""] * len(rows))
+            fields[name] = f.with_docs(rows, [self.tokens(name, t) for t in source], n_docs)
+        return LexicalIndex(fields)
 
     def combined(self, tokens: Sequence[str], weights: Sequence[float] | None = None,
                  bigram_tokens: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -193,12 +375,16 @@ class LexicalIndex:
         n = next(iter(self.fields.values())).n_docs
         count = np.zeros(n, dtype=np.int16)
         hit = np.zeros(n, dtype=bool)
+        own = [f for name, f in self.fields.items() if name not in DERIVED]
+        replaced = own[0].replaced if own and own[0].has_delta else None  # every field replaces the same rows
         for t in dict.fromkeys(tokens):
             hit[:] = False
-            for name, f in self.fields.items():
-                i = f.vocab.get(t)
-                if i is not None and name not in DERIVED:
-                    hit[f.indices[f.indptr[i]:f.indptr[i + 1]]] = True
+            for f in own:
+                f.mark(t, hit, delta=False)
+            if replaced is not None:
+                hit[replaced] = False
+                for f in own:
+                    f.mark(t, hit, delta=True)
             count += hit
         return count
 
@@ -210,4 +396,5 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
         names = json.loads((folder / "fields.json").read_text())
-        return cls({n: FieldIndex.load(folder / n) for n in names})
+        return cls({n: FieldIndex.load(folder / n, k1=BM25_PARAMS.get(n, (1.2, 0.75))[0],
+                                       b=BM25_PARAMS.get(n, (1.2, 0.75))[1]) for n in names})

@@ -22,6 +22,7 @@ product), and a wrong expansion is worse than none when the dense retriever alre
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from dataclasses import asdict, dataclass, field
@@ -173,6 +174,20 @@ class QueryParser:
     def __init__(self, spell: SpellIndex, values: dict[str, dict[str, str]]) -> None:
         self.spell = spell
         self.stems = frozenset(stem(w) for w in spell.freq)
+        self._values_for(values)
+
+    def with_words(self, spell: SpellIndex, words_added: list[str],
+                   values: dict[str, dict[str, str]] | None) -> QueryParser:
+        """This parser over a catalog that gained `words_added` (spelled by `spell`) and, when not None, whose
+        structured values are now `values`: what a catalog upsert changes, without re-stemming the vocabulary."""
+        out = copy.copy(self)
+        out.spell = spell
+        out.stems = self.stems | {stem(w) for w in words_added}
+        if values is not None:
+            out._values_for(values)
+        return out
+
+    def _values_for(self, values: dict[str, dict[str, str]]) -> None:
         self.values = values  # field -> normalised value -> original value
         colors = dict(values.get("attr:color", {}))
         for c in COLORS:

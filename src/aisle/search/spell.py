@@ -20,6 +20,7 @@ a second and a lookup costs tens of microseconds.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -47,11 +48,33 @@ class SpellIndex:
         self.freq: dict[str, int] = {w: int(c) for w, c in frequencies.items() if c >= min_count}
         self.postings: Mapping[str, np.ndarray] = postings or {}
         self._deletes: dict[str, list[str]] = {}
+        self._more: dict[str, list[str]] = {}  # the deletes of words added by upserts since (`with_docs`)
         for w in self.freq:
             if not w.isalpha():
                 continue
             for d in (*_deletes1(w), w):
                 self._deletes.setdefault(d, []).append(w)
+
+    def with_docs(self, docs: list[list[str]], rows: list[int]) -> SpellIndex:
+        """A copy that also knows the words of upserted documents `docs` (catalog rows `rows`): frequencies and
+        postings grow, and new words get their deletes in a small overlay instead of a rebuild of the delete
+        index. Words of a changed item's old text stay (a correction towards them still finds related items)."""
+        out = copy.copy(self)
+        out.freq = dict(self.freq)
+        postings = dict(self.postings)
+        more = {d: list(ws) for d, ws in self._more.items()}
+        for doc, row in zip(docs, rows, strict=True):
+            for w in set(doc):
+                p = postings.get(w)
+                if p is not None and row in p:
+                    continue
+                postings[w] = np.append(p, np.int32(row)) if p is not None else np.array([row], np.int32)
+                if w not in out.freq and w.isalpha():
+                    for d in (*_deletes1(w), w):
+                        more.setdefault(d, []).append(w)
+                out.freq[w] = out.freq.get(w, 0) + 1
+        out.postings, out._more = postings, more
+        return out
 
     @classmethod
     def from_words(cls, docs: Iterable[Iterable[str]]) -> SpellIndex:
@@ -89,7 +112,7 @@ class SpellIndex:
         seen: set[str] = set()
         found: list[tuple[str, int, int]] = []
         for p in probes:
-            for w in self._deletes.get(p, ()):
+            for w in (*self._deletes.get(p, ()), *self._more.get(p, ())):
                 if w in seen:
                     continue
                 seen.add(w)

@@ -2,11 +2,12 @@
 
 One pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request) enforces the body
 size limit, times every request into the metrics under its route *template* (never the raw path, whose user
-ids would explode label cardinality) and turns any unexpected exception into a JSON 500 without a stack trace.
-Every error is one JSON body, `aisle.serve.schemas.ErrorOut` (`{"error": ..., "detail": ...}`; `detail` lists
-the issues of a 422), with the headers its status needs (Allow on a 405). The published OpenAPI states the
-server's limits (`k` up to `max_k`). The storefront ("/"), the dashboard ("/dashboard"), their read-only helpers
-(/api/web/*) and their files (/web/*) come from `aisle.web`.
+ids would explode label cardinality), stamps every answer with `X-Aisle-Worker` (pid) and `X-Aisle-Version` (the
+bundle served) so a client can tell the workers behind a port apart, and turns any unexpected exception into a
+JSON 500 without a stack trace. Every error is one JSON body, `aisle.serve.schemas.ErrorOut` (`{"error": ...,
+"detail": ...}`; `detail` lists the issues of a 422), with the headers its status needs (Allow on a 405). The
+published OpenAPI states the server's limits (`k` up to `max_k`). The storefront ("/"), the dashboard
+("/dashboard"), their read-only helpers (/api/web/*) and their files (/web/*) come from `aisle.web`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ log = logging.getLogger("aisle.serve")
 def _json(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps({"error": error, "detail": detail}), status_code=status,
                     media_type="application/json", headers=headers)
+
+
+# reads that do not look at the catalog skip the catalog version check
+_CATALOG_FREE = ("/health", "/ready", "/metrics", "/web/", "/openapi.json", "/docs", "/redoc")
 
 
 class ServeMiddleware:
@@ -86,9 +91,13 @@ class ServeMiddleware:
                 return
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
+                # which worker answered, serving which bundle: two header pairs, prebuilt at each load
+                message["headers"] = [*message.get("headers", ()), *self.services.identity]
             await send(message)
 
         try:
+            if scope.get("method") == "GET" and not scope.get("path", "").startswith(_CATALOG_FREE):
+                await self.services.catalog_fresh()  # upserts made through another worker are applied first
             await self.app(scope, limited_receive, tracking_send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
@@ -118,8 +127,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 await svc.reload()
             except Exception:
                 log.exception("could not load the bundle at %s; /ready says why", svc.bundle_path)
-        if svc.settings.watch_seconds > 0:
-            tasks.append(asyncio.create_task(svc.watch()))
+        tasks.extend(svc.follow_tasks())  # the registry's current version (or --watch on a bundle folder)
         if svc.state.backend == "redis":
             tasks.append(asyncio.create_task(svc.poll_catalog()))
         if svc.stream is not None:

@@ -19,6 +19,9 @@ STATUSES: dict[int, tuple[str, str]] = {
     403: ("forbidden", "The API key sent is not one of this server's keys (or not an admin key)."),
     404: ("not_found", "No such item, file or bundle."),
     405: ("method_not_allowed", "The path exists but not with this method; the Allow header lists those it has."),
+    409: ("conflict", "The request does not fit what the server serves: /admin/reload of a model bundle, of a path "
+                      "on a server that follows a registry (name a version), of a version on one that serves a "
+                      "folder, or of a registry with no current version."),
     413: ("too_large", "The body is over the server's max_body_bytes (sent with a length or chunked), or a batch "
                        "is over max_batch records."),
     422: ("validation", "A parameter or a field of the body breaks a rule; `detail` lists every problem found."),

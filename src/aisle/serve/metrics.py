@@ -29,13 +29,16 @@ class Metrics:
         self.latency = Histogram("aisle_request_seconds", "Request latency", ["route"], buckets=BUCKETS, registry=r)
         self.events = Counter("aisle_events_ingested", "Events posted to /events", ["outcome"], registry=r)
         self.items = Counter("aisle_items_upserted", "Items upserted through PUT /items", registry=r)
-        self.model = Gauge("aisle_model_info", "Loaded bundle (value: load time, unix seconds)", ["version"],
-                           registry=r, multiprocess_mode="liveall")
+        # per worker: under PROMETHEUS_MULTIPROC_DIR "liveall" adds the pid label itself (and a dead worker's series
+        # go with its file), in one process the label is ours; so /metrics has version, registry_version and pid
+        self.model = Gauge("aisle_model_info", "The bundle this worker serves (value: when it was loaded, unix "
+                           "seconds); 0 for a bundle it served before", ["version", "registry_version"]
+                           + ([] if self.multiprocess else ["pid"]), registry=r, multiprocess_mode="liveall")
         self.reloads = Counter("aisle_reloads", "Bundle loads", ["outcome"], registry=r)
         self.started = time.time()
         self._window: deque[tuple[float, str, float, int]] = deque()
         self._events: deque[tuple[float, int]] = deque()
-        self._version: str | None = None
+        self._served: tuple[str, ...] | None = None
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -57,11 +60,25 @@ class Metrics:
         self.events.labels("duplicate").inc(duplicates)
         self._events.append((time.time(), accepted))
 
-    def model_loaded(self, version: str) -> None:
-        if self._version is not None:
-            self.model.remove(self._version)
-        self.model.labels(version).set(time.time())
-        self._version = version
+    def model_loaded(self, version: str, registry_version: str | None = None) -> None:
+        """Mark `version` as the one this worker serves. A multiprocess gauge cannot drop a series (its value stays
+        in the worker's file), so the one served before reads 0 there; in one process it is removed."""
+        labels = (version, registry_version or "") + (() if self.multiprocess else (str(os.getpid()),))
+        if self._served is not None and self._served != labels:
+            if self.multiprocess:
+                self.model.labels(*self._served).set(0)
+            else:
+                self.model.remove(*self._served)
+        self.model.labels(*labels).set(time.time())
+        self._served = labels
+
+    def close(self) -> None:
+        """At a worker's shutdown: drop its per-worker gauges from the shared multiprocess folder (a worker that
+        is killed leaves them until the folder is cleared: `aisle serve` makes a fresh one at each start)."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
     def render(self) -> bytes:
         if self.multiprocess:

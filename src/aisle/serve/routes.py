@@ -6,6 +6,8 @@ says all of them; write and admin routes check their key before their body is re
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -13,11 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 
+from aisle.data import checks
 from aisle.query import FilterError, Filters
 from aisle.serve.auth import KeyedRoute, require_admin, require_write
 from aisle.serve.errors import READ, WRITE, responses
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
+from aisle.serve.state import SESSION_STEPS
 
 router = APIRouter(route_class=KeyedRoute)
 
@@ -86,6 +90,55 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
     return _ok(out)
 
 
+#: an RFC 3339 date-time (a space for the T and a missing offset, meaning UTC, are accepted too)
+_INSTANT = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+
+
+def _instant(text: str) -> datetime:
+    """A date-time query parameter as an aware UTC datetime; a 422 naming it when it is no real moment."""
+    t = text.upper().replace("Z", "+00:00")
+    t = t[:17] + "59" + t[19:] if t[17:19] == "60" else t  # a leap second reads as the second before it
+    try:
+        when = datetime.fromisoformat(t)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise RequestValidationError([{"loc": ("query", "at"), "msg": f"at {text!r} is not a date-time",
+                                       "type": "value_error"}]) from None
+    return when.astimezone(UTC)
+
+
+@router.get("/users/{user_id}/recently-viewed", tags=["recommendations"], responses=responses(*READ))
+async def recently_viewed(user_id: str, svc: Svc, k: K = 10) -> Response:
+    """Recently viewed: the shopper's (or anonymous session's) viewed items, newest first, each once, in stock
+    only; gone with the shopper when they are erased."""
+    k = _k(svc, k)
+    live, erased = await svc.state.history(user_id)
+    rt = svc.runtime
+    return _ok({"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k),
+                "model_version": rt.version})
+
+
+@router.get("/users/{user_id}/buy-again", tags=["recommendations"], responses=responses(*READ))
+async def buy_again(user_id: str, svc: Svc, k: K = 10,
+                    at: Annotated[str | None, Query(
+                        pattern=_INSTANT, json_schema_extra={"format": "date-time"},
+                        description="The moment to ask for (RFC 3339 date-time; no offset means UTC; default: now)."
+                    )] = None,
+                    ) -> Response:
+    """Buy it again: the shopper's past purchases that are due again (consumables by their learned cadence);
+    a durable good, or anything bought too recently, is not proposed."""
+    k = _k(svc, k)
+    when = datetime.now(UTC) if at is None else _instant(at)
+    live, erased = await svc.state.history(user_id)
+    rt = svc.runtime
+    items = rt.buy_again(user_id, live, erased, k, int(when.timestamp() * 1_000_000))
+    if items is None:
+        raise HTTPException(503, "this bundle has no buy-again model (train it again with this Aisle)")
+    return _ok({"user_id": user_id, "items": items, "at": when.isoformat(timespec="seconds"),
+                "model_version": rt.version})
+
+
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))
 async def similar(item_id: str, svc: Svc, k: K = 10) -> Response:
     """Similar items (content and co-viewing neighbours); an unknown item gets trending items instead."""
@@ -117,8 +170,18 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
                  page: Annotated[int, Query(ge=1, le=1000)] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20,
                  user: Annotated[str | None, Query(description="Personalise for this shopper.")] = None,
+                 session: Annotated[str | None, Query(
+                     min_length=1, max_length=checks.ID_MAX_LENGTH, pattern=checks.ID_PATTERN,
+                     description="A search conversation: `q` refines this session's last search (\"cheaper\", "
+                                 "\"in blue\", \"without Acme\", \"more like the second one\") or starts a new "
+                                 "one; the answer's `refinement` says how it was understood.")] = None,
+                 undo: Annotated[bool, Query(description="With `session`: go back one step (q is ignored).")] = False,
+                 step: Annotated[int | None, Query(ge=0, le=SESSION_STEPS, description=(
+                     "With `session`: show this step of the conversation again (another page, facet or sort of it) "
+                     "instead of a new turn; later steps are dropped."))] = None,
                  ) -> Response:
-    """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised."""
+    """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised; every hit says why
+    it is there (`explanation`). With `session`, a conversation whose turns refine the last search."""
     rt = svc.runtime
     if rt.search is None:
         raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
@@ -128,8 +191,29 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     if user:
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.query(user, live, erased))
+    if session is not None:
+        return await _conversation_turn(svc, session, q, undo=undo, step=step, user=user, filters=filters,
+                                        sort=sort, page=page, page_size=page_size, affinity=affinity)
+    if undo or step is not None:
+        name = "undo" if undo else "step"
+        raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a session",
+                                       "type": "value_error"}])
     body = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     return Response(body, media_type="application/json")
+
+
+async def _conversation_turn(svc: Services, session: str, q: str, *, undo: bool, step: int | None, user: str | None,
+                             filters: Filters, sort: str, page: int, page_size: int,
+                             affinity: dict[str, dict[str, float]] | None) -> Response:
+    """One turn of a search conversation: the session's steps from the live state, refined, kept again."""
+    from aisle.serve.conversation import converse
+
+    steps = await svc.state.get_session(session)
+    body, steps = converse(svc.runtime, steps, q, undo=undo, filters=filters, sort=sort, page=page,
+                           page_size=page_size, affinity=affinity, step=step)
+    await svc.state.put_session(session, steps, user)
+    body["refinement"]["session"] = session
+    return _ok(body)
 
 
 # ---- writes --------------------------------------------------------------------------------------------
@@ -165,9 +249,20 @@ async def delete_user(user_id: str, svc: Svc) -> dict[str, Any]:
 # ---- operations ----------------------------------------------------------------------------------------
 
 
-@router.get("/health", tags=["operations"])
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+_HEALTH = {"type": "object", "required": ["status", "pid", "version", "registry_version", "loaded_at"],
+           "properties": {"status": {"type": "string"}, "pid": {"type": "integer"},
+                          "version": {"type": ["string", "null"]}, "registry_version": {"type": ["string", "null"]},
+                          "loaded_at": {"type": ["number", "null"]}, "load_error": {"type": "string"}}}
+
+
+@router.get("/health", tags=["operations"], responses={
+    200: {"description": "The process is alive; which bundle this worker serves.",
+          "content": {"application/json": {"schema": _HEALTH}}}})
+async def health(svc: Svc) -> Response:
+    """Liveness, and what this worker serves: its `pid`, the bundle's `version`, the registry's name for it
+    (`registry_version`, when following a registry), `loaded_at` (unix seconds), and `load_error` when the last
+    load failed (the previous bundle keeps serving)."""
+    return _ok(svc.describe())
 
 
 _READY = {"type": "object", "required": ["ready", "state", "state_ok"],
@@ -228,23 +323,43 @@ async def stats(svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/admin/reload", tags=["operations"], dependencies=[Depends(require_admin)],
-             responses=responses(400, 401, 403, 404, 413, 422, 500))
+             responses=responses(400, 401, 403, 404, 409, 413, 422, 500))
 async def reload(svc: Svc, body: ReloadIn | None = None) -> dict[str, Any]:
-    """Load the bundle again (or the one at `path`) and swap it in atomically; requests keep flowing."""
+    """Reload on every worker of every replica: this worker loads (in a thread; the previous bundle answers until
+    one reference swap), then, with Redis state, tells every other worker to do the same. A server following a
+    registry reloads the current version, or with `version` loads that version here, promotes it in the registry
+    only once it loaded, and tells the others. The answer says what was requested and that this worker loaded
+    it; a failure (500) leaves the previous bundle serving everywhere and the registry unchanged."""
     from pathlib import Path
 
     from aisle.bundle import serving_problem
+    from aisle.registry import RegistryError
 
     path = Path(body.path) if body and body.path else None
-    if path is not None and not (path / "manifest.json").exists():
-        raise HTTPException(404, f"{path}: not an Aisle bundle (no manifest.json)")
-    problem = serving_problem(path or svc.bundle_path)
+    version = body.version if body else None
+    if svc.registry is not None:
+        if path is not None:
+            raise HTTPException(409, f"this server follows the registry {svc.registry.root}: publish the bundle "
+                                     f"(aisle bundles publish {path}) and reload with its version")
+        try:
+            target = svc.registry.path(version) if version else svc.registry.current_path()
+        except RegistryError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if target is None:
+            raise HTTPException(409, f"the registry {svc.registry.root} has no current version yet")
+    else:
+        if version is not None:
+            raise HTTPException(409, f"this server serves the bundle folder {svc.bundle_path}, not a registry: "
+                                     "reload with a path")
+        if path is not None and not (path / "manifest.json").exists():
+            raise HTTPException(404, f"{path}: not an Aisle bundle (no manifest.json)")
+        target = path or svc.bundle_path
+    problem = serving_problem(target)
     if problem is not None:  # a model bundle would be swapped in and "serve" trending: keep the one serving
         raise HTTPException(409, f"reload refused, the previous bundle keeps serving: {problem}")
-    old = svc.runtime.version if svc.ready else None
     try:
-        rt = await svc.reload(path)
+        return await svc.reload_everywhere(path, version=version)
     except Exception as exc:
-        raise HTTPException(500, f"reload failed, the previous bundle keeps serving: {type(exc).__name__}: {exc}"
-                            ) from None
-    return {"reloaded": True, "previous_version": old, "model_version": rt.version, "path": str(svc.bundle_path)}
+        what = f"version {version}" if version else str(target)
+        raise HTTPException(500, f"reload of {what} failed on worker {os.getpid()}, the previous bundle "
+                                 f"keeps serving: {type(exc).__name__}: {exc}") from None

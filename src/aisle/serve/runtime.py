@@ -1,7 +1,10 @@
 """`Runtime`: one loaded bundle plus the catalog upserts made since, answering requests synchronously.
 
 A Runtime never changes after it is built; a hot swap or a catalog upsert builds a new one (sharing the heavy
-arrays) and replaces the reference, so a request that started on the old one finishes on it. Everything a
+arrays) and replaces the reference, so a request that started on the old one finishes on it. An upsert
+(`with_upserts`) costs in proportion to the changed items: the id map and per-item columns are copied with those
+rows replaced or appended, the search engine takes them as a delta (`SearchEngine.with_items`), and the pipeline
+places the new items among their neighbours; only a bundle load builds everything over the whole catalog. Everything a
 request needs is ready here: id -> index maps, card columns, the pipeline over the current catalog (new items
 placed by resemblance), the search engine over the same catalog. The runtime talks to the pipeline through its
 methods (candidates, rank, explain, neighbours) and to the search engine through `search`; per request the work
@@ -10,10 +13,13 @@ is a few small numpy operations over a few hundred candidates.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,23 +30,33 @@ from aisle.bundle import Bundle
 from aisle.config import Settings
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
 from aisle.optimize.serving import indexed_online
-from aisle.pipeline import Pipeline, item_attributes
+from aisle.pipeline import Pipeline, extend_attributes, item_attributes
 from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
 from aisle.rules import ItemAttributes, Selected, apply_rules
+from aisle.search.explain import explain_hit
+from aisle.search.refine import Refiner
+from aisle.serve.conversation import refiner_for
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
 
 _POSITIVE = {t for t, w in EVENT_WEIGHTS.items() if w > 0}
+_CARD_COLUMNS = ("title", "brand", "price", "currency", "categories")
 _PINNED = {"type": "promoted", "text": "Featured"}
+
+
+def upsert_frame(upserts: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """API item records as an ITEM_SCHEMA frame, one row per item id (the last record of a repeated id wins)."""
+    frame = conform(pl.DataFrame(list(upserts), schema_overrides={"categories": pl.List(pl.String)}, strict=False),
+                    ITEM_SCHEMA)
+    return frame.unique("item_id", keep="last", maintain_order=True)
 
 
 def _catalog(bundle: Bundle, upserts: Sequence[dict[str, Any]]) -> tuple[list[str], pl.DataFrame, list[str]]:
     """(item ids in index order, the catalog aligned with them, ids new since the bundle) after `upserts`."""
     base = bundle.catalog if bundle.catalog is not None else pl.DataFrame({"item_id": []}, schema={
         "item_id": pl.String})
-    ups = conform(pl.DataFrame(list(upserts), schema_overrides={"categories": pl.List(pl.String)}, strict=False),
-                  ITEM_SCHEMA) if upserts else None
+    ups = upsert_frame(upserts) if upserts else None
     new_ids = list(dict.fromkeys(i for i in (ups["item_id"].to_list() if ups is not None else [])
                                  if i not in bundle.items.index))
     ids = [*bundle.items.ids.tolist(), *new_ids]
@@ -58,14 +74,16 @@ class Runtime:
         self.bundle, self.settings, self.embedder = bundle, settings, embedder
         self.version = bundle.version
         self.loaded_at = time.time()
-        self.item_ids, self.catalog, new_ids = _catalog(bundle, upserts)
+        self.item_ids, catalog, new_ids = _catalog(bundle, upserts)
+        self._frame, self._records = catalog, {}
+        self._materialized: pl.DataFrame | None = catalog
         self.index = {i: n for n, i in enumerate(self.item_ids)}
         self.n_old = len(bundle.items)
-        self.cards = {c: self.catalog[c].to_list() for c in ("title", "brand", "price", "currency", "categories")}
-        self.attrs: ItemAttributes = item_attributes(self.catalog, len(self.item_ids))
+        self.cards = {c: catalog[c].to_list() for c in _CARD_COLUMNS}
+        self.attrs: ItemAttributes = item_attributes(catalog, len(self.item_ids))
         self.search = bundle.search
-        if upserts and bundle.search is not None:
-            self.search = bundle.search.with_catalog(self.catalog.filter(pl.col("title").is_not_null()),
+        if upserts and bundle.search is not None:  # a bundle load: the whole index again, the delta merged
+            self.search = bundle.search.with_catalog(catalog.filter(pl.col("title").is_not_null()),
                                                      embedder=embedder)
         self.pipeline: Pipeline | None = self._pipeline_over_catalog([self.index[i] for i in new_ids])
         self.n_users = len(bundle.users)
@@ -81,9 +99,67 @@ class Runtime:
         pipeline = self.bundle.pipeline.with_items(self.attrs)
         if not new_rows:
             return pipeline
-        similarity = new_item_similarity(pipeline, new_rows, self.catalog, self.index, self.attrs,
+        similarity = new_item_similarity(pipeline, new_rows, self.catalog[new_rows], self.index, self.attrs,
                                          embedder=self.embedder, search=self.bundle.search)
         return pipeline.with_items(self.attrs, new_rows, similarity)
+
+    # ---- catalog upserts ----------------------------------------------------------------------------
+
+    def with_upserts(self, upserts: Sequence[dict[str, Any]]) -> Runtime:
+        """This runtime after upserting `upserts` (API item records): a new Runtime, built in time proportional to
+        the changed items (see the module docstring), that the caller swaps in; this one is left as it was."""
+        ups = upsert_frame(upserts)
+        if ups.is_empty():
+            return self
+        out = copy.copy(self)
+        out.item_ids, out.index = list(self.item_ids), dict(self.index)
+        rows = []
+        for item_id in ups["item_id"].to_list():
+            row = out.index.get(item_id)
+            if row is None:
+                row = out.index[item_id] = len(out.item_ids)
+                out.item_ids.append(item_id)
+            rows.append(row)
+        grow = len(out.item_ids) - len(self.item_ids)
+        records = ups.to_dicts()
+        out.cards = {c: [*self.cards[c], *[None] * grow] for c in _CARD_COLUMNS}
+        out._records = dict(self._records)
+        for row, rec in zip(rows, records, strict=True):
+            out._records[row] = rec
+            for c in _CARD_COLUMNS:
+                out.cards[c][row] = rec[c]
+        out._materialized = None
+        out.attrs = extend_attributes(self.attrs, rows, ups)
+        if self.search is not None:
+            out.search = self.search.with_items(ups.filter(pl.col("title").is_not_null()))
+        if self.pipeline is not None:
+            new = [j for j, row in enumerate(rows) if row >= len(self.item_ids)]
+            new_rows = [rows[j] for j in new]
+            similarity = new_item_similarity(self.pipeline, new_rows, ups[new], out.index, out.attrs,
+                                             embedder=self.embedder, search=self.bundle.search) if new else None
+            out.pipeline = self.pipeline.with_items(out.attrs, new_rows, similarity)
+        out.online = len(out.item_ids) <= self.settings.online_max_items or indexed_online(out.pipeline)
+        out._search_cache = OrderedDict()
+        return out
+
+    @property
+    def catalog(self) -> pl.DataFrame:
+        """Every item's record (ITEM_SCHEMA) aligned with `item_ids`. After upserts it is assembled on first use
+        (a dashboard's statistics), not on every upsert; one item's record is `item_record`."""
+        frame = self._materialized
+        if frame is None:
+            upd = pl.DataFrame([{**rec, "_row": row} for row, rec in self._records.items()],
+                               schema={**self._frame.schema, "_row": pl.Int64})
+            base = self._frame.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+            frame = pl.concat([base.filter(~pl.col("_row").is_in(upd["_row"].implode())),
+                               upd.select(base.columns)]).sort("_row").drop("_row")
+            self._materialized = frame
+        return frame
+
+    def item_record(self, row: int) -> dict[str, Any]:
+        """One item's catalog record (ITEM_SCHEMA fields)."""
+        rec = self._records.get(row)
+        return rec if rec is not None else self._frame.row(row, named=True)
 
     # ---- how explanations name things (aisle.pipeline.sources.Describe) ------------------------------
 
@@ -278,6 +354,48 @@ class Runtime:
             out.append(self.card(int(row), float(score), why))
         return out
 
+    # ---- the shopper's own surfaces: recently viewed, buy it again ----------------------------------
+
+    def recently_viewed(self, user_id: str, live: list[LiveEvent], erased: bool, k: int) -> list[dict[str, Any]]:
+        """Items the shopper viewed, newest first, each once, in stock only: the bundle's copy of their past
+        (not after an erasure), then their live events."""
+        seen: list[tuple[int, int]] = []  # (timestamp us, row)
+        user = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        if user >= 0 and self.bundle.histories is not None:
+            rows, codes, times = self.bundle.histories.of(user)
+            view = EVENT_TYPES.index("view")
+            seen += [(int(t), int(r)) for r, c, t in zip(rows, codes, times, strict=True) if c == view]
+        seen += [(ts, self.index[item]) for item, kind, ts in live if kind == "view" and item in self.index]
+        out: list[dict[str, Any]] = []
+        shown: set[int] = set()
+        for ts, row in sorted(seen, reverse=True):
+            if row in shown or not self.attrs.available[row]:
+                continue
+            shown.add(row)
+            when = datetime.fromtimestamp(ts / 1e6, UTC).isoformat(timespec="seconds")
+            out.append(self.card(row, None, {"type": "recently_viewed", "text": "You viewed this",
+                                             "viewed_at": when}))
+            if len(out) == k:
+                break
+        return out
+
+    def buy_again(self, user_id: str, live: list[LiveEvent], erased: bool, k: int, now_us: int
+                  ) -> list[dict[str, Any]] | None:
+        """The shopper's past purchases that are due again at `now_us`, in stock only (None: the bundle has no
+        repeat-purchase model). Purchases come from the model's copy of the shopper's past (not after an erasure)
+        and from their live purchase events, so a purchase posted a moment ago counts at once."""
+        model = self.bundle.repeat
+        if model is None:
+            return None
+        user = -1 if erased else self.bundle.users.index.get(user_id, -1)
+        items, times = model.purchases_of(user)
+        bought = [(self.index[item], ts) for item, kind, ts in live if kind == "purchase" and item in self.index]
+        if bought:
+            items = np.concatenate([items, np.array([b[0] for b in bought], np.int64)])
+            times = np.concatenate([times, np.array([b[1] for b in bought], np.int64)])
+        due = model.due(items, times, now_us, user=user, k=max(k * 3, 30))
+        return [self.card(d.item, d.score, d.reason()) for d in due if self.attrs.available[d.item]][:k]
+
     # ---- search --------------------------------------------------------------------------------------
 
     def affinity(self, query: Query) -> dict[str, dict[str, float]]:
@@ -291,6 +409,30 @@ class Runtime:
             if len(found):
                 values, counts = np.unique(found, return_counts=True)
                 out[name] = {names[v]: float(n / counts.max()) for v, n in zip(values, counts, strict=True)}
+        return out
+
+    @cached_property
+    def refiner(self) -> Refiner:
+        """Conversational refinement over this runtime's search catalog (built on first use)."""
+        assert self.search is not None
+        return refiner_for(self.search)
+
+    def search_json(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
+                    affinity: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+        """A search answer as a JSON-ready dict: the engine's result, each hit with its card and explanation."""
+        assert self.search is not None
+        t0 = time.perf_counter()
+        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
+                                 user_affinity=affinity)
+        out = res.to_json()
+        for hit in out["hits"]:
+            row = self.index.get(hit["item_id"])
+            if row is not None:
+                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
+            hit["explanation"] = explain_hit(hit, query=out["query"]["corrected"], filters=out["filters"],
+                                             affinity=affinity)
+        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        out["model_version"] = self.version
         return out
 
     def search_body(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
@@ -307,16 +449,7 @@ class Runtime:
             if hit is not None:
                 self._search_cache.move_to_end(key)
                 return hit
-        t0 = time.perf_counter()
-        res = self.search.search(query, filters=filters, sort=sort, page=page, page_size=page_size,  # type: ignore[arg-type]
-                                 user_affinity=affinity)
-        out = res.to_json()
-        for hit in out["hits"]:
-            row = self.index.get(hit["item_id"])
-            if row is not None:
-                hit.update({k: v for k, v in self.card(row).items() if k not in hit or hit[k] is None})
-        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        out["model_version"] = self.version
+        out = self.search_json(query, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
         body = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)[:-1]  # serialized once; the flag closes it
         if key is not None and self.settings.search_cache:
             self._search_cache[key] = body + b',"cached":true}'

@@ -121,9 +121,13 @@ class ItemsIn(BaseModel):
 
 
 class ReloadIn(BaseModel):
+    """`path`: a bundle folder to serve (a server of a bundle folder); `version`: a registry version to load and
+    promote (a server following a registry). Neither: reload what is served, on every worker."""
+
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = None
+    version: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Issue(BaseModel):
@@ -138,8 +142,8 @@ class ErrorOut(BaseModel):
     """Every error answer (4xx, 5xx): a stable machine-readable `error` and a `detail`: for a 422 (`error` is
     "validation") the list of every problem found, each naming its place; otherwise a sentence."""
 
-    error: Literal["unauthorized", "forbidden", "not_found", "method_not_allowed", "too_large", "validation",
-                   "unavailable", "not_ready", "internal", "error"]
+    error: Literal["unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "too_large",
+                   "validation", "unavailable", "not_ready", "internal", "error"]
     detail: list[Issue] | str
 
 

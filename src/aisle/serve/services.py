@@ -2,11 +2,14 @@
 
 Hot swap: a new bundle is loaded and its Runtime built in a worker thread while the old one keeps answering;
 then one reference assignment swaps them (atomic under the GIL), so no request sees half a bundle and none
-fails. The same path rebuilds the Runtime after catalog upserts (the search index is rebuilt with the cached
-vectors of unchanged items). The optional store (a DuckDB file under a file lock so several processes can share
-it, or a PostgreSQL database: no lock, its unique event key keeps appends idempotent, one pooled store per worker)
-receives accepted events durably before `POST /events` answers: written through (`StoreSink`, memory state), or
-appended to the Redis event stream that consumers write to the store (`aisle.serve.stream`, Redis state).
+fails. A catalog upsert swaps in `Runtime.with_upserts` the same way, built in time proportional to the changed
+items; every worker applies an upsert before it answers its next read (`catalog_fresh`: one Redis GET of the
+catalog version per read; a newer version is applied first), so the items are searchable and recommendable on
+every worker as soon as `PUT /items` has answered. The optional store (a DuckDB file under a file lock so several
+processes can share it, or a PostgreSQL database: no lock, its unique event key keeps appends idempotent, one pooled
+store per worker) receives accepted events durably before `POST /events` answers: written through (`StoreSink`,
+memory state), or appended to the Redis event stream that consumers write to the store (`aisle.serve.stream`, Redis
+state).
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -29,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from aisle.bundle import Bundle
 from aisle.config import Settings
 from aisle.optimize.serving import optimize_pipeline
+from aisle.registry import BUNDLE_CHANNEL, Registry, RegistryError, is_registry, notify
 from aisle.serve.metrics import Metrics
 from aisle.serve.runtime import Runtime
 from aisle.serve.state import LiveEvent, StateStore, open_state
@@ -192,8 +199,16 @@ class Services:
         self.catalog_version = 0
         self.upserts: dict[str, dict[str, Any]] = {}
         self.last_error: str | None = None
-        self.bundle_path = Path(settings.bundle)
-        self._manifest_mtime = 0.0
+        # what this worker serves and follows: a registry's versions (`bundle` is a registry root) or one folder
+        self.registry = Registry(settings.bundle, keep=settings.registry_keep) if is_registry(settings.bundle) \
+            else None
+        self.bundle_path = Path(settings.bundle)  # the folder loaded (a registry's version folder once loaded)
+        self.registry_version: str | None = None  # the registry's name of the version served
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # tells this worker's own reload notices apart
+        self.identity: list[tuple[bytes, bytes]] = [(b"x-aisle-worker", str(os.getpid()).encode())]
+        self._loaded_key: str | None = None  # what was loaded: a registry version's name, or a manifest's mtime
+        self._failed_key: str | None = None  # what failed to load: not tried again until a notice or a change
+        self._notices: asyncio.Queue[dict[str, Any] | None] | None = None
 
     # ---- the current runtime -------------------------------------------------------------------------
 
@@ -216,61 +231,226 @@ class Services:
             self._embedder = query_embedder(self.settings.inference)  # [inference] query_encoder
         return self._embedder
 
-    def load(self, path: Path | None = None) -> Runtime:
-        """Load a bundle and swap it in (blocking; call from a thread). The old runtime serves until the swap."""
+    def load(self, path: Path | None = None, *, version: str | None = None) -> Runtime:
+        """Load a bundle and swap it in (blocking; call from a thread). The old runtime serves until the swap,
+        and keeps serving when the load fails (counted in `aisle_reloads_total{outcome="failed"}`, logged by the
+        caller, `last_error` says why).
+
+        What is loaded: `path`; else the registry's `version`; else what this worker follows: the registry's
+        current version, or the bundle folder."""
         with self._swap:
-            path = Path(path or self.bundle_path)
             t0 = time.perf_counter()
+            key: str | None = None
             try:
+                if path is None and self.registry is not None:
+                    version = version or self.registry.current()
+                    if version is None:
+                        raise RegistryError(f"the registry {self.registry.root} has no current version yet "
+                                            "(publish one: aisle bundles publish, or run aisle worker)")
+                    key, path = version, self.registry.path(version)
+                else:
+                    version = None
+                path = Path(path or self.bundle_path)
+                key = key or str(_mtime(path))
                 bundle = Bundle.load(path, embedder=self.embedder, require_serving=True)
                 bundle.pipeline = optimize_pipeline(bundle.pipeline, self.settings.inference)  # [inference]
                 rt = self._build(bundle)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
-                self.last_error = f"{path}: {type(exc).__name__}: {exc}"
+                self.last_error = f"{path or version or self.bundle_path}: {type(exc).__name__}: {exc}"
+                self._failed_key = key
                 raise
-            self._runtime, self.bundle_path = rt, path
-            self._manifest_mtime = _mtime(path)
+            self._runtime, self.bundle_path, self.registry_version = rt, path, version
+            self._loaded_key, self._failed_key, self.last_error = key, None, None
+            # one list swapped whole: the middleware reads it on every response, never half of it
+            self.identity = [(b"x-aisle-worker", str(os.getpid()).encode()),
+                             (b"x-aisle-version", rt.version.encode("ascii", "replace"))]
             if self.settings.gc_freeze:
                 settle_heap()
             self.metrics.reloads.labels("ok").inc()
-            self.metrics.model_loaded(rt.version)
+            self.metrics.model_loaded(rt.version, version)
             log.info("loaded bundle %s (%s) in %.1fs", path, rt.version, time.perf_counter() - t0)
             return rt
 
     def _build(self, bundle: Bundle) -> Runtime:
         return Runtime(bundle, self.settings, list(self.upserts.values()), embedder=self.embedder)
 
-    async def reload(self, path: Path | None = None) -> Runtime:
-        return await run_in_threadpool(self.load, path)
+    async def reload(self, path: Path | None = None, *, version: str | None = None) -> Runtime:
+        return await run_in_threadpool(self.load, path, version=version)
 
-    async def watch(self) -> None:
-        """Reload when the bundle folder's manifest changes (Settings.watch_seconds > 0)."""
+    def describe(self) -> dict[str, Any]:
+        """Which bundle this worker serves (`/health`): its pid, the bundle's version, the registry's name for it
+        when following a registry, when it was loaded, and why the last load failed if it did."""
+        rt = self._runtime
+        return {"status": "ok", "pid": os.getpid(), "version": rt.version if rt else None,
+                "registry_version": self.registry_version, "loaded_at": rt.loaded_at if rt else None,
+                **({"load_error": self.last_error} if self.last_error else {})}
+
+    # ---- following the registry (or the bundle folder) ---------------------------------------------------
+
+    def follow_tasks(self) -> list[asyncio.Task[None]]:
+        """Start following what this worker serves; the app's lifespan cancels the tasks at shutdown.
+
+        Two ways a change reaches a worker: a notice on `BUNDLE_CHANNEL` (Redis state: every worker of every
+        replica subscribes, `listen`) and polling (`follow_seconds` for a registry's `current`, `watch_seconds`
+        for a bundle folder's manifest), the fallback when Redis is absent or a notice was missed."""
+        self._notices = asyncio.Queue()
+        every = self.settings.follow_seconds if self.registry is not None else self.settings.watch_seconds
+        tasks = [asyncio.create_task(self.follow(every or None))]
+        if self.state.backend == "redis":
+            tasks.append(asyncio.create_task(self.listen()))
+        return tasks
+
+    async def follow(self, every_s: float | None) -> None:
+        """Act on each notice, and poll every `every_s` seconds (None: notices only); one load at a time, in a
+        thread, while the loaded runtime keeps answering."""
+        assert self._notices is not None
         while True:
-            await asyncio.sleep(self.settings.watch_seconds)
-            m = _mtime(self.bundle_path)
-            if m and m != self._manifest_mtime:
-                try:
+            try:
+                async with asyncio.timeout(every_s):
+                    notice = await self._notices.get()
+            except TimeoutError:
+                notice = None
+            while notice is not None and not self._notices.empty():  # a burst of notices is one load, not many
+                more = self._notices.get_nowait() or {}
+                notice = {**notice, **more, "action": "reload" if "reload" in (notice.get("action"),
+                                                                               more.get("action")) else "promote"}
+            try:
+                await run_in_threadpool(self._follow_step, notice)
+            except Exception:  # an unreadable registry pointer: the next poll or notice tries again
+                log.exception("following %s failed; keeping the loaded bundle",
+                              self.registry.root if self.registry is not None else self.bundle_path)
+
+    def _offered(self) -> str | None:
+        """What the followed source offers now, in the terms of `_loaded_key`: the registry's current version
+        name, or the bundle folder's manifest time; None when it offers nothing yet."""
+        if self.registry is not None:
+            return self.registry.current()
+        m = _mtime(self.bundle_path)
+        return str(m) if m else None
+
+    def _follow_step(self, notice: dict[str, Any] | None) -> None:
+        """Load what the registry (or folder) offers now when it is new. A poll skips what failed to load before
+        (no tight loop over a broken version: it is retried at the next change or notice); a notice always tries,
+        a "reload" notice even the version already served."""
+        path = Path(notice["path"]) if notice and notice.get("path") and self.registry is None else None
+        offered = self._offered()
+        if notice is None:
+            if offered is None or offered in (self._loaded_key, self._failed_key):
+                return
+        elif notice.get("action") != "reload" and offered is not None and offered == self._loaded_key:
+            return  # a promotion of the version this worker already serves
+        try:
+            self.load(path)
+        except Exception as exc:
+            log.error("could not load %s (%s: %s); keeping %s", path or offered or self.bundle_path,
+                      type(exc).__name__, exc, self._runtime.version if self._runtime else "nothing")
+
+    async def listen(self) -> None:
+        """Subscribe to `BUNDLE_CHANNEL` and queue every notice for `follow`; reconnects (with a growing pause, up
+        to 5 s) when Redis goes away, and catches up once back (a notice sent meanwhile was lost)."""
+        import redis.asyncio as aioredis
+
+        assert self._notices is not None
+        pause, missed = 0.5, False
+        while True:
+            client = aioredis.Redis.from_url(self.settings.state, socket_connect_timeout=5)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(BUNDLE_CHANNEL)
+                if missed:
+                    log.info("listening for bundle notices on %s again", BUNDLE_CHANNEL)
+                    self._notices.put_nowait({"action": "promote", "version": None})  # catch up with the pointer
+                pause, missed = 0.5, False
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        notice = json.loads(message["data"])
+                        assert isinstance(notice, dict)
+                    except (ValueError, AssertionError):
+                        log.warning("ignored a malformed notice on %s: %r", BUNDLE_CHANNEL, message["data"][:200])
+                        continue
+                    if notice.get("sender") != self.worker:  # the worker that relayed a reload has loaded already
+                        self._notices.put_nowait(notice)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not missed:
+                    log.warning("bundle notices: lost %s (%s: %s); reconnecting, polling meanwhile", BUNDLE_CHANNEL,
+                                type(exc).__name__, exc)
+                missed = True
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    async def reload_everywhere(self, path: Path | None = None, *, version: str | None = None) -> dict[str, Any]:
+        """`POST /admin/reload`: load here, then tell every worker of every replica (Redis). With `version` the
+        registry's version is loaded here first and promoted only when it loaded (a broken one is never made
+        current); then the notice goes out. Raises when the load here fails: the previous bundle keeps serving
+        everywhere and nothing was promoted or relayed."""
+        old = self._runtime.version if self._runtime else None
+        if version is not None:
+            assert self.registry is not None
+            rt = await self.reload(version=version)
+            try:
+                await run_in_threadpool(self.registry.promote, version, reason="promoted through POST /admin/reload")
+            except Exception:
+                with contextlib.suppress(Exception):  # not promoted: serve the current version again
                     await self.reload()
-                except Exception:
-                    log.exception("hot swap from %s failed; keeping the loaded bundle", self.bundle_path)
+                raise
+            action = "promote"
+        else:
+            rt = await self.reload(path)
+            action = "reload"
+        requested = self.registry_version if self.registry is not None else str(self.bundle_path)
+        notified: int | None = None
+        if self.state.backend == "redis":
+            folder = None if self.registry is not None else str(self.bundle_path)
+            try:
+                notified = await run_in_threadpool(notify, self.settings.state, action, self.registry_version,
+                                                   sender=self.worker, path=folder)
+            except Exception as exc:  # the others still follow a registry by polling; the answer says 0 were told
+                log.warning("could not relay the reload through Redis: %s: %s", type(exc).__name__, exc)
+                notified = 0
+        return {"reloaded": True, "requested": requested, "loaded": True, "worker": os.getpid(),
+                "previous_version": old, "model_version": rt.version, "registry_version": self.registry_version,
+                "path": str(self.bundle_path), "notified": notified}
 
     async def sync_catalog(self) -> bool:
         """Apply catalog upserts made through another worker (Redis state); True when something changed."""
-        async with self._sync:  # one rebuild at a time; a caller waits for the one in flight
+        async with self._sync:  # one catch-up at a time; a caller waits for the one in flight
             version, items = await self.state.items_since(self.catalog_version)
             if not items:
                 return False
-            self.upserts.update({it["item_id"]: it for it in items})
-            if self._runtime is not None:
-                await run_in_threadpool(self._rebuild_runtime)
-            self.catalog_version = version
+            await self._apply(items, version)
             return True
 
-    def _rebuild_runtime(self) -> None:
+    async def catalog_fresh(self) -> None:
+        """Before a read: apply upserts made through other workers since this one last looked (one GET of the
+        catalog version; the upserts only when it moved). A failed check serves the catalog this worker has."""
+        if self.state.backend != "redis" or self._runtime is None:
+            return
+        try:
+            if await self.state.catalog_version() > self.catalog_version:
+                await self.sync_catalog()
+        except Exception as exc:
+            log.warning("catalog version check failed (%s: %s); answering from the catalog this worker has",
+                        type(exc).__name__, exc)
+
+    async def _apply(self, items: list[dict[str, Any]], version: int) -> None:
+        """Swap in the runtime with `items` upserted (caller holds `_sync`), and record `version` as applied."""
+        self.upserts.update({it["item_id"]: it for it in items})
+        if self._runtime is not None:
+            await run_in_threadpool(self._upsert_runtime, items)
+        self.catalog_version = max(self.catalog_version, version)
+
+    def _upsert_runtime(self, items: list[dict[str, Any]]) -> None:
         with self._swap:
-            rt = self._build(self.runtime.bundle)
-            self._runtime = rt
+            self._runtime = self.runtime.with_upserts(items)
 
     async def poll_catalog(self, every_s: float = 1.0) -> None:
         while True:
@@ -342,9 +522,13 @@ class Services:
         t0 = time.perf_counter()
         rt = self.runtime
         new = sum(1 for it in items if it["item_id"] not in rt.index)
-        self.upserts.update({it["item_id"]: it for it in items})
-        self.catalog_version = await self.state.put_items(items)
-        await run_in_threadpool(self._rebuild_runtime)
+        version = await self.state.put_items(items)
+        async with self._sync:
+            if version == self.catalog_version + 1:  # nothing from other workers in between: apply ours
+                await self._apply(items, version)
+            elif version > self.catalog_version:  # catch up on the others' upserts too, in version order
+                current, since = await self.state.items_since(self.catalog_version)
+                await self._apply(since, current)
         if self.settings.store is not None:
             await run_in_threadpool(self._store_items, items)
         self.metrics.items.inc(len(items))
@@ -380,6 +564,7 @@ class Services:
         if self.sink is not None:
             await run_in_threadpool(self.sink.close)
         await self.state.close()
+        self.metrics.close()
         if self.settings.gc_freeze:
             gc.unfreeze()  # shutdown frees the bundle like any other object
 

@@ -6,6 +6,8 @@ needs). Events are kept by item *id*, not index, so they survive a hot swap to a
 vocabulary. Idempotency: an event's key (its event_id, else user|item|type|timestamp) is remembered for a week
 (Redis) or for the last million events (memory); a repeat is counted as a duplicate and changes nothing.
 An erased user is marked, so the bundle's copy of their history is ignored until a bundle without them loads.
+Search sessions (the steps of a conversational search, `aisle.search.refine`) are kept a day, and erased with
+the user they were opened for.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 LiveEvent = tuple[str, str, int]  # item_id, event_type, timestamp (microseconds)
 
 SEEN_TTL_S = 7 * 24 * 3600
+SESSION_TTL_S = 24 * 3600  # a search conversation is forgotten a day after its last turn
+SESSION_STEPS = 20  # how far back "undo" can go
+_SESSIONS_MAX = 100_000
 _SEEN_MAX = 1_000_000
 _TIMEOUT_S = 2.0
 
@@ -50,17 +57,39 @@ class StateStore(Protocol):
 
     async def erased_among(self, user_ids: list[str]) -> list[bool]: ...
 
+    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+        """A search session's steps (oldest first; empty when unknown or expired)."""
+        ...
+
+    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        """Keep a search session's steps (the last `SESSION_STEPS`), for `SESSION_TTL_S`; erasing `user_id`
+        deletes it."""
+        ...
+
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         """Record catalog upserts (JSON-ready item dicts); returns the new catalog version."""
         ...
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
-        """The current catalog version and every upserted item if it is newer than `version`."""
+        """The current catalog version and the items upserted after `version` (each id once, its last record,
+        in upsert order); `version` 0: every upserted item."""
+        ...
+
+    async def catalog_version(self) -> int:
+        """The current catalog version alone: the cheap check a worker makes before answering a read."""
         ...
 
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+def _latest(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item id once, its last record, in the order ids first appear."""
+    out: dict[str, dict[str, Any]] = {}
+    for it in items:
+        out[it["item_id"]] = it
+    return list(out.values())
 
 
 class MemoryState:
@@ -72,7 +101,10 @@ class MemoryState:
         self._seen: OrderedDict[str, str | None] = OrderedDict()  # key -> its user
         self._erased: set[str] = set()
         self._items: dict[str, dict[str, Any]] = {}
+        self._log: list[list[dict[str, Any]]] = []  # the batch of each version
         self._version = 0
+        self._sessions: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._sessions_of: dict[str, set[str]] = {}
 
     async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
         out = []
@@ -100,20 +132,40 @@ class MemoryState:
         n = len(self._events.pop(user_id, ()))
         for k in [k for k, u in self._seen.items() if u == user_id]:
             del self._seen[k]
+        for sid in self._sessions_of.pop(user_id, set()):
+            self._sessions.pop(sid, None)
         self._erased.add(user_id)
         return n
 
     async def erased_among(self, user_ids: list[str]) -> list[bool]:
         return [u in self._erased for u in user_ids]
 
+    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+        got = self._sessions.get(session_id)
+        if got is None or got[0] < time.time():
+            return []
+        return json.loads(json.dumps(got[1]))  # a copy: the caller may change it
+
+    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        self._sessions[session_id] = (time.time() + SESSION_TTL_S, json.loads(json.dumps(steps[-SESSION_STEPS:])))
+        self._sessions.move_to_end(session_id)
+        if user_id is not None:
+            self._sessions_of.setdefault(user_id, set()).add(session_id)
+        while len(self._sessions) > _SESSIONS_MAX:
+            self._sessions.popitem(last=False)
+
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         for it in items:
             self._items[it["item_id"]] = it
+        self._log.append(list(items))
         self._version += 1
         return self._version
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
-        return self._version, (list(self._items.values()) if self._version > version else [])
+        return self._version, _latest(it for batch in self._log[version:] for it in batch)
+
+    async def catalog_version(self) -> int:
+        return self._version
 
     async def ping(self) -> bool:
         return True
@@ -130,6 +182,11 @@ for i = 1, #keys, 500 do
   redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
 end
 redis.call('DEL', KEYS[2])
+local sessions = redis.call('SMEMBERS', KEYS[4])
+for i = 1, #sessions, 500 do
+  redis.call('DEL', unpack(sessions, i, math.min(i + 499, #sessions)))
+end
+redis.call('DEL', KEYS[4])
 redis.call('SADD', KEYS[3], ARGV[1])
 return n
 """
@@ -358,8 +415,8 @@ class RedisState:
     async def erase(self, user_id: str) -> int:
         """One script: the live history, every duplicate-detection key of the user (indexed in
         `aisle:seenby:<user>`: they hold the user's id and search text), then the erased mark."""
-        n = await self.r.eval(_ERASE, 3, f"{self.p}h:{user_id}", f"{self.p}seenby:{user_id}", f"{self.p}erased",
-                              user_id)
+        n = await self.r.eval(_ERASE, 4, f"{self.p}h:{user_id}", f"{self.p}seenby:{user_id}", f"{self.p}erased",
+                              f"{self.p}sessby:{user_id}", user_id)
         return int(n)
 
     async def erased_among(self, user_ids: list[str]) -> list[bool]:
@@ -367,19 +424,58 @@ class RedisState:
             return []
         return [bool(x) for x in await self.r.smismember(f"{self.p}erased", user_ids)]
 
+    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+        raw = await self.r.get(f"{self.p}search:{session_id}")
+        return json.loads(raw) if raw else []
+
+    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        """`aisle:search:<session>` (JSON, with a TTL), indexed in `aisle:sessby:<user>` so erasing the user
+        deletes it."""
+        pipe = self.r.pipeline(transaction=True)
+        key = f"{self.p}search:{session_id}"
+        pipe.set(key, json.dumps(steps[-SESSION_STEPS:]), ex=SESSION_TTL_S)
+        if user_id is not None:
+            pipe.sadd(f"{self.p}sessby:{user_id}", key)
+            pipe.expire(f"{self.p}sessby:{user_id}", SESSION_TTL_S)
+        await pipe.execute()
+
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{self.p}items", mapping={it["item_id"]: json.dumps(it, default=str) for it in items})
+        pipe.rpush(f"{self.p}items:log", json.dumps(items, default=str))  # entry v - 1 is version v's batch
         pipe.incr(f"{self.p}items:version")
-        _, version = await pipe.execute()
+        _, _, version = await pipe.execute()
         return int(version)
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
-        current = int(await self.r.get(f"{self.p}items:version") or 0)
+        """Read from the log of batches (one entry per version, written in the same transaction as the version),
+        so a worker catching up reads what changed, not the whole hash; a log that does not match the version
+        (state written by an older Aisle) falls back to the hash."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(f"{self.p}items:version")
+        pipe.lrange(f"{self.p}items:log", version, -1)
+        current, batches = await pipe.execute()
+        current = int(current or 0)
         if current <= version:
             return current, []
+        if len(batches) == current - version:
+            return current, _latest(it for b in batches for it in json.loads(b))
         raw = await self.r.hgetall(f"{self.p}items")
         return current, [json.loads(v) for v in raw.values()]
+
+    async def catalog_version(self) -> int:
+        key = f"{self.p}items:version"
+        if "connection_class" not in self._where:
+            r = self._reader
+            try:
+                if r is None or r.closed or r.loop is not asyncio.get_running_loop():
+                    r = await self._read_connection()
+                (raw,) = await r.call(_command(b"GET", key.encode()), 1)
+            except (OSError, ConnectionError, TimeoutError, _ReplyError) as exc:
+                log.warning("redis version read failed (%s: %s), retrying through redis-py", type(exc).__name__, exc)
+            else:
+                return int(raw or 0)
+        return int(await self.r.get(key) or 0)
 
     async def ping(self) -> bool:
         try:

@@ -121,7 +121,7 @@ async def item_detail(item_id: str, request: Request) -> dict[str, Any]:
     if row is None:
         raise HTTPException(404, f"no item {item_id!r} in the catalog")
     out = rt.card(row)
-    rec = rt.catalog.row(row, named=True)
+    rec = rt.item_record(row)
     attrs = rec.get("attributes")
     try:
         attributes = json.loads(attrs) if isinstance(attrs, str) and attrs else (attrs or {})

@@ -262,3 +262,29 @@ def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="timezone"):
         SyntheticConfig(end=datetime(2026, 6, 30))
     assert SyntheticConfig().start == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_replenishment_plants_cadences_and_leaves_the_base_store_alone(small: SyntheticStore) -> None:
+    """`replenishment` > 0 adds regulars who rebuy consumables about every planted cadence; at 0 nothing changes
+    (the same store as before the option existed, which the other tests here pin)."""
+    from aisle.data.synthetic.replenish import CADENCE_DAYS
+
+    same = generate(SyntheticConfig(**{**small.config.as_dict(), "end": small.config.end, "replenishment": 0.0}))
+    assert same.events.equals(small.events)
+    with pytest.raises(ValueError, match="replenishment"):
+        SyntheticConfig(replenishment=1.5)
+    store = generate(SyntheticConfig(n_items=1500, n_users=300, n_events=30_000, seed=4, replenishment=0.4))
+    buys = (store.events.filter(pl.col("event_type") == "purchase")
+            .join(store.items.select("item_id", pl.col("categories").list.last().alias("leaf")), on="item_id")
+            .sort("timestamp"))
+    gaps = (buys.group_by("user_id", "item_id", "leaf").agg(pl.col("timestamp").diff().dt.total_hours().drop_nulls()
+                                                            .alias("gap")).explode("gap").drop_nulls("gap"))
+    typical = gaps.group_by("leaf").agg((pl.col("gap") / 24).median().alias("days"), pl.len().alias("n"))
+    found = {r["leaf"]: r["days"] for r in typical.iter_rows(named=True) if r["n"] >= 30}
+    assert set(CADENCE_DAYS) <= set(found)
+    for leaf, days in CADENCE_DAYS.items():  # each shopper's pace and the quantity bought spread it
+        assert 0.6 * days < found[leaf] < 1.6 * days, (leaf, found[leaf], days)
+    # every replenishment purchase keeps the funnel: a view and a cart of the item in the same session before it
+    sessions = store.events.filter(pl.col("session_id").is_in(buys["session_id"].implode()))
+    assert sessions.group_by("session_id", "item_id").agg(pl.col("event_type").unique()).filter(
+        pl.col("event_type").list.contains("purchase") & ~pl.col("event_type").list.contains("add_to_cart")).is_empty()

@@ -84,9 +84,15 @@ def test_cli_lists_decisions_and_rolls_back(tmp_path: Path) -> None:
     v1 = reg.publish(_bundle(tmp_path / "c", "c"), _ok(score=0.0412))
     reg.publish(_bundle(tmp_path / "d", "d"), Decision("refit", False, "NDCG@10 0.0300 < 0.0412 - 0.002",
                                                        candidate={"ndcg@10": 0.03}, serving={"ndcg@10": 0.0412}))
-    r = runner.invoke(app, ["bundles", "list", "--registry", str(reg_dir)], env={"COLUMNS": "200"})
+    r = runner.invoke(app, ["bundles", "list", "--registry", str(reg_dir)])
     assert r.exit_code == 0, r.output
-    assert "0.0412" in r.output and "0.0300" in r.output and "NDCG@10 0.0300 < 0.0412" in r.output
+    assert "0.0412" in r.output and "0.0300" in r.output
+    r = runner.invoke(app, ["bundles", "list", "--registry", str(reg_dir), "--json"])
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert [(row["current"], row["decision"]["promoted"]) for row in rows] == [(True, True), (False, False)]
+    assert rows[1]["decision"]["reason"] == "NDCG@10 0.0300 < 0.0412 - 0.002"
+    assert rows[1]["decision"]["candidate"] == {"ndcg@10": 0.03} and rows[1]["decision"]["serving"] == {
+        "ndcg@10": 0.0412}
     r = runner.invoke(app, ["bundles", "rollback", "--registry", str(reg_dir)])
     assert r.exit_code == 2 and "nothing to roll back" in r.output
     r = runner.invoke(app, ["bundles", "promote", "nope", "--registry", str(reg_dir)])

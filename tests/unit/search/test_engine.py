@@ -153,3 +153,18 @@ def test_hybrid_dense_finds_paraphrases_and_round_trips(tmp_path: Path) -> None:
     assert [h.item_id for h in back.search("cordless drill").hits] == ids
     again = SearchEngine.build(items_frame(HYBRID), cache_dir=tmp_path / "cache")  # all vectors from the cache
     assert np.allclose(again.dense.vectors, eng.dense.vectors)
+
+
+def test_more_like_an_item_is_its_dense_neighbours_under_the_filters(tmp_path: Path) -> None:
+    """"More like the second one": the items closest in meaning to that hit, never itself, within the filters;
+    and each hit records the cosine that brought it in (what its explanation shows)."""
+    eng = SearchEngine.build(items_frame(HYBRID), cache_dir=tmp_path / "cache")
+    rows, sims = eng.more_like("a", Filters(), 3)
+    like = [eng.catalog.item_ids[r] for r in rows]
+    assert "a" not in like and like[0] == "b" and (np.diff(sims) <= 1e-6).all()  # the other drill first
+    rows, _ = eng.more_like("a", Filters(price_max=50.0), 5)
+    assert rows.size and all(eng.catalog.price[r] <= 50 for r in rows)
+    assert eng.more_like("nope", Filters(), 3) is None
+    assert SearchEngine.build(items_frame(HYBRID), dense=False).more_like("a", Filters(), 3) is None
+    hit = next(h for h in eng.search("something to water the yard").hits if h.matched["dense"])
+    assert 0 < hit.matched["dense_similarity"] <= 1

@@ -30,6 +30,8 @@ def test_exclusions_availability_and_filters() -> None:
     assert pick(RulesConfig(only_available=False), exclude=[0, 3]) == [1, 2, 4, 5, 6, 7]
     assert pick(RulesConfig(), filters=Filters(categories=["other"])) == [6, 7]
     assert pick(RulesConfig(), filters=Filters(brands=["b"], price_max=35)) == [3]
+    assert pick(RulesConfig(), filters=Filters(exclude_brands=["a", "C"])) == [3, 4]  # "not that brand"
+    assert Filters(brands=["A"]).merged(Filters(exclude_brands=["B"])).exclude_brands == ["B"]
 
 
 def test_max_per_brand_diversity_boosts_and_pins() -> None:

@@ -37,6 +37,10 @@ and recommendation models have something to find. The generative story, and the 
    memory card, tent -> sleeping bag, phone -> case, coffee maker -> coffee beans) and an abandoned cart
    often brings the shopper back to buy: repeat and complement signal for next-basket models.
 
+7. **Replenishment** (opt-in, `replenishment` > 0; `replenish`): a share of shoppers rebuy a pantry of
+   consumables (coffee beans, shampoo, sunscreen, ...) on planted per-leaf cadences scaled by their own pace:
+   the ground truth that `benchmarks/buy_again.py` scores "buy it again" against.
+
 Events are generated per time window and per session step with numpy (no Python object per event): the
 default store takes a few seconds, 1M events about 10 s and 10M about a minute and a half (2.5 GB peak)
 on a 2-core machine. The log is trimmed to exactly `n_events` by dropping whole random sessions that
@@ -59,6 +63,7 @@ import polars as pl
 
 from aisle.data.synthetic.behaviour import CART, TYPE_NAMES, Knobs, Simulator
 from aisle.data.synthetic.catalog import DAY, build_catalog, season_matrix
+from aisle.data.synthetic.replenish import replenishment_events
 from aisle.data.synthetic.users import build_users
 from aisle.data.synthetic.vocab import LEAVES
 from aisle.types import EVENT_SCHEMA, conform
@@ -79,8 +84,13 @@ class SyntheticConfig:
     new_item_fraction: float = 0.12
     unavailable_fraction: float = 0.04
     typo_rate: float = 0.1
+    #: Share of shoppers who replenish consumables on planted cadences (`replenish`); 0 keeps the base store
+    #: exactly as it always was (its own random stream is drawn only when this is above 0).
+    replenishment: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.replenishment <= 1.0:
+            raise ValueError(f"replenishment must be a share between 0 and 1, not {self.replenishment}")
         if self.n_items < len(LEAVES):
             raise ValueError(f"n_items must be at least {len(LEAVES)} (one per leaf category), not {self.n_items}")
         if self.n_users < 1 or self.n_events < 1 or self.days < 1:
@@ -156,11 +166,53 @@ def generate(config: SyntheticConfig | None = None, *, progress: Progress | None
     users = build_users(cfg.n_users, rng, start=cfg.start, days=cfg.days)
     sim = Simulator(cat, users, rng, days=cfg.days, season=season_matrix(cfg.start, cfg.days),
                     knobs=Knobs(typo=cfg.typo_rate))
-    events = _assemble(sim.run(cfg.n_events, progress), sim.log.queries, cat.item_ids, users.user_ids, cfg, rng)
+    raw = sim.run(cfg.n_events, progress)
+    if cfg.replenishment > 0:  # after the base simulation, from its own stream: the base draws are unchanged
+        extra = replenishment_events(cat, users, cfg.replenishment, cfg.seed, cfg.days, sim.next_sid)
+        raw = {k: np.concatenate([v, extra[k].astype(v.dtype)]) for k, v in raw.items()}
+    events = _assemble(raw, sim.log.queries, cat.item_ids, users.user_ids, cfg, rng)
     counts = events.group_by("event_type").len().sort("event_type")
     stats = {"event_types": dict(zip(counts["event_type"].to_list(), counts["len"].to_list(), strict=True)),
              "leaf_categories": len(LEAVES)}
     return SyntheticStore(cfg, cat.frame, users.frame, events, stats)
+
+
+@dataclass(frozen=True)
+class Tastes:
+    """The hidden truth behind a synthetic store: how much each shopper wants each item.
+
+    The shopper simulator (`aisle.simulate`) needs the preferences the store's events were drawn from, so that
+    its shoppers react to a list the way the store's shoppers would and an oracle can rank by them. They are
+    rebuilt from the config's seed (the catalog and the shoppers are drawn before any event, so no event is
+    generated and `generate`'s output is untouched) and asked through `affinity`, never through fields.
+    """
+
+    item_ids: tuple[str, ...]
+    user_ids: tuple[str, ...]
+    _sim: Simulator = field(repr=False)
+
+    def affinity(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """How much each shopper wants each item (the log-odds behind the generator's add-to-cart, without its
+        bias): taste for the item's leaf, brand affinity, price tier fit, gender fit and quality. `users` and
+        `items` are row numbers into `user_ids` and `item_ids`, broadcast against each other."""
+        return self._sim.cart_logit(np.asarray(users), np.asarray(items))
+
+    @property
+    def activity(self) -> np.ndarray:
+        """Each shopper's relative session rate (who visits how often)."""
+        return self._sim.users.activity.copy()
+
+
+def latent_tastes(config: SyntheticConfig | None = None) -> Tastes:
+    """The tastes behind `generate(config)`: the same shoppers and items, by the same ids."""
+    cfg = config or SyntheticConfig()
+    rng = np.random.default_rng(cfg.seed)
+    cat = build_catalog(cfg.n_items, rng, start=cfg.start, days=cfg.days, new_fraction=cfg.new_item_fraction,
+                        unavailable_fraction=cfg.unavailable_fraction)
+    users = build_users(cfg.n_users, rng, start=cfg.start, days=cfg.days)
+    sim = Simulator(cat, users, rng, days=cfg.days, season=season_matrix(cfg.start, cfg.days),
+                    knobs=Knobs(typo=cfg.typo_rate))
+    return Tastes(tuple(cat.item_ids.tolist()), tuple(users.user_ids.tolist()), sim)
 
 
 def _assemble(raw: dict[str, np.ndarray], queries: list[str], item_ids: np.ndarray, user_ids: np.ndarray,
@@ -205,4 +257,4 @@ def _assemble(raw: dict[str, np.ndarray], queries: list[str], item_ids: np.ndarr
     return conform(df, EVENT_SCHEMA)
 
 
-__all__ = ["SyntheticConfig", "SyntheticStore", "generate"]
+__all__ = ["SyntheticConfig", "SyntheticStore", "Tastes", "generate", "latent_tastes"]

@@ -18,6 +18,16 @@ from aisle.query import Query
 _VERB = {"purchase": "bought", "add_to_cart": "added", "favorite": "saved", "rating": "rated"}
 
 
+def _top_stable(scores: np.ndarray, k: int) -> np.ndarray:
+    """`np.argsort(-scores, kind="stable")[:k]` without sorting every item: the items tied at the k-th score are
+    kept in index order, as the full stable sort keeps them."""
+    if len(scores) <= k:
+        return np.argsort(-scores, kind="stable")
+    kth = np.partition(-scores, k - 1)[k - 1]
+    pool = np.flatnonzero(-scores <= kth)
+    return pool[np.argsort(-scores[pool], kind="stable")][:k]
+
+
 class ItemToItemSource(CandidateSource):
     kind: ClassVar[str] = "i2i"
     #: (type, text) of the explanation of a candidate with an anchor; None: "Because you viewed/bought ... X"
@@ -107,22 +117,33 @@ class ItemToItemSource(CandidateSource):
 
     def with_new_items(self, rows: list[int], similarity: np.ndarray, n_old: int) -> Self:
         """New items become neighbours of the old items they resemble most (`similarity`: one row per new item
-        over every item), and get those items as their own neighbours for their item pages."""
+        over every item), and get those items as their own neighbours for their item pages. Items placed by an
+        earlier call keep their places (an item placed again moves), so successive upserts add up."""
         out = self.with_model(self.model)
-        own: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        reverse: dict[int, list[tuple[int, float]]] = {}
+        own, added = dict(self.own), dict(self.added)
+        for row in rows:  # an item placed again leaves its old neighbours first
+            for j in own.get(row, (np.zeros(0, np.int64),))[0].tolist():
+                r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+                keep = r != row
+                added[j] = (r[keep], s[keep])
+        extra: dict[int, tuple[list[int], list[float]]] = {}
         for row, sims in zip(rows, similarity, strict=True):
             sims = np.array(sims, np.float64)
             sims[row] = -np.inf
             sims[n_old:] = -np.inf  # new items are not each other's evidence
-            top = np.argsort(-sims, kind="stable")[: self.config.neighbours]
+            top = _top_stable(sims, self.config.neighbours)
             top = top[np.isfinite(sims[top]) & (sims[top] > 0)]
             own[row] = (top.astype(np.int64), sims[top].astype(np.float32))
-            for j in top:
-                reverse.setdefault(int(j), []).append((row, float(sims[j])))
-        out.own = own
-        out.added = {j: (np.array([r for r, _ in v], np.int64), np.array([s for _, s in v], np.float32))
-                     for j, v in reverse.items()}
+            for j, sim in zip(top.tolist(), sims[top].tolist(), strict=True):
+                r_new, s_new = extra.setdefault(j, ([], []))
+                r_new.append(row)
+                s_new.append(sim)
+        for j, (r_new, s_new) in extra.items():  # appended: the arrays an older copy reads stay as they are
+            r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            added[j] = (np.concatenate([r, np.asarray(r_new, np.int64)]),
+                        np.concatenate([s, np.asarray(s_new, np.float32)]))
+        added = {j: v for j, v in added.items() if len(v[0])}
+        out.own, out.added = own, added
         return out
 
     def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:

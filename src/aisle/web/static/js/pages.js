@@ -3,6 +3,7 @@
 import { announce, h, money } from "./dom.js";
 import { cart, get, saveCart, shopper, track } from "./api.js";
 import { card, row, thumb } from "./cards.js";
+import { conversationalSearch, refinementBanner, shopperRows } from "./shopper.js";
 
 const REC_K = 12;
 
@@ -40,14 +41,15 @@ async function recommendedRow(id, title, params = {}) {
 
 export async function home() {
   const who = shopper();
-  const [recs, trend] = await Promise.all([
+  const [recs, trend, own] = await Promise.all([
     recommendedRow("recommended", who.known ? `Recommended for ${who.id}` : "Recommended for you"),
     get("/trending", { k: 2 * REC_K }),
+    shopperRows(),
   ]);
   const shown = new Set([...recs.querySelectorAll("li.card")].map((li) => li.dataset.itemId));
   const trending = trend.items.filter((i) => !shown.has(i.item_id)).slice(0, REC_K);
   const view = h("div", {}, h("h1", { tabindex: "-1", text: who.known ? `Welcome back, ${who.id}` : "Welcome to the Aisle store" }),
-    recs, row("trending", "Trending now", trending, { note: "What shoppers are buying and viewing right now (beyond the picks above)." }));
+    recs, ...own, row("trending", "Trending now", trending, { note: "What shoppers are buying and viewing right now (beyond the picks above)." }));
   return { view, title: "Aisle store" };
 }
 
@@ -121,14 +123,18 @@ export async function search(params) {
   const [lo, hi] = (params.get("price") || "-").split("-");
   // Browsing a category or brand (no words typed) sends an empty query: the engine lists every item the
   // filters let through, most popular (or best fitting this shopper) first.
-  const res = await get("/search", { q, category: params.getAll("category"), brand: params.getAll("brand"),
+  // every search is a turn (or a step shown again) of this tab's search conversation: "cheaper" refines
+  const res = await conversationalSearch(params, { category: params.getAll("category"), brand: params.getAll("brand"),
     price_min: lo, price_max: hi, sort, page, page_size: 24, user: shopper().id });
-  const label = q ? `Results for “${q}”` : (params.getAll("category")[0] || params.getAll("brand")[0] || "All products");
+  const searched = res.refinement?.constraints?.like ? "" : (res.refinement?.constraints?.query ?? q);  // what a refinement refines
+  const label = res.refinement?.constraints?.like ? "More like your pick" : searched ? `Results for “${searched}”` : (params.getAll("category")[0] || params.getAll("brand")[0] || "All products");
   const view = h("div", {}, h("h1", { tabindex: "-1", text: label }));
   if (q && res.did_you_mean && res.did_you_mean !== q) {
     const p = new URLSearchParams(params);
     p.set("q", res.did_you_mean);
     p.delete("page");
+    p.delete("step");
+    p.set("turn", Date.now().toString(36));
     view.append(h("p", { class: "notice", id: "did-you-mean" }, "Did you mean ",
       h("a", { href: searchHash(p), text: res.did_you_mean }), "? ",
       h("span", { class: "muted", text: `Showing results for “${res.did_you_mean}”.` })));
@@ -136,7 +142,7 @@ export async function search(params) {
   if (res.relaxed?.length) {
     view.append(h("p", { class: "notice", id: "relaxed", text: `No exact matches, so we relaxed: ${res.relaxed.join(", ")}.` }));
   }
-  view.append(understood(res) || "");
+  view.append(refinementBanner(res, params) || "", understood(res) || "");
   const sortSel = h("select", { id: "sort", onchange: (e) => {
     const p = new URLSearchParams(params); p.set("sort", e.target.value); p.delete("page"); location.hash = searchHash(p); } },
   [["relevance", "Relevance"], ["popularity", "Popularity"], ["price_asc", "Price: low to high"], ["price_desc", "Price: high to low"]]
@@ -151,9 +157,9 @@ export async function search(params) {
     facetGroup(params, "category", "Category", res.facets?.category || []),
     facetGroup(params, "brand", "Brand", res.facets?.brand || []),
     priceGroup(params, res.facets?.price || [])));
-  const hits = res.hits.map((hit) => ({ ...hit, explanation: null }));
+  const hits = res.hits;  // each with its explanation: why it is here (words, meaning, filters, your tastes)
   const results = h("section", { "aria-labelledby": "results-title" }, h("h2", { id: "results-title", class: "sr-only", text: "Results" }),
-    toolbar, hits.length ? h("ul", { class: "grid", id: "results" }, hits.map((it) => card(it, { showWhy: false })))
+    toolbar, hits.length ? h("ul", { class: "grid", id: "results" }, hits.map((it) => card(it)))
       : h("p", { class: "empty", text: "No products match. Try fewer words or remove a filter." }));
   if (pages > 1) {
     const go = (n) => { const p = new URLSearchParams(params); p.set("page", n); return searchHash(p); };

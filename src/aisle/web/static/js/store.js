@@ -52,7 +52,7 @@ function syncSearchBox() {
 }
 
 function goSearch(q) {
-  const p = new URLSearchParams({ q });
+  const p = new URLSearchParams({ q, turn: Date.now().toString(36) });  // a new turn, even when q repeats
   track("search", null, { query: q }).catch(() => {});
   location.hash = `#/search?${p}`;
 }
