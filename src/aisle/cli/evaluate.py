@@ -40,7 +40,7 @@ def _names(text: str) -> list[str]:
 def evaluate(
     dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
     models: Annotated[str, typer.Option(help="Comma-separated model names (see the error for the list); "
-                                        "`pipeline` is the serving pipeline, its sources set by a [pipeline] "
+                                        "`pipeline` is the serving pipeline, its sources set by a \\[pipeline] "
                                         "table of --config (default: the demo's fast sources).")]
     = "pop,itemknn",
     protocol: Annotated[str, typer.Option(help="loo: last target per user is the test target, the one before "
@@ -59,8 +59,8 @@ def evaluate(
     max_trials: Annotated[int, typer.Option(help="At most this many hyper-parameter settings per model, "
                                             "tried on the validation targets.")] = 8,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model parameters "
-                                                "(`[sasrec] max_len = 200`): they are fixed, not searched; a "
-                                                "[pipeline] table sets the pipeline as `aisle train` reads it.")]
+                                                "(`\\[sasrec] max_len = 200`): they are fixed, not searched; a "
+                                                "\\[pipeline] table sets the pipeline as `aisle train` reads it.")]
     = None,
     per_user: Annotated[Path | None, typer.Option("--per-user", help="Write each test user's metrics, one row "
                                                   "per model and user, to this .parquet or .csv file (for "
