@@ -126,6 +126,21 @@ class Histories:
             return cls(z["ptr"], z["items"], z["types"], z["times"])
 
 
+def link_tree(src: Path, dst: Path) -> None:
+    """`dst` as a copy of the folder `src` made of hard links (a real copy where the file system cannot link)."""
+    import os
+    import shutil
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, copy_function=link)
+
+
 def fingerprint(events: pl.DataFrame) -> str:
     """A stable hash of an event log's content (order-independent): which data a bundle was fit on."""
     if events.is_empty():
@@ -155,8 +170,14 @@ class Bundle:
         """What a server reports as its model version: creation time + data fingerprint."""
         return f"{self.manifest.get('created_at', '?')}/{self.manifest.get('data_fingerprint', '?')}"
 
-    def save(self, path: str | Path, *, data_fingerprint: str, metrics: dict[str, Any] | None = None) -> Path:
-        """Write the bundle folder (atomically enough: a reader only trusts a complete manifest)."""
+    def save(self, path: str | Path, *, data_fingerprint: str, metrics: dict[str, Any] | None = None,
+             reuse: Path | None = None, unchanged: frozenset[str] = frozenset()) -> Path:
+        """Write the bundle folder (atomically enough: a reader only trusts a complete manifest).
+
+        `reuse`: a saved bundle this one was derived from; the parts named in `unchanged` ("search", and
+        "sources/KEY" for pipeline sources) are hard-linked from it instead of written again (a refresh of a
+        100,000-item bundle spent most of its time rewriting a search index and neighbour tables it had not
+        touched). Files are never modified in place, so a link is as good as a copy."""
         out = Path(path)
         (out / "models").mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").unlink(missing_ok=True)  # a half-rewritten bundle is never mistaken for whole
@@ -174,13 +195,18 @@ class Bundle:
             self.histories.save(out / "histories.npz")
             parts["histories"] = "histories.npz"
         if self.pipeline is not None:
-            self.pipeline.save(out / "pipeline")
+            linked = {k.removeprefix("sources/"): reuse / "pipeline" / "sources" / k.removeprefix("sources/")
+                      for k in unchanged if k.startswith("sources/")} if reuse is not None else {}
+            self.pipeline.save(out / "pipeline", linked=linked)
             np.savez(out / "pipeline" / "users.npz", **{f"{k}_{x}": a for k, (i, v) in self.user_rows.items()
                                                          for x, a in (("items", i), ("scores", v))})
             if self.ranked:
                 np.savez(out / "pipeline" / "ranked.npz", **self.ranked)
             parts["pipeline"] = "pipeline"
-        if self.search is not None:
+        if self.search is not None and reuse is not None and "search" in unchanged:
+            link_tree(reuse / "search", out / "search")
+            parts["search"] = "search"
+        elif self.search is not None:
             self.search.save(out / "search")
             parts["search"] = "search"
         if self.repeat is not None:

@@ -93,6 +93,39 @@ class InferenceConfig(_Frozen):
     `~/.cache/aisle/optimize`)."""
 
 
+class WorkerConfig(_Frozen):
+    """`aisle worker`: how often it refreshes and refits the served bundle, and the gate a candidate must pass
+    (`aisle.worker`). The registry is the settings' `bundle`, the store their `store`, the lease and the
+    notification their `state` (Redis) when it is one."""
+
+    refresh_seconds: float = Field(default=60.0, gt=0)
+    """Fold the events stored since the last watermark (and catalog changes) into the served bundle this often."""
+    refit_hours: float = Field(default=24.0, gt=0)
+    """Refit the whole pipeline (deep model included) at least this often."""
+    refit_events: int = Field(default=500_000, ge=0)
+    """...or as soon as this many events were folded in since the last refit (0: by time only)."""
+    tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    """A refit candidate is refused when its NDCG@10 on the hold-out is below the serving bundle's by more than
+    this fraction of it (0.05: at most 5% worse)."""
+    holdout_events: int = Field(default=20_000, ge=1)
+    """The gate's temporal hold-out: the newest events (by time), unless `holdout_days` is set."""
+    holdout_days: float | None = Field(default=None, gt=0)
+    """The gate's hold-out as the last days of events instead of a number of events."""
+    gate_users: int = Field(default=2_000, ge=1)
+    """At most this many hold-out shoppers are scored (a seeded sample), to bound the gate's time."""
+    latency_budget_ms: float = Field(default=50.0, gt=0)
+    """Health check: the p99 of a sample of recommendation requests on the candidate must stay within this."""
+    lease_ttl_seconds: float = Field(default=30.0, gt=0)
+    """The training lease expires this long after its holder stops renewing it (a worker killed with -9): the next
+    worker waiting takes over within about this time."""
+    pipeline: Path | None = None
+    """A TOML/JSON file with a [pipeline] table and model tables (what `aisle train --config` takes) for refits;
+    default: the default pipeline."""
+    dense: bool = True
+    """Refits build the search index with dense (MiniLM) vectors."""
+    seed: int = 0
+
+
 class Settings(_Frozen):
     bundle: Path = Path("aisle-data") / "bundle"
     store: str | Path | None = None
@@ -136,6 +169,7 @@ class Settings(_Frozen):
     workers: int = Field(default=1, ge=1)
     rules: RulesConfig = RulesConfig()
     inference: InferenceConfig = InferenceConfig()
+    worker: WorkerConfig = WorkerConfig()
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
@@ -240,4 +274,5 @@ def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = N
     return Settings.model_validate(layered.model_dump())
 
 
-__all__ = ["ConfigError", "InferenceConfig", "Pin", "RulesConfig", "Settings", "accepted_variables", "load_settings"]
+__all__ = ["ConfigError", "InferenceConfig", "Pin", "RulesConfig", "Settings", "WorkerConfig", "accepted_variables",
+           "load_settings"]

@@ -158,6 +158,11 @@ class Registry:
         out: list[str] = []
         for rec in self.history():
             if rec.get("action") == "promote":
+                previous = rec.get("previous")
+                if previous and (not out or out[-1] != previous):
+                    # a promotion whose record was lost: its writer was killed after replacing `current` and
+                    # before logging it; the next promotion names it as the version it replaced
+                    out = [v for v in out if v != previous] + [previous]
                 out = [v for v in out if v != rec["version"]] + [rec["version"]]
             elif rec.get("action") == "rollback" and out:
                 out.pop()
@@ -246,6 +251,9 @@ class Registry:
         """Keep the newest `keep` versions, the current one and the rollback target."""
         chain = self.chain()
         protected = set(chain[-2:]) | ({self.current()} - {None})
+        # the fit a served version grew from by refreshes (`aisle worker`'s gate compares refits with it)
+        protected |= {str(d.extra["refit"]) for v in protected if (d := self.decision(v)) is not None
+                      and d.extra.get("refit")}
         names = [v.version for v in self.list()]
         for name in names[:-self.keep] if len(names) > self.keep else []:
             if name not in protected:

@@ -313,3 +313,52 @@ def test_cli_ingest_stats_export_and_train_from_the_store(target: str, tmp_path:
     assert serving_problem(tmp_path / "bundle") is None
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert manifest["data_fingerprint"] == fingerprint(original.events)  # trained on exactly the ingested events
+
+
+# ---- reading after a watermark (what `aisle worker` refreshes from) ---------------------------------------------
+
+
+def test_events_since_a_watermark_are_each_read_once_late_ones_included(store: StoreBackend) -> None:
+    first, mark = store.read_events_since(0)
+    assert first.is_empty()
+    store.append_events(_events(4, ids=True))
+    got, mark1 = store.read_events_since(mark)
+    assert sorted(got["item_id"].to_list()) == ["i0", "i1", "i2", "i3"] and got.schema == EVENT_SCHEMA
+    assert store.read_events_since(mark1)[0].is_empty()  # nothing new: nothing read, the watermark holds
+    # a late event with an older timestamp than everything read so far, and a repeat that is not stored
+    late = events_frame([Event("u9", "i9", EventType.PURCHASE, T0 - timedelta(days=3), event_id="late")])
+    store.append_events(pl.concat([late, _events(2, ids=True)]))
+    again, mark2 = store.read_events_since(mark1)
+    assert again["event_id"].to_list() == ["late"]
+    assert store.read_events_since(mark2)[0].is_empty()
+    assert store.read_events_since(0)[0].height == 5  # from the start: the whole log, once
+
+
+def test_events_since_skip_erased_users_and_survive_erasing_the_newest_rows(store: StoreBackend) -> None:
+    store.append_events(_events(3, ids=True, user="a"))
+    _, mark = store.read_events_since(0)
+    store.append_events(_events(2, ids=True, user="b"))
+    store.delete_user("b")  # the newest rows go: their positions must not be handed out again
+    assert store.read_events_since(mark)[0].is_empty()
+    store.append_events(_events(1, ids=True, user="c"))
+    got, _ = store.read_events_since(mark)
+    assert got["user_id"].to_list() == ["c"]
+
+
+def test_a_store_written_before_watermarks_gets_them_in_stored_order(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # the version-1 layout, as an older Aisle wrote it
+    con.execute("""CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+                   CREATE TABLE events (natural_key VARCHAR, event_id VARCHAR, user_id VARCHAR NOT NULL,
+                   item_id VARCHAR, event_type VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL, session_id VARCHAR,
+                   value DOUBLE, query VARCHAR);
+                   INSERT INTO events VALUES (NULL, 'old1', 'u', 'i1', 'view', '2026-01-01 00:00:00+00', NULL, NULL,
+                   NULL)""")
+    con.close()
+    with open_store(path) as s:
+        old, mark = s.read_events_since(0)
+        assert old["event_id"].to_list() == ["old1"]
+        s.append_events(_events(1, ids=True))
+        assert s.read_events_since(mark)[0]["event_id"].to_list() == ["eu10"]

@@ -11,6 +11,7 @@ from aisle.cli import search as _search
 from aisle.cli import serve as _serve
 from aisle.cli import simulate as _simulate
 from aisle.cli import train as _train
+from aisle.cli import worker as _worker
 
 app = typer.Typer(
     name="aisle",
@@ -30,6 +31,7 @@ app.command("train")(_train.train)
 app.command("search-eval")(_search.search_eval)
 app.command("serve")(_serve.serve)
 app.command("consume")(_serve.consume)
+app.command("worker")(_worker.worker)
 app.add_typer(_bundles.app, name="bundles")
 app.command("simulate")(_simulate.simulate)
 app.command("ope")(_simulate.ope)

@@ -235,12 +235,17 @@ class Pipeline:
         """Fold new events (TrainData's encoded columns: item_idx, timestamp, weight, ...) into every source that
         can refresh without a refit, in place (for the trainer, not a pipeline being served); the keys updated."""
         facts = self._facts
-        changed = [s.key for s in self.sources if s.update(events, self.n_items)]
+        # Items added to the catalog since the fit (rows from n_items up to len(facts), see `with_items`) are
+        # counted by trending and popularity; the models behind the other sources know only the fitted items.
+        fitted = events.filter(pl.col("item_idx") < self.n_items)
+        changed = [s.key for s in self.sources if (s.update(events, len(facts)) if isinstance(s, TrendingSource)
+                                                   else s.update(fitted, self.n_items))]
         trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
         trend = facts.trend
         if trending is not None and trending.key in changed:
             trend = np.zeros(len(facts), np.float32)
-            trend[: self.n_items] = trending.scores[: self.n_items]
+            size = min(len(facts), len(trending.scores))
+            trend[:size] = trending.scores[:size]
         fresh = events.filter((pl.col("weight") > 0) & pl.col("is_new")) if "is_new" in events.columns else \
             events.filter(pl.col("weight") > 0)
         counts = facts.counts + np.bincount(fresh["item_idx"].to_numpy(), minlength=len(facts))[: len(facts)]
@@ -312,7 +317,11 @@ class Pipeline:
 
     # ---- persistence ---------------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, linked: dict[str, Path] | None = None) -> None:
+        """Write the pipeline; the sources in `linked` (key -> a saved copy of that very source) are hard-linked
+        from their copy instead of written again (`Bundle.save(reuse=...)`)."""
+        from aisle.bundle import link_tree
+
         facts = self._facts
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -321,7 +330,10 @@ class Pipeline:
                                        "brand_names": attrs.brand_names, "leaf_names": attrs.leaf_names,
                                        "paths": [list(p) for p in attrs.paths]})
         for s in self.sources:
-            s.save(path / "sources" / s.key)
+            if linked and s.key in linked:
+                link_tree(linked[s.key], path / "sources" / s.key)
+            else:
+                s.save(path / "sources" / s.key)
         tags = {"tag_ptr": facts.tags.ptr, "tag_ids": facts.tags.ids} if facts.tags is not None else {}
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
                  brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available, **tags)

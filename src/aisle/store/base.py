@@ -119,6 +119,16 @@ class StoreBackend(ABC):
         """All events in EVENT_SCHEMA columns, ordered by user, then time."""
 
     @abstractmethod
+    def read_events_since(self, watermark: int) -> tuple[pl.DataFrame, int]:
+        """The events stored after `watermark` (EVENT_SCHEMA, ordered by user then time) and the watermark to pass
+        next time: what `aisle worker` folds into the served bundle without reading the whole log.
+
+        A watermark is the store's insertion position (0 = before the first event), not an event time: an event
+        posted late with an old timestamp is still read once, by the next call. Each event is returned by exactly
+        one call in a chain of calls, even while writers append (no loss, no repeat); an erased user's events are
+        gone from later calls. DuckDB counts inserted rows; PostgreSQL uses transaction ids (see the backends)."""
+
+    @abstractmethod
     def items(self) -> pl.DataFrame:
         """The catalog in ITEM_SCHEMA columns, ordered by item_id."""
 

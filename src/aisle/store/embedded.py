@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS events (
     event_type VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL, session_id VARCHAR, value DOUBLE, query VARCHAR
 );
 """
+# The insertion sequence behind `read_events_since`: a persistent SEQUENCE (never reused, even after an erasure
+# deletes the newest rows), added to a store written before it existed by numbering its rows in stored order.
+_SEQ_DDL = """
+CREATE SEQUENCE IF NOT EXISTS event_seq START {start};
+ALTER TABLE events ALTER COLUMN seq SET DEFAULT nextval('event_seq');
+"""
 
 _EVENT_COLS = ", ".join(f'"{c}"' for c in EVENT_SCHEMA)
 _NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(item_id, ''), event_type, "
@@ -76,7 +82,27 @@ class Store(StoreBackend):
         self.con.execute("SET enable_progress_bar = false")  # Aisle draws its own progress bars
         if not read_only:
             self.con.execute(_DDL)
+            self._add_positions()
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+
+    def _add_positions(self) -> None:
+        """Give every event its insertion number (`seq`); a store made before positions existed gets them here."""
+        if self._has_positions():
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute("ALTER TABLE events ADD COLUMN seq BIGINT")
+            self.con.execute("UPDATE events SET seq = rowid + 1")
+            start = self._scalar("SELECT coalesce(max(seq), 0) + 1 FROM events")
+            self.con.execute(_SEQ_DDL.format(start=start))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def _has_positions(self) -> bool:
+        return self._scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' "
+                            "AND column_name = 'seq'") > 0
 
     @property
     def name(self) -> str:
@@ -114,7 +140,7 @@ class Store(StoreBackend):
         first = "QUALIFY row_number() OVER (PARTITION BY event_key) = 1" if dedupe else ""
         anti = "ANTI JOIN events e ON coalesce(e.event_id, e.natural_key) = b.event_key" if against_store else ""
         self.con.execute(f"""
-            INSERT INTO events
+            INSERT INTO events (natural_key, {_EVENT_COLS})
             SELECT b.* EXCLUDE (event_key) FROM (
                 SELECT {_KEY} AS event_key, {_NATURAL} AS natural_key, {_EVENT_COLS} FROM _batch {first}
             ) b {anti}
@@ -225,6 +251,18 @@ class Store(StoreBackend):
         """Events in time order per user, EVENT_SCHEMA columns (optionally filtered by a SQL predicate)."""
         sql = f"SELECT {_EVENT_COLS} FROM events {('WHERE ' + where) if where else ''} ORDER BY user_id, timestamp"
         return conform(self.con.sql(sql, params=params or None).pl(), EVENT_SCHEMA)
+
+    def read_events_since(self, watermark: int) -> tuple[pl.DataFrame, int]:
+        """Events inserted after `watermark` (an insertion number; 0 = from the start), in time order per user,
+        and the watermark to pass next time. The file has one writer at a time, so numbers are handed out in
+        commit order and nothing below the returned watermark can still appear."""
+        if not self._has_positions():
+            raise RuntimeError(f"{self.path}: this store predates insertion positions; open it once for writing "
+                               "(e.g. `aisle stats --db ...` after `aisle ingest`) to add them")
+        frame = self.con.sql(f"SELECT {_EVENT_COLS}, seq FROM events WHERE seq > ? ORDER BY user_id, timestamp",
+                             params=[int(watermark)]).pl()
+        top = int(frame["seq"].max()) if frame.height else int(watermark)  # type: ignore[arg-type]
+        return conform(frame.drop("seq"), EVENT_SCHEMA), max(top, int(watermark))
 
     def items(self) -> pl.DataFrame:
         return conform(self.con.sql("SELECT * FROM items ORDER BY item_id").pl(), ITEM_SCHEMA)

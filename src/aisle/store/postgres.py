@@ -63,7 +63,12 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events ((md5(coalesce(event_id, natural_key))::uuid));
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
+ALTER TABLE events ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS events_xid ON events (xid);
 """
+# `xid`: the id of the transaction that inserted the event, behind `read_events_since`. Not a sequence: writers run
+# concurrently and a sequence number is taken before its transaction commits, so a reader could pass a number whose
+# row commits later and lose it. A transaction id below the snapshot's xmin belongs to a finished transaction.
 
 # per-connection staging tables, emptied at every commit
 _STAGE = {
@@ -329,6 +334,24 @@ class PostgresStore(StoreBackend):
         raw = self._read(f"SELECT {', '.join(cols)} FROM events ORDER BY user_id, \"timestamp\"",
                          {**EVENT_SCHEMA, "timestamp": pl.Int64()})
         return conform(raw.with_columns(pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC")), EVENT_SCHEMA)
+
+    def read_events_since(self, watermark: int) -> tuple[pl.DataFrame, int]:
+        """Events committed by transactions in [watermark, the oldest transaction still running), in time order
+        per user, and that bound as the next watermark: every transaction below it has finished, so no event can
+        still appear below it, and one still running is read next time (one REPEATABLE READ snapshot)."""
+        cols = [f'"{c}"' if c != "timestamp" else _TS_US for c in EVENT_SCHEMA]
+        with self._tx() as con:
+            con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            horizon = int(con.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0])
+            self._snapshot.con = con
+            try:
+                raw = self._read(f"SELECT {', '.join(cols)} FROM events WHERE xid >= '{int(watermark)}'::xid8 "
+                                 f"AND xid < '{horizon}'::xid8 ORDER BY user_id, \"timestamp\"",
+                                 {**EVENT_SCHEMA, "timestamp": pl.Int64()})
+            finally:
+                self._snapshot.con = None
+        events = raw.with_columns(pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC"))
+        return conform(events, EVENT_SCHEMA), max(horizon, int(watermark))
 
     def items(self) -> pl.DataFrame:
         cols = {"categories": "array_to_json(categories)::text", "created_at": _EPOCH_US.format("created_at"),

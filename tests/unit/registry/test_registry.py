@@ -97,3 +97,19 @@ def test_cli_lists_decisions_and_rolls_back(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "nothing to roll back" in r.output
     r = runner.invoke(app, ["bundles", "promote", "nope", "--registry", str(reg_dir)])
     assert r.exit_code == 2 and reg.current() == v1
+
+
+def test_a_promotion_whose_record_was_lost_in_a_crash_is_still_in_the_chain(tmp_path: Path) -> None:
+    """A writer killed after replacing `current` and before logging the promotion (seen with `aisle worker`
+    killed by -9): the next promotion names it as `previous`, so a rollback still returns to it."""
+    reg = Registry(tmp_path / "reg")
+    v1 = reg.publish(_bundle(tmp_path / "a", "a"), _ok())
+    v2 = reg.publish(_bundle(tmp_path / "b", "b"), _ok())
+    history = reg.root / "history.jsonl"
+    lines = history.read_text().splitlines()
+    assert json.loads(lines[-1])["action"] == "promote"
+    history.write_text("\n".join(lines[:-1]) + "\n")  # the crash: v2 is current, its promotion never logged
+    assert reg.current() == v2
+    v3 = reg.publish(_bundle(tmp_path / "c", "c"), _ok())
+    assert reg.chain() == [v1, v2, v3]
+    assert reg.rollback() == v2
