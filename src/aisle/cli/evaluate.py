@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,7 +39,9 @@ def _names(text: str) -> list[str]:
 
 def evaluate(
     dataspec: Annotated[str, typer.Argument(help="FORMAT:PATH[?key=value&...]; formats: " + ", ".join(READERS))],
-    models: Annotated[str, typer.Option(help="Comma-separated model names (see the error for the list).")]
+    models: Annotated[str, typer.Option(help="Comma-separated model names (see the error for the list); "
+                                        "`pipeline` is the serving pipeline, its sources set by a \\[pipeline] "
+                                        "table of --config (default: the demo's fast sources).")]
     = "pop,itemknn",
     protocol: Annotated[str, typer.Option(help="loo: last target per user is the test target, the one before "
                                           "it validation; temporal: a global cut in time.")] = "loo",
@@ -57,7 +59,8 @@ def evaluate(
     max_trials: Annotated[int, typer.Option(help="At most this many hyper-parameter settings per model, "
                                             "tried on the validation targets.")] = 8,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON file of per-model parameters "
-                                                "(`[sasrec] max_len = 200`): they are fixed, not searched.")]
+                                                "(`\\[sasrec] max_len = 200`): they are fixed, not searched; a "
+                                                "\\[pipeline] table sets the pipeline as `aisle train` reads it.")]
     = None,
     per_user: Annotated[Path | None, typer.Option("--per-user", help="Write each test user's metrics, one row "
                                                   "per model and user, to this .parquet or .csv file (for "
@@ -66,9 +69,13 @@ def evaluate(
     """Tune on validation, refit, and score models on the test targets (full ranking); print a comparison."""
     from aisle.data.readers import DataSpec, read_dataspec
     from aisle.data.validation import DataError
+    from aisle.evaluate.protocol import label
     from aisle.evaluate.report import (
         PER_USER_SUFFIXES,
+        candidate_recall_table,
         comparison_table,
+        paired_table,
+        paired_tests,
         params_summary,
         write_json,
         write_per_user,
@@ -94,14 +101,14 @@ def evaluate(
     except ImportError as exc:
         err.print(f"[red]error:[/] no model registry available (aisle.models.registry): {exc}")
         raise typer.Exit(2) from None
-    unknown = [n for n in names if n not in MODELS]
+    unknown = [n for n in names if n not in MODELS and n != PIPELINE]
     if unknown:
         err.print(f"[red]error:[/] unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                  f"known: {', '.join(sorted(MODELS))}")
+                  f"known: {', '.join(sorted([*MODELS, PIPELINE]))}")
         raise typer.Exit(2)
-    classes = {n: MODELS[n] for n in names}
-    if config is not None:
-        classes = _pinned(classes, config)
+    params = _config(config, names)
+    classes = {n: _pipeline_model(params, config) if n == PIPELINE else _pinned(MODELS[n], params.get(n))
+               for n in names}
     try:
         spec = DataSpec.parse(dataspec)
         with err.status(f"Reading and validating {spec} ..."):
@@ -127,8 +134,17 @@ def evaluate(
         raise typer.Exit(2) from None
     result = exp.to_dict()
     to_stdout = json_out is not None and str(json_out) == "-"
-    (err if to_stdout else console).print(comparison_table(result))
-    (err if to_stdout else console).print(params_summary(result), markup=False, highlight=False)
+    out = err if to_stdout else console
+    out.print(comparison_table(result))
+    out.print(params_summary(result), markup=False, highlight=False)
+    recall = candidate_recall_table(result)
+    if recall is not None:
+        out.print(recall)
+    if PIPELINE in exp.models and len(exp.models) > 1:
+        headline = [label(f"{m}@{ks[0]}", sampled) for m in ("NDCG", "HR")]
+        tests = paired_tests(exp.per_user(), PIPELINE, headline)
+        result["paired"] = {"model": PIPELINE, "test": "paired t-test, two-sided", "against": tests}
+        out.print(paired_table(tests, PIPELINE, headline))
     if sampled is not None:
         (err if to_stdout else console).print(f"[yellow]Sampled metrics ({sampled} negatives per target): not "
                                               "comparable with full-ranking numbers.[/]")
@@ -146,25 +162,40 @@ def evaluate(
         (err if to_stdout else console).print(f"Wrote {md} and {png}")
 
 
-def _pinned(classes: dict[str, type], path: Path) -> dict[str, type]:
-    """Each model with the file's parameters pinned: a subclass whose search space holds one value per pinned
-    key, so the runner fits it as given (and reports the parameters) while unpinned keys are still searched."""
+PIPELINE = "pipeline"
+"""The model name of the serving pipeline: not a registry model, it is built from the [pipeline] table."""
+
+
+def _config(path: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The --config file's tables, read by `aisle train`'s parser; every table must name a model of --models."""
     from aisle.cli.train import load_config
 
-    try:
-        params = load_config(path)
-    except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"{path}: {exc}", param_hint="--config") from None
-    extra = sorted(set(params) - set(classes))
+    params = load_config(path)
+    extra = sorted(set(params) - set(names))
     if extra:
         raise typer.BadParameter(f"{path} configures {', '.join(extra)}, which --models does not name",
                                  param_hint="--config")
-    out: dict[str, type] = {}
-    for name, cls in classes.items():
-        pinned = params.get(name)
-        if not pinned:
-            out[name] = cls
-            continue
-        space = {**dict(getattr(cls, "search_space", {}) or {}), **{k: [v] for k, v in pinned.items()}}
-        out[name] = type(cls.__name__, (cls,), {"search_space": space, "__module__": cls.__module__})
-    return out
+    return params
+
+
+def _pipeline_model(params: dict[str, dict[str, Any]], path: Path | None) -> type:
+    """The pipeline that `aisle train --config` would build from the same file (one parser for both,
+    `cli.train.pipeline_config`), as a harness model; without a [pipeline] table, the demo's fast sources."""
+    from aisle.cli.data import DEMO_SOURCES_FAST
+    from aisle.cli.train import pipeline_config
+    from aisle.pipeline import as_model
+
+    try:
+        return as_model(pipeline_config(params, sources=DEMO_SOURCES_FAST))
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(f"{path or 'the default pipeline'}: [pipeline] {exc}", param_hint="--config"
+                                 ) from None
+
+
+def _pinned(cls: type, pinned: dict[str, Any] | None) -> type:
+    """The model with the file's parameters pinned: a subclass whose search space holds one value per pinned
+    key, so the runner fits it as given (and reports the parameters) while unpinned keys are still searched."""
+    if not pinned:
+        return cls
+    space = {**dict(getattr(cls, "search_space", {}) or {}), **{k: [v] for k, v in pinned.items()}}
+    return type(cls.__name__, (cls,), {"search_space": space, "__module__": cls.__module__})

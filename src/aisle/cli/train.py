@@ -67,6 +67,19 @@ def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
     return data
 
 
+def pipeline_config(params: dict[str, dict[str, Any]], *, sources: list[dict[str, Any]] | None = None) -> Any:
+    """The `PipelineConfig` a `--config` file's `[pipeline]` table describes: the one reading of that table, for
+    `aisle train` (what is served) and `aisle evaluate --models pipeline` (what is measured) alike. `sources`
+    replaces the default sources when the table names none (evaluate's default: the demo's fast sources).
+    Raises ValueError/TypeError naming what is wrong."""
+    from aisle.pipeline import PipelineConfig
+
+    table = dict(params.get(PIPELINE_TABLE, {}))
+    if sources is not None:
+        table.setdefault("sources", sources)
+    return PipelineConfig().updated(table)
+
+
 def parameter_names(cls: type) -> set[str]:
     """The keyword arguments a model class takes: its own list when its constructor forwards `**overrides`
     (`parameter_names()`), else the named parameters of `__init__`."""
@@ -161,11 +174,10 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     from aisle.bundle import build_serving_bundle, fingerprint
     from aisle.data.readers import read_dataspec
     from aisle.data.validation import DataError
-    from aisle.pipeline import PipelineConfig
     from aisle.train.distributed import DistContext
 
     try:  # the configuration first: a typo in it must not cost a data read
-        pcfg = PipelineConfig().updated(params.get("pipeline", {}))
+        pcfg = pipeline_config(params)
         data = read_dataspec(dataspec)
     except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
         err.print(f"[red]error:[/] {exc}")

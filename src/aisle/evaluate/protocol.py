@@ -447,11 +447,48 @@ def evaluate(
     return result
 
 
+RECALL_DEPTHS: tuple[int, ...] = (50, 100, 200)
+
+
+def candidate_recall(model: Any, train: TrainData, split: Split, stage: str = "test", *,
+                     depths: Sequence[int] = RECALL_DEPTHS, target_types: Iterable[str] | None = None,
+                     exclude_seen: bool = True, exclude_types: Iterable[str] | None = None,
+                     batch_size: int | None = None) -> dict[str, Any] | None:
+    """For a model that ranks candidates from several sources (`model.candidate_recall`, the pipeline): on the
+    `stage` targets, the share of targets among the first d candidates of each source and of the merged list,
+    for each d of `depths`, and the mean merged candidates per query. None for a model without sources.
+
+    The same queries as `evaluate` (history, targets); the model's own candidates already leave the history out."""
+    if not callable(getattr(model, "candidate_recall", None)):
+        return None
+    targets = split.valid if stage == "valid" else split.test
+    if target_types is not None:
+        targets = targets.filter(pl.col("event_type").is_in(list(target_types)))
+    queries = build_queries(train, split.history(stage), targets, exclude_seen=exclude_seen,
+                            exclude_types=exclude_types)
+    depths = tuple(sorted({int(d) for d in depths}))
+    step = _batch_rows(train.n_items, batch_size)
+    parts: dict[str, list[np.ndarray]] = {}
+    for a in range(0, len(queries), step):
+        b = min(a + step, len(queries))
+        for key, values in model.candidate_recall(queries.batch(a, b), queries.targets(a, b)[0], depths).items():
+            parts.setdefault(key, []).append(values)
+    if not parts:
+        return None
+    pool = np.concatenate(parts.pop("pool"))
+    recall = {key: {f"@{d}": float(np.nanmean(v[:, i])) if np.isfinite(v[:, i]).any() else 0.0
+                    for i, d in enumerate(depths)}
+              for key, v in ((key, np.concatenate(chunks)) for key, chunks in parts.items())}
+    return {"stage": stage, "depths": list(depths), "recall": recall, "mean_candidates": float(pool.mean())}
+
+
 __all__ = [
     "DEFAULT_KS",
+    "RECALL_DEPTHS",
     "EvalResult",
     "Queries",
     "build_queries",
+    "candidate_recall",
     "evaluate",
     "evaluate_queries",
     "item_vocab",

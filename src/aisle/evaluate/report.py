@@ -188,20 +188,97 @@ def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> 
     return table
 
 
+def candidate_recall_table(report: Mapping[str, Any]) -> Table | None:
+    """Terminal table of every pipeline's candidate recall on the test targets (rows: its sources and the merged
+    list; columns: the depths, then the mean merged candidates per query); None when no model has one."""
+    found = {name: e["candidate_recall"] for name, e in report["models"].items() if e.get("candidate_recall")}
+    if not found:
+        return None
+    depths = next(iter(found.values()))["depths"]
+    table = Table(title="Candidate recall on the test targets: share of targets among each source's first d "
+                        "candidates and the merged list's (by the combiner)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("model · source", no_wrap=True)
+    for d in depths:
+        table.add_column(f"@{d}", justify="right", no_wrap=True)
+    table.add_column("candidates / query", justify="right")
+    for name, rec in found.items():
+        for key, values in rec["recall"].items():
+            merged = key == "merged"
+            table.add_row(f"{name} · {key}", *(_fmt(values[f'@{d}']) for d in depths),
+                          _fmt(rec["mean_candidates"], 1) if merged else "", style="bold" if merged else None)
+    return table
+
+
+def paired_tests(per_user: pl.DataFrame, model: str, metrics: list[str]) -> dict[str, dict[str, Any]]:
+    """`model` against every other model of `per_user` (`Experiment.per_user()`), user by user: the mean
+    difference of each metric and the two-sided p-value of a paired t-test over the users both scored.
+
+    Paired because every model ranks the same users' targets: the per-user differences cancel how hard each
+    user is, so a gain far smaller than the spread between users is still detectable (or shown not to be)."""
+    from scipy import stats
+
+    mine = per_user.filter(pl.col("model") == model)
+    out: dict[str, dict[str, Any]] = {}
+    for other in per_user["model"].unique(maintain_order=True).to_list():
+        if other == model:
+            continue
+        theirs = per_user.filter(pl.col("model") == other)
+        joined = mine.join(theirs, on="user_id", suffix="__other")
+        entry: dict[str, Any] = {"users": joined.height}
+        for metric in metrics:
+            if metric not in mine.columns or f"{metric}__other" not in joined.columns:
+                continue
+            a = joined[metric].to_numpy()
+            b = joined[f"{metric}__other"].to_numpy()
+            diff = a - b
+            p = float(stats.ttest_rel(a, b).pvalue) if joined.height > 1 and diff.any() else 1.0
+            entry[metric] = {"difference": float(diff.mean()) if len(diff) else 0.0, "p_value": p}
+        out[other] = entry
+    return out
+
+
+def paired_table(tests: Mapping[str, Mapping[str, Any]], model: str, metrics: list[str]) -> Table:
+    """Terminal table of `paired_tests`: one row per other model, the difference and p-value per metric."""
+    table = Table(title=f"{model} against each model, paired per user (t-test, two-sided)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("against", no_wrap=True)
+    for metric in metrics:
+        table.add_column(f"Δ{metric}", justify="right", no_wrap=True)
+        table.add_column("p", justify="right", no_wrap=True)
+    for other, entry in tests.items():
+        cells = []
+        for metric in metrics:
+            got = entry.get(metric)
+            cells += [f"{got['difference']:+.4f}", f"{got['p_value']:.2g}"] if got else ["-", "-"]
+        table.add_row(other, *cells)
+    return table
+
+
+def _param(value: Any) -> str:
+    """A parameter as one short token: a pipeline configuration by its source keys (the JSON has all of it)."""
+    if isinstance(value, Mapping) and "sources" in value:
+        return "sources " + "+".join(str(s.get("key")) for s in value["sources"])
+    return str(value)
+
+
 def params_summary(report: Mapping[str, Any]) -> str:
     """One line per model: the hyper-parameters it was chosen with (and how many were tried)."""
     lines = []
     for name, entry in report["models"].items():
-        params = ", ".join(f"{k}={v}" for k, v in entry.get("params", {}).items()) or "defaults"
+        params = ", ".join(f"{k}={_param(v)}" for k, v in entry.get("params", {}).items()) or "defaults"
         tried = len(entry.get("trials", []))
         lines.append(f"{name}: {params}" + (f" (best of {tried} on validation)" if tried > 1 else ""))
     return "\n".join(lines)
 
 
 __all__ = [
+    "candidate_recall_table",
     "comparison_table",
     "markdown",
     "metric_names",
+    "paired_table",
+    "paired_tests",
     "params_summary",
     "write_chart",
     "write_json",

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from aisle.data.readers.base import Dataset
 from aisle.data.splits import Split, leave_one_out, temporal_split
-from aisle.evaluate.protocol import DEFAULT_KS, EvalResult, evaluate, item_vocab, label
+from aisle.evaluate.protocol import DEFAULT_KS, EvalResult, candidate_recall, evaluate, item_vocab, label
 from aisle.models.base import Recommender, TrainData, Vocab
 
 PROTOCOLS = ("loo", "temporal")
@@ -74,6 +74,8 @@ class ModelRun:
     # a deep model's own training record of the final fit (`TrainResult`: epochs run, the best epoch and its
     # NDCG@10 on the held-out last items, the per-epoch history): the early-stopping choice, kept for the report
     training: dict[str, Any] | None = None
+    # a pipeline's candidate recall on the test targets per source and merged (`protocol.candidate_recall`)
+    candidate_recall: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.metrics)
@@ -92,6 +94,8 @@ class ModelRun:
             out["sampled"] = self.result.sampled
         if self.training is not None:
             out["training"] = self.training
+        if self.candidate_recall is not None:
+            out["candidate_recall"] = self.candidate_recall
         return out
 
 
@@ -286,8 +290,11 @@ def run_experiment(
             model, fit_s = _fit(model_name, cls, chosen, train_test, seed, bar)
             res = _eval(model_name, chosen, model, train_test, split, "test", opts, bar)
             record = getattr(model, "result", None)
+            recall = _candidate_recall(model_name, chosen, model, train_test, split, opts) if sampled is None \
+                else None
             exp.models[model_name] = ModelRun(model_name, chosen, res.metrics, valid, trials, fit_s, res.seconds,
-                                              tuning_s, res, asdict(record) if is_dataclass(record) else None)
+                                              tuning_s, res, asdict(record) if is_dataclass(record) else None,
+                                              recall)
             if bar is not None and overall is not None:
                 bar.advance(overall)
     return exp
@@ -327,6 +334,16 @@ def _eval(name: str, params: Mapping[str, Any], model: Recommender, data: TrainD
     finally:
         if bar is not None and task is not None:
             bar.remove_task(task)
+
+
+def _candidate_recall(name: str, params: Mapping[str, Any], model: Recommender, data: TrainData, split: Split,
+                      opts: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return candidate_recall(model, data, split, "test", target_types=opts["target_types"],
+                                exclude_seen=opts["exclude_seen"], exclude_types=opts["exclude_types"],
+                                batch_size=opts["batch_size"])
+    except Exception as exc:
+        raise ModelError(name, params, exc) from exc
 
 
 def _short(params: Mapping[str, Any]) -> str:

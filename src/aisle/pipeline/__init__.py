@@ -15,10 +15,10 @@ from aisle.pipeline.config import (
     PipelineConfigError,
     SourceSpec,
 )
-from aisle.pipeline.core import Pipeline, compare, extend_attributes, hold_out_last, item_attributes
-from aisle.pipeline.features import Candidates, FeatureFrame, ItemFacts
+from aisle.pipeline.core import Pipeline, as_model, compare, extend_attributes, hold_out_last, item_attributes
+from aisle.pipeline.features import GROUPS, Candidates, FeatureFrame, ItemFacts
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Contributions, top_n
 
-__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "SOURCE_KINDS", "CandidateSource", "Candidates", "Combiner",
+__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "GROUPS", "SOURCE_KINDS", "CandidateSource", "Candidates", "Combiner",
            "Contributions", "FeatureFrame", "ItemFacts", "Pipeline", "PipelineConfig", "PipelineConfigError",
-           "SourceSpec", "compare", "extend_attributes", "hold_out_last", "item_attributes", "top_n"]
+           "SourceSpec", "as_model", "compare", "extend_attributes", "hold_out_last", "item_attributes", "top_n"]

@@ -87,21 +87,30 @@ class PipelineConfig:
     rounds: int = 80
     holdout_fraction: float = 0.2  # of the combiner's queries, to choose between it and the best single source
     seed: int = 0
+    # optional feature groups of the combiner (aisle.pipeline.features.GROUPS); "tags" measured better on Amazon
+    # Beauty's validation targets (RESULTS.md) and costs nothing where the catalog has no tags
+    features: tuple[str, ...] = ("tags",)
 
     def __post_init__(self) -> None:
+        from aisle.pipeline.features import GROUPS
+
+        for group in self.features:
+            _known("feature group", group, GROUPS)
         keys = [s.key for s in self.sources]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
             raise PipelineConfigError(f"source keys must be unique; repeated: {', '.join(twice)}")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "sources": [s.to_json() for s in self.sources]}
+        return {**asdict(self), "sources": [s.to_json() for s in self.sources], "features": list(self.features)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PipelineConfig:
         _check_keys("pipeline", data, cls)
         sources = data.get("sources")
         out = {**data}
+        # a configuration saved before feature groups existed trained its combiner without them
+        out["features"] = tuple(data.get("features", ()))
         if sources is not None:
             out["sources"] = tuple(s if isinstance(s, SourceSpec) else SourceSpec.from_json(s) for s in sources)
         return cls(**out)

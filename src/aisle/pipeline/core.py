@@ -9,6 +9,8 @@ is never seen). Sources that read no events (content) are fitted once. `Pipeline
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -18,7 +20,7 @@ import polars as pl
 from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
-from aisle.pipeline.features import Candidates, ItemFacts, merge
+from aisle.pipeline.features import Candidates, FeatureFrame, ItemFacts, Tags, feature_names, merge
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
 from aisle.query import Query
 from aisle.rules import ItemAttributes
@@ -31,14 +33,17 @@ class Pipeline:
     name: ClassVar[str] = "pipeline"
     search_space: ClassVar[dict[str, list[Any]]] = {}
 
-    def __init__(self, config: PipelineConfig | None = None, seed: int = 0, **overrides: Any) -> None:
-        config = config or PipelineConfig()
+    def __init__(self, config: PipelineConfig | dict[str, Any] | None = None, seed: int = 0, **overrides: Any
+                 ) -> None:
+        # a dict too: the evaluation harness passes the configuration as a (JSON) parameter, see `as_model`
+        config = PipelineConfig.from_json(config) if isinstance(config, dict) else config or PipelineConfig()
         if seed or overrides:
             config = PipelineConfig.from_json({**config.to_json(), "seed": seed, **overrides})
         self.config = config
         self.sources: list[CandidateSource] = [SOURCE_KINDS[s.kind](s, config) for s in config.sources]
         self.combiner = Combiner(self.source_keys, rounds=config.rounds, seed=config.seed)
         self.facts: ItemFacts | None = None
+        self._tags: Tags | None = None  # read from the catalog at fit, when the "tags" feature group is on
         self.n_items = 0
 
     @property
@@ -76,15 +81,19 @@ class Pipeline:
 
     # ---- fitting -------------------------------------------------------------------------------------
 
-    def fit(self, data: TrainData) -> Self:
+    def fit(self, data: TrainData, *, on_training_frame: Callable[[FeatureFrame, np.ndarray, np.ndarray], None]
+            | None = None) -> Self:
+        """Fit sources and combiner (see the module docstring); `on_training_frame` is handed the combiner's
+        training frame, labels and group sizes (`benchmarks/pipeline_features.py` trains variants on it)."""
         self.n_items = data.n_items
         attrs = item_attributes(data.catalog, data.n_items)
+        self._tags = item_tags(data.catalog, data.n_items) if "tags" in self.config.features else None
         for source in self.sources:
             if not source.spec.refit:
                 source.fit(data, seed=self.config.seed)
         inner, users, targets = hold_out_last(data)
         self._fit_sources(inner, attrs)
-        self._fit_combiner(inner, users, targets)
+        self._fit_combiner(inner, users, targets, on_training_frame)
         self._fit_sources(data, attrs)
         return self
 
@@ -100,10 +109,24 @@ class Pipeline:
         counts = np.bincount(events["item_idx"].to_numpy(), minlength=data.n_items).astype(np.float64)
         trending = next((s for s in self.sources if isinstance(s, TrendingSource)), None)
         trend = trending.scores if trending is not None else (counts / max(counts.max(), 1e-12)).astype(np.float32)
-        return ItemFacts.of_counts(counts, trend, attrs)
+        return ItemFacts.of_counts(counts, trend, attrs, self._tags)
 
-    def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray) -> None:
+    def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray,
+                      on_training_frame: Callable[[FeatureFrame, np.ndarray, np.ndarray], None] | None) -> None:
         rng = np.random.default_rng(self.config.seed)
+        frame, labels, sizes = self.training_frame(inner, users, targets, rng)
+        if on_training_frame is not None:
+            on_training_frame(frame, labels, sizes)
+        self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
+        if len(sizes):
+            self.combiner.fit(frame, labels, sizes, holdout_fraction=self.config.holdout_fraction, rng=rng)
+
+    def training_frame(self, inner: TrainData, users: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+                       ) -> tuple[FeatureFrame, np.ndarray, np.ndarray]:
+        """What the combiner learns from, with the sources fitted on `inner`: the candidates of (at most
+        `max_train_queries` of) `users` on their `inner` history, labelled 1 for their held-out `targets`, as one
+        frame with its labels and per-query group sizes. Only queries whose target is among their candidates
+        teach anything, so the others are left out."""
         if len(users) > self.config.max_train_queries:
             pick = np.sort(rng.choice(len(users), self.config.max_train_queries, replace=False))
             users, targets = users[pick], targets[pick]
@@ -114,15 +137,14 @@ class Pipeline:
             cands = self.candidates(QueryBatch(chunk, [sequences[u] for u in chunk]))
             hit = (cands.item == targets[start:start + _CHUNK][cands.query]).astype(np.float32)
             found = np.bincount(cands.query, weights=hit, minlength=len(chunk)) > 0
-            keep = found[cands.query]  # only queries whose held-out item is among their candidates teach anything
-            frames.append(cands.features.rows(keep))
+            keep = found[cands.query]
+            frames.append(cands.features.rows(keep).values)
             labels.append(hit[keep])
             sizes += np.bincount(cands.query, minlength=len(chunk))[found].tolist()
-        self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
-        if sizes:
-            frame = type(frames[0])(frames[0].names, np.vstack([f.values for f in frames]))
-            self.combiner.fit(frame, np.concatenate(labels), np.asarray(sizes),
-                              holdout_fraction=self.config.holdout_fraction, rng=rng)
+        names = tuple(feature_names(self.source_keys, self.config.features))
+        values = np.vstack(frames) if frames else np.zeros((0, len(names)), np.float32)
+        return (FeatureFrame(names, values), np.concatenate(labels) if labels else np.zeros(0, np.float32),
+                np.asarray(sizes, np.int64))
 
     @property
     def ranker(self) -> str:
@@ -144,7 +166,8 @@ class Pipeline:
         source_batch = SourceBatch(np.asarray(batch.user_idx), histories, [h[h < self.n_items] for h in histories],
                                    window, precomputed or {})
         found = [s.candidates(source_batch) for s in self.sources]
-        return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history)
+        return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history,
+                     groups=self.config.features)
 
     def rank(self, candidates: Candidates) -> np.ndarray:
         """The combiner's score per candidate."""
@@ -157,6 +180,37 @@ class Pipeline:
         inside = cands.item < self.n_items
         out[cands.query[inside], cands.item[inside]] = scores[inside]
         return out.astype(np.float32)
+
+    def candidate_recall(self, batch: QueryBatch, targets: np.ndarray, depths: tuple[int, ...]
+                         ) -> dict[str, np.ndarray]:
+        """Per query of `batch`, the share of its `targets` ((queries, T), -1 padded) among the first d candidates
+        of each source (by that source's own summed score) and of the merged list (by the combiner's score), for
+        each d of `depths` ((queries, len(depths)) per key, NaN for a query without targets); "pool": the
+        number of merged candidates per query. It tells whether a miss is the sources' (the target was never a
+        candidate) or the combiner's (it was, ranked too low), which NDCG alone cannot."""
+        cands = self.candidates(batch)
+        n_queries, n_ext = len(batch), len(self._facts)
+        keys = cands.query.astype(np.int64) * n_ext + cands.item
+        order = np.argsort(keys)
+        wanted = np.where(targets >= 0, np.arange(n_queries)[:, None] * n_ext + targets, -1)
+        at = np.clip(np.searchsorted(keys[order], wanted), 0, max(len(keys) - 1, 0))
+        found = (targets >= 0) & (keys[order][at] == wanted) if len(keys) else np.zeros(targets.shape, bool)
+        row = order[at] if len(keys) else np.zeros(targets.shape, np.int64)
+        valid = (targets >= 0).sum(axis=1)
+        depth = np.asarray(depths)
+
+        def share(rank: np.ndarray) -> np.ndarray:
+            target_rank = np.where(found, rank[row], np.inf) if len(rank) else np.full(targets.shape, np.inf)
+            hits = (target_rank[:, :, None] < depth).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return hits / valid[:, None]
+
+        out = {"merged": share(_rank_within(cands.query, self.rank(cands), np.ones(len(cands), bool)))}
+        for key in self.source_keys:
+            out[key] = share(_rank_within(cands.query, cands.features.column(f"{key}_score"),
+                                          cands.features.column(f"{key}_rr") > 0))
+        out["pool"] = np.bincount(cands.query, minlength=n_queries).astype(np.float64)
+        return out
 
     def explain(self, item: int, source: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
         """Why `item` is shown: asked of the source that ranked it best (`source`: its position)."""
@@ -195,7 +249,7 @@ class Pipeline:
         fresh = events.filter((pl.col("weight") > 0) & pl.col("is_new")) if "is_new" in events.columns else \
             events.filter(pl.col("weight") > 0)
         counts = facts.counts + np.bincount(fresh["item_idx"].to_numpy(), minlength=len(facts))[: len(facts)]
-        self.facts = ItemFacts.of_counts(counts, trend, facts.attrs)
+        self.facts = ItemFacts.of_counts(counts, trend, facts.attrs, facts.tags)
         return changed
 
     # ---- serving helpers -----------------------------------------------------------------------------
@@ -280,8 +334,9 @@ class Pipeline:
                 link_tree(linked[s.key], path / "sources" / s.key)
             else:
                 s.save(path / "sources" / s.key)
+        tags = {"tag_ptr": facts.tags.ptr, "tag_ids": facts.tags.ids} if facts.tags is not None else {}
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
-                 brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available)
+                 brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available, **tags)
         self.combiner.save(path / "combiner")
 
     @classmethod
@@ -300,9 +355,27 @@ class Pipeline:
             arrays = {k: z[k] for k in z.files}
         attrs = ItemAttributes(arrays["brand"], arrays["leaf"], arrays["price"], arrays["available"],
                                meta["brand_names"], meta["leaf_names"], [tuple(p) for p in meta["paths"]])
-        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"])
+        tags = Tags(arrays["tag_ptr"], arrays["tag_ids"]) if "tag_ptr" in arrays else None
+        model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"], tags)
         model.combiner = Combiner.load(path / "combiner")
         return model
+
+
+def _rank_within(query: np.ndarray, score: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Per row, its 0-based position among its query's `member` rows by descending score (inf when not a member;
+    ties keep row order, which is item order inside a query)."""
+    rows = np.flatnonzero(member)
+    order = rows[np.lexsort((-score[rows], query[rows]))]
+    grouped = query[order]
+    out = np.full(len(query), np.inf)
+    out[order] = np.arange(len(order)) - np.searchsorted(grouped, grouped)
+    return out
+
+
+def as_model(config: PipelineConfig) -> type[Pipeline]:
+    """The pipeline of `config` as a model of the evaluation harness (`run_experiment`): one fixed configuration,
+    which the report lists as its parameters, so a result names the exact sources it measured."""
+    return type("Pipeline", (Pipeline,), {"search_space": {"config": [config.to_json()]}, "__module__": __name__})
 
 
 def item_attributes(catalog: pl.DataFrame | None, n_items: int) -> ItemAttributes:
@@ -329,6 +402,25 @@ def item_attributes(catalog: pl.DataFrame | None, n_items: int) -> ItemAttribute
         price=np.concatenate([np.asarray(price, np.float64), np.full(pad, np.nan)]),
         available=np.concatenate([available, np.ones(pad, bool)]),
         brand_names=brand_names, leaf_names=leaf_names, paths=paths + [()] * pad)
+
+
+TAGS_KEY = "attribute_ids"
+"""The catalog attribute holding an item's tags (a list of ids): the Amazon S3-Rec files' brand and category ids."""
+
+
+def item_tags(catalog: pl.DataFrame | None, n_items: int) -> Tags:
+    """Per item index of an aligned catalog, the integer ids of its `attributes["attribute_ids"]` (none when
+    absent); the "tags" feature group compares them with the recent history's."""
+    lists: list[list[int]] = [[] for _ in range(n_items)]
+    if catalog is not None and "attributes" in catalog.columns:
+        decoded = catalog["attributes"].str.json_path_match(f"$.{TAGS_KEY}").to_list()
+        for row, text in enumerate(decoded[:n_items]):
+            if text:
+                try:
+                    lists[row] = [int(t) for t in json.loads(text) if isinstance(t, int | str) and str(t).isdigit()]
+                except (ValueError, TypeError):
+                    continue  # not a list of ids: no tags for this item
+    return Tags.of_lists(lists)
 
 
 def extend_attributes(attrs: ItemAttributes, rows: list[int], items: pl.DataFrame) -> ItemAttributes:
@@ -388,8 +480,9 @@ def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, c
 
     config = config or PipelineConfig()
     models: dict[str, Any] = {s.key: functools.partial(MODELS[s.model], **s.params) for s in config.sources}
-    models["pipeline"] = functools.partial(Pipeline, config)
+    models["pipeline"] = as_model(config)
     return run_experiment(data, models, max_trials=1, seed=seed, console=console, name=name)
 
 
-__all__ = ["FORMAT", "Pipeline", "compare", "extend_attributes", "hold_out_last", "item_attributes"]
+__all__ = ["FORMAT", "Pipeline", "as_model", "compare", "extend_attributes", "hold_out_last", "item_attributes",
+           "item_tags"]

@@ -8,6 +8,7 @@ this runs inside every request.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +19,20 @@ from aisle.rules import ItemAttributes
 PER_SOURCE = ("score", "rr", "last")
 CONTEXT = ("popularity", "trending", "log_price", "leaf_share", "brand_share", "same_leaf_as_last", "price_ratio",
            "n_sources", "history_len")
+#: Feature groups a configuration may add (`PipelineConfig.features`), each computed from what serving has at
+#: hand (the request's history, the bundle's item facts), with the same meaning offline and online:
+#: - tags: the share of the recent window's items carrying each of the candidate's tags (catalog attribute ids,
+#:   e.g. the Amazon files' brand and category ids) and the share of its tags the last item has
+#: Two more groups were measured and dropped (RESULTS.md, "Pipeline on the public benchmarks"): each source's
+#: score over its best for the query, and the session's popularity.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "tags": ("tag_share", "tag_last"),
+}
 
 
-def feature_names(source_keys: list[str]) -> list[str]:
-    return [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT]
+def feature_names(source_keys: list[str], groups: tuple[str, ...] = ()) -> list[str]:
+    return [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT,
+            *(name for group in groups for name in GROUPS[group])]
 
 
 @dataclass(frozen=True)
@@ -50,22 +61,69 @@ class ItemFacts:
     trend: np.ndarray
     attrs: ItemAttributes
     counts: np.ndarray  # positive events per item, what popularity is the log-scaled form of
+    tags: Tags | None = None  # per item, its catalog tags (attribute ids), for the "tags" feature group
 
     @classmethod
-    def of_counts(cls, counts: np.ndarray, trend: np.ndarray, attrs: ItemAttributes) -> ItemFacts:
+    def of_counts(cls, counts: np.ndarray, trend: np.ndarray, attrs: ItemAttributes, tags: Tags | None = None
+                  ) -> ItemFacts:
         counts = np.asarray(counts, np.float64)
         popularity = (np.log1p(counts) / max(float(np.log1p(counts).max(initial=0.0)), 1e-9)).astype(np.float32)
-        return cls(popularity, np.asarray(trend, np.float32), attrs, counts)
+        return cls(popularity, np.asarray(trend, np.float32), attrs, counts, tags)
 
     def __len__(self) -> int:
         return len(self.popularity)
 
     def extended(self, attrs: ItemAttributes) -> ItemFacts:
-        """The same facts over a catalog with `len(attrs) - len(self)` more items."""
+        """The same facts over a catalog with `len(attrs) - len(self)` more items (new items have no tags: the
+        catalog a bundle serves is refreshed without a refit, and tags are read at fit time)."""
         extra = max(0, len(attrs) - len(self))
+        tags = None if self.tags is None else self.tags.padded(len(self) + extra)
         return ItemFacts(np.concatenate([self.popularity, np.zeros(extra, np.float32)]),
                          np.concatenate([self.trend, np.zeros(extra, np.float32)]), attrs,
-                         np.concatenate([self.counts, np.zeros(extra)]))
+                         np.concatenate([self.counts, np.zeros(extra)]), tags)
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Each item's tags as CSR arrays: item i has `ids[ptr[i]:ptr[i + 1]]` (int64 ids, any range)."""
+
+    ptr: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def of_lists(cls, lists: list[list[int]]) -> Tags:
+        lengths = np.fromiter((len(x) for x in lists), np.int64, len(lists))
+        flat = np.fromiter((int(t) for x in lists for t in x), np.int64, int(lengths.sum()))
+        return cls(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), flat)
+
+    def padded(self, n_items: int) -> Tags:
+        extra = max(0, n_items + 1 - len(self.ptr))
+        return Tags(np.concatenate([self.ptr, np.full(extra, self.ptr[-1], np.int64)]), self.ids)
+
+    def pairs(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `items`, tag) for every tag of every item of `items` (items past the table have none).
+        Per request this runs on a few hundred items, so it reads one padded row per item (a handful of numpy
+        calls) rather than slicing the CSR arrays."""
+        table = self.table
+        rows = table[np.minimum(np.asarray(items, np.int64), len(table) - 1)]
+        rows[np.asarray(items) >= len(table) - 1] = -1
+        owner, column = np.nonzero(rows >= 0)
+        return owner, rows[owner, column]
+
+    @functools.cached_property
+    def width(self) -> int:
+        """One more than the largest tag id: (query, tag) pairs are numbered query * width + tag."""
+        return int(self.ids.max(initial=-1)) + 1
+
+    @functools.cached_property
+    def table(self) -> np.ndarray:
+        """(items + 1, most tags of an item) ids padded with -1; the last row is all -1 (items past the table)."""
+        lengths = np.diff(self.ptr)
+        width = max(int(lengths.max(initial=0)), 1)
+        out = np.full((len(lengths) + 1, width), -1, np.int64)
+        column = np.arange(len(self.ids)) - np.repeat(self.ptr[:-1], lengths)
+        out[np.repeat(np.arange(len(lengths)), lengths), column] = self.ids
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,8 +142,9 @@ class Candidates:
 
 
 def merge(contributions: list[Contributions], source_keys: list[str], facts: ItemFacts, histories: list[np.ndarray],
-          window: Window, *, exclude_history: bool) -> Candidates:
-    """One candidate per (query, item) with its feature row; `contributions[i]` comes from `source_keys[i]`."""
+          window: Window, *, exclude_history: bool, groups: tuple[str, ...] = ()) -> Candidates:
+    """One candidate per (query, item) with its feature row; `contributions[i]` comes from `source_keys[i]`;
+    `groups`: the optional feature groups (GROUPS) after the base columns, in that order."""
     n_queries, n_sources, n_ext = len(histories), len(source_keys), len(facts)
     source = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(contributions)] or [np.zeros(0, int)])
     query, item, score, anchor, recent = (
@@ -108,10 +167,12 @@ def merge(contributions: list[Contributions], source_keys: list[str], facts: Ite
         keep = ~np.isin(pairs, seen)
     per_source = np.stack([cell_score, cell_rr, cell_recent], axis=2).reshape(n_pairs, len(PER_SOURCE) * n_sources)
     context = _context(cand_query, cand_item, facts, window, lengths, cell_rr)
-    values = np.column_stack([per_source, *context]).astype(np.float32)
+    optional = [column for group in groups for column in _GROUP_COLUMNS[group](cand_query, cand_item, facts, window,
+                                                                                n_queries)]
+    values = np.column_stack([per_source, *context, *optional]).astype(np.float32)
     best = np.argmax(cell_rr, axis=1) if n_sources else np.zeros(n_pairs, np.int64)
     best_anchor = cell_anchor[np.arange(n_pairs), best] if n_sources else np.full(n_pairs, -1)
-    frame = FeatureFrame(tuple(feature_names(source_keys)), values[keep])
+    frame = FeatureFrame(tuple(feature_names(source_keys, groups)), values[keep])
     return Candidates(cand_query[keep], cand_item[keep], frame, best[keep], best_anchor[keep])
 
 
@@ -179,4 +240,35 @@ def _context(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Wind
             (rr > 0).sum(axis=1), np.log1p(lengths[query])]
 
 
-__all__ = ["CONTEXT", "PER_SOURCE", "Candidates", "FeatureFrame", "ItemFacts", "feature_names", "merge"]
+def _tags(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window, n_queries: int
+          ) -> list[np.ndarray]:
+    """tag_share: mean over the candidate's tags of the share of window items carrying it; tag_last: the share of
+    the candidate's tags that the query's last item carries."""
+    if facts.tags is None or not len(facts.tags.ids) or not len(query):
+        return [np.zeros(len(query)), np.zeros(len(query))]
+    width = facts.tags.width
+    owner, tag = facts.tags.pairs(window.items)
+    window_keys = window.query[owner] * width + tag
+    cand_owner, cand_tag = facts.tags.pairs(item)
+    wanted = query[cand_owner] * width + cand_tag
+    n_tags = np.maximum(np.bincount(cand_owner, minlength=len(query)), 1)
+    window_len = np.maximum(np.bincount(window.query, minlength=n_queries), 1)
+    dense = n_queries * width <= _DENSE_TAG_CELLS
+    out = []
+    for keys in (window_keys, window_keys[window.distance[owner] == 0]):
+        if dense:  # a count per (query, tag) cell: one bincount and one lookup
+            hit = np.bincount(keys, minlength=n_queries * width)[wanted]
+        else:  # occurrences of a (query, tag) key = the width of its run in the sorted keys
+            keys = np.sort(keys)
+            hit = np.searchsorted(keys, wanted, "right") - np.searchsorted(keys, wanted, "left")
+        out.append(np.bincount(cand_owner, weights=hit, minlength=len(query)) / n_tags)
+    out[0] = out[0] / window_len[query]
+    return out
+
+
+_DENSE_TAG_CELLS = 1 << 22  # (queries x tag ids) up to which _tags counts in a dense array (32 MiB of int64)
+_GROUP_COLUMNS = {"tags": _tags}
+
+
+__all__ = ["CONTEXT", "GROUPS", "PER_SOURCE", "Candidates", "FeatureFrame", "ItemFacts", "Tags", "feature_names",
+           "merge"]

@@ -1,0 +1,129 @@
+"""`aisle evaluate --models pipeline`: the serving pipeline through the same harness as every model, configured by
+the `[pipeline]` table `aisle train` reads, with its candidate recall and paired per-user tests in the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from aisle.bundle import Bundle
+from aisle.cli import app
+from aisle.cli.data import DEMO_SOURCES_FAST
+from aisle.testing.toy import toy_sequences
+
+runner = CliRunner()
+DOCUMENTED = Path(__file__).parents[2] / "benchmarks" / "pipeline_fast.toml"
+
+
+def _flat(output: str) -> str:
+    """The CLI's message on one line, rich's error box and its line breaks (terminal width) taken out."""
+    return " ".join(output.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
+
+
+def _toy(tmp_path: Path) -> Path:
+    path = tmp_path / "Toy.txt"
+    path.write_text("\n".join(f"{u} {' '.join(s)}" for u, s in toy_sequences(120, 80, seed=3).items()) + "\n")
+    return path
+
+
+def _evaluate(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "res.json"
+    result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--k", "10", "--json", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, pl.DataFrame]:
+    root = tmp_path_factory.mktemp("pipeline-eval")
+    users = root / "users.csv"
+    report = _evaluate(root, "--models", "pipeline,markov,pop", "--per-user", str(users))
+    return report, pl.read_csv(users, schema_overrides={"user_id": pl.String})
+
+
+def test_default_pipeline_is_the_demo_fast_sources(default_run: tuple[dict, pl.DataFrame]) -> None:
+    report, _ = default_run
+    config = report["models"]["pipeline"]["params"]["config"]
+    assert [s["key"] for s in config["sources"]] == [s["key"] for s in DEMO_SOURCES_FAST]
+    assert report["models"]["pipeline"]["n_evaluated"] == report["models"]["markov"]["n_evaluated"]
+
+
+def test_candidate_recall_per_source_and_merged(default_run: tuple[dict, pl.DataFrame]) -> None:
+    report, _ = default_run
+    entry = report["models"]["pipeline"]
+    recall = entry["candidate_recall"]
+    assert recall["depths"] == [50, 100, 200] and recall["stage"] == "test"
+    assert set(recall["recall"]) == {"merged", *(s["key"] for s in DEMO_SOURCES_FAST)}
+    for values in recall["recall"].values():
+        shares = [values["@50"], values["@100"], values["@200"]]
+        assert all(0.0 <= v <= 1.0 for v in shares) and shares == sorted(shares)
+    # the pipeline ranks its merged candidates first, so its top 10 can only hold targets its top 50 holds
+    assert recall["recall"]["merged"]["@50"] >= entry["HR@10"] > 0
+    assert recall["mean_candidates"] > 10
+    assert "candidate_recall" not in report["models"]["markov"]
+
+
+def test_per_user_rows_and_paired_tests(default_run: tuple[dict, pl.DataFrame]) -> None:
+    report, rows = default_run
+    mine = rows.filter(pl.col("model") == "pipeline")
+    assert mine.height == report["models"]["pipeline"]["n_evaluated"]
+    assert mine["NDCG@10"].mean() == pytest.approx(report["models"]["pipeline"]["NDCG@10"], abs=1e-6)
+    paired = report["paired"]
+    assert paired["model"] == "pipeline" and set(paired["against"]) == {"markov", "pop"}
+    for other, entry in paired["against"].items():
+        theirs = rows.filter(pl.col("model") == other)
+        assert entry["users"] == theirs.height
+        assert entry["NDCG@10"]["difference"] == pytest.approx(
+            report["models"]["pipeline"]["NDCG@10"] - report["models"][other]["NDCG@10"], abs=1e-6)
+        assert 0.0 <= entry["NDCG@10"]["p_value"] <= 1.0
+
+
+def test_pipeline_table_sets_the_sources(tmp_path: Path) -> None:
+    config = tmp_path / "two.toml"
+    config.write_text('[pipeline]\nper_source = 20\nsources = [\n'
+                      '  {key = "markov", model = "markov", kind = "i2i", window = 3},\n'
+                      '  {key = "hot", model = "trending", kind = "trending"},\n]\n')
+    report = _evaluate(tmp_path, "--models", "pipeline", "--config", str(config))
+    entry = report["models"]["pipeline"]
+    assert [s["key"] for s in entry["params"]["config"]["sources"]] == ["markov", "hot"]
+    assert entry["params"]["config"]["per_source"] == 20
+    assert set(entry["candidate_recall"]["recall"]) == {"merged", "markov", "hot"}
+    assert "paired" not in report  # nothing to pair with
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[pipeline]\nsources = [{key = "x", model = "markov", kind = "nope"}]\n', "unknown source kind 'nope'"),
+    ("[pipeline]\nper_sauce = 3\n", "unknown pipeline key 'per_sauce'"),
+])
+def test_a_bad_pipeline_table_is_refused_before_reading(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    result = runner.invoke(app, ["evaluate", f"s3rec:{tmp_path / 'absent.txt'}", "--models", "pipeline,pop",
+                                 "--config", str(config)])
+    assert result.exit_code == 2 and message in _flat(result.output), result.output
+
+
+def test_a_pipeline_table_needs_the_pipeline_model(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "markov",
+                                 "--config", str(DOCUMENTED)])
+    assert result.exit_code == 2 and "configures pipeline, which --models does not name" in \
+        _flat(result.output), result.output
+
+
+def test_what_is_measured_is_what_is_served(tmp_path: Path) -> None:
+    """The documented configuration of the benchmark rows: `aisle evaluate --config` measures the pipeline that
+    `aisle train --config` builds from the same file (and the evaluate default is that pipeline too)."""
+    report = _evaluate(tmp_path, "--models", "pipeline", "--config", str(DOCUMENTED), "--seed", "4")
+    bundle_dir = tmp_path / "bundle"
+    result = runner.invoke(app, ["train", f"s3rec:{_toy(tmp_path)}", "--out", str(bundle_dir), "--config",
+                                 str(DOCUMENTED), "--seed", "4", "--no-search"])
+    assert result.exit_code == 0, result.output
+    served = Bundle.load(bundle_dir, search=False).pipeline
+    assert served is not None
+    assert served.config.to_json() == report["models"]["pipeline"]["params"]["config"] | {"seed": 4}
+    default = _evaluate(tmp_path, "--models", "pipeline")["models"]["pipeline"]["params"]["config"]
+    assert default["sources"] == served.config.to_json()["sources"]
