@@ -90,14 +90,17 @@ def encode(event: dict[str, Any]) -> bytes:
     ts = event.get("timestamp")
     us = (ts - _EPOCH) // _US if isinstance(ts, datetime) else None  # exact: a float would be off by 1 us at times
     return orjson.dumps([event.get("event_id"), event["user_id"], event.get("item_id"), event["event_type"], us,
-                         event.get("session_id"), event.get("value"), event.get("query")])
+                         event.get("session_id"), event.get("value"), event.get("query"), event.get("request_id")])
 
 
 def decode(payloads: list[str | bytes]) -> pl.DataFrame:
     """The events of stream entries (each a JSON array of encoded events) as an EVENT_SCHEMA frame."""
-    rows = [row for p in payloads for row in orjson.loads(p)]
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     names = list(EVENT_SCHEMA)
+    width = len(names)
+    # an entry written before a column was added (request_id) is shorter: the missing fields are null
+    rows = [row if len(row) == width else [*row, *[None] * (width - len(row))]
+            for p in payloads for row in orjson.loads(p)]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * width
     data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
     data["timestamp"] = pl.Series(data["timestamp"], dtype=pl.Int64).cast(EVENT_SCHEMA["timestamp"])
     return pl.DataFrame(data, schema=EVENT_SCHEMA)
