@@ -32,6 +32,8 @@ class Metrics:
         self.model = Gauge("aisle_model_info", "Loaded bundle (value: load time, unix seconds)", ["version"],
                            registry=r, multiprocess_mode="liveall")
         self.reloads = Counter("aisle_reloads", "Bundle loads", ["outcome"], registry=r)
+        self.impressions = Counter("aisle_impressions", "Impression rows: logged (buffered), written (to the store "
+                                   "or the Redis stream), dropped (refused for too long)", ["outcome"], registry=r)
         self.started = time.time()
         self._window: deque[tuple[float, str, float, int]] = deque()
         self._events: deque[tuple[float, int]] = deque()

@@ -189,21 +189,40 @@ class EventStream:
         return ("\n".join(lines) + "\n").encode()
 
 
+def _append_events(store: Any, frame: pl.DataFrame) -> None:
+    store.append_events(frame)
+
+
+def _append_impressions(store: Any, frame: pl.DataFrame) -> None:
+    store.append_impressions(frame)
+
+
 class Consumer:
     """Stream -> store (synchronous; run it in a thread or a process). `store` is a context-manager factory
     giving the store for one unit of work (`StoreSink.locked`)."""
 
     def __init__(self, redis_url: str, store: Any, *, name: str | None = None, prefix: str = "aisle:",
                  count: int = 200, block_ms: int = 1000, claim_idle_s: float = 30.0,
-                 forget_idle_s: float = 3600.0) -> None:
+                 forget_idle_s: float = 3600.0, stream: str = "events") -> None:
+        """`stream`: "events" (`aisle:stream:events`, what POST /events accepted) or "impressions"
+        (`aisle:impressions`, the served lists the workers log; `aisle.serve.impressions`)."""
         import redis
+
+        from aisle.serve import impressions
 
         self.r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(5.0, block_ms / 500),
                                       socket_connect_timeout=5.0)
         self.store = store
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 100_000}"
         self.p = prefix
-        self.key = stream_key(prefix)
+        if stream == "events":
+            self.key, self.field, self.counters = stream_key(prefix), "e", f"{prefix}stream"
+            self._decode, self._append = decode, _append_events
+        elif stream == impressions.IMPRESSIONS_STREAM:
+            self.key = self.counters = f"{prefix}{impressions.IMPRESSIONS_STREAM}"
+            self.field, self._decode, self._append = "i", impressions.decode, _append_impressions
+        else:
+            raise ValueError(f"unknown stream {stream!r} (events, impressions)")
         self.count, self.block_ms, self.claim_idle_ms = count, block_ms, int(claim_idle_s * 1000)
         self._claim_at = 0.0
         self.forget_idle_ms = int(forget_idle_s * 1000)
@@ -258,11 +277,11 @@ class Consumer:
         pipe = self.r.pipeline(transaction=True)
         pipe.xack(self.key, GROUP, *ids)
         pipe.xdel(self.key, *ids)
-        pipe.incrby(f"{self.p}stream:consumed", frame.height)
-        pipe.incrby(f"{self.p}stream:rate:{second}", frame.height)
-        pipe.expire(f"{self.p}stream:rate:{second}", 4 * RATE_WINDOW_S)
+        pipe.incrby(f"{self.counters}:consumed", frame.height)
+        pipe.incrby(f"{self.counters}:rate:{second}", frame.height)
+        pipe.expire(f"{self.counters}:rate:{second}", 4 * RATE_WINDOW_S)
         if claimed:
-            pipe.incrby(f"{self.p}stream:redelivered", claimed)
+            pipe.incrby(f"{self.counters}:redelivered", claimed)
         pipe.execute()
         self.consumed += frame.height
         self.redelivered += claimed
@@ -289,10 +308,10 @@ class Consumer:
         """Write the events of `entries` to the store, without those of users erased after the entry (the erasure
         came first); afterwards, a user erased while this was written is deleted from the store again. Returns the
         frame written and the number of events dropped."""
-        parts = [(_id(entry_id), fields["e"]) for entry_id, fields in entries if "e" in fields]
+        parts = [(_id(entry_id), fields[self.field]) for entry_id, fields in entries if self.field in fields]
         if not parts:
-            return decode([]), 0
-        frames = [decode([payload]).with_columns(pl.lit(pos[0], pl.Int64).alias("_ms"),
+            return self._decode([]), 0
+        frames = [self._decode([payload]).with_columns(pl.lit(pos[0], pl.Int64).alias("_ms"),
                                                    pl.lit(pos[1], pl.Int64).alias("_seq"))
                   for pos, payload in parts]
         frame = pl.concat(frames)
@@ -302,7 +321,7 @@ class Consumer:
         dropped = sum(f.height for f in frames) - frame.height
         with self.store() as store:
             if frame.height:
-                store.append_events(frame.drop("_ms", "_seq"))
+                self._append(store, frame.drop("_ms", "_seq"))
         after = self._erasures(users)
         late = {u: e for u, e in after.items() if before.get(u) != e}
         if late and _without_erased(frame, late).height < frame.height:  # erased while this was written
