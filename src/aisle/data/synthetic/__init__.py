@@ -163,6 +163,44 @@ def generate(config: SyntheticConfig | None = None, *, progress: Progress | None
     return SyntheticStore(cfg, cat.frame, users.frame, events, stats)
 
 
+@dataclass(frozen=True)
+class Tastes:
+    """The hidden truth behind a synthetic store: how much each shopper wants each item.
+
+    The shopper simulator (`aisle.simulate`) needs the preferences the store's events were drawn from, so that
+    its shoppers react to a list the way the store's shoppers would and an oracle can rank by them. They are
+    rebuilt from the config's seed (the catalog and the shoppers are drawn before any event, so no event is
+    generated and `generate`'s output is untouched) and asked through `affinity`, never through fields.
+    """
+
+    item_ids: tuple[str, ...]
+    user_ids: tuple[str, ...]
+    _sim: Simulator = field(repr=False)
+
+    def affinity(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """How much each shopper wants each item (the log-odds behind the generator's add-to-cart, without its
+        bias): taste for the item's leaf, brand affinity, price tier fit, gender fit and quality. `users` and
+        `items` are row numbers into `user_ids` and `item_ids`, broadcast against each other."""
+        return self._sim.cart_logit(np.asarray(users), np.asarray(items))
+
+    @property
+    def activity(self) -> np.ndarray:
+        """Each shopper's relative session rate (who visits how often)."""
+        return self._sim.users.activity.copy()
+
+
+def latent_tastes(config: SyntheticConfig | None = None) -> Tastes:
+    """The tastes behind `generate(config)`: the same shoppers and items, by the same ids."""
+    cfg = config or SyntheticConfig()
+    rng = np.random.default_rng(cfg.seed)
+    cat = build_catalog(cfg.n_items, rng, start=cfg.start, days=cfg.days, new_fraction=cfg.new_item_fraction,
+                        unavailable_fraction=cfg.unavailable_fraction)
+    users = build_users(cfg.n_users, rng, start=cfg.start, days=cfg.days)
+    sim = Simulator(cat, users, rng, days=cfg.days, season=season_matrix(cfg.start, cfg.days),
+                    knobs=Knobs(typo=cfg.typo_rate))
+    return Tastes(tuple(cat.item_ids.tolist()), tuple(users.user_ids.tolist()), sim)
+
+
 def _assemble(raw: dict[str, np.ndarray], queries: list[str], item_ids: np.ndarray, user_ids: np.ndarray,
               cfg: SyntheticConfig, rng: np.random.Generator) -> pl.DataFrame:
     """Keep the span, trim to exactly n_events, order by time and turn indices into ids."""
@@ -205,4 +243,4 @@ def _assemble(raw: dict[str, np.ndarray], queries: list[str], item_ids: np.ndarr
     return conform(df, EVENT_SCHEMA)
 
 
-__all__ = ["SyntheticConfig", "SyntheticStore", "generate"]
+__all__ = ["SyntheticConfig", "SyntheticStore", "Tastes", "generate", "latent_tastes"]
