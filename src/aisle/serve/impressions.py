@@ -110,7 +110,8 @@ class ImpressionLog:
         self.flush_s = flush_s
         self.max_buffered = max_buffered
         self._counter = counter  # prometheus Counter with an `outcome` label, or None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffer (taken per request: held for an append)
+        self._flushing = threading.Lock()  # one flush at a time (the thread, a report's read, the stop)
         self._buffer: list[Served] = []
         self._pending: list[pl.DataFrame] = []  # flushes that failed, retried first
         self._stop = threading.Event()
@@ -131,6 +132,10 @@ class ImpressionLog:
 
     def flush(self) -> int:
         """Write what is buffered (and what failed before); returns the rows written. Thread-safe."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             served, self._buffer = self._buffer, []
         if served:

@@ -294,6 +294,11 @@ class Services:
             out[arm.name] = self._build(bundle, settings)
         return out
 
+    @property
+    def arms(self) -> dict[str, Runtime]:
+        """The runtime serving each experiment arm (empty outside an experiment or before a bundle loads)."""
+        return dict(self._arms)
+
     def serving(self, user_id: str | None, session_id: str | None) -> tuple[str | None, Runtime]:
         """The experiment arm of this shopper (by user id, else session id; None outside an experiment or for a
         request naming neither) and the runtime that serves it."""
