@@ -85,26 +85,26 @@ def to_frame(served: Sequence[Served]) -> pl.DataFrame:
     return pl.DataFrame(data, schema=IMPRESSION_SCHEMA)
 
 
-def encode(frame: pl.DataFrame) -> bytes:
-    """Impression rows as one Redis stream entry: JSON columns, the time in microseconds."""
-    return orjson.dumps({n: (frame[n].dt.epoch("us") if n == "timestamp" else frame[n]).to_list() for n in _NAMES})
+def rows(served: Sequence[Served]) -> int:
+    """Impression rows (shown items) in buffered lists."""
+    return sum(len(s[9]) for s in served)
+
+
+def encode(served: Sequence[Served]) -> bytes:
+    """Buffered lists as one Redis stream entry: JSON arrays as buffered (one per list, not per item), so the
+    worker's flush costs one orjson call; the consumer expands them into rows (`decode`)."""
+    return orjson.dumps(served)
 
 
 def decode(payloads: list[str | bytes]) -> pl.DataFrame:
     """Stream entries (`encode`) -> one IMPRESSION_SCHEMA frame."""
-    frames = []
-    for p in payloads:
-        cols = orjson.loads(p)
-        data = {n: cols.get(n, [None] * len(cols["request_id"])) for n in _NAMES}
-        data["timestamp"] = pl.Series(data["timestamp"], dtype=pl.Int64).cast(IMPRESSION_SCHEMA["timestamp"])
-        frames.append(pl.DataFrame(data, schema=IMPRESSION_SCHEMA))
-    return pl.concat(frames) if frames else pl.DataFrame(schema=IMPRESSION_SCHEMA)
+    return to_frame([tuple(s) for p in payloads for s in orjson.loads(p)])  # type: ignore[misc]
 
 
 class ImpressionLog:
-    """Buffer of served lists, written out by a background thread with `write(frame)` (which raises on failure)."""
+    """Buffer of served lists, written out by a background thread with `write(lists)` (which raises on failure)."""
 
-    def __init__(self, write: Callable[[pl.DataFrame], None], *, flush_s: float = 0.5, max_buffered: int = 500_000,
+    def __init__(self, write: Callable[[list[Served]], None], *, flush_s: float = 0.5, max_buffered: int = 500_000,
                  counter: Any = None) -> None:
         self._write = write
         self.flush_s = flush_s
@@ -113,7 +113,7 @@ class ImpressionLog:
         self._lock = threading.Lock()  # the buffer (taken per request: held for an append)
         self._flushing = threading.Lock()  # one flush at a time (the thread, a report's read, the stop)
         self._buffer: list[Served] = []
-        self._pending: list[pl.DataFrame] = []  # flushes that failed, retried first
+        self._pending: list[list[Served]] = []  # flushes that failed, retried first
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="aisle-impressions", daemon=True)
         self._thread.start()
@@ -139,29 +139,28 @@ class ImpressionLog:
         with self._lock:
             served, self._buffer = self._buffer, []
         if served:
-            frame = to_frame(served)
-            self._count("logged", frame.height)
-            self._pending.append(frame)
+            self._count("logged", rows(served))
+            self._pending.append(served)
         written = 0
         while self._pending:
-            frame = self._pending[0]
+            batch = self._pending[0]
             try:
-                self._write(frame)
+                self._write(batch)
             except Exception as exc:
                 log.warning("impressions not written (%d rows kept for the next try): %s: %s",
-                            sum(f.height for f in self._pending), type(exc).__name__, exc)
+                            sum(rows(b) for b in self._pending), type(exc).__name__, exc)
                 self._trim()
                 break
             self._pending.pop(0)
-            written += frame.height
-            self._count("written", frame.height)
+            written += rows(batch)
+            self._count("written", rows(batch))
         return written
 
     def _trim(self) -> None:
-        while self._pending and sum(f.height for f in self._pending) > self.max_buffered:
-            lost = self._pending.pop(0)
-            self._count("dropped", lost.height)
-            log.error("dropped %d impression rows: the store or stream refused them for too long", lost.height)
+        while self._pending and sum(rows(b) for b in self._pending) > self.max_buffered:
+            lost = rows(self._pending.pop(0))
+            self._count("dropped", lost)
+            log.error("dropped %d impression rows: the store or stream refused them for too long", lost)
 
     def _count(self, outcome: str, n: int) -> None:
         if self._counter is not None and n:
@@ -181,5 +180,5 @@ class ImpressionLog:
         self.flush()
 
 
-__all__ = ["DETERMINISTIC", "IMPRESSIONS_STREAM", "DeterministicPolicy", "ImpressionLog", "Policy", "decode",
-           "encode", "new_request_id", "to_frame"]
+__all__ = ["DETERMINISTIC", "IMPRESSIONS_STREAM", "DeterministicPolicy", "ImpressionLog", "Policy", "Served",
+           "decode", "encode", "new_request_id", "rows", "to_frame"]

@@ -328,14 +328,17 @@ class Services:
         return rid
 
     def _impression_log(self) -> Any:
-        from aisle.serve.impressions import ImpressionLog
+        from aisle.serve.impressions import ImpressionLog, to_frame
 
         write: Any
         if self.stream is not None:  # Redis state: into the stream `aisle:impressions`, consumed into the store
             write = self._impressions_to_stream()
         else:
-            assert self.sink is not None
-            write = self.sink.write_impressions
+            sink = self.sink
+            assert sink is not None
+
+            def write(served: list[Any]) -> None:
+                sink.write_impressions(to_frame(served))
         return ImpressionLog(write, flush_s=self.settings.impressions_flush_s, counter=self.metrics.impressions)
 
     def _impressions_to_stream(self) -> Any:
@@ -346,8 +349,8 @@ class Services:
         r = redis.Redis.from_url(self.settings.state, socket_timeout=5.0, socket_connect_timeout=5.0)
         key = f"{self.stream.p}{IMPRESSIONS_STREAM}"
 
-        def write(frame: pl.DataFrame) -> None:
-            r.xadd(key, {"i": encode(frame)})
+        def write(served: list[Any]) -> None:
+            r.xadd(key, {"i": encode(served)})
 
         return write
 
