@@ -208,3 +208,15 @@ def test_with_redis_impressions_go_through_their_stream_into_the_store(bundle_di
     imp, _ = _stored(store)
     assert set(imp["request_id"]) == set(ids) and imp.height == 80
     assert imp.filter(pl.col("arm").is_null()).is_empty()
+
+
+def test_serve_refuses_an_arm_whose_bundle_is_missing(bundle_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aisle.cli import app
+
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[experiment]\nname = "x"\n[[experiment.arms]]\nname = "a"\n[[experiment.arms]]\nname = "b"\n'
+                      f'bundle = "{tmp_path / "nothing"}"\n')
+    res = CliRunner().invoke(app, ["serve", "--bundle", str(bundle_dir), "--config", str(config)])
+    assert res.exit_code == 2 and "experiment arm 'b'" in res.output and "no bundle here" in res.output

@@ -100,6 +100,11 @@ def serve(
     if problem is not None:
         err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
+    for arm in settings.experiment.arms if settings.experiment is not None else ():
+        problem = serving_problem(arm.bundle) if arm.bundle is not None else None
+        if problem is not None:  # each arm's bundle is loaded beside the server's: refuse a wrong one now
+            err.print(f"[red]error:[/] experiment arm {arm.name!r}: {problem}")
+            raise typer.Exit(2)
     run(settings, log_level=log_level)
 
 
