@@ -29,7 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from aisle.bundle import Bundle
 from aisle.config import Settings
+from aisle.experiments.arms import assign
 from aisle.optimize.serving import optimize_pipeline
+from aisle.serve.impressions import new_request_id
 from aisle.serve.metrics import Metrics
 from aisle.serve.runtime import Runtime
 from aisle.serve.state import LiveEvent, StateStore, open_state
@@ -306,8 +308,6 @@ class Services:
         shopper = user_id or session_id
         if exp is None or not shopper:
             return None, self.runtime
-        from aisle.experiments.arms import assign
-
         arm = assign(shopper, exp).name
         rt = self._arms.get(arm)
         return (arm, rt) if rt is not None else (None, self.runtime)
@@ -316,8 +316,6 @@ class Services:
                arm: str | None, user_id: str | None, session_id: str | None, query: str | None = None,
                offset: int = 0) -> str:
         """Give a served list its request id (returned), put it and the arm in `out`, and log the impressions."""
-        from aisle.serve.impressions import new_request_id
-
         rid = new_request_id()
         out["request_id"] = rid
         out["arm"] = arm
