@@ -38,8 +38,9 @@ def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[s
     log."""
     shown = [(c["item_id"], c.get("score")) for c in out["items"]]
     rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user, session_id=session)
-    return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
-                    headers={"X-Request-Id": rid})
+    response = _ok(out)
+    response.headers["X-Request-Id"] = rid
+    return response
 
 K = Annotated[int, Query(ge=1, description="How many items (at most the server's max_k).",
                          json_schema_extra={MAX_K_MARK: True})]
