@@ -177,8 +177,12 @@ class Settings(_Frozen):
     impressions: bool = True
     """Log every served list (request id, items, positions, scores, propensities, arm) to the store's impression
     log, written in the background (`aisle.serve.impressions`); needs `store`."""
-    impressions_flush_s: float = Field(default=0.5, gt=0, le=60)
-    """How often the buffered impressions of a worker are written (memory state) or sent to the Redis stream."""
+    impressions_flush_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the buffered impressions of a worker are written (memory state) or sent to the Redis stream: what
+    a `kill -9` of a worker can lose."""
+    impressions_store_s: float = Field(default=2.0, ge=0, le=600)
+    """Redis state: a consumer of the impression stream writes to the store at most this often (fewer, larger store
+    transactions; each DuckDB one opens the file, ~10-30 ms of a worker's CPU)."""
     experiment: ExperimentConfig | None = None
 
     def arm_settings(self, arm: ArmConfig) -> Settings:

@@ -104,7 +104,7 @@ def decode(payloads: list[str | bytes]) -> pl.DataFrame:
 class ImpressionLog:
     """Buffer of served lists, written out by a background thread with `write(lists)` (which raises on failure)."""
 
-    def __init__(self, write: Callable[[list[Served]], None], *, flush_s: float = 0.5, max_buffered: int = 500_000,
+    def __init__(self, write: Callable[[list[Served]], None], *, flush_s: float = 1.0, max_buffered: int = 500_000,
                  counter: Any = None) -> None:
         self._write = write
         self.flush_s = flush_s

@@ -438,7 +438,8 @@ class Services:
         self._consumer_stop.clear()
         for stream in ("events", "impressions") if self.impressions is not None else ("events",):
             consumer = Consumer(self.settings.state, self.sink.locked, claim_idle_s=self.settings.stream_claim_idle_s,
-                                stream=stream)
+                                stream=stream, pace_s=self.settings.impressions_store_s if stream == "impressions"
+                                else 0.0, count=200 if stream == "events" else 1_000)
             thread = threading.Thread(target=consumer.run, args=(self._consumer_stop,),
                                       name=f"aisle-{stream}-consumer", daemon=True)
             thread.start()
