@@ -3,7 +3,8 @@
 The figures are `aisle.experiments.analysis.report` over what the store holds: impressions reach it within a
 flush (`impressions_flush_s`) plus, with Redis, the impression stream's consumer lag; events once they are
 acknowledged (memory state) or consumed (Redis). The worker asked flushes its own buffer first. Reading the
-whole log is a scan, so an answer is kept for `REPORT_TTL_S` per (since, confidence): the dashboard polls it.
+whole log is a scan, so an answer is kept for `REPORT_TTL_S` per app and (since, confidence): the dashboard polls
+it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from aisle.serve.errors import responses
 REPORT_TTL_S = 5.0
 
 router = APIRouter()
-_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
 
 
 def _describe(svc: Any) -> dict[str, Any] | None:
@@ -66,8 +66,11 @@ async def experiments(request: Request,
         raise HTTPException(503, "experiment reports read the impression log in the store: serve with --store")
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    if not hasattr(request.app.state, "experiment_reports"):  # per app: a process may run several (tests do)
+        request.app.state.experiment_reports = {}
+    cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = request.app.state.experiment_reports
     key = (since, confidence)
-    hit = _cache.get(key)
+    hit = cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < REPORT_TTL_S:
         return {**hit[1], "experiment": described}
     from aisle.experiments.analysis import report
@@ -80,7 +83,7 @@ async def experiments(request: Request,
                  if described["control"] in set(impressions["arm"].to_list()) else None, prices=prices)
     out = {"report": rep.to_dict(), "table": rep.table(), "impressions": impressions.height,
            "read_at": time.time()}
-    _cache[key] = (time.monotonic(), out)
+    cache[key] = (time.monotonic(), out)
     return {**out, "experiment": described}
 
 
