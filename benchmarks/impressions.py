@@ -29,6 +29,39 @@ def _cpu(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+def _consumer_cost(served: list, repeats: int) -> float:
+    """Process CPU (DuckDB's threads included) of one consumer round writing two workers' flushes of `served` from
+    the Redis stream `aisle:impressions` into a DuckDB store (one file open per round, as in a worker), per list."""
+    import sys
+
+    import redis
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway Redis
+    from tests.redisserver import redis_server
+
+    from aisle.serve.services import StoreSink
+    from aisle.serve.stream import Consumer
+
+    with redis_server(aof=False) as url, tempfile.TemporaryDirectory() as tmp:
+        r = redis.Redis.from_url(url)
+        sink = StoreSink(Path(tmp) / "s.duckdb")
+        consumer = Consumer(url, sink.locked, stream="impressions", count=1_000)
+        times = []
+        try:
+            for n in range(repeats + 1):
+                for worker in range(2):
+                    batch = [(f"{s[0]}-{n}-{worker}", *s[1:]) for s in served]
+                    r.xadd("aisle:impressions", {"i": encode(batch)})
+                t0 = time.process_time()
+                consumer.step()
+                if n:  # the first round creates the file and the group
+                    times.append((time.process_time() - t0) / (2 * len(served)))
+        finally:
+            consumer.close()
+            sink.close()
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lists", type=int, default=20_000, help="Served lists per timing.")
@@ -58,11 +91,13 @@ def main() -> None:
         it = iter(shifted)
         append = _cpu(lambda: store.append_impressions(next(it)), args.repeats) / frame.height
     log.close()
+    consumer = _consumer_cost(served, args.repeats)
     print(f"{'step':<44}{'CPU us':>10}  per")
     print(f"{'request path: request id + buffered tuple':<44}{record * 1e6:>10.2f}  list of {args.k}")
     print(f"{'flush, Redis state: stream entry (orjson)':<44}{stream * 1e6:>10.2f}  list")
     print(f"{'flush, memory state: frame for the store':<44}{frame_cost * 1e6:>10.2f}  list")
     print(f"{'DuckDB append (store writer / consumer)':<44}{append * 1e6:>10.2f}  row")
+    print(f"{'Redis consumer -> DuckDB (process CPU)':<44}{consumer * 1e6:>10.2f}  list")
     print(f"lists per timing: {args.lists:,}, median of {args.repeats}; machine: {machine.describe()}")
 
 
