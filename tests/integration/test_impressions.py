@@ -222,3 +222,50 @@ def test_serve_refuses_an_arm_whose_bundle_is_missing(bundle_dir: Path, tmp_path
                       f'bundle = "{tmp_path / "nothing"}"\n')
     res = CliRunner().invoke(app, ["serve", "--bundle", str(bundle_dir), "--config", str(config)])
     assert res.exit_code == 2 and "experiment arm 'b'" in res.output and "no bundle here" in res.output
+
+
+def test_kill_9_loses_at_most_the_last_flush_of_impressions(bundle_dir: Path, tmp_path: Path) -> None:
+    """What the README promises: a worker killed with SIGKILL loses only what it buffered since its last flush
+    (`impressions_flush_s`); every list answered longer ago than that is in the store."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.serving import wait_ready
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "live.duckdb"
+    env = {**os.environ, "AISLE_IMPRESSIONS_FLUSH_S": "1.0", "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--store", str(db),
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    answered: list[tuple[float, str]] = []
+    try:
+        wait_ready(url, proc, seconds=180, output=lambda: (tmp_path / "serve.log").read_text())
+        with httpx.Client(base_url=url) as c:
+            t_end = time.monotonic() + 4.0
+            while time.monotonic() < t_end:
+                rid = c.get("/trending", params={"k": 5, "session_id": "s"}).json()["request_id"]
+                answered.append((time.monotonic(), rid))
+                time.sleep(0.01)
+        killed_at = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    stored = set(_stored(db)[0]["request_id"])
+    lost = [t for t, rid in answered if rid not in stored]
+    assert len(answered) > 50 and len(stored) > 0
+    # everything answered more than one flush interval (plus the store write's own time) before the kill is stored
+    assert all(killed_at - t < 1.0 + 1.5 for t in lost), [round(killed_at - t, 2) for t in lost]
+    print(f"kill -9 after {len(answered)} lists: {len(lost)} lost, answered in the last "
+          f"{max((killed_at - t for t in lost), default=0):.2f} s before the kill")
