@@ -166,6 +166,8 @@ def test_experiment_arms_are_sticky_and_served_by_their_own_rules(bundle_dir: Pa
 def test_without_an_experiment_or_a_store_the_report_says_why(bundle_dir: Path, store: Path) -> None:
     with TestClient(create_app(_settings(bundle_dir, store))) as c:
         assert c.get("/api/experiments").json()["experiment"] is None
+        bad = c.get("/api/experiments", params={"since": "2026-01-01T00:00:00"})
+        assert bad.status_code == 422 and "time zone" in bad.json()["detail"][0]["msg"]
     with TestClient(create_app(Settings(bundle=bundle_dir, experiment=EXPERIMENT))) as c:
         r = c.get("/api/experiments")
         assert r.status_code == 503 and "--store" in r.json()["detail"]

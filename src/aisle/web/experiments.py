@@ -57,6 +57,8 @@ async def experiments(request: Request,
     """The experiment in the settings (arms, weights, what serves each) and, per arm, click rate, add-to-cart rate,
     conversion and revenue per shopper session with intervals, and each arm against the control (difference,
     lift, p-value), from the store's impression log and events."""
+    if since is not None and since.tzinfo is None:  # checked first: a bad request is a 422 whatever the server has
+        raise HTTPException(422, "since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     svc = request.app.state.services
     described = _describe(svc)
     if described is None:
@@ -64,8 +66,6 @@ async def experiments(request: Request,
                 "note": "no experiment: add an [experiment] table with arms to the serve settings"}
     if svc.sink is None:
         raise HTTPException(503, "experiment reports read the impression log in the store: serve with --store")
-    if since is not None and since.tzinfo is None:
-        raise HTTPException(422, "since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     if not hasattr(request.app.state, "experiment_reports"):  # per app: a process may run several (tests do)
         request.app.state.experiment_reports = {}
     cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = request.app.state.experiment_reports
