@@ -168,6 +168,9 @@ def test_without_an_experiment_or_a_store_the_report_says_why(bundle_dir: Path, 
         assert c.get("/api/experiments").json()["experiment"] is None
         bad = c.get("/api/experiments", params={"since": "2026-01-01T00:00:00"})
         assert bad.status_code == 422 and "time zone" in bad.json()["detail"][0]["msg"]
+        number = c.get("/api/experiments", params={"since": "0.5"})  # not read as seconds since the epoch
+        assert number.status_code == 422 and "ISO 8601" in number.json()["detail"][0]["msg"]
+        assert c.get("/api/experiments", params={"since": "2026-01-01T00:00:00Z"}).status_code == 200
     with TestClient(create_app(Settings(bundle=bundle_dir, experiment=EXPERIMENT))) as c:
         r = c.get("/api/experiments")
         assert r.status_code == 503 and "--store" in r.json()["detail"]

@@ -9,12 +9,14 @@ it.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Any
 
 import polars as pl
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from aisle.serve.errors import responses
@@ -48,9 +50,16 @@ def _read(svc: Any, since: datetime | None) -> tuple[pl.DataFrame, pl.DataFrame]
     return impressions, events
 
 
+def _iso_only(value: Any) -> Any:
+    """pydantic reads a number as seconds since the epoch; the published schema says an ISO 8601 date-time."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value):
+        raise ValueError(f"since {value!r} is not an ISO 8601 date-time (e.g. 2026-01-01T00:00:00Z)")
+    return value
+
+
 @router.get("/api/experiments", tags=["web"], responses=responses(422, 503))
 async def experiments(request: Request,
-                      since: Annotated[datetime | None, Query(description=(
+                      since: Annotated[datetime | None, BeforeValidator(_iso_only), Query(description=(
                           "Only impressions and events from this time on (ISO 8601): the experiment's start, when "
                           "its arm names were used before."))] = None,
                       confidence: Annotated[float, Query(ge=0.5, lt=1.0)] = 0.95) -> dict[str, Any]:
