@@ -37,7 +37,7 @@ def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[s
     """A served list: its request id (body and `X-Request-Id`) and arm in the answer, its items in the impression
     log."""
     shown = [(c["item_id"], c.get("score")) for c in out["items"]]
-    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user, session_id=session)
+    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None)
     response = _ok(out)
     response.headers["X-Request-Id"] = rid
     return response
@@ -48,10 +48,12 @@ Categories = Annotated[list[str] | None, Query(description="Only these categorie
 Brands = Annotated[list[str] | None, Query(description="Only these brands.")]
 PriceMin = Annotated[float | None, Query(ge=0, description="Not above price_max (a 422 otherwise).")]
 PriceMax = Annotated[float | None, Query(ge=0, description="Not below price_min (a 422 otherwise).")]
-Session = Annotated[str | None, Query(max_length=256, description=(
+# plain strings, "" for none (as `q`): a nullable parameter with a length limit let the fuzzer send a repeated one,
+# which the wire cannot tell from one value
+Session = Annotated[str, Query(max_length=256, description=(
     "The shopper's session: recorded in the impression log, and what picks the experiment arm of a shopper "
     "without a user id."))]
-Shopper = Annotated[str | None, Query(max_length=256, description=(
+Shopper = Annotated[str, Query(max_length=256, description=(
     "The shopper seeing the list: recorded in the impression log, and what picks their experiment arm."))]
 
 
@@ -88,7 +90,7 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
                           brand: Brands = None, price_min: PriceMin = None, price_max: PriceMax = None,
                           context_item: Annotated[str | None, Query(description="The item on screen now.")] = None,
                           exclude: Annotated[list[str] | None, Query(description="Item ids not to show.")] = None,
-                          session_id: Session = None) -> Response:
+                          session_id: Session = "") -> Response:
     """Recommended for you: the pipeline on the shopper's history plus everything they did since. The answer's
     `request_id` (also the `X-Request-Id` header) names this list: send it with the events it leads to."""
     # the services straight from the app, not through `Svc`: a sub-dependency FastAPI solves on every request
@@ -105,7 +107,7 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
 
 
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))
-async def similar(item_id: str, svc: Svc, k: K = 10, user: Shopper = None, session_id: Session = None) -> Response:
+async def similar(item_id: str, svc: Svc, k: K = 10, user: Shopper = "", session_id: Session = "") -> Response:
     """Similar items (content and co-viewing neighbours); an unknown item gets trending items instead."""
     arm, rt = svc.serving(user, session_id)
     out = rt.neighbours(item_id, _k(svc, k), ("content", "itemknn", "markov"))
@@ -114,7 +116,7 @@ async def similar(item_id: str, svc: Svc, k: K = 10, user: Shopper = None, sessi
 
 
 @router.get("/items/{item_id}/bought-together", tags=["recommendations"], responses=responses(*READ))
-async def bought_together(item_id: str, svc: Svc, k: K = 10, user: Shopper = None, session_id: Session = None
+async def bought_together(item_id: str, svc: Svc, k: K = 10, user: Shopper = "", session_id: Session = ""
                           ) -> Response:
     """Frequently bought together (association rules), then co-viewed items when there are too few rules."""
     arm, rt = svc.serving(user, session_id)
@@ -125,8 +127,8 @@ async def bought_together(item_id: str, svc: Svc, k: K = 10, user: Shopper = Non
 
 @router.get("/trending", tags=["recommendations"], responses=responses(*READ))
 async def trending(svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
-                   price_min: PriceMin = None, price_max: PriceMax = None, user: Shopper = None,
-                   session_id: Session = None) -> Response:
+                   price_min: PriceMin = None, price_max: PriceMax = None, user: Shopper = "",
+                   session_id: Session = "") -> Response:
     arm, rt = svc.serving(user, session_id)
     out = {"items": rt.trending(_k(svc, k), _filters(category, brand, price_min, price_max)),
            "model_version": rt.version}
@@ -139,9 +141,9 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  price_max: PriceMax = None,
                  sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
                  page: Annotated[int, Query(ge=1, le=1000)] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-                 user: Annotated[str | None, Query(max_length=256, description=(
+                 user: Annotated[str | None, Query(description=(
                      "Personalise for this shopper (and log the results as shown to them)."))] = None,
-                 session_id: Session = None) -> Response:
+                 session_id: Session = "") -> Response:
     """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised."""
     arm, rt = svc.serving(user, session_id)
     if rt.search is None:
@@ -154,7 +156,8 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
         affinity = rt.affinity(rt.query(user, live, erased))
     body, shown = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     served: dict[str, Any] = {}
-    rid = svc.served("search", rt, served, list(shown), arm=arm, user_id=user, session_id=session_id, query=q,
+    rid = svc.served("search", rt, served, list(shown), arm=arm, user_id=user or None, session_id=session_id or None,
+                     query=q,
                      offset=(page - 1) * page_size)
     tail = b',"request_id":' + orjson.dumps(rid) + b',"arm":' + orjson.dumps(arm) + b"}"
     return Response(body[:-1] + tail, media_type="application/json", headers={"X-Request-Id": rid})
