@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/load.py --bundle BUNDLE --workers 2 --rec-rate 500 --search-rate 200
 
-Starts `aisle serve` (N uvicorn workers, live state in a redis-server it starts itself unless --state memory),
+Starts `aisle serve` (N uvicorn workers, live state in a redis-server it starts itself unless --state memory; with
+`--store new` an empty DuckDB store that events and the impression log reach, `--impressions off` without the log),
 then for each phase sends requests at a fixed arrival rate for `--seconds` and reports achieved requests/s,
 latency percentiles, errors, and the CPU cores each part used (server, redis, this client). Latency is
 measured from each request's *scheduled* send time, so a stalled server or client counts against it (no
@@ -461,8 +462,12 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
             state = f"redis://127.0.0.1:{rport}/0"
         port = free_port()
         aisle = str(Path(sys.executable).with_name("aisle"))
+        store = [] if args.store is None else ["--store", str(Path(tempfile.mkdtemp()) / "live.duckdb")
+                                               if args.store == "new" else args.store]
+        env = {**os.environ, "AISLE_IMPRESSIONS": "true" if args.impressions == "on" else "false"}
         procs.append(subprocess.Popen([aisle, "serve", "--bundle", args.bundle, "--workers", str(args.workers),
-                                       "--port", str(port), "--state", state], stdout=subprocess.DEVNULL))
+                                       "--port", str(port), "--state", state, *store], stdout=subprocess.DEVNULL,
+                                      env=env))
         t0 = time.time()
 
         while _loaded(port) < args.workers:  # a worker still loading its bundle does not accept connections yet
@@ -533,6 +538,10 @@ def main() -> None:
     ap.add_argument("--phases", default="recs,search,search-distinct",
                     help="Comma-separated: recs, search, search-distinct, closed, noop-closed.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--store", help="A store for the server (events and impressions reach it): a DuckDB path, a "
+                    "postgresql:// URL, or 'new' (an empty DuckDB file in a temporary folder). Default: none.")
+    ap.add_argument("--impressions", choices=("on", "off"), default="on",
+                    help="The impression log (needs --store): on (the default setting) or off.")
     ap.add_argument("--out", help="Write the results as JSON here.")
     args = ap.parse_args()
     args.phases = args.phases.split(",")
@@ -545,6 +554,7 @@ def main() -> None:
     if "noop-closed" in args.phases:  # after Aisle is stopped: the peer has the machine as Aisle had it
         results["noop_closed"] = _serve_noop(args)
     meta = {"bundle": args.bundle, "workers": args.workers, "state": args.state, "cpus": os.cpu_count(),
+            "store": args.store, "impressions": args.impressions if args.store else "off (no store)",
             "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds,
             "machine": machine.describe()}
     closed = {k: results.pop(k) for k in ("closed", "noop_closed") if k in results}
@@ -567,7 +577,7 @@ def main() -> None:
               f"  {_cpu(r)}")
     if "closed_ratio" in meta:
         print(f"Aisle / no-op closed-loop throughput: {meta['closed_ratio']:.1%}")
-    print(f"machine: {meta['machine']}")
+    print(f"store: {meta['store']}, impressions: {meta['impressions']}; machine: {meta['machine']}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -129,6 +129,50 @@ class WorkerConfig(_Frozen):
     seed: int = 0
 
 
+class ArmConfig(_Frozen):
+    """One arm of an A/B experiment: what its shoppers are served by. Without `bundle` and `rules` it is the
+    server's own configuration (a control arm)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: float = Field(default=1.0, gt=0)
+    """Share of shoppers, relative to the other arms' weights."""
+    bundle: Path | None = None
+    """A serving bundle folder (another version of the model) loaded beside the server's own; None: the server's."""
+    rules: dict[str, Any] = Field(default_factory=dict)
+    """Business-rule settings that differ in this arm (`[rules]` fields: `max_per_brand`, `diversity`, ...)."""
+
+
+class ExperimentConfig(_Frozen):
+    """An A/B experiment: shoppers are split between `arms` by a salted hash of their user id (their session id
+    when anonymous), the same arm on every request, worker and restart (`aisle.experiments.arms.assign`)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    salt: str = ""
+    """Changing it reshuffles who gets which arm (a new experiment on the same shoppers); empty: the name."""
+    arms: tuple[ArmConfig, ...] = Field(min_length=2)
+    control: str | None = None
+    """The arm the others are compared with (default: the first)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment arms need distinct names, got {names}")
+        if self.control is not None and self.control not in names:
+            raise ValueError(f"control arm {self.control!r} is not one of the arms {names}")
+        for arm in self.arms:
+            try:
+                RulesConfig.model_validate(arm.rules)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ValueError(f"arm {arm.name!r} rules: {problems}") from None
+        return self
+
+    @property
+    def control_arm(self) -> str:
+        return self.control or self.arms[0].name
+
+
 class Settings(_Frozen):
     bundle: Path = Path("aisle-data") / "bundle"
     store: str | Path | None = None
@@ -173,6 +217,23 @@ class Settings(_Frozen):
     rules: RulesConfig = RulesConfig()
     inference: InferenceConfig = InferenceConfig()
     worker: WorkerConfig = WorkerConfig()
+    impressions: bool = True
+    """Log every served list (request id, items, positions, scores, propensities, arm) to the store's impression
+    log, written in the background (`aisle.serve.impressions`); needs `store`."""
+    impressions_flush_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the buffered impressions of a worker are written (memory state) or sent to the Redis stream: what
+    a `kill -9` of a worker can lose."""
+    impressions_store_s: float = Field(default=2.0, ge=0, le=600)
+    """Redis state: a consumer of the impression stream writes to the store at most this often (fewer, larger store
+    transactions; each DuckDB one opens the file, ~10-30 ms of a worker's CPU)."""
+    experiment: ExperimentConfig | None = None
+
+    def arm_settings(self, arm: ArmConfig) -> Settings:
+        """These settings as `arm` serves them: its rule settings over the server's `[rules]`."""
+        if not arm.rules:
+            return self
+        rules = RulesConfig.model_validate({**self.rules.model_dump(), **arm.rules})
+        return self.model_copy(update={"rules": rules})
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
@@ -277,5 +338,5 @@ def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = N
     return Settings.model_validate(layered.model_dump())
 
 
-__all__ = ["ConfigError", "InferenceConfig", "Pin", "RulesConfig", "Settings", "WorkerConfig", "accepted_variables",
-           "load_settings"]
+__all__ = ["ArmConfig", "ConfigError", "ExperimentConfig", "InferenceConfig", "Pin", "RulesConfig", "Settings",
+           "WorkerConfig", "accepted_variables", "load_settings"]

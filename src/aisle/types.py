@@ -80,6 +80,7 @@ class Event:
     session_id: str | None = None
     value: float | None = None
     query: str | None = None
+    request_id: str | None = None
 
 
 # ---- columnar schemas (what readers return and the store keeps) ----------------------------------
@@ -113,6 +114,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "session_id": pl.String(),
     "value": pl.Float64(),
     "query": pl.String(),
+    "request_id": pl.String(),  # the served list (IMPRESSION_SCHEMA) this event answers, when the client sent it
 }
 
 #: What a served list showed, one row per shown item (long format): what off-policy evaluation, experiment reports
@@ -187,6 +189,7 @@ def events_frame(events: Sequence[Event]) -> pl.DataFrame:
             "session_id": e.session_id,
             "value": e.value,
             "query": e.query,
+            "request_id": e.request_id,
         }
         for e in events
     ]

@@ -47,7 +47,8 @@ def test_export_round_trips_the_store(shop: tuple[Path, Path], tmp_path: Path) -
     _, db = shop
     out = _ok(runner.invoke(app, ["export", "--db", str(db), "--out", str(tmp_path / "export")]))
     assert "events.parquet" in out
-    assert {p.name for p in (tmp_path / "export").iterdir()} == {"items.parquet", "users.parquet", "events.parquet"}
+    assert {p.name for p in (tmp_path / "export").iterdir()} == {"items.parquet", "users.parquet", "events.parquet",
+                                                                "impressions.parquet"}
     _ok(runner.invoke(app, ["ingest", f"aisle:{tmp_path / 'export'}", "--db", str(tmp_path / "copy.duckdb")]))
     before, after = _rows(db), _rows(tmp_path / "copy.duckdb")
     assert after["stats"] == before["stats"] and before["stats"].events == 5000

@@ -40,7 +40,8 @@ def _progress() -> Progress:
 
 
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write items/users/events.parquet into.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write items/users/events.parquet (and the "
+                                                   "impression log, impressions.parquet) into.")],
     items: Annotated[int, typer.Option(help="Number of catalog items.")] = 5_000,
     users: Annotated[int, typer.Option(help="Number of shoppers.")] = 2_000,
     events: Annotated[int, typer.Option(help="Number of events (views, carts, purchases, searches, ...).")] = 200_000,
@@ -157,7 +158,8 @@ def stats(
 def export(
     db: Annotated[str, typer.Option("--db", help="The store to export (opened read-only): a DuckDB file or a "
                                     "postgresql:// URL.")] = str(DEFAULT_DB),
-    out: Annotated[Path, typer.Option("--out", help="Folder to write items/users/events.parquet into.")]
+    out: Annotated[Path, typer.Option("--out", help="Folder to write items/users/events.parquet (and the "
+                                                   "impression log, impressions.parquet) into.")]
     = Path("aisle-export"),
 ) -> None:
     """Write the whole store as an `aisle:` Parquet folder (a backup, or data for another machine or tool)."""

@@ -105,6 +105,11 @@ def serve(
     if problem is not None:
         err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
+    for arm in settings.experiment.arms if settings.experiment is not None else ():
+        problem = _bundle_problem(arm.bundle) if arm.bundle is not None else None
+        if problem is not None:  # each arm's bundle is loaded beside the server's: refuse a wrong one now
+            err.print(f"[red]error:[/] experiment arm {arm.name!r}: {problem}")
+            raise typer.Exit(2)
     run(settings, log_level=log_level)
 
 
@@ -176,6 +181,8 @@ def consume(
     claim_idle: Annotated[float | None, typer.Option(help="Claim entries another consumer took and has not "
                                                      "acknowledged for this many seconds (it died).")] = None,
     name: Annotated[str | None, typer.Option(help="Consumer name in the group (default: host-pid).")] = None,
+    stream: Annotated[str, typer.Option(help="Which stream: events (aisle:stream:events) or impressions "
+                                        "(aisle:impressions, the served lists the workers log).")] = "events",
 ) -> None:
     """Write the API's event stream to the store (a consumer of the group `aisle-store`); runs until stopped.
 
@@ -203,15 +210,19 @@ def consume(
         err.print(f"[red]error:[/] {problem}")
         raise typer.Exit(2)
     sink = StoreSink(settings.store)
-    consumer = Consumer(settings.state, sink.locked, name=name, claim_idle_s=settings.stream_claim_idle_s)
+    if stream not in ("events", "impressions"):
+        err.print(f"[red]error:[/] --stream must be events or impressions, not {stream!r}")
+        raise typer.Exit(2)
+    consumer = Consumer(settings.state, sink.locked, name=name, claim_idle_s=settings.stream_claim_idle_s,
+                        stream=stream, pace_s=settings.impressions_store_s if stream == "impressions" else 0.0)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    console.print(f"Consuming the event stream of {settings.state} into {describe(str(settings.store))} as "
+    console.print(f"Consuming the {stream} stream of {settings.state} into {describe(str(settings.store))} as "
                   f"{consumer.name}. Press Ctrl-C to stop.")
     try:
         consumer.run(stop)
     finally:
         consumer.close()
         sink.close()
-    console.print(f"Stopped: {consumer.consumed} events written, {consumer.redelivered} entries redelivered.")
+    console.print(f"Stopped: {consumer.consumed} {stream} rows written, {consumer.redelivered} entries redelivered.")

@@ -236,7 +236,7 @@ def _to_utc(s: pl.Series) -> pl.Series:
 
 
 #: Event id columns, kept without surrounding whitespace.
-_EVENT_IDS = ("event_id", "user_id", "item_id", "session_id")
+_EVENT_IDS = ("event_id", "user_id", "item_id", "session_id", "request_id")
 _EVENT_SCHEMA = pl.Schema(EVENT_SCHEMA)
 
 

@@ -35,6 +35,8 @@ class Metrics:
                            "seconds); 0 for a bundle it served before", ["version", "registry_version"]
                            + ([] if self.multiprocess else ["pid"]), registry=r, multiprocess_mode="liveall")
         self.reloads = Counter("aisle_reloads", "Bundle loads", ["outcome"], registry=r)
+        self.impressions = Counter("aisle_impressions", "Impression rows: logged (buffered), written (to the store "
+                                   "or the Redis stream), dropped (refused for too long)", ["outcome"], registry=r)
         self.started = time.time()
         self._window: deque[tuple[float, str, float, int]] = deque()
         self._events: deque[tuple[float, int]] = deque()

@@ -19,6 +19,7 @@ from aisle.data import checks
 from aisle.query import FilterError, Filters
 from aisle.serve.auth import KeyedRoute, require_admin, require_write
 from aisle.serve.errors import READ, WRITE, responses
+from aisle.serve.runtime import Runtime
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
 from aisle.serve.state import SESSION_STEPS
@@ -34,12 +35,30 @@ def _ok(body: dict[str, Any]) -> Response:
     """JSON straight from orjson: the hot read routes skip FastAPI's response validation (a third of a request)."""
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
+
+def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[str, Any], *, user: str | None,
+          session: str | None) -> Response:
+    """A served list: its request id (body and `X-Request-Id`) and arm in the answer, its items in the impression
+    log."""
+    shown = [(c["item_id"], c.get("score")) for c in out["items"]]
+    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None)
+    response = _ok(out)
+    response.headers["X-Request-Id"] = rid
+    return response
+
 K = Annotated[int, Query(ge=1, description="How many items (at most the server's max_k).",
                          json_schema_extra={MAX_K_MARK: True})]
 Categories = Annotated[list[str] | None, Query(description="Only these categories (any level of the path).")]
 Brands = Annotated[list[str] | None, Query(description="Only these brands.")]
 PriceMin = Annotated[float | None, Query(ge=0, description="Not above price_max (a 422 otherwise).")]
 PriceMax = Annotated[float | None, Query(ge=0, description="Not below price_min (a 422 otherwise).")]
+# plain strings, "" for none (as `q`): a nullable parameter with a length limit let the fuzzer send a repeated one,
+# which the wire cannot tell from one value
+Session = Annotated[str, Query(max_length=256, description=(
+    "The shopper's session: recorded in the impression log, and what picks the experiment arm of a shopper "
+    "without a user id."))]
+Shopper = Annotated[str, Query(max_length=256, description=(
+    "The shopper seeing the list: recorded in the impression log, and what picks their experiment arm."))]
 
 
 async def services(request: Request) -> Services:
@@ -75,19 +94,20 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
                           brand: Brands = None, price_min: PriceMin = None, price_max: PriceMax = None,
                           context_item: Annotated[str | None, Query(description="The item on screen now.")] = None,
                           exclude: Annotated[list[str] | None, Query(description="Item ids not to show.")] = None,
-                          ) -> Response:
-    """Recommended for you: the pipeline on the shopper's history plus everything they did since."""
+                          session_id: Session = "") -> Response:
+    """Recommended for you: the pipeline on the shopper's history plus everything they did since. The answer's
+    `request_id` (also the `X-Request-Id` header) names this list: send it with the events it leads to."""
     # the services straight from the app, not through `Svc`: a sub-dependency FastAPI solves on every request
     svc: Services = request.app.state.services
     k = _k(svc, k)
     f = _filters(category, brand, price_min, price_max)
     live, erased = await svc.state.history(user_id)
-    rt = svc.runtime
+    arm, rt = svc.serving(user_id, session_id)
     query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude or ())
     out = rt.recommend(query, k)
     out["user_id"] = user_id
     out["known_user"] = query.user_idx >= 0
-    return _ok(out)
+    return _list(svc, "recommendations", rt, arm, out, user=user_id, session=session_id)
 
 
 #: an RFC 3339 date-time (a space for the T and a missing offset, meaning UTC, are accepted too)
@@ -140,27 +160,32 @@ async def buy_again(user_id: str, svc: Svc, k: K = 10,
 
 
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))
-async def similar(item_id: str, svc: Svc, k: K = 10) -> Response:
+async def similar(item_id: str, svc: Svc, k: K = 10, user: Shopper = "", session_id: Session = "") -> Response:
     """Similar items (content and co-viewing neighbours); an unknown item gets trending items instead."""
-    rt = svc.runtime
+    arm, rt = svc.serving(user, session_id)
     out = rt.neighbours(item_id, _k(svc, k), ("content", "itemknn", "markov"))
-    return _ok(out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version})
+    out = out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version}
+    return _list(svc, "similar", rt, arm, out, user=user, session=session_id)
 
 
 @router.get("/items/{item_id}/bought-together", tags=["recommendations"], responses=responses(*READ))
-async def bought_together(item_id: str, svc: Svc, k: K = 10) -> Response:
+async def bought_together(item_id: str, svc: Svc, k: K = 10, user: Shopper = "", session_id: Session = ""
+                          ) -> Response:
     """Frequently bought together (association rules), then co-viewed items when there are too few rules."""
-    rt = svc.runtime
+    arm, rt = svc.serving(user, session_id)
     out = rt.neighbours(item_id, _k(svc, k), ("fbt", "itemknn"))
-    return _ok(out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version})
+    out = out or {"item": None, "items": rt.trending(k), "fallback": "trending", "model_version": rt.version}
+    return _list(svc, "bought_together", rt, arm, out, user=user, session=session_id)
 
 
 @router.get("/trending", tags=["recommendations"], responses=responses(*READ))
 async def trending(svc: Svc, k: K = 10, category: Categories = None, brand: Brands = None,
-                   price_min: PriceMin = None, price_max: PriceMax = None) -> Response:
-    rt = svc.runtime
-    return _ok({"items": rt.trending(_k(svc, k), _filters(category, brand, price_min, price_max)),
-                "model_version": rt.version})
+                   price_min: PriceMin = None, price_max: PriceMax = None, user: Shopper = "",
+                   session_id: Session = "") -> Response:
+    arm, rt = svc.serving(user, session_id)
+    out = {"items": rt.trending(_k(svc, k), _filters(category, brand, price_min, price_max)),
+           "model_version": rt.version}
+    return _list(svc, "trending", rt, arm, out, user=user, session=session_id)
 
 
 @router.get("/search", tags=["search"], responses=responses(*READ))
@@ -169,10 +194,12 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  price_max: PriceMax = None,
                  sort: Literal["relevance", "price_asc", "price_desc", "popularity"] = "relevance",
                  page: Annotated[int, Query(ge=1, le=1000)] = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-                 user: Annotated[str | None, Query(description="Personalise for this shopper.")] = None,
+                 user: Annotated[str | None, Query(description=(
+                     "Personalise for this shopper (and log the results as shown to them)."))] = None,
+                 session_id: Session = "",
                  session: Annotated[str | None, Query(
                      min_length=1, max_length=checks.ID_MAX_LENGTH, pattern=checks.ID_PATTERN,
-                     description="A search conversation: `q` refines this session's last search (\"cheaper\", "
+                     description="A search conversation: `q` refines this conversation's last search (\"cheaper\", "
                                  "\"in blue\", \"without Acme\", \"more like the second one\") or starts a new "
                                  "one; the answer's `refinement` says how it was understood.")] = None,
                  undo: Annotated[bool, Query(description="With `session`: go back one step (q is ignored).")] = False,
@@ -182,7 +209,7 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  ) -> Response:
     """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised; every hit says why
     it is there (`explanation`). With `session`, a conversation whose turns refine the last search."""
-    rt = svc.runtime
+    arm, rt = svc.serving(user, session_id)
     if rt.search is None:
         raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
     filters = _filters(category, brand, price_min, price_max,
@@ -192,28 +219,39 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.query(user, live, erased))
     if session is not None:
-        return await _conversation_turn(svc, session, q, undo=undo, step=step, user=user, filters=filters,
-                                        sort=sort, page=page, page_size=page_size, affinity=affinity)
+        return await _conversation_turn(svc, rt, arm, session, q, undo=undo, step=step, user=user,
+                                        session_id=session_id, filters=filters, sort=sort, page=page,
+                                        page_size=page_size, affinity=affinity)
     if undo or step is not None:
         name = "undo" if undo else "step"
         raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a session",
                                        "type": "value_error"}])
-    body = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
-    return Response(body, media_type="application/json")
+    body, shown = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
+    served: dict[str, Any] = {}
+    rid = svc.served("search", rt, served, list(shown), arm=arm, user_id=user or None, session_id=session_id or None,
+                     query=q, offset=(page - 1) * page_size)
+    tail = b',"request_id":' + orjson.dumps(rid) + b',"arm":' + orjson.dumps(arm) + b"}"
+    return Response(body[:-1] + tail, media_type="application/json", headers={"X-Request-Id": rid})
 
 
-async def _conversation_turn(svc: Services, session: str, q: str, *, undo: bool, step: int | None, user: str | None,
-                             filters: Filters, sort: str, page: int, page_size: int,
-                             affinity: dict[str, dict[str, float]] | None) -> Response:
-    """One turn of a search conversation: the session's steps from the live state, refined, kept again."""
+async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, session: str, q: str, *, undo: bool,
+                             step: int | None, user: str | None, session_id: str, filters: Filters, sort: str,
+                             page: int, page_size: int, affinity: dict[str, dict[str, float]] | None) -> Response:
+    """One turn of a search conversation: the session's steps from the live state, refined, kept again; the hits
+    shown are logged like any search's."""
     from aisle.serve.conversation import converse
 
     steps = await svc.state.get_session(session)
-    body, steps = converse(svc.runtime, steps, q, undo=undo, filters=filters, sort=sort, page=page,
+    body, steps = converse(rt, steps, q, undo=undo, filters=filters, sort=sort, page=page,
                            page_size=page_size, affinity=affinity, step=step)
     await svc.state.put_session(session, steps, user)
     body["refinement"]["session"] = session
-    return _ok(body)
+    shown = [(h["item_id"], float(h["score"])) for h in body.get("hits", [])]
+    rid = svc.served("search", rt, body, shown, arm=arm, user_id=user or None, session_id=session_id or None,
+                     query=q, offset=(page - 1) * page_size)
+    response = _ok(body)
+    response.headers["X-Request-Id"] = rid
+    return response
 
 
 # ---- writes --------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from aisle.rules import ItemAttributes, Selected, apply_rules
 from aisle.search.explain import explain_hit
 from aisle.search.refine import Refiner
 from aisle.serve.conversation import refiner_for
+from aisle.serve.impressions import DETERMINISTIC, Policy
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
 
@@ -90,7 +91,8 @@ class Runtime:
         # live sessions are scored per request on small catalogs, and on any catalog whose user sources are
         # served from an ANN index ([inference] ann_min_items)
         self.online = len(self.item_ids) <= settings.online_max_items or indexed_online(self.pipeline)
-        self._search_cache: OrderedDict[Any, bytes] = OrderedDict()
+        self._search_cache: OrderedDict[Any, tuple[bytes, list[tuple[str, float]]]] = OrderedDict()
+        self.policy: Policy = DETERMINISTIC  # what the impression log records as each shown item's propensity
 
     def _pipeline_over_catalog(self, new_rows: list[int]) -> Pipeline | None:
         """The bundle's pipeline over the current catalog, new items placed next to the items they resemble."""
@@ -436,10 +438,11 @@ class Runtime:
         return out
 
     def search_body(self, query: str, *, filters: Filters, sort: str, page: int, page_size: int,
-                    affinity: dict[str, dict[str, float]] | None) -> bytes:
-        """The JSON response body of a search. Unpersonalised answers are cached as their serialized bytes:
-        a repeat is a dictionary lookup, and the cache holds one object per entry instead of a tree of dicts
-        and lists that every full garbage collection of the worker would have to walk."""
+                    affinity: dict[str, dict[str, float]] | None) -> tuple[bytes, list[tuple[str, float]]]:
+        """The JSON response body of a search, and the (item id, score) of the hits it shows. Unpersonalised
+        answers are cached as their serialized bytes: a repeat is a dictionary lookup, and the cache holds a few
+        objects per entry instead of a tree of dicts and lists that every full garbage collection of the worker
+        would have to walk."""
         assert self.search is not None
         key = None
         if not affinity or not any(affinity.values()):
@@ -450,12 +453,13 @@ class Runtime:
                 self._search_cache.move_to_end(key)
                 return hit
         out = self.search_json(query, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
+        shown = [(h["item_id"], float(h["score"])) for h in out["hits"]]
         body = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)[:-1]  # serialized once; the flag closes it
         if key is not None and self.settings.search_cache:
-            self._search_cache[key] = body + b',"cached":true}'
+            self._search_cache[key] = (body + b',"cached":true}', shown)
             if len(self._search_cache) > self.settings.search_cache:
                 self._search_cache.popitem(last=False)
-        return body + b',"cached":false}'
+        return body + b',"cached":false}', shown
 
 
 __all__ = ["Runtime"]

@@ -41,6 +41,7 @@ UserId = _id("user_id")
 ItemId = _id("item_id")
 EventId = _id("event_id")
 SessionId = _id("session_id")
+RequestId = _id("request_id")
 
 
 class EventIn(BaseModel):
@@ -61,6 +62,9 @@ class EventIn(BaseModel):
     session_id: SessionId | None = None
     value: Annotated[float | None, _number("value")] = None
     query: str | None = Field(default=None, max_length=1_000)
+    request_id: RequestId | None = Field(default=None, description=(
+        "The `request_id` of the served list this event answers (a click on a card, an add to cart from it): "
+        "the event is attributed to that list in the impression log and in experiment reports."))
 
     @model_validator(mode="after")
     def _item_needed(self) -> EventIn:
@@ -72,7 +76,7 @@ class EventIn(BaseModel):
         ts = self.timestamp or datetime.now(UTC)
         return {"event_id": self.event_id, "user_id": self.user_id, "item_id": self.item_id,
                 "event_type": self.event_type.value, "timestamp": ts.astimezone(UTC), "session_id": self.session_id,
-                "value": self.value, "query": self.query}
+                "value": self.value, "query": self.query, "request_id": self.request_id}
 
 
 class EventsIn(BaseModel):

@@ -34,8 +34,10 @@ from starlette.concurrency import run_in_threadpool
 
 from aisle.bundle import Bundle
 from aisle.config import Settings
+from aisle.experiments.arms import assign
 from aisle.optimize.serving import optimize_pipeline
 from aisle.registry import BUNDLE_CHANNEL, Registry, RegistryError, is_registry, notify
+from aisle.serve.impressions import new_request_id
 from aisle.serve.metrics import Metrics
 from aisle.serve.runtime import Runtime
 from aisle.serve.state import LiveEvent, StateStore, open_state
@@ -115,6 +117,9 @@ class StoreSink:
             if op[0] == "erase":
                 self._erase(op[1], op[2])
                 continue
+            if op[0] == "impressions":
+                self._impressions(op[1], op[2])
+                continue
             batch = [op]
             while True:
                 try:
@@ -148,6 +153,22 @@ class StoreSink:
             fut.set_exception(exc)
         else:  # answered only once the store is closed again, as appends are: a reader may open it right after
             fut.set_result(deleted)
+
+    def _impressions(self, frame: pl.DataFrame, fut: Future[int]) -> None:
+        try:
+            with self.locked() as store:
+                store.append_impressions(frame)
+        except Exception as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(frame.height)
+
+    def write_impressions(self, frame: pl.DataFrame) -> None:
+        """Append impression rows to the store, in turn with the event writes (blocking: the impression log's
+        flush thread calls it, never a request)."""
+        fut: Future[int] = Future()
+        self._q.put(("impressions", frame, fut))
+        fut.result(timeout=120)
 
     def erase(self, user_id: str) -> int:
         """Delete the user from the store, in order with the event writes queued before (blocking)."""
@@ -189,9 +210,10 @@ class Services:
 
             st: Any = self.state
             self.stream = EventStream(st.r, st.p)
-        self._consumer: Any = None
-        self._consumer_thread: threading.Thread | None = None
+        self._consumers: list[tuple[Any, threading.Thread]] = []
         self._consumer_stop = threading.Event()
+        self.impressions = self._impression_log() if settings.impressions and self.sink is not None else None
+        self._arms: dict[str, Runtime] = {}  # experiment arm -> the runtime that serves it
         self._embedder = embedder
         self._runtime: Runtime | None = None
         self._swap = threading.Lock()
@@ -255,12 +277,13 @@ class Services:
                 bundle = Bundle.load(path, embedder=self.embedder, require_serving=True)
                 bundle.pipeline = optimize_pipeline(bundle.pipeline, self.settings.inference)  # [inference]
                 rt = self._build(bundle)
+                arms = self._load_arms(rt, reload_bundles=True)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
                 self.last_error = f"{path or version or self.bundle_path}: {type(exc).__name__}: {exc}"
                 self._failed_key = key
                 raise
-            self._runtime, self.bundle_path, self.registry_version = rt, path, version
+            self._runtime, self._arms, self.bundle_path, self.registry_version = rt, arms, path, version
             self._loaded_key, self._failed_key, self.last_error = key, None, None
             # one list swapped whole: the middleware reads it on every response, never half of it
             self.identity = [(b"x-aisle-worker", str(os.getpid()).encode()),
@@ -272,8 +295,88 @@ class Services:
             log.info("loaded bundle %s (%s) in %.1fs", path, rt.version, time.perf_counter() - t0)
             return rt
 
-    def _build(self, bundle: Bundle) -> Runtime:
-        return Runtime(bundle, self.settings, list(self.upserts.values()), embedder=self.embedder)
+    def _build(self, bundle: Bundle, settings: Settings | None = None) -> Runtime:
+        return Runtime(bundle, settings or self.settings, list(self.upserts.values()), embedder=self.embedder)
+
+    # ---- experiments and the impression log ---------------------------------------------------------------
+
+    def _load_arms(self, default: Runtime, reload_bundles: bool) -> dict[str, Runtime]:
+        """A Runtime per experiment arm: the arm's own bundle (loaded beside the default one: its memory too) or
+        the default bundle, under the arm's rule settings. `reload_bundles` False reuses the arms' loaded
+        bundles (a catalog upsert rebuilds the runtimes, not the bundles)."""
+        exp = self.settings.experiment
+        if exp is None:
+            return {}
+        out = {}
+        for arm in exp.arms:
+            settings = self.settings.arm_settings(arm)
+            if arm.bundle is None:
+                out[arm.name] = default if settings is self.settings else self._build(default.bundle, settings)
+                continue
+            old = self._arms.get(arm.name)
+            if old is not None and not reload_bundles:
+                bundle = old.bundle
+            else:
+                bundle = Bundle.load(arm.bundle, embedder=self.embedder, require_serving=True)
+                bundle.pipeline = optimize_pipeline(bundle.pipeline, self.settings.inference)
+            out[arm.name] = self._build(bundle, settings)
+        return out
+
+    @property
+    def arms(self) -> dict[str, Runtime]:
+        """The runtime serving each experiment arm (empty outside an experiment or before a bundle loads)."""
+        return dict(self._arms)
+
+    def serving(self, user_id: str | None, session_id: str | None) -> tuple[str | None, Runtime]:
+        """The experiment arm of this shopper (by user id, else session id; None outside an experiment or for a
+        request naming neither) and the runtime that serves it."""
+        exp = self.settings.experiment
+        shopper = user_id or session_id
+        if exp is None or not shopper:
+            return None, self.runtime
+        arm = assign(shopper, exp).name
+        rt = self._arms.get(arm)
+        return (arm, rt) if rt is not None else (None, self.runtime)
+
+    def served(self, surface: str, rt: Runtime, out: dict[str, Any], shown: list[tuple[str, float | None]], *,
+               arm: str | None, user_id: str | None, session_id: str | None, query: str | None = None,
+               offset: int = 0) -> str:
+        """Give a served list its request id (returned), put it and the arm in `out`, and log the impressions."""
+        rid = new_request_id()
+        out["request_id"] = rid
+        out["arm"] = arm
+        if self.impressions is not None and shown:
+            self.impressions.record(rid, surface, [i for i, _ in shown], [s for _, s in shown], policy=rt.policy,
+                                    user_id=user_id, session_id=session_id, model_version=rt.version, arm=arm,
+                                    query=query, offset=offset)
+        return rid
+
+    def _impression_log(self) -> Any:
+        from aisle.serve.impressions import ImpressionLog, to_frame
+
+        write: Any
+        if self.stream is not None:  # Redis state: into the stream `aisle:impressions`, consumed into the store
+            write = self._impressions_to_stream()
+        else:
+            sink = self.sink
+            assert sink is not None
+
+            def write(served: list[Any]) -> None:
+                sink.write_impressions(to_frame(served))
+        return ImpressionLog(write, flush_s=self.settings.impressions_flush_s, counter=self.metrics.impressions)
+
+    def _impressions_to_stream(self) -> Any:
+        import redis
+
+        from aisle.serve.impressions import IMPRESSIONS_STREAM, encode
+
+        r = redis.Redis.from_url(self.settings.state, socket_timeout=5.0, socket_connect_timeout=5.0)
+        key = f"{self.stream.p}{IMPRESSIONS_STREAM}"
+
+        def write(served: list[Any]) -> None:
+            r.xadd(key, {"i": encode(served)})
+
+        return write
 
     async def reload(self, path: Path | None = None, *, version: str | None = None) -> Runtime:
         return await run_in_threadpool(self.load, path, version=version)
@@ -450,7 +553,10 @@ class Services:
 
     def _upsert_runtime(self, items: list[dict[str, Any]]) -> None:
         with self._swap:
-            self._runtime = self.runtime.with_upserts(items)
+            rt = self.runtime.with_upserts(items)
+            # each arm's runtime takes the same delta (an arm without its own bundle and rules is the default one)
+            arms = {name: rt if old is self._runtime else old.with_upserts(items) for name, old in self._arms.items()}
+            self._runtime, self._arms = rt, arms
 
     async def poll_catalog(self, every_s: float = 1.0) -> None:
         while True:
@@ -499,24 +605,28 @@ class Services:
         return {"accepted": len(fresh), "duplicates": len(events) - len(fresh)}
 
     def start_consumer(self) -> None:
-        """Run a stream consumer in a thread of this worker (Redis state, a store, `consume` on)."""
+        """Run stream consumers in threads of this worker (Redis state, a store, `consume` on): one of the event
+        stream, and one of the impression stream when impressions are logged."""
         from aisle.serve.stream import Consumer
 
         assert self.stream is not None and self.sink is not None
-        self._consumer = Consumer(self.settings.state, self.sink.locked, claim_idle_s=self.settings.stream_claim_idle_s)
         self._consumer_stop.clear()
-        self._consumer_thread = threading.Thread(target=self._consumer.run, args=(self._consumer_stop,),
-                                                 name="aisle-stream-consumer", daemon=True)
-        self._consumer_thread.start()
+        for stream in ("events", "impressions") if self.impressions is not None else ("events",):
+            consumer = Consumer(self.settings.state, self.sink.locked, claim_idle_s=self.settings.stream_claim_idle_s,
+                                stream=stream, pace_s=self.settings.impressions_store_s if stream == "impressions"
+                                else 0.0, count=200 if stream == "events" else 1_000)
+            thread = threading.Thread(target=consumer.run, args=(self._consumer_stop,),
+                                      name=f"aisle-{stream}-consumer", daemon=True)
+            thread.start()
+            self._consumers.append((consumer, thread))
 
     def _stop_consumer(self) -> None:
-        if self._consumer_thread is not None:
-            self._consumer_stop.set()
-            self._consumer_thread.join(timeout=15)
-            self._consumer_thread = None
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._consumer_stop.set()
+        for _, thread in self._consumers:
+            thread.join(timeout=15)
+        for consumer, _ in self._consumers:
+            consumer.close()
+        self._consumers = []
 
     async def upsert_items(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -560,6 +670,8 @@ class Services:
                 "erased_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
     async def close(self) -> None:
+        if self.impressions is not None:  # flushed first: to the store, or to the stream the consumers still read
+            await run_in_threadpool(self.impressions.close)
         await run_in_threadpool(self._stop_consumer)
         if self.sink is not None:
             await run_in_threadpool(self.sink.close)

@@ -90,17 +90,17 @@ def encode(event: dict[str, Any]) -> bytes:
     ts = event.get("timestamp")
     us = (ts - _EPOCH) // _US if isinstance(ts, datetime) else None  # exact: a float would be off by 1 us at times
     return orjson.dumps([event.get("event_id"), event["user_id"], event.get("item_id"), event["event_type"], us,
-                         event.get("session_id"), event.get("value"), event.get("query")])
+                         event.get("session_id"), event.get("value"), event.get("query"), event.get("request_id")])
 
 
 def decode(payloads: list[str | bytes]) -> pl.DataFrame:
     """The events of stream entries (each a JSON array of encoded events) as an EVENT_SCHEMA frame."""
-    return _frame([row for p in payloads for row in orjson.loads(p)])
-
-
-def _frame(rows: list[list[Any]]) -> pl.DataFrame:
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     names = list(EVENT_SCHEMA)
+    width = len(names)
+    # an entry written before a column was added (request_id) is shorter: the missing fields are null
+    rows = [row if len(row) == width else [*row, *[None] * (width - len(row))]
+            for p in payloads for row in orjson.loads(p)]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * width
     data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
     data["timestamp"] = pl.Series(data["timestamp"], dtype=pl.Int64).cast(EVENT_SCHEMA["timestamp"])
     return pl.DataFrame(data, schema=EVENT_SCHEMA)
@@ -189,21 +189,43 @@ class EventStream:
         return ("\n".join(lines) + "\n").encode()
 
 
+def _append_events(store: Any, frame: pl.DataFrame) -> None:
+    store.append_events(frame)
+
+
+def _append_impressions(store: Any, frame: pl.DataFrame) -> None:
+    store.append_impressions(frame)
+
+
 class Consumer:
     """Stream -> store (synchronous; run it in a thread or a process). `store` is a context-manager factory
     giving the store for one unit of work (`StoreSink.locked`)."""
 
     def __init__(self, redis_url: str, store: Any, *, name: str | None = None, prefix: str = "aisle:",
                  count: int = 200, block_ms: int = 1000, claim_idle_s: float = 30.0,
-                 forget_idle_s: float = 3600.0) -> None:
+                 forget_idle_s: float = 3600.0, stream: str = "events", pace_s: float = 0.0) -> None:
+        """`stream`: "events" (`aisle:stream:events`, what POST /events accepted) or "impressions"
+        (`aisle:impressions`, the served lists the workers log; `aisle.serve.impressions`). `pace_s`: after a
+        round that wrote something, wait this long before the next, so a busy stream is written in fewer, larger
+        store transactions (opening a DuckDB file for one costs ~10-30 ms of CPU in the worker)."""
         import redis
+
+        from aisle.serve import impressions
 
         self.r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(5.0, block_ms / 500),
                                       socket_connect_timeout=5.0)
         self.store = store
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 100_000}"
         self.p = prefix
-        self.key = stream_key(prefix)
+        if stream == "events":
+            self.key, self.field, self.counters = stream_key(prefix), "e", f"{prefix}stream"
+            self._decode, self._append = decode, _append_events
+        elif stream == impressions.IMPRESSIONS_STREAM:
+            self.key = self.counters = f"{prefix}{impressions.IMPRESSIONS_STREAM}"
+            self.field, self._decode, self._append = "i", impressions.decode, _append_impressions
+        else:
+            raise ValueError(f"unknown stream {stream!r} (events, impressions)")
+        self.pace_s = pace_s
         self.count, self.block_ms, self.claim_idle_ms = count, block_ms, int(claim_idle_s * 1000)
         self._claim_at = 0.0
         self.forget_idle_ms = int(forget_idle_s * 1000)
@@ -258,11 +280,11 @@ class Consumer:
         pipe = self.r.pipeline(transaction=True)
         pipe.xack(self.key, GROUP, *ids)
         pipe.xdel(self.key, *ids)
-        pipe.incrby(f"{self.p}stream:consumed", frame.height)
-        pipe.incrby(f"{self.p}stream:rate:{second}", frame.height)
-        pipe.expire(f"{self.p}stream:rate:{second}", 4 * RATE_WINDOW_S)
+        pipe.incrby(f"{self.counters}:consumed", frame.height)
+        pipe.incrby(f"{self.counters}:rate:{second}", frame.height)
+        pipe.expire(f"{self.counters}:rate:{second}", 4 * RATE_WINDOW_S)
         if claimed:
-            pipe.incrby(f"{self.p}stream:redelivered", claimed)
+            pipe.incrby(f"{self.counters}:redelivered", claimed)
         pipe.execute()
         self.consumed += frame.height
         self.redelivered += claimed
@@ -289,18 +311,13 @@ class Consumer:
         """Write the events of `entries` to the store, without those of users erased after the entry (the erasure
         came first); afterwards, a user erased while this was written is deleted from the store again. Returns the
         frame written and the number of events dropped."""
-        parts = [(_id(entry_id), fields["e"]) for entry_id, fields in entries if "e" in fields]
+        parts = [(_id(entry_id), fields[self.field]) for entry_id, fields in entries if self.field in fields]
         if not parts:
-            return decode([]), 0
-        rows: list[list[Any]] = []
-        ms: list[int] = []
-        seq: list[int] = []
-        for pos, payload in parts:  # one frame for the whole read: a frame per entry cost more than the store write
-            got = orjson.loads(payload)
-            rows += got
-            ms += [pos[0]] * len(got)
-            seq += [pos[1]] * len(got)
-        frame = _frame(rows).with_columns(pl.Series("_ms", ms, pl.Int64), pl.Series("_seq", seq, pl.Int64))
+            return self._decode([]), 0
+        frames = [self._decode([payload]).with_columns(pl.lit(pos[0], pl.Int64).alias("_ms"),
+                                                   pl.lit(pos[1], pl.Int64).alias("_seq"))
+                  for pos, payload in parts]
+        frame = pl.concat(frames)
         offered = frame.height
         users = frame["user_id"].unique().to_list()
         before = self._erasures(users)
@@ -308,7 +325,7 @@ class Consumer:
         dropped = offered - frame.height
         with self.store() as store:
             if frame.height:
-                store.append_events(frame.drop("_ms", "_seq"))
+                self._append(store, frame.drop("_ms", "_seq"))
         after = self._erasures(users)
         late = {u: e for u, e in after.items() if before.get(u) != e}
         if late and _without_erased(frame, late).height < frame.height:  # erased while this was written
@@ -323,7 +340,8 @@ class Consumer:
         failures = 0
         while not stop.is_set():
             try:
-                self.step()
+                if self.step() and self.pace_s:
+                    stop.wait(self.pace_s)
                 failures = 0
             except Exception as exc:
                 failures += 1

@@ -104,7 +104,13 @@ class StoreBackend(ABC):
 
     @abstractmethod
     def delete_user(self, user_id: str) -> int:
-        """Erase a user: every event of theirs and their profile. Returns the number of events deleted."""
+        """Erase a user: every event of theirs, every impression shown to them, and their profile. Returns the
+        number of events deleted."""
+
+    @abstractmethod
+    def append_impressions(self, impressions: pl.DataFrame) -> Appended:
+        """Append impression rows (IMPRESSION_SCHEMA, one per shown item), skipping a (request_id, position)
+        already stored or repeated in the batch, so a redelivered batch stores nothing twice."""
 
     @abstractmethod
     def compact(self) -> Compacted:
@@ -137,6 +143,11 @@ class StoreBackend(ABC):
         """User profiles in USER_SCHEMA columns, ordered by user_id."""
 
     @abstractmethod
+    def impressions(self) -> pl.DataFrame:
+        """The impression log in IMPRESSION_SCHEMA columns, ordered by time, request, position (empty in a store
+        that never had one)."""
+
+    @abstractmethod
     def stats(self) -> StoreStats: ...
 
     def read_dataset(self, *, log: RejectLog | None = None) -> Dataset:
@@ -153,11 +164,13 @@ class StoreBackend(ABC):
         return data
 
     def export_parquet(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write items/users/events.parquet (the `aisle` folder format, readable by `aisle:DIR`)."""
+        """Write items/users/events.parquet (the `aisle` folder format, readable by `aisle:DIR`) and
+        impressions.parquet (the impression log, which `aisle:` reading leaves aside)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
-        for table, frame in (("items", self.items()), ("users", self.users()), ("events", self.events())):
+        for table, frame in (("items", self.items()), ("users", self.users()), ("events", self.events()),
+                             ("impressions", self.impressions())):
             paths[table] = out / f"{table}.parquet"
             frame.write_parquet(paths[table])
         return paths

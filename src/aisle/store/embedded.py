@@ -24,7 +24,7 @@ import polars as pl
 from aisle.data.readers.base import Dataset
 from aisle.filelock import file_lock
 from aisle.store.base import Appended, Compacted, StoreBackend, StoreStats
-from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
+from aisle.types import EVENT_SCHEMA, IMPRESSION_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
 DEFAULT_DB = Path("aisle-data") / "aisle.duckdb"
 SCHEMA_VERSION = "1"
@@ -38,7 +38,15 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS users (user_id VARCHAR PRIMARY KEY, attributes VARCHAR);
 CREATE TABLE IF NOT EXISTS events (
     natural_key VARCHAR, event_id VARCHAR, user_id VARCHAR NOT NULL, item_id VARCHAR,
-    event_type VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL, session_id VARCHAR, value DOUBLE, query VARCHAR
+    event_type VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL, session_id VARCHAR, value DOUBLE, query VARCHAR,
+    request_id VARCHAR
+);
+-- a store made before events carried the list they answer: the column joins at the end, as in EVENT_SCHEMA
+ALTER TABLE events ADD COLUMN IF NOT EXISTS request_id VARCHAR;
+CREATE TABLE IF NOT EXISTS impressions (
+    request_id VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL, user_id VARCHAR, session_id VARCHAR,
+    surface VARCHAR NOT NULL, item_id VARCHAR NOT NULL, position INTEGER NOT NULL, score DOUBLE, propensity DOUBLE,
+    model_version VARCHAR, arm VARCHAR, query VARCHAR
 );
 """
 # The insertion sequence behind `read_events_since`: a persistent SEQUENCE (never reused, even after an erasure
@@ -49,6 +57,7 @@ ALTER TABLE events ALTER COLUMN seq SET DEFAULT nextval('event_seq');
 """
 
 _EVENT_COLS = ", ".join(f'"{c}"' for c in EVENT_SCHEMA)
+_IMPRESSION_COLS = ", ".join(f'"{c}"' for c in IMPRESSION_SCHEMA)
 _NATURAL = ("CASE WHEN event_id IS NULL THEN concat_ws('|', user_id, coalesce(item_id, ''), event_type, "
             "CAST(epoch_us(timestamp) AS VARCHAR), coalesce(query, '')) END")
 _KEY = f"coalesce(event_id, {_NATURAL})"
@@ -84,6 +93,13 @@ class Store(StoreBackend):
             self.con.execute(_DDL)
             self._add_positions()
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+        # a file made by an older Aisle and opened read-only cannot be migrated: read what it lacks as nulls
+        columns = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'").fetchall()}
+        self._event_cols = ", ".join(f'"{c}"' if c in columns or not columns else f'NULL AS "{c}"'
+                                     for c in EVENT_SCHEMA)
+        self._has_impressions = bool(self._scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'impressions'"))
 
     def _add_positions(self) -> None:
         """Give every event its insertion number (`seq`); a store made before positions existed gets them here."""
@@ -204,6 +220,7 @@ class Store(StoreBackend):
         n = self._scalar("SELECT count(*) FROM events WHERE user_id = ?", [user_id])
         self.con.execute("DELETE FROM events WHERE user_id = ?", [user_id])
         self.con.execute("DELETE FROM users WHERE user_id = ?", [user_id])
+        self.con.execute("DELETE FROM impressions WHERE user_id = ?", [user_id])
         return int(n)
 
     def compact(self) -> Compacted:
@@ -245,11 +262,34 @@ class Store(StoreBackend):
             self.con.execute("SET enable_progress_bar = false")
         return Compacted(before, _size(path), time.perf_counter() - t0)
 
+    def append_impressions(self, impressions: pl.DataFrame) -> Appended:
+        """Append impression rows, skipping a (request_id, position) already stored or repeated in the batch (a
+        stream entry delivered twice). Only stored rows at or after the batch's first timestamp are compared: the
+        log is appended in time order, so DuckDB's min/max block statistics skip the rest of the table."""
+        batch = conform(impressions, IMPRESSION_SCHEMA)
+        if batch.is_empty():
+            return Appended(0, 0)
+        before = self._count("impressions")
+        self.con.register("_imp", batch.to_arrow())
+        try:
+            self.con.execute(f"""
+                INSERT INTO impressions
+                SELECT {_IMPRESSION_COLS} FROM _imp b
+                WHERE NOT EXISTS (SELECT 1 FROM impressions s
+                                  WHERE s.timestamp >= (SELECT min(timestamp) FROM _imp)
+                                    AND s.request_id = b.request_id AND s.position = b.position)
+                QUALIFY row_number() OVER (PARTITION BY request_id, position) = 1
+            """)
+        finally:
+            self.con.unregister("_imp")
+        return Appended(offered=batch.height, inserted=self._count("impressions") - before)
+
     # ---- reads ------------------------------------------------------------------------------------
 
     def events(self, where: str = "", params: list[Any] | None = None) -> pl.DataFrame:
         """Events in time order per user, EVENT_SCHEMA columns (optionally filtered by a SQL predicate)."""
-        sql = f"SELECT {_EVENT_COLS} FROM events {('WHERE ' + where) if where else ''} ORDER BY user_id, timestamp"
+        sql = (f"SELECT {self._event_cols} FROM events {('WHERE ' + where) if where else ''} "
+               "ORDER BY user_id, timestamp")
         return conform(self.con.sql(sql, params=params or None).pl(), EVENT_SCHEMA)
 
     def read_events_since(self, watermark: int) -> tuple[pl.DataFrame, int]:
@@ -263,6 +303,12 @@ class Store(StoreBackend):
                              params=[int(watermark)]).pl()
         top = int(frame["seq"].max()) if frame.height else int(watermark)  # type: ignore[arg-type]
         return conform(frame.drop("seq"), EVENT_SCHEMA), max(top, int(watermark))
+
+    def impressions(self) -> pl.DataFrame:
+        if not self._has_impressions:
+            return pl.DataFrame(schema=IMPRESSION_SCHEMA)
+        sql = f"SELECT {_IMPRESSION_COLS} FROM impressions ORDER BY timestamp, request_id, position"
+        return conform(self.con.sql(sql).pl(), IMPRESSION_SCHEMA)
 
     def items(self) -> pl.DataFrame:
         return conform(self.con.sql("SELECT * FROM items ORDER BY item_id").pl(), ITEM_SCHEMA)
@@ -278,9 +324,14 @@ class Store(StoreBackend):
         queries = {
             "items": "SELECT * FROM items ORDER BY item_id",
             "users": "SELECT * FROM users ORDER BY user_id",
-            "events": f"SELECT {_EVENT_COLS} FROM events ORDER BY user_id, timestamp",
+            "events": f"SELECT {self._event_cols} FROM events ORDER BY user_id, timestamp",
         }
-        paths = {}
+        if self._has_impressions:
+            queries["impressions"] = (f"SELECT {_IMPRESSION_COLS} FROM impressions "
+                                      "ORDER BY timestamp, request_id, position")
+        else:  # an older file opened read-only: an empty log, so every export has the same files
+            self.impressions().write_parquet(out / "impressions.parquet")
+        paths = {} if self._has_impressions else {"impressions": out / "impressions.parquet"}
         for table, sql in queries.items():
             paths[table] = out / f"{table}.parquet"
             self.con.execute(f"COPY ({sql}) TO '{_sql_path(paths[table])}' (FORMAT parquet)")

@@ -39,7 +39,7 @@ import polars as pl
 from aisle.data.readers.base import Dataset
 from aisle.data.validation import RejectLog
 from aisle.store.base import Appended, Compacted, StoreBackend, StoreStats, describe
-from aisle.types import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
+from aisle.types import EVENT_SCHEMA, IMPRESSION_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, conform
 
 SCHEMA_VERSION = "1"
 _LOCK_ID = 0x61_69_73_6C_65  # "aisle": the advisory lock that serialises schema creation
@@ -47,7 +47,7 @@ _LOCK_ID = 0x61_69_73_6C_65  # "aisle": the advisory lock that serialises schema
 log = logging.getLogger("aisle.store")
 
 #: The tables that hold shoppers' rows, rewritten by `compact` (items hold no one's data).
-_ERASABLE = ("events", "users")
+_ERASABLE = ("events", "users", "impressions")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -59,12 +59,21 @@ CREATE TABLE IF NOT EXISTS users (user_id TEXT COLLATE "C" PRIMARY KEY, attribut
 CREATE TABLE IF NOT EXISTS events (
     natural_key TEXT COLLATE "C", event_id TEXT COLLATE "C", user_id TEXT COLLATE "C" NOT NULL,
     item_id TEXT COLLATE "C", event_type TEXT NOT NULL, "timestamp" TIMESTAMPTZ NOT NULL, session_id TEXT,
-    value DOUBLE PRECISION, query TEXT
+    value DOUBLE PRECISION, query TEXT, request_id TEXT COLLATE "C"
 );
+-- a store made before events carried the list they answer: the column joins at the end, as in EVENT_SCHEMA
+ALTER TABLE events ADD COLUMN IF NOT EXISTS request_id TEXT COLLATE "C";
 CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events ((md5(coalesce(event_id, natural_key))::uuid));
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
 ALTER TABLE events ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX IF NOT EXISTS events_xid ON events (xid);
+CREATE TABLE IF NOT EXISTS impressions (
+    request_id TEXT COLLATE "C" NOT NULL, "timestamp" TIMESTAMPTZ NOT NULL, user_id TEXT COLLATE "C",
+    session_id TEXT COLLATE "C", surface TEXT NOT NULL, item_id TEXT COLLATE "C" NOT NULL, position INTEGER NOT NULL,
+    score DOUBLE PRECISION, propensity DOUBLE PRECISION, model_version TEXT, arm TEXT, query TEXT,
+    PRIMARY KEY (request_id, position)
+);
+CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
 """
 # `xid`: the id of the transaction that inserted the event, behind `read_events_since`. Not a sequence: writers run
 # concurrently and a sequence number is taken before its transaction commits, so a reader could pass a number whose
@@ -74,7 +83,12 @@ CREATE INDEX IF NOT EXISTS events_xid ON events (xid);
 _STAGE = {
     "events": """CREATE TEMP TABLE IF NOT EXISTS _stage_events (
         event_id TEXT COLLATE "C", user_id TEXT COLLATE "C", item_id TEXT COLLATE "C", event_type TEXT,
-        "timestamp" TIMESTAMPTZ, session_id TEXT, value DOUBLE PRECISION, query TEXT) ON COMMIT DELETE ROWS""",
+        "timestamp" TIMESTAMPTZ, session_id TEXT, value DOUBLE PRECISION, query TEXT, request_id TEXT COLLATE "C")
+        ON COMMIT DELETE ROWS""",
+    "impressions": """CREATE TEMP TABLE IF NOT EXISTS _stage_impressions (
+        request_id TEXT COLLATE "C", "timestamp" TIMESTAMPTZ, user_id TEXT COLLATE "C", session_id TEXT COLLATE "C",
+        surface TEXT, item_id TEXT COLLATE "C", position INTEGER, score DOUBLE PRECISION, propensity DOUBLE PRECISION,
+        model_version TEXT, arm TEXT, query TEXT) ON COMMIT DELETE ROWS""",
     "items": """CREATE TEMP TABLE IF NOT EXISTS _stage_items (
         item_id TEXT COLLATE "C", title TEXT, description TEXT, brand TEXT, categories TEXT, price DOUBLE PRECISION,
         currency TEXT, available BOOLEAN, attributes TEXT, created_at TIMESTAMPTZ) ON COMMIT DELETE ROWS""",
@@ -92,6 +106,11 @@ _INSERT_EVENTS = f"""
     INSERT INTO events (natural_key, {_EVENT_COLS})
     SELECT {_NATURAL}, {_EVENT_COLS} FROM _stage_events
     ON CONFLICT ((md5(coalesce(event_id, natural_key))::uuid)) DO NOTHING
+"""
+_IMPRESSION_COLS = ", ".join(f'"{c}"' for c in IMPRESSION_SCHEMA)
+_INSERT_IMPRESSIONS = f"""
+    INSERT INTO impressions ({_IMPRESSION_COLS}) SELECT {_IMPRESSION_COLS} FROM _stage_impressions
+    ON CONFLICT (request_id, position) DO NOTHING
 """
 _ITEM_SET = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ITEM_SCHEMA if c != "item_id")
 _UPSERT_ITEMS = f"""
@@ -168,6 +187,10 @@ class PostgresStore(StoreBackend):
                 stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if stored is None:
                     con.execute("INSERT INTO meta VALUES ('schema_version', %s)", [SCHEMA_VERSION])
+        # a database made by an older Aisle and opened read-only is not migrated: what it lacks reads as nulls
+        self._columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'").fetchall()}
+        self._has_impressions = bool(con.execute("SELECT to_regclass('impressions') IS NOT NULL").fetchone()[0])
         stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if stored is not None and stored[0] != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: store schema version {stored[0]}; this Aisle reads and writes "
@@ -262,6 +285,7 @@ class PostgresStore(StoreBackend):
         with self._tx() as con:
             n = con.execute("DELETE FROM events WHERE user_id = %s", [user_id]).rowcount
             con.execute("DELETE FROM users WHERE user_id = %s", [user_id])
+            con.execute("DELETE FROM impressions WHERE user_id = %s", [user_id])
         return int(n)
 
     def compact(self) -> Compacted:
@@ -289,6 +313,19 @@ class PostgresStore(StoreBackend):
             finally:
                 con.autocommit = False
         return Compacted(before, after, time.perf_counter() - t0)
+
+    def append_impressions(self, impressions: pl.DataFrame) -> Appended:
+        """COPY into a staging table, then insert what the (request_id, position) key does not hold yet."""
+        batch = conform(impressions, IMPRESSION_SCHEMA)
+        if batch.is_empty():
+            return Appended(0, 0)
+        with self._tx() as con, con.cursor() as cur:
+            cur.execute(_STAGE["impressions"])
+            cur.execute("TRUNCATE _stage_impressions")
+            self._copy(cur, "_stage_impressions", _csv_times(batch, "timestamp"))
+            cur.execute(_INSERT_IMPRESSIONS)
+            inserted = max(cur.rowcount, 0)
+        return Appended(offered=batch.height, inserted=inserted)
 
     # ---- reads ------------------------------------------------------------------------------------
 
@@ -330,7 +367,8 @@ class PostgresStore(StoreBackend):
         return pl.read_csv(buf, has_header=False, schema=schema, quote_char='"')
 
     def events(self) -> pl.DataFrame:
-        cols = [f'"{c}"' if c != "timestamp" else _EPOCH_US.format('"timestamp"') for c in EVENT_SCHEMA]
+        cols = [_EPOCH_US.format('"timestamp"') if c == "timestamp" else f'"{c}"' if c in self._columns
+                else f'NULL AS "{c}"' for c in EVENT_SCHEMA]
         raw = self._read(f"SELECT {', '.join(cols)} FROM events ORDER BY user_id, \"timestamp\"",
                          {**EVENT_SCHEMA, "timestamp": pl.Int64()})
         return conform(raw.with_columns(pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC")), EVENT_SCHEMA)
@@ -364,6 +402,15 @@ class PostgresStore(StoreBackend):
             pl.col("categories").str.json_decode(pl.List(pl.String())),
             pl.col("available").cast(pl.Boolean()),
             pl.from_epoch("created_at", "us").dt.replace_time_zone("UTC")), ITEM_SCHEMA)
+
+    def impressions(self) -> pl.DataFrame:
+        if not self._has_impressions:
+            return pl.DataFrame(schema=IMPRESSION_SCHEMA)
+        cols = [f'"{c}"' if c != "timestamp" else _EPOCH_US.format('"timestamp"') for c in IMPRESSION_SCHEMA]
+        raw = self._read(f"SELECT {', '.join(cols)} FROM impressions ORDER BY \"timestamp\", request_id, position",
+                         {**IMPRESSION_SCHEMA, "timestamp": pl.Int64()})
+        return conform(raw.with_columns(pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC")),
+                       IMPRESSION_SCHEMA)
 
     def users(self) -> pl.DataFrame:
         return conform(self._read("SELECT user_id, attributes FROM users ORDER BY user_id", dict(USER_SCHEMA)),

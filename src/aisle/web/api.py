@@ -26,6 +26,7 @@ from starlette.types import Scope
 
 from aisle.serve.errors import responses
 from aisle.types import EVENT_TYPES
+from aisle.web.experiments import router as experiments_router
 from aisle.web.suggest import Suggester, suggest_json
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -33,6 +34,7 @@ STORE_STATS_TTL_S = 15.0
 _SWITCHER_POOL = 400  # the longest histories the user switcher picks its shoppers from
 
 router = APIRouter()
+router.include_router(experiments_router)  # /api/experiments (aisle.web.experiments)
 
 
 class _WebCache:

@@ -65,7 +65,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "users": tuple(USER_SCHEMA),
 }
 READ_OPTIONS = frozenset({"table", "sep", "encoding", "ts_unit", "ts_format", "category_sep", "columns"})
-_ID_FIELDS = frozenset({"event_id", "user_id", "item_id", "session_id", "query"})
+_ID_FIELDS = frozenset({"event_id", "user_id", "item_id", "session_id", "request_id", "query"})
 _EXTRA = "_extra"  # inner JSON text ('"k":v,...') of the unmapped columns, before it joins `attributes`
 
 

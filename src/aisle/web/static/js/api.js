@@ -1,5 +1,7 @@
 // The serving API from the browser: reads, the shopper's identity, event posts, the cart.
 
+import { forgetPicks, requestFor } from "./attribution.js";
+
 const KEY_STORE = "aisle.apiKey";
 
 export class ApiError extends Error {
@@ -48,16 +50,24 @@ export function setShopper(id, { renew = false } = {}) {
   const s = id ? { id, known: true } : { id: anonymousId(renew), known: false };
   localStorage.setItem("aisle.shopper", JSON.stringify(s));
   sessionStorage.removeItem("aisle.session");
+  forgetPicks();
   return s;
 }
 
-function sessionId() {
+// The visit: lists are requested with it (the impression log's session) and events posted with it.
+export function sessionId() {
   let s = sessionStorage.getItem("aisle.session");
   if (!s) {
     s = `web-${Date.now().toString(36)}`;
     sessionStorage.setItem("aisle.session", s);
   }
   return s;
+}
+
+// The parameters that say who a list is for (the impression log records them; the experiment arm follows the
+// shopper, or the visit for a route without a user).
+export function viewer(params = {}, { user = true } = {}) {
+  return { ...params, ...(user ? { user: shopper().id } : {}), session_id: sessionId() };
 }
 
 export function apiKey() { return localStorage.getItem(KEY_STORE) || ""; }
@@ -67,7 +77,8 @@ export function setApiKey(k) { if (k) localStorage.setItem(KEY_STORE, k); else l
 export async function track(eventType, itemId, extra = {}) {
   const who = shopper();
   const events = (Array.isArray(itemId) ? itemId : [itemId]).map((item) => ({
-    user_id: who.id, event_type: eventType, session_id: sessionId(), ...(item ? { item_id: item } : {}), ...extra,
+    user_id: who.id, event_type: eventType, session_id: sessionId(), ...(item ? { item_id: item } : {}),
+    ...(requestFor(item) ? { request_id: requestFor(item) } : {}), ...extra,
   }));
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   if (apiKey()) headers["X-API-Key"] = apiKey();

@@ -2,6 +2,7 @@
 
 import { announce, h, hue, initials, money } from "./dom.js";
 import { track } from "./api.js";
+import { pickedFrom } from "./attribution.js";
 
 export function thumb(item, big = false) {
   const cat = (item.category || []).at(-1) || item.brand || item.title;
@@ -27,6 +28,7 @@ export function card(item, { fresh = false, showWhy = true } = {}) {
     onclick: (e) => {
       if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
       e.preventDefault();
+      pickedFrom(item.item_id, item.request_id); // the click and what follows are attributed to this list
       openItem(item.item_id);
     } },
   thumb(item),
@@ -37,7 +39,7 @@ export function card(item, { fresh = false, showWhy = true } = {}) {
     item.available === false ? h("span", { class: "oos", text: "Out of stock" }) : null));
   const why = showWhy && item.explanation ? h("p", { class: "why", text: item.explanation.text,
     dataset: { type: item.explanation.type } }) : null;
-  return h("li", { class: "card", dataset: { itemId: item.item_id } },
+  return h("li", { class: "card", dataset: { itemId: item.item_id, ...(item.request_id ? { requestId: item.request_id } : {}) } },
     fresh ? h("span", { class: "badge", text: "New for you" }) : null, link, why);
 }
 

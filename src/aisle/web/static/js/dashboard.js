@@ -4,12 +4,13 @@
 import { clear, fmt, h } from "./dom.js";
 import { get } from "./api.js";
 import { barChart, lineChart } from "./charts.js";
+import { startExperimentPanel } from "./experiment.js";
 
 const POLL_MS = 2000;
 const OVERVIEW_MS = 15000;
 // Requests the dashboard and the pages make themselves; "API" figures leave them out (the table shows all).
 const UI_ROUTES = new Set(["/", "/dashboard", "/web/{path:path}", "/api/stats", "/api/web/overview", "/api/web/config",
-  "unmatched"]);
+  "/api/experiments", "unmatched"]);
 const NOT_METRICS = new Set(["fit_seconds", "eval_seconds", "tuning_seconds", "n_evaluated", "unreachable_targets", "sampled"]);
 const SERVED = "pipeline";
 
@@ -182,6 +183,7 @@ async function pollOverview() {
 }
 
 await poll();
+startExperimentPanel();
 await pollOverview();
 document.getElementById("dash").dataset.overview = "1";
 setInterval(poll, POLL_MS);

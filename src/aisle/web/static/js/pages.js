@@ -1,7 +1,8 @@
 // The storefront's pages. Each renders into a fresh container and returns it with a page title.
 
 import { announce, h, money } from "./dom.js";
-import { cart, get, saveCart, shopper, track } from "./api.js";
+import { cart, get, saveCart, shopper, track, viewer } from "./api.js";
+import { fromList } from "./attribution.js";
 import { card, row, thumb } from "./cards.js";
 import { conversationalSearch, refinementBanner, shopperRows } from "./shopper.js";
 
@@ -32,10 +33,12 @@ function recNote(r, fresh) {
 
 async function recommendedRow(id, title, params = {}) {
   const who = shopper();
-  const r = await get(`/users/${encodeURIComponent(who.id)}/recommendations`, { k: REC_K, ...params });
+  const r = await get(`/users/${encodeURIComponent(who.id)}/recommendations`, viewer({ k: REC_K, ...params }, { user: false }));
   const fresh = freshness(id, r.items);
-  const section = row(id, title, r.items, { note: recNote(r, fresh), fresh });
+  const section = row(id, title, fromList(r), { note: recNote(r, fresh), fresh });
   section.dataset.modelVersion = r.model_version;
+  section.dataset.requestId = r.request_id;
+  if (r.arm) section.dataset.arm = r.arm;
   return section;
 }
 
@@ -43,11 +46,11 @@ export async function home() {
   const who = shopper();
   const [recs, trend, own] = await Promise.all([
     recommendedRow("recommended", who.known ? `Recommended for ${who.id}` : "Recommended for you"),
-    get("/trending", { k: 2 * REC_K }),
+    get("/trending", viewer({ k: 2 * REC_K })),
     shopperRows(),
   ]);
   const shown = new Set([...recs.querySelectorAll("li.card")].map((li) => li.dataset.itemId));
-  const trending = trend.items.filter((i) => !shown.has(i.item_id)).slice(0, REC_K);
+  const trending = fromList(trend).filter((i) => !shown.has(i.item_id)).slice(0, REC_K);
   const view = h("div", {}, h("h1", { tabindex: "-1", text: who.known ? `Welcome back, ${who.id}` : "Welcome to the Aisle store" }),
     recs, ...own, row("trending", "Trending now", trending, { note: "What shoppers are buying and viewing right now (beyond the picks above)." }));
   return { view, title: "Aisle store" };
@@ -125,7 +128,7 @@ export async function search(params) {
   // filters let through, most popular (or best fitting this shopper) first.
   // every search is a turn (or a step shown again) of this tab's search conversation: "cheaper" refines
   const res = await conversationalSearch(params, { category: params.getAll("category"), brand: params.getAll("brand"),
-    price_min: lo, price_max: hi, sort, page, page_size: 24, user: shopper().id });
+    price_min: lo, price_max: hi, sort, page, page_size: 24, ...viewer() });
   const searched = res.refinement?.constraints?.like ? "" : (res.refinement?.constraints?.query ?? q);  // what a refinement refines
   const label = res.refinement?.constraints?.like ? "More like your pick" : searched ? `Results for “${searched}”` : (params.getAll("category")[0] || params.getAll("brand")[0] || "All products");
   const view = h("div", {}, h("h1", { tabindex: "-1", text: label }));
@@ -157,7 +160,7 @@ export async function search(params) {
     facetGroup(params, "category", "Category", res.facets?.category || []),
     facetGroup(params, "brand", "Brand", res.facets?.brand || []),
     priceGroup(params, res.facets?.price || [])));
-  const hits = res.hits;  // each with its explanation: why it is here (words, meaning, filters, your tastes)
+  const hits = fromList(res);  // each with its explanation (why it is here) and its list's request id
   const results = h("section", { "aria-labelledby": "results-title" }, h("h2", { id: "results-title", class: "sr-only", text: "Results" }),
     toolbar, hits.length ? h("ul", { class: "grid", id: "results" }, hits.map((it) => card(it)))
       : h("p", { class: "empty", text: "No products match. Try fewer words or remove a filter." }));
@@ -209,7 +212,7 @@ export async function product(itemId) {
       h("p", {}, "This product is not in the catalog. ", h("a", { href: "#/", text: "Back to the store" }))), title: "Not found" };
   }
   const [similar, together, recs] = await Promise.all([
-    get(`/items/${id}/similar`, { k: 8 }), get(`/items/${id}/bought-together`, { k: 6 }),
+    get(`/items/${id}/similar`, viewer({ k: 8 })), get(`/items/${id}/bought-together`, viewer({ k: 6 })),
     recommendedRow("for-you", "Recommended for you", { context_item: itemId })]);
   const recsSlot = h("div", {}, recs);
   const refresh = async () => { recsSlot.replaceChildren(await recommendedRow("for-you", "Recommended for you", { context_item: itemId })); };
@@ -233,8 +236,8 @@ export async function product(itemId) {
     attrs.length ? h("dl", { class: "attrs" }, attrs.map(([k, v]) => [h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: String(v) })])) : null);
   const view = h("div", {},
     h("article", { class: "product", "aria-labelledby": "product-title" }, thumb(item, true), info),
-    row("similar", "Similar items", similar.items, { note: "Close in description and in what shoppers viewed next." }),
-    row("bought-together", "Frequently bought together", together.items,
+    row("similar", "Similar items", fromList(similar), { note: "Close in description and in what shoppers viewed next." }),
+    row("bought-together", "Frequently bought together", fromList(together),
       { note: "Bought in the same orders (association rules), then co-viewed items.", empty: "No items are bought with this one yet." }),
     recsSlot);
   return { view, title: `${item.title} · Aisle store` };
@@ -277,9 +280,9 @@ export async function cartPage() {
       done.querySelector("h1").focus();
     } })));
   const last = items.at(-1);
-  const together = await get(`/items/${encodeURIComponent(last.item_id)}/bought-together`, { k: 6 });
+  const together = await get(`/items/${encodeURIComponent(last.item_id)}/bought-together`, viewer({ k: 6 }));
   const inCart = new Set(items.map((i) => i.item_id));
-  view.append(row("bought-together", `Goes well with ${last.title}`, together.items.filter((i) => !inCart.has(i.item_id))));
+  view.append(row("bought-together", `Goes well with ${last.title}`, fromList(together).filter((i) => !inCart.has(i.item_id))));
   return { view, title: "Cart · Aisle store" };
 }
 
