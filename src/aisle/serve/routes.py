@@ -246,7 +246,7 @@ async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, sessio
                            page_size=page_size, affinity=affinity, step=step)
     await svc.state.put_session(session, steps, user)
     body["refinement"]["session"] = session
-    shown = [(h["item_id"], float(h["score"])) for h in body.get("hits", [])]
+    shown = [(h["item_id"], h.get("score")) for h in body.get("hits", [])]
     rid = svc.served("search", rt, body, shown, arm=arm, user_id=user or None, session_id=session_id or None,
                      query=q, offset=(page - 1) * page_size)
     response = _ok(body)

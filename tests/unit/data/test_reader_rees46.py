@@ -23,7 +23,7 @@ def test_fixture_events_map_the_funnel() -> None:
     assert ev.row(5, named=True) == {
         "event_id": None, "user_id": "535871217", "item_id": "1004237", "event_type": "purchase",
         "timestamp": datetime(2019, 10, 1, 0, 3, tzinfo=UTC), "session_id": "c6bd7419-2748-4c56-95b4-8cec9ff8b80d",
-        "value": 1059.99, "query": None}
+        "value": 1059.99, "query": None, "request_id": None}
     assert data.accounting()["events"] == {"total": 7, "loaded": 7, "rejected": 0}
 
 
