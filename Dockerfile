@@ -37,6 +37,10 @@ COPY src ./src
 # (the bytecode pip compiled stays: the runtime user cannot write /opt/aisle, and a replica starts faster)
 RUN set -e; [ -f /build-local/ca.pem ] && export PIP_CERT=/build-local/ca.pem; \
     /opt/aisle/bin/pip install -q --no-deps .
+# search's query encoder exported to ONNX now, not on a replica's first search (~20 s there: measured in
+# benchmarks/RESULTS.md "Fleet"); the file is named by the model package's version, so every container reuses it
+RUN AISLE_CACHE=/opt/aisle-cache /opt/aisle/bin/python -c \
+    "from aisle.optimize.serving import default_cache_dir; from aisle.optimize.textenc import minilm_onnx; minilm_onnx(default_cache_dir())"
 
 # ---- runtime -----------------------------------------------------------------------------------------------
 FROM ${BASE}
@@ -48,12 +52,14 @@ RUN if ! command -v python3 >/dev/null; then \
     && useradd --system --uid 10001 --create-home --home-dir /home/aisle aisle \
     && mkdir -p /bundle /data && chown aisle:aisle /bundle /data
 COPY --from=build /opt/aisle /opt/aisle
+# Aisle's cache (ONNX exports, ANN indexes, text vectors), seeded with the query encoder and writable by the user
+COPY --from=build --chown=aisle:aisle /opt/aisle-cache /opt/aisle-cache
 COPY deploy/pipeline.toml deploy/init.sh /etc/aisle/
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="aisle" org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PATH=/opt/aisle/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-    AISLE_CACHE=/data/cache OMP_NUM_THREADS=1
+    AISLE_CACHE=/opt/aisle-cache OMP_NUM_THREADS=1
 USER aisle
 WORKDIR /data
 EXPOSE 8000

@@ -19,7 +19,7 @@ import pytest
 from tests.dockerhost import Fleet, build_env, build_images, docker_unavailable, fleet_up
 from tests.redisserver import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fleet"), pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.fleet, pytest.mark.xdist_group("fleet"), pytest.mark.timeout(1200)]
 
 KEY = "fleet-test-key"
 AUTH = {"X-API-Key": KEY}
