@@ -107,9 +107,10 @@ def main() -> None:
     result: dict[str, Any] = {"machine": machine.describe(), "build_seconds": round(built, 1),
                               "image": f"aisle:{VERSION}", "image_bytes": image_size(f"aisle:{VERSION}")}
     print(f"image aisle:{VERSION}: {result['image_bytes'] / 1e9:.2f} GB (built in {built:.0f} s)", file=sys.stderr)
+    up = time.monotonic()
     with fleet_up(f"aislebench{uuid.uuid4().hex[:6]}", env) as fleet:
-        up = time.monotonic()
-        wait_ready(fleet.url)
+        wait_ready(fleet.url)  # `compose up` waited for the init job (training) and every health check
+        result["compose_up_to_ready_s"] = round(time.monotonic() - up, 1)
         users = [u["user_id"] for u in httpx.get(f"{fleet.url}/api/web/users", params={"k": 50}).json()["users"]]
         rounds = []
         for replicas in (2, 1, 2):
@@ -122,7 +123,6 @@ def main() -> None:
         result["closed_loop"] = rounds
         result["cold_start_seconds"] = cold_start(fleet, args.cold_runs)
         print(f"cold start (docker run to /ready): {result['cold_start_seconds']} s", file=sys.stderr)
-        result["fleet_ready_after_up_s"] = round(time.monotonic() - up, 1)
     print(json.dumps(result, indent=1))
 
 
