@@ -104,7 +104,11 @@ def build_images(env: dict[str, str]) -> float:
     subprocess.run([str(ROOT / "deploy" / "base.sh"), BASE_TAG], check=True, cwd=ROOT)
     compose = compose_command()
     assert compose is not None
-    subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "build", "-q"], check=True, cwd=ROOT, env=env)
+    # compose v1 builds one image after the other unless told (v2 builds in parallel by itself): the apt-bound
+    # Redis/PostgreSQL/nginx builds then overlap the pip-bound Aisle image
+    parallel = ["--parallel"] if compose == ["docker-compose"] else []
+    subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "build", "-q", *parallel], check=True, cwd=ROOT,
+                   env=env)
     return time.monotonic() - start
 
 
