@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint fmt bench clean install
+.PHONY: demo test lint fmt bench clean install image base up down
 .DEFAULT_GOAL := demo
 
 $(BIN)/python:
@@ -36,3 +36,21 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) aisle-data .pytest_cache .ruff_cache
+
+# ---- the fleet (README "Deploying"): compose.yaml, the image tagged with the package version ----------------
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# AISLE_BASE=aisle-base:bookworm (after `make base`) builds without a container registry
+AISLE_BASE ?= python:3.11-slim-bookworm
+
+image:
+	docker build --build-arg BASE=$(AISLE_BASE) --build-arg VERSION=$(VERSION) -t aisle:$(VERSION) .
+
+base:
+	deploy/base.sh aisle-base:bookworm
+
+up:
+	AISLE_VERSION=$(VERSION) $(COMPOSE) up -d --build
+
+down:
+	AISLE_VERSION=$(VERSION) $(COMPOSE) down
