@@ -59,10 +59,12 @@ ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="aisle" org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PATH=/opt/aisle/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-    AISLE_CACHE=/opt/aisle-cache OMP_NUM_THREADS=1
+    AISLE_CACHE=/opt/aisle-cache OMP_NUM_THREADS=1 \
+    AISLE_BUNDLE=/bundle AISLE_HOST=0.0.0.0 AISLE_PORT=8000
 USER aisle
 WORKDIR /data
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD python3 -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"
-CMD ["aisle", "serve", "--bundle", "/bundle/current", "--host", "0.0.0.0", "--port", "8000"]
+# /bundle: a bundle registry (`aisle bundles`, `aisle worker`) or one bundle folder; AISLE_* variables configure it
+CMD ["aisle", "serve"]

@@ -153,8 +153,16 @@ def test_erasing_a_shopper_leaves_nothing_of_theirs_in_postgresql_redis_or_answe
 
         r = client.delete(f"/users/{user}", headers=AUTH)
         assert r.status_code == 200, r.text
+        # the lists the replicas served them reach Redis a flush later and the store after that: the consumers
+        # drop them (served before the erasure); wait until none is left in the impression stream
+        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while int(fleet.exec("redis", "redis-cli", "XLEN", "aisle:impressions").strip() or 0):
+            assert time.monotonic() < deadline, "the impression stream was never consumed"
+            time.sleep(0.5)
 
         assert _stored_events(fleet, user) == 0
+        assert fleet.sql(f"SELECT count(*) FROM impressions WHERE user_id = '{user}'") == "0"
         assert fleet.sql(f"SELECT count(*) FROM users WHERE user_id = '{user}'") == "0"
         assert _redis_hits(fleet, user) == []
         seen = set()

@@ -217,6 +217,31 @@ def test_with_redis_impressions_go_through_their_stream_into_the_store(bundle_di
     assert imp.filter(pl.col("arm").is_null()).is_empty()
 
 
+def test_lists_served_before_an_erasure_but_flushed_after_it_never_reach_the_store(bundle_dir: Path, tmp_path: Path,
+                                                                                    redis_url: str) -> None:
+    """A worker flushes its buffered impressions up to a flush interval later: a shopper erased meanwhile must not
+    come back through them. The consumer places an impression at the time it was served, before the erasure."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    store = tmp_path / "late.duckdb"
+    settings = _settings(bundle_dir, store, state=redis_url).model_copy(update={"impressions_flush_s": 2.0})
+    with TestClient(create_app(settings)) as c:
+        for k in range(3):
+            assert c.get(f"/users/u{k:05d}/recommendations", params={"k": 4}).status_code == 200
+        assert c.get("/trending", params={"k": 4}).status_code == 200  # a list shown to nobody in particular
+        assert c.delete("/users/u00001").status_code == 200  # before the buffer was flushed
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (int(r.get("aisle:impressions:consumed") or 0) >= 12
+                                                   and r.xlen("aisle:impressions") == 0):
+            time.sleep(0.2)
+    imp, _ = _stored(store)
+    assert set(imp["user_id"]) == {"u00000", "u00002", None} and imp.height == 12
+    assert r.xlen("aisle:impressions") == 0
+    r.close()
+
+
 def test_serve_refuses_an_arm_whose_bundle_is_missing(bundle_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

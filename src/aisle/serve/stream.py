@@ -301,7 +301,8 @@ class Consumer:
             self.r.xgroup_delconsumer(self.key, GROUP, name)
         return gone
 
-    def _erasures(self, users: list[str]) -> dict[str, tuple[int, int]]:
+    def _erasures(self, users: list[str | None]) -> dict[str, tuple[int, int]]:
+        users = [u for u in users if u is not None]  # an impression of a list served to nobody in particular
         if not users:
             return {}
         got = self.r.hmget(f"{self.p}stream:erasures", users)
@@ -318,6 +319,11 @@ class Consumer:
                                                    pl.lit(pos[1], pl.Int64).alias("_seq"))
                   for pos, payload in parts]
         frame = pl.concat(frames)
+        if self.field == "i":
+            # a worker flushes the lists it served up to a second later, maybe after the shopper was erased: an
+            # impression's place in time is when it was served, not when its entry reached the stream
+            frame = frame.with_columns(pl.col("timestamp").dt.epoch("ms").alias("_ms"),
+                                       pl.lit(0, pl.Int64).alias("_seq"))
         offered = frame.height
         users = frame["user_id"].unique().to_list()
         before = self._erasures(users)
