@@ -14,14 +14,9 @@ twice the refresh interval.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,7 +27,7 @@ from machine import describe
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.redisserver, tests.serving
 
 from tests.redisserver import free_port, redis_server
-from tests.serving import wait_ready
+from tests.serving import aisle_process, wait_ready
 
 from aisle.cli.train import load_config
 from aisle.config import Settings, WorkerConfig
@@ -46,27 +41,10 @@ CLOSE = {"Connection": "close"}
 CONFIG = Path(__file__).with_name("load_bundle.toml")
 
 
-def _env() -> dict[str, str]:
-    # the worker refits with this script's pipeline; its health checks' latency budget is generous because the
-    # machine these figures come from is shared (a refused refresh would measure the budget, not freshness)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
-            "AISLE_WORKER__PIPELINE": str(CONFIG), "AISLE_WORKER__DENSE": "false",
-            "AISLE_WORKER__LATENCY_BUDGET_MS": "1000"}
-
-
-@contextlib.contextmanager
-def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-m", "aisle", *args], env=_env(), stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+#: the worker refits with this script's pipeline; its health checks' latency budget is generous because the machine
+#: these figures come from is shared (a refused refresh would measure the budget, not freshness)
+WORKER_ENV = {"AISLE_WORKER__PIPELINE": str(CONFIG), "AISLE_WORKER__DENSE": "false",
+              "AISLE_WORKER__LATENCY_BUDGET_MS": "1000"}
 
 
 def _shows(h: httpx.Client, item: str, workers: int) -> bool:
@@ -114,11 +92,12 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     took: list[float] = []
     with redis_server(work / "redis") as redis_url, \
-            _process(["serve", "--bundle", str(reg), "--port", str(port), "--workers", str(args.workers), "--state",
-                      redis_url, "--store", str(db), "--api-key", "k", "--follow", "60"], work / "serve.log") as srv:
+            aisle_process(["serve", "--bundle", str(reg), "--port", str(port), "--workers", str(args.workers),
+                           "--state", redis_url, "--store", str(db), "--api-key", "k", "--follow", "60"],
+                          work / "serve.log") as srv:
         wait_ready(url, srv, output=lambda: (work / "serve.log").read_text(errors="replace"))
-        with _process(["worker", "--bundle", str(reg), "--store", str(db), "--state", redis_url,
-                       "--refresh-seconds", str(args.refresh_seconds)], work / "worker.log"), \
+        with aisle_process(["worker", "--bundle", str(reg), "--store", str(db), "--state", redis_url,
+                            "--refresh-seconds", str(args.refresh_seconds)], work / "worker.log", **WORKER_ENV), \
                 httpx.Client(base_url=url, timeout=30) as h:
             while "holding the training lease" not in (work / "worker.log").read_text():
                 time.sleep(0.2)

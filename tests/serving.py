@@ -1,10 +1,15 @@
-"""Helpers for tests that run `aisle serve` as a real process."""
+"""Helpers for tests (and benchmarks) that run `aisle serve`, `aisle worker` and friends as real processes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 
@@ -55,3 +60,22 @@ def worker_pid(client: httpx.Client) -> int:
     r = client.get("/health")
     r.raise_for_status()
     return int(r.json()["pid"])
+
+
+@contextlib.contextmanager
+def aisle_process(args: list[str], log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m aisle ARGS` in its own process group (its uvicorn workers too), output appended to `log`, this
+    interpreter's import path and `env` in its environment; stopped with SIGTERM (SIGKILL after 20 s) on exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "aisle", *args], stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
+                                 **env}, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -361,6 +361,19 @@ def _bundle_users(client: TestClient | httpx.Client, k: int) -> list[str]:
     return [u["user_id"] for u in client.get("/api/web/users", params={"k": k}).json()["users"]]
 
 
+def _assert_not_in_redis(r: redis.Redis, users: list[str]) -> None:
+    """No Redis key, nor any value of one, holds any of `users`, but the erasure records (ids only)."""
+    for key in r.scan_iter("*"):
+        if key in ("aisle:erased", "aisle:stream:erasures"):
+            continue
+        kind = r.type(key)
+        value = {"string": lambda k: r.get(k), "list": lambda k: " ".join(r.lrange(k, 0, -1)),
+                 "set": lambda k: " ".join(r.smembers(k)), "hash": lambda k: str(r.hgetall(k)),
+                 "stream": lambda k: str(r.xrange(k))}.get(kind, lambda k: "")(key) or ""
+        for user in users:
+            assert user not in key and user not in value, (key, user)
+
+
 def test_erase_with_two_workers_leaves_nothing_in_store_redis_stream_or_answers(bundle_dir: Path, tmp_path: Path,
                                                                                 redis_url: str) -> None:
     """60 users post 3 events each through one worker (one with a search text, one without an event_id) and are
@@ -394,15 +407,7 @@ def test_erase_with_two_workers_leaves_nothing_in_store_redis_stream_or_answers(
         assert r.xlen(stream_key()) == 0 and consumer.dropped == 3 * len(users)
         stored = _stored(db)
         assert stored["user_id"].to_list() == [keep] * 3  # the erased users' events were never written
-        for key in r.scan_iter("*"):
-            if key in ("aisle:erased", "aisle:stream:erasures"):  # the erasure records: ids only
-                continue
-            kind = r.type(key)
-            value = {"string": lambda k: r.get(k), "list": lambda k: " ".join(r.lrange(k, 0, -1)),
-                     "set": lambda k: " ".join(r.smembers(k)), "hash": lambda k: str(r.hgetall(k)),
-                     "stream": lambda k: str(r.xrange(k))}.get(kind, lambda k: "")(key) or ""
-            for user in users:
-                assert user not in key and user not in value, (key, user)
+        _assert_not_in_redis(r, users)
         assert set(r.smembers("aisle:erased")) == set(users)
         listed = _bundle_users(b, 50)
         assert not set(listed) & set(known) and listed
@@ -552,15 +557,7 @@ def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: 
             stored = _stored_at(kill_store)
             assert not set(stored["user_id"].to_list()) & set(users)
             assert stored.filter(pl.col("user_id") == "keep-me").height == 3
-            for key in r.scan_iter("*"):
-                if key in ("aisle:erased", "aisle:stream:erasures"):  # the erasure records: ids only
-                    continue
-                kind = r.type(key)
-                value = {"string": lambda k: r.get(k), "list": lambda k: " ".join(r.lrange(k, 0, -1)),
-                         "set": lambda k: " ".join(r.smembers(k)), "hash": lambda k: str(r.hgetall(k)),
-                         "stream": lambda k: str(r.xrange(k))}.get(kind, lambda k: "")(key) or ""
-                for user in users:
-                    assert user not in key and user not in value, (key, user)
+            _assert_not_in_redis(r, users)
             r.close()
             for client in (a, b):
                 listed = _bundle_users(client, 50)

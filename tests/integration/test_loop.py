@@ -6,14 +6,12 @@ back on the previous version within seconds."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,32 +19,12 @@ import httpx
 from aisle.registry import Registry
 from tests.integration.test_worker import _settings_env, base, shop  # noqa: F401  (fixtures)
 from tests.redisserver import free_port, redis_server
-from tests.serving import wait_ready
+from tests.serving import aisle_process, wait_ready
 
 REFRESH_S = 2.0
 MARGIN_S = 45.0  # a refresh (read, fold, save, health check) + each worker's load, on a shared 2-core machine
 CLOSE = {"Connection": "close"}  # a new connection per request: the kernel spreads them over both workers
 KEY = {"X-API-Key": "k"}
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1", **extra}
-
-
-@contextlib.contextmanager
-def _process(args: list[str], log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-m", "aisle", *args], env=_env(**env), stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _until(check: Callable[[], bool], seconds: float, what: str, log: Path | None = None) -> float:
@@ -108,13 +86,15 @@ def test_a_new_item_bought_now_trends_on_every_worker_within_the_refresh_interva
     url = f"http://127.0.0.1:{port}"
     worker_env = _settings_env(shop["pipeline"])
     with redis_server(tmp / "redis") as redis_url, \
-            _process(["serve", "--bundle", str(reg.root), "--port", str(port), "--workers", "2", "--state", redis_url,
-                      "--store", str(shop["store"]), "--api-key", "k", "--follow", "60"], tmp / "serve.log") as srv, \
+            aisle_process(["serve", "--bundle", str(reg.root), "--port", str(port), "--workers", "2", "--state",
+                           redis_url, "--store", str(shop["store"]), "--api-key", "k", "--follow", "60"],
+                          tmp / "serve.log") as srv, \
             httpx.Client(base_url=url, timeout=30) as h:
         wait_ready(url, srv, output=lambda: (tmp / "serve.log").read_text(errors="replace"))
         first = reg.current()
-        with _process(["worker", "--bundle", str(reg.root), "--store", str(shop["store"]), "--state", redis_url,
-                       "--refresh-seconds", str(REFRESH_S)], tmp / "worker.log", **worker_env), Load(url) as load:
+        with aisle_process(["worker", "--bundle", str(reg.root), "--store", str(shop["store"]), "--state", redis_url,
+                            "--refresh-seconds", str(REFRESH_S)], tmp / "worker.log", **worker_env), \
+                Load(url) as load:
             _until(lambda: "holding the training lease" in (tmp / "worker.log").read_text(), 120, "the worker started",
                    tmp / "worker.log")
             r = h.put("/items", headers=KEY, json={"items": [{"item_id": "new-lantern", "title": "Aurora trail lantern",
@@ -144,7 +124,8 @@ def test_a_new_item_bought_now_trends_on_every_worker_within_the_refresh_interva
         # rollback: every worker is back on the version before the refresh within seconds
         with Load(url) as load2:
             cli = subprocess.run([sys.executable, "-m", "aisle", "bundles", "rollback", "--registry", str(reg.root),
-                                  "--state", redis_url], env=_env(), capture_output=True, text=True, timeout=120)
+                                  "--state", redis_url], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                                 capture_output=True, text=True, timeout=120)
             assert cli.returncode == 0, cli.stdout + cli.stderr
             back = reg.current()
             _until(lambda: all(w.json()["registry_version"] == back for w in _per_worker(h, "/health").values()), 15,
