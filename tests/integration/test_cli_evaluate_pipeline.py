@@ -17,6 +17,7 @@ from aisle.testing.toy import toy_sequences
 
 runner = CliRunner()
 DOCUMENTED = Path(__file__).parents[2] / "benchmarks" / "pipeline_fast.toml"
+DEEP = Path(__file__).parents[2] / "benchmarks" / "pipeline_deep.toml"
 
 
 def _flat(output: str) -> str:
@@ -114,16 +115,35 @@ def test_a_pipeline_table_needs_the_pipeline_model(tmp_path: Path) -> None:
         _flat(result.output), result.output
 
 
-def test_what_is_measured_is_what_is_served(tmp_path: Path) -> None:
-    """The documented configuration of the benchmark rows: `aisle evaluate --config` measures the pipeline that
-    `aisle train --config` builds from the same file (and the evaluate default is that pipeline too)."""
-    report = _evaluate(tmp_path, "--models", "pipeline", "--config", str(DOCUMENTED), "--seed", "4")
+def _served_config(tmp_path: Path, documented: Path) -> tuple[dict, dict]:
+    """(the pipeline configuration `aisle evaluate --config` measured, the one `aisle train --config` served)."""
+    report = _evaluate(tmp_path, "--models", "pipeline", "--config", str(documented), "--seed", "4")
     bundle_dir = tmp_path / "bundle"
     result = runner.invoke(app, ["train", f"s3rec:{_toy(tmp_path)}", "--out", str(bundle_dir), "--config",
-                                 str(DOCUMENTED), "--seed", "4", "--no-search"])
+                                 str(documented), "--seed", "4", "--no-search"])
     assert result.exit_code == 0, result.output
     served = Bundle.load(bundle_dir, search=False).pipeline
     assert served is not None
-    assert served.config.to_json() == report["models"]["pipeline"]["params"]["config"] | {"seed": 4}
+    return report["models"]["pipeline"]["params"]["config"] | {"seed": 4}, served.config.to_json()
+
+
+def test_what_is_measured_is_what_is_served(tmp_path: Path) -> None:
+    """The documented configuration of the benchmark rows: `aisle evaluate --config` measures the pipeline that
+    `aisle train --config` builds from the same file (and the evaluate default is that pipeline too)."""
+    measured, served = _served_config(tmp_path, DOCUMENTED)
+    assert served == measured
     default = _evaluate(tmp_path, "--models", "pipeline")["models"]["pipeline"]["params"]["config"]
-    assert default["sources"] == served.config.to_json()["sources"]
+    assert default["sources"] == served["sources"]
+
+
+def test_the_deep_pipeline_measured_is_the_one_served(tmp_path: Path) -> None:
+    """The same for the configuration with the deep source (`benchmarks/pipeline_deep.toml`): SASRec fitted once,
+    within its time budget, in both. Its 5 epochs become 1 here (the only change), to keep the test in seconds."""
+    text = DEEP.read_text()
+    assert text.count("epochs = 5,") == 1
+    quick = tmp_path / "deep.toml"
+    quick.write_text(text.replace("epochs = 5,", "epochs = 1,"))
+    measured, served = _served_config(tmp_path, quick)
+    assert served == measured
+    deep = next(s for s in served["sources"] if s["kind"] == "sequential")
+    assert deep["model"] == "sasrec" and deep["fit_once"] and deep["params"]["max_seconds"] > 0

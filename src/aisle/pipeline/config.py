@@ -38,6 +38,11 @@ class SourceSpec:
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
     refit: bool = True  # False: the model reads no events (content), so one fit serves both stages
+    # True: fitted once, on the events without each user's last one (the combiner's training stage), and served as
+    # fitted. A deep source then costs one fit instead of two in a nightly refit, and the combiner learns how much
+    # to trust exactly the model it serves with; the price is that each user's newest event is history, not a
+    # training example, until the next refit.
+    fit_once: bool = False
     window: int | None = None  # item-to-item: last items used (default: the pipeline's window)
     decay: float | None = None  # item-to-item: weight of the item d steps before the last, decay ** d
 

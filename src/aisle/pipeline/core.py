@@ -3,7 +3,8 @@
 `fit` trains the combiner without leakage: each user's last event is held out, the sources are fitted on the
 rest, the combiner learns to rank the held-out item among its candidates, and then the sources are refitted on
 everything (under the evaluation harness that held-out event is exactly the validation target; the test target
-is never seen). Sources that read no events (content) are fitted once. `Pipeline` is itself a Recommender:
+is never seen). Sources that read no events (content) are fitted once, on everything; `fit_once` sources (a deep
+model within a nightly budget) once, on the events without each user's last one. `Pipeline` is itself a Recommender:
 `score` puts candidates above every other item, which keeps popularity order.
 """
 
@@ -94,12 +95,13 @@ class Pipeline:
         inner, users, targets = hold_out_last(data)
         self._fit_sources(inner, attrs)
         self._fit_combiner(inner, users, targets, on_training_frame)
-        self._fit_sources(data, attrs)
+        self._fit_sources(data, attrs, final=True)
         return self
 
-    def _fit_sources(self, data: TrainData, attrs: ItemAttributes) -> None:
+    def _fit_sources(self, data: TrainData, attrs: ItemAttributes, *, final: bool = False) -> None:
+        """Fit the sources that read events on `data`; the `final` fit leaves `fit_once` sources as they are."""
         for source in self.sources:
-            if source.spec.refit:
+            if source.spec.refit and not (final and source.spec.fit_once):
                 source.fit(data, seed=self.config.seed)
         self.facts = self._item_facts(data, attrs)
 

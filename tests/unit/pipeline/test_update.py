@@ -11,7 +11,7 @@ from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.evaluate.protocol import item_vocab
 from aisle.models.base import TrainData
 from aisle.models.markov import MarkovChain
-from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec
+from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec, hold_out_last
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("markov", "markov", "i2i", window=5),
            SourceSpec("trending", "trending", "trending"))
@@ -58,3 +58,23 @@ def test_pipeline_update_follows_new_events(split: tuple[TrainData, TrainData, p
     markov, markov_ref = pipe.source("markov"), reference.source("markov")
     for item in range(0, full.n_items, 7):
         np.testing.assert_allclose(markov.neighbours(item, 20)[1], markov_ref.neighbours(item, 20)[1], rtol=1e-5)
+
+
+def test_a_fit_once_source_serves_the_fit_the_combiner_learned_from(
+        split: tuple[TrainData, TrainData, pl.DataFrame]) -> None:
+    """`fit_once` (the deep source's nightly budget): the source is fitted on the events without each user's last
+    one and kept, while the other sources are refitted on everything."""
+    full, _, _ = split
+    once = (SourceSpec("markov", "markov", "i2i", window=5, fit_once=True), SourceSpec("trending", "trending",
+                                                                                        "trending"))
+    pipe = Pipeline(PipelineConfig(sources=once, rounds=10)).fit(full)
+    inner, _, _ = hold_out_last(full)
+    on_inner = Pipeline(PipelineConfig(sources=SOURCES, rounds=10)).fit(inner)
+    on_full = Pipeline(PipelineConfig(sources=SOURCES, rounds=10)).fit(full)
+    items = range(full.n_items)
+    markov = pipe.source("markov")
+    assert all(np.array_equal(markov.neighbours(i, 20)[0], on_inner.source("markov").neighbours(i, 20)[0])
+               for i in items)
+    assert any(not np.array_equal(markov.neighbours(i, 20)[0], on_full.source("markov").neighbours(i, 20)[0])
+               for i in items)
+    np.testing.assert_allclose(pipe.source("trending").counts, on_full.source("trending").counts, rtol=1e-6)
