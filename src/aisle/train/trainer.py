@@ -43,7 +43,9 @@ class TrainConfig:
     resume: bool = False
     tensorboard_dir: str | None = None
     progress: bool = True
-    max_seconds: float | None = None  # wall-clock budget; stops after the epoch that crosses it
+    # wall-clock budget: stops after the epoch that crosses it; with the cosine schedule (one process), the schedule
+    # follows the whole epochs the budget fits at the pace so far, so a run cut by its budget still ends annealed
+    max_seconds: float | None = None
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig(**{**asdict(self), **changes})
@@ -119,8 +121,12 @@ class Trainer:
         net: nn.Module = DistributedDataParallel(module) if ctx.enabled else module
         opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = max(1, task.n_batches(ctx))
-        total_steps = steps_per_epoch * cfg.epochs
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, total_steps))
+        # the cosine's horizon in steps: a time budget (`max_seconds`) shortens it to the epochs that fit, so a
+        # nightly refit cut by its budget still ends annealed instead of stopping at a high learning rate
+        horizon = [steps_per_epoch * cfg.epochs]
+        # (one process only: ranks timing themselves could disagree on the learning rate and drift apart)
+        budget_schedule = cfg.max_seconds is not None and cfg.schedule == "cosine" and not ctx.enabled
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, horizon[0]))
         amp = resolve_amp(ctx.device, cfg.amp)
         scaler = torch.amp.GradScaler(ctx.device.type) if amp == "fp16" else None  # fp16 needs loss scaling
         result = TrainResult()
@@ -158,8 +164,12 @@ class Trainer:
                         loss.backward()
                         nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                         opt.step()
-                    sched.step()
                     running, n = running + float(loss.detach()), n + 1
+                    if budget_schedule:
+                        horizon[0] = _budget_horizon(horizon[0], cfg, time.perf_counter() - t0,
+                                                     (epoch - start_epoch) * steps_per_epoch + n, epoch,
+                                                     start_epoch, steps_per_epoch)
+                    sched.step()
                     if bar is not None:
                         bar.advance(desc=f"epoch {epoch + 1} loss {running / n:.4f}")
                 result.epochs_run = epoch + 1
@@ -181,11 +191,13 @@ class Trainer:
                     else:
                         bad_evals += 1
                     stop = bad_evals >= cfg.patience
-                over_time = cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds
+                over_time = cfg.max_seconds is not None and (time.perf_counter() - t0 > cfg.max_seconds
+                                                            or epoch + 1 >= horizon[0] // steps_per_epoch)
+                row["lr"] = sched.get_last_lr()[0]
                 result.history.append(row)
                 if writer is not None:
                     for key, value in row.items():
-                        if key not in ("epoch", "seconds"):
+                        if key not in ("epoch", "seconds", "lr"):
                             writer.add_scalar(key, value, epoch + 1)
                     writer.add_scalar("lr", sched.get_last_lr()[0], epoch + 1)
                 if bar is not None:
@@ -208,6 +220,21 @@ class Trainer:
         if writer is not None:
             writer.close()
         return result
+
+
+def _budget_horizon(horizon: int, cfg: TrainConfig, elapsed: float, steps_done: int, epoch: int,
+                    start_epoch: int, steps_per_epoch: int) -> int:
+    """The cosine's horizon (steps) once `steps_done` steps of this run took `elapsed` seconds: the whole epochs
+    that `max_seconds` fits at the average pace so far (at least the current one, at most `epochs`), so the decay
+    reaches zero at the end of the last epoch the budget allows. The first steps (start-up, a burst of load)
+    are not a pace yet, and later ones may move the horizon either way as the average settles."""
+    if steps_done < _PACE_STEPS and elapsed <= (cfg.max_seconds or 0.0):
+        return horizon
+    fit = start_epoch + int((cfg.max_seconds or 0.0) / (elapsed / steps_done) // steps_per_epoch)
+    return steps_per_epoch * max(epoch + 1, min(cfg.epochs, fit))
+
+
+_PACE_STEPS = 20
 
 
 def _lr_factor(step: int, cfg: TrainConfig, total: int) -> float:

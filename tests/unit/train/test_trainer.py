@@ -38,6 +38,14 @@ def test_time_budget_stops_training(data: TrainData) -> None:
     assert model.result is not None and model.result.epochs_run == 1 and not model.result.stopped_early
 
 
+def test_time_budget_shortens_the_cosine_schedule_to_end_annealed(data: TrainData) -> None:
+    """A nightly refit cut short by its budget: the cosine decay is compressed into the epochs that fit, so the
+    last epoch ends near a zero learning rate, not at the rate of epoch 1 of a 1000-epoch schedule."""
+    model = SASRec(epochs=1000, max_seconds=0.01, **{**SMALL, "schedule": "cosine"}).fit(data)
+    assert model.result is not None and model.result.epochs_run == 1
+    assert model.result.history[-1]["lr"] < 0.05 * SMALL["lr"]
+
+
 def test_checkpoint_resume_continues_where_it_stopped(data: TrainData, tmp_path) -> None:
     ckpt = str(tmp_path / "ckpt")
     first = SASRec(epochs=2, checkpoint_dir=ckpt, **SMALL).fit(data)
