@@ -65,6 +65,9 @@ def test_candidate_recall_per_source_and_merged(default_run: tuple[dict, pl.Data
     # the pipeline ranks its merged candidates first, so its top 10 can only hold targets its top 50 holds
     assert recall["recall"]["merged"]["@50"] >= entry["HR@10"] > 0
     assert recall["mean_candidates"] > 10
+    # which ranker serves (the combiner, or the single source that beat it on held-out queries), and why
+    assert set(recall["selection"]) == {"combiner", *(s["key"] for s in DEMO_SOURCES_FAST)}
+    assert recall["ranker"] == max(recall["selection"], key=lambda k: (recall["selection"][k], k == "combiner"))
     assert "candidate_recall" not in report["models"]["markov"]
 
 

@@ -479,7 +479,12 @@ def candidate_recall(model: Any, train: TrainData, split: Split, stage: str = "t
     recall = {key: {f"@{d}": float(np.nanmean(v[:, i])) if np.isfinite(v[:, i]).any() else 0.0
                     for i, d in enumerate(depths)}
               for key, v in ((key, np.concatenate(chunks)) for key, chunks in parts.items())}
-    return {"stage": stage, "depths": list(depths), "recall": recall, "mean_candidates": float(pool.mean())}
+    # what ranks the merged list (the combiner, or the one source that beat it on held-out queries) and the scores
+    # it was chosen by: without it, a pipeline that fell back to one source reads like a combination that
+    # happened to score the same
+    choice = {"ranker": model.ranker, "selection": dict(model.selection)} if hasattr(model, "ranker") else {}
+    return {"stage": stage, "depths": list(depths), "recall": recall, "mean_candidates": float(pool.mean()),
+            **choice}
 
 
 __all__ = [
