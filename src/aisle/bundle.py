@@ -13,6 +13,7 @@ A bundle is a folder:
     pipeline/            the recommendation pipeline (`aisle.pipeline`): its sources, neighbour tables,
                          combiner, and `users.npz` (each user source's precomputed top items per user)
     search/              the search engine (`SearchEngine.save`), reranker included
+    explore/             what exploration of cold items learned (`aisle.explore.ExploreState`), when it ran
     report.json          the latest offline evaluation report, when one was run
 
 Loading looks each model's registry name up in `aisle.models.registry.MODELS` and calls its `load`,
@@ -38,6 +39,7 @@ from aisle.models.base import Recommender, TrainData, Vocab
 from aisle.types import EVENT_TYPES
 
 if TYPE_CHECKING:
+    from aisle.explore import ExploreState
     from aisle.models.repeat import RepeatPurchaseModel
     from aisle.pipeline import Pipeline
     from aisle.search.engine import SearchEngine
@@ -164,6 +166,7 @@ class Bundle:
     search: SearchEngine | None = None
     report: dict[str, Any] | None = None
     repeat: RepeatPurchaseModel | None = None  # buy it again (`aisle.models.repeat`)
+    explore: ExploreState | None = None  # what exploration learned (`aisle.explore`), updated by the worker
 
     @property
     def version(self) -> str:
@@ -212,6 +215,9 @@ class Bundle:
         if self.repeat is not None:
             self.repeat.save(out / "repeat")
             parts["repeat"] = "repeat"
+        if self.explore is not None:
+            self.explore.save(out / "explore")
+            parts["explore"] = "explore"
         if self.report is not None:
             (out / "report.json").write_text(json.dumps(self.report, indent=2, default=str))
             parts["report"] = "report.json"
@@ -290,6 +296,10 @@ class Bundle:
             bundle.search = SearchEngine.load(root / parts["search"], embedder=embedder)
         if "report" in parts:
             bundle.report = json.loads((root / parts["report"]).read_text())
+        if "explore" in parts:
+            from aisle.explore import ExploreState
+
+            bundle.explore = ExploreState.load(root / parts["explore"])
         if "repeat" in parts:
             from aisle.models.repeat import RepeatPurchaseModel
 

@@ -173,6 +173,49 @@ class ExperimentConfig(_Frozen):
         return self.control or self.arms[0].name
 
 
+class ExploreConfig(_Frozen):
+    """Exploration of new and cold items (`aisle.explore`): on a share of recommendation lists, chosen slots show a
+    cold item picked by a bandit instead of the pipeline's item there, so the store learns whether new products
+    sell before the next refit has data on them. Off by default: it costs a little click rate while it explores
+    (benchmarks/RESULTS.md "Exploration")."""
+
+    enabled: bool = False
+    share: float = Field(default=0.2, gt=0.0, le=1.0)
+    """The share of recommendation lists that explore (a coin per request)."""
+    slots: tuple[int, ...] = (3,)
+    """1-based positions an exploring list gives to cold items (a pinned position moves the slot to the next free
+    one)."""
+    policy: Literal["thompson", "linucb"] = "thompson"
+    """thompson: Beta posteriors of each cold item's click (or purchase) rate; linucb: a linear upper confidence
+    bound over item and shopper features (category, brand and price fit with the shopper's stored history, price,
+    the item's own observed rate)."""
+    reward: Literal["click", "purchase"] = "click"
+    cold_events: int = Field(default=5, ge=1)
+    """An item with fewer positive events than this in the bundle (new items have none) is cold."""
+    graduate_impressions: float = Field(default=300.0, gt=0)
+    """A cold item leaves exploration after this many (examination-weighted) impressions: enough to know it."""
+    pool: int = Field(default=200, ge=1)
+    """At most this many cold items are candidates (the newest first): the per-request work is bounded by it."""
+    draws: int = Field(default=128, ge=8, le=4096)
+    """Thompson sampling: posterior draws made when the state loads; a list explores with one of them, picked
+    uniformly, so each slot's propensity is exact (the share of draws that put the item there)."""
+    prior_clicks: float = Field(default=1.0, gt=0)
+    prior_misses: float = Field(default=20.0, gt=0)
+    """Beta prior of a cold item's rate: 1 in 21 by default, about a typical click rate per examined item."""
+    alpha: float = Field(default=1.0, ge=0)
+    """LinUCB: the width of the confidence bonus."""
+    attribution_seconds: float = Field(default=1_800.0, gt=0)
+    """A click or purchase counts for an impression when it arrives within this long of it."""
+    seed: int = 0
+
+    @field_validator("slots")
+    @classmethod
+    def _slots(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(s < 1 for s in v) or len(set(v)) != len(v):
+            raise ValueError("explore slots must be distinct 1-based positions, e.g. [3] or [3, 7]")
+        return tuple(sorted(v))
+
+
 class Settings(_Frozen):
     bundle: Path = Path("aisle-data") / "bundle"
     store: str | Path | None = None
@@ -217,6 +260,7 @@ class Settings(_Frozen):
     rules: RulesConfig = RulesConfig()
     inference: InferenceConfig = InferenceConfig()
     worker: WorkerConfig = WorkerConfig()
+    explore: ExploreConfig = ExploreConfig()
     impressions: bool = True
     """Log every served list (request id, items, positions, scores, propensities, arm) to the store's impression
     log, written in the background (`aisle.serve.impressions`); needs `store`."""
@@ -338,5 +382,5 @@ def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = N
     return Settings.model_validate(layered.model_dump())
 
 
-__all__ = ["ArmConfig", "ConfigError", "ExperimentConfig", "InferenceConfig", "Pin", "RulesConfig", "Settings",
-           "WorkerConfig", "accepted_variables", "load_settings"]
+__all__ = ["ArmConfig", "ConfigError", "ExperimentConfig", "ExploreConfig", "InferenceConfig", "Pin", "RulesConfig",
+           "Settings", "WorkerConfig", "accepted_variables", "load_settings"]

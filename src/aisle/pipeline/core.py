@@ -66,6 +66,11 @@ class Pipeline:
         return self._facts.popularity
 
     @property
+    def event_counts(self) -> np.ndarray:
+        """Positive events per item index (0 for items added since the fit): what tells a cold item."""
+        return self._facts.counts
+
+    @property
     def trend(self) -> np.ndarray:
         return self._facts.trend
 

@@ -41,7 +41,9 @@ def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[s
     """A served list: its request id (body and `X-Request-Id`) and arm in the answer, its items in the impression
     log."""
     shown = [(c["item_id"], c.get("score")) for c in out["items"]]
-    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None)
+    explored = bool(out["items"]) and "propensity" in out["items"][0]  # an exploring list ([explore])
+    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None,
+                     propensities=[c["propensity"] for c in out["items"]] if explored else None)
     response = _ok(out)
     response.headers["X-Request-Id"] = rid
     return response

@@ -28,6 +28,8 @@ import polars as pl
 
 from aisle.bundle import Bundle
 from aisle.config import Settings
+from aisle.explore import EXPLANATION, Explorer, ExploreState, Featurizer
+from aisle.explore.learn import cold_pool, learn
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
 from aisle.optimize.serving import indexed_online
 from aisle.pipeline import Pipeline, extend_attributes, item_attributes
@@ -93,6 +95,34 @@ class Runtime:
         self.online = len(self.item_ids) <= settings.online_max_items or indexed_online(self.pipeline)
         self._search_cache: OrderedDict[Any, tuple[bytes, list[tuple[str, float]]]] = OrderedDict()
         self.policy: Policy = DETERMINISTIC  # what the impression log records as each shown item's propensity
+        self.explore_state: ExploreState = bundle.explore or ExploreState()
+        self.explorer: Explorer | None = self._explorer()
+
+    def _explorer(self) -> Explorer | None:
+        """The exploring slot policy over this catalog and state ([explore] on and a pipeline to explore beside)."""
+        cfg = self.settings.explore
+        if not cfg.enabled or self.pipeline is None:
+            return None
+        state = self.explore_state
+        features = Featurizer(self.attrs, self.index, self.bundle.users, self.bundle.histories, state,
+                              (cfg.prior_clicks, cfg.prior_misses))
+        pool = cold_pool(cfg, state, self.pipeline.event_counts, self.attrs, self.item_ids)
+        return Explorer(cfg, self.settings.rules, features, pool, self.item_ids)
+
+    def learn(self, impressions: pl.DataFrame, events: pl.DataFrame) -> ExploreState:
+        """The exploration state after new `impressions` and `events`, over this runtime's catalog (what the
+        simulator runs between refreshes; the worker runs the same `aisle.explore.learn` over its bundle)."""
+        assert self.pipeline is not None
+        return learn(self.explore_state, impressions, events, cfg=self.settings.explore, attrs=self.attrs,
+                     item_ids=self.item_ids, counts=self.pipeline.event_counts, users=self.bundle.users,
+                     histories=self.bundle.histories)
+
+    def with_exploration(self, state: ExploreState) -> Runtime:
+        """This runtime exploring from `state` (what a worker refresh learned): a new Runtime to swap in."""
+        out = copy.copy(self)
+        out.explore_state = state
+        out.explorer = out._explorer()
+        return out
 
     def _pipeline_over_catalog(self, new_rows: list[int]) -> Pipeline | None:
         """The bundle's pipeline over the current catalog, new items placed next to the items they resemble."""
@@ -142,6 +172,7 @@ class Runtime:
             out.pipeline = self.pipeline.with_items(out.attrs, new_rows, similarity)
         out.online = len(out.item_ids) <= self.settings.online_max_items or indexed_online(out.pipeline)
         out._search_cache = OrderedDict()
+        out.explorer = out._explorer()  # new items join the pool
         return out
 
     @property
@@ -211,8 +242,30 @@ class Runtime:
             seen = {p["item_id"] for p in picks}
             picks += [p for p in self._trending_cards(k, query.filters, excluded) if p["item_id"] not in seen]
             picks = picks[:k]
+        if self.explorer is not None:
+            picks = self._explore(picks, query, k, excluded)
         return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "model_version": self.version, "history_length": len(query.history), "live_events": query.live}
+
+    def _explore(self, picks: list[dict[str, Any]], query: Query, k: int, excluded: list[int]
+                 ) -> list[dict[str, Any]]:
+        """The greedy list `picks` with the exploration slots filled on a share of requests; every card carries
+        its exact `propensity` (`aisle.explore.policy`)."""
+        assert self.explorer is not None
+        rows = np.fromiter((self.index[p["item_id"]] for p in picks), np.int64, len(picks))
+        pinned = np.fromiter(((p.get("explanation") or {}).get("type") == _PINNED["type"] for p in picks), bool,
+                             len(picks))
+        user = query.user_idx
+        history = self.bundle.histories.of(user)[0] if user >= 0 and self.bundle.histories is not None else \
+            np.zeros(0, np.int64)
+        res = self.explorer.choose(rows, pinned, k, excluded=excluded, filters=query.filters, history=history)
+        by_row = dict(zip(rows.tolist(), picks, strict=True))
+        out = []
+        for row, p, explored in zip(res.rows.tolist(), res.propensities.tolist(), res.explored.tolist(), strict=True):
+            card = self.card(row, None, dict(EXPLANATION)) if explored else by_row[row]
+            card["propensity"] = round(p, 6)
+            out.append(card)
+        return out
 
     def _from_pipeline(self, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]]:
         pipe = self.pipeline

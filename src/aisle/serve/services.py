@@ -198,6 +198,16 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+class _Logged:
+    """The impression log's `Policy` of one list whose propensities the runtime computed (an exploring list)."""
+
+    def __init__(self, propensities: list[float]) -> None:
+        self._p = propensities
+
+    def propensities(self, n: int) -> list[float]:
+        return self._p[:n]
+
+
 class Services:
     def __init__(self, settings: Settings, *, state: StateStore | None = None, embedder: Any = None) -> None:
         self.settings = settings
@@ -340,16 +350,27 @@ class Services:
 
     def served(self, surface: str, rt: Runtime, out: dict[str, Any], shown: list[tuple[str, float | None]], *,
                arm: str | None, user_id: str | None, session_id: str | None, query: str | None = None,
-               offset: int = 0) -> str:
-        """Give a served list its request id (returned), put it and the arm in `out`, and log the impressions."""
+               offset: int = 0, propensities: list[float] | None = None) -> str:
+        """Give a served list its request id (returned), put it and the arm in `out`, and log the impressions
+        (with `propensities`, the exact ones of an exploring list, else the runtime policy's)."""
         rid = new_request_id()
         out["request_id"] = rid
         out["arm"] = arm
         if self.impressions is not None and shown:
-            self.impressions.record(rid, surface, [i for i, _ in shown], [s for _, s in shown], policy=rt.policy,
+            policy = rt.policy if propensities is None else _Logged(propensities)
+            self.impressions.record(rid, surface, [i for i, _ in shown], [s for _, s in shown], policy=policy,
                                     user_id=user_id, session_id=session_id, model_version=rt.version, arm=arm,
                                     query=query, offset=offset)
         return rid
+
+    def set_exploration(self, state: Any) -> None:
+        """Explore from `state` (an `aisle.explore.ExploreState`) from the next request on, on every arm: what a
+        simulation does between its refreshes (a served fleet gets the state in each bundle version instead)."""
+        with self._swap:
+            rt = self.runtime.with_exploration(state)
+            arms = {name: rt if old is self._runtime else old.with_exploration(state)
+                    for name, old in self._arms.items()}
+            self._runtime, self._arms = rt, arms
 
     def _impression_log(self) -> Any:
         from aisle.serve.impressions import ImpressionLog, to_frame

@@ -62,8 +62,9 @@ class World:
         items = np.array([[self.item_row[i] for i in row] for row in item_ids], dtype=np.int64)
         return self.tastes.affinity(np.asarray(user_rows)[:, None], items)
 
-    def reset(self) -> None:
-        """A fresh app over the same bundle: the live state and the launched items of an earlier run are gone."""
+    def reset(self, explore: Any = None) -> None:
+        """A fresh app over the same bundle: the live state and the launched items of an earlier run are gone.
+        `explore`: the app's `[explore]` settings (an `aisle.config.ExploreConfig`; default off)."""
         from fastapi.testclient import TestClient
 
         from aisle.config import Settings
@@ -72,7 +73,8 @@ class World:
         if self.client is not None:
             self.client.__exit__(None, None, None)
         assert self._workdir is not None
-        self.client = TestClient(create_app(Settings(bundle=self._workdir / "bundle")))
+        settings = Settings(bundle=self._workdir / "bundle", **({"explore": explore} if explore is not None else {}))
+        self.client = TestClient(create_app(settings))
         self.client.__enter__()
         self.available = list(self._initial)
 
@@ -84,6 +86,11 @@ class World:
                  "attributes": json.loads(r["attributes"] or "{}")} for r in rows.iter_rows(named=True)]
         _ok(self.client.put("/items", json={"items": body}), "PUT /items")
         self.available.extend(item_ids)
+
+    @property
+    def services(self) -> Any:
+        """The served app's `aisle.serve.services.Services` (what a simulated worker refresh hands its state to)."""
+        return self.client.app.state.services
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
         for start in range(0, len(events), 500):

@@ -153,6 +153,9 @@ class Worker:
             self._last = (version, bundle)
             return None, None
         clock.lap("fold")
+        if self.settings.explore.enabled:
+            self._learn(bundle, events)
+            clock.lap("explore")
         new_version = self.registry.new_version("refresh")
         tmp = self.registry.incoming(new_version)
         fp = f"{bundle.manifest.get('data_fingerprint', '?')}+{mark}"
@@ -174,6 +177,24 @@ class Worker:
             self._last = (published, bundle)
         return published, decision
 
+    def _learn(self, bundle: Bundle, events: pl.DataFrame) -> None:
+        """Update the bundle's exploration state (`aisle.explore`) from the impressions stored since it last read
+        them and the new `events` (after the fold, so new items are in the catalog and the histories hold what the
+        shoppers did, each impression's context taken from before its time). Impressions reach the store a little
+        after they are served (a buffer flush, the stream), so the read starts a minute before the last one seen;
+        the state skips what it already has."""
+        from aisle.explore import ExploreState
+        from aisle.explore.learn import learn
+
+        assert bundle.pipeline is not None
+        state = bundle.explore or ExploreState()
+        since = max(0, state.impressions_until - 60_000_000)
+        with self._store() as store:
+            impressions = store.impressions(since_us=since)
+        bundle.explore = learn(state, impressions, events, cfg=self.settings.explore, attrs=bundle.pipeline.attrs,
+                               item_ids=bundle.items.ids.tolist(), counts=bundle.pipeline.event_counts,
+                               users=bundle.users, histories=bundle.histories)
+
     def refit(self) -> tuple[str | None, Decision]:
         from aisle.worker.refit import refit
 
@@ -194,9 +215,15 @@ class Worker:
             unseen = data.events.filter(pl.col("timestamp").dt.epoch("us") > seen_until)
         new_version = self.registry.new_version("refit")
         tmp = self.registry.incoming(new_version)
+        serving_state = None
+        if version is not None and self.settings.explore.enabled:
+            from aisle.explore import ExploreState
+
+            folder = self.registry.path(version) / "explore"
+            serving_state = ExploreState.load(folder) if folder.exists() else None
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
-                         base=version, embedder=self.embedder())
+                         base=version, embedder=self.embedder(), explore=serving_state)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:

@@ -28,11 +28,13 @@ from aisle.worker.refresh import fold
 
 def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, settings: Settings,
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
-          base: str | None = None, embedder: Any = None) -> Decision:
+          base: str | None = None, embedder: Any = None, explore: Any = None) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
-    (after its watermark); the hold-out is the newest of them. None: the newest events of the whole log."""
+    (after its watermark); the hold-out is the newest of them. None: the newest events of the whole log.
+    `explore`: the serving version's exploration state, carried into the candidate (a refit does not forget what
+    exploration learned)."""
     cfg = settings.worker
     t0 = time.perf_counter()
     events = data.events
@@ -50,6 +52,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
                                  users=cfg.gate_users, seed=cfg.seed)
     gate_s = time.perf_counter() - t0 - fit_s
     folded = fold(candidate, holdout, None, embedder=embedder)  # the gated model, now also counting the hold-out
+    candidate.explore = explore
     candidate.save(out, data_fingerprint=fingerprint(events), metrics=candidate.manifest.get("metrics", {}))
     checks = health(out, settings)
     cand, serv = scores.get("candidate", {}), scores.get("serving", {})
