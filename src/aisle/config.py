@@ -182,7 +182,7 @@ class ExploreConfig(_Frozen):
     enabled: bool = False
     share: float = Field(default=0.2, gt=0.0, le=1.0)
     """The share of recommendation lists that explore (a coin per request)."""
-    slots: tuple[int, ...] = (3,)
+    slots: tuple[int, ...] = (8,)
     """1-based positions an exploring list gives to cold items (a pinned position moves the slot to the next free
     one)."""
     policy: Literal["thompson", "linucb"] = "thompson"

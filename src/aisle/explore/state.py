@@ -121,7 +121,9 @@ class ExploreState:
         claims = pl.concat([self.orphans, hits.select("request_id", "item_id", "timestamp").cast(_ORPHANS)]) \
             .unique(["request_id", "item_id"], keep="first", maintain_order=True)  # type: ignore[arg-type]
         open_ = pending.with_row_index("_row").filter(~pl.col("rewarded"))
-        matched = open_.join(claims, on=["request_id", "item_id"], how="inner", suffix="_reward")
+        window = pl.duration(microseconds=int(attribution_seconds * 1e6))
+        matched = open_.join(claims, on=["request_id", "item_id"], how="inner", suffix="_reward").filter(
+            pl.col("timestamp_reward") <= pl.col("timestamp") + window)
         if matched.height:
             rows = np.fromiter((index[i] for i in matched["item_id"].to_list()), np.int64, matched.height)
             np.add.at(rewards, rows, 1.0)

@@ -327,7 +327,9 @@ class Runtime:
         new = items >= self.n_old
         if not new.any():
             return chosen
-        best = self._rules(items[new], scores[new], 1, excluded, filters)
+        # what the list shows already is excluded: else a pin, which the rules place in any list it may enter,
+        # came back as "the best new item" and was shown twice
+        best = self._rules(items[new], scores[new], 1, [*excluded, *chosen.rows.tolist()], filters)
         if not len(best.rows):
             return chosen
         at = min(slot, k, len(chosen.rows) + 1) - 1
