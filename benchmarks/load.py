@@ -464,7 +464,8 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
         aisle = str(Path(sys.executable).with_name("aisle"))
         store = [] if args.store is None else ["--store", str(Path(tempfile.mkdtemp()) / "live.duckdb")
                                                if args.store == "new" else args.store]
-        env = {**os.environ, "AISLE_IMPRESSIONS": "true" if args.impressions == "on" else "false"}
+        env = {**os.environ, "AISLE_IMPRESSIONS": "true" if args.impressions == "on" else "false",
+               "AISLE_EXPLORE__ENABLED": "true" if args.explore == "on" else "false"}
         procs.append(subprocess.Popen([aisle, "serve", "--bundle", args.bundle, "--workers", str(args.workers),
                                        "--port", str(port), "--state", state, *store], stdout=subprocess.DEVNULL,
                                       env=env))
@@ -542,6 +543,9 @@ def main() -> None:
                     "postgresql:// URL, or 'new' (an empty DuckDB file in a temporary folder). Default: none.")
     ap.add_argument("--impressions", choices=("on", "off"), default="on",
                     help="The impression log (needs --store): on (the default setting) or off.")
+    ap.add_argument("--explore", choices=("on", "off"), default="off",
+                    help="Exploration of cold items ([explore], its other settings from AISLE_EXPLORE__*): off (the "
+                         "default setting) or on.")
     ap.add_argument("--out", help="Write the results as JSON here.")
     args = ap.parse_args()
     args.phases = args.phases.split(",")
@@ -555,6 +559,7 @@ def main() -> None:
         results["noop_closed"] = _serve_noop(args)
     meta = {"bundle": args.bundle, "workers": args.workers, "state": args.state, "cpus": os.cpu_count(),
             "store": args.store, "impressions": args.impressions if args.store else "off (no store)",
+            "explore": args.explore,
             "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds,
             "machine": machine.describe()}
     closed = {k: results.pop(k) for k in ("closed", "noop_closed") if k in results}
@@ -577,7 +582,8 @@ def main() -> None:
               f"  {_cpu(r)}")
     if "closed_ratio" in meta:
         print(f"Aisle / no-op closed-loop throughput: {meta['closed_ratio']:.1%}")
-    print(f"store: {meta['store']}, impressions: {meta['impressions']}; machine: {meta['machine']}")
+    print(f"store: {meta['store']}, impressions: {meta['impressions']}, explore: {meta['explore']}; "
+          f"machine: {meta['machine']}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

@@ -20,6 +20,7 @@ first slot is 1 either way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -96,13 +97,12 @@ class Explorer:
     def capacity(self, room: np.ndarray, cand: np.ndarray) -> int:
         """The most cold items the brand caps let a list take: each brand contributes min(room, its candidates).
         Any pick uses one unit of it, so sequential picks never get stuck before this many."""
+        if self.rules.max_per_brand is None:
+            return len(cand)
         b = self.features.attrs.brand[self.pool[cand]]
-        free = int((b < 0).sum())
-        total = free
-        for code in np.unique(b[b >= 0]).tolist():
-            mine = b == code
-            total += min(int(mine.sum()), max(0, int(room[mine][0])))
-        return total
+        branded = b >= 0
+        _codes, first, counts = np.unique(b[branded], return_index=True, return_counts=True)
+        return int((~branded).sum() + np.minimum(counts, np.maximum(room[branded][first], 0)).sum())
 
     def choose(self, greedy: np.ndarray, pinned: np.ndarray, k: int, *, excluded: list[int],
                filters: Filters | None, history: np.ndarray) -> Explored:
@@ -112,7 +112,8 @@ class Explorer:
         cand = np.flatnonzero(self.eligible(greedy, excluded, filters))
         m = min(len(self.cfg.slots), len(cand))
         while m:  # fewer slots keep more greedy items, which may leave less room under the brand caps
-            template, slots = _template(len(greedy), pinned, tuple(self.cfg.slots[:m]), k)
+            template, slots = _template(len(greedy), tuple(np.flatnonzero(pinned).tolist()),
+                                        tuple(self.cfg.slots[:m]), k)
             room = self.room(greedy[template[template >= 0]], cand)
             if self.capacity(room, cand) >= m:
                 break
@@ -129,9 +130,10 @@ class Explorer:
         shown[slots] = self.pool[picks]
         props = np.full(len(shown), share)
         props[slots] = share * probs
-        for p in range(len(shown)):
-            if template[p] >= 0 and p < len(greedy) and greedy[p] == shown[p]:
-                props[p] = 1.0  # the same item there either way
+        same = np.zeros(len(shown), bool)
+        head = min(len(shown), len(greedy))
+        same[:head] = (template[:head] >= 0) & (greedy[:head] == shown[:head])
+        props[same] = 1.0  # the same item there either way
         explored = np.zeros(len(shown), bool)
         explored[slots] = True
         return Explored(shown, props, explored)
@@ -154,16 +156,15 @@ def _best(scores: np.ndarray, room: np.ndarray, brand: np.ndarray, m: int) -> np
     """Per row of `scores` (rows x candidates), the m best candidates in order, taking no more of a brand than its
     `room`. Vectorised over the rows; without binding caps it is a plain top-m."""
     rows = np.arange(len(scores))
-    if m <= 1 or (room >= m).all():
+    if m == 1:  # one slot (the default): the best with room, per row
+        return np.argmax(np.where(room >= 1, scores, -np.inf), axis=1)[:, None]
+    if (room >= m).all():
         if m < scores.shape[1]:
             top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
         else:
             top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        out = np.take_along_axis(top, order, axis=1)[:, :m]
-        if m == 1 and (room < 1).any():
-            out[:, 0] = np.argmax(np.where(room >= 1, scores, -np.inf), axis=1)
-        return out
+        return np.take_along_axis(top, order, axis=1)[:, :m]
     left = np.broadcast_to(room, scores.shape).astype(np.int64).copy()
     live = scores.astype(np.float64).copy()
     out = np.zeros((len(scores), m), np.int64)
@@ -175,11 +176,13 @@ def _best(scores: np.ndarray, room: np.ndarray, brand: np.ndarray, m: int) -> np
     return out
 
 
-def _template(n: int, pinned: np.ndarray, slots: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=4_096)
+def _template(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
     """The exploring list's layout: per position, the index into the greedy list it shows (-1: an exploration
-    slot), and the slot positions. Pins keep their positions; slots skip them; greedy items fill the rest in order."""
+    slot), and the slot positions. Pins (positions in the greedy list) keep their positions; slots skip them;
+    greedy items fill the rest in order. Cached: a handful of layouts serve every request (do not modify them)."""
     length = min(k, n + len(slots))
-    fixed = {p for p in np.flatnonzero(pinned).tolist() if p < length}
+    fixed = {p for p in pinned if p < length}
     at: list[int] = []
     for s in slots:
         p = min(s - 1, length - 1)
@@ -191,11 +194,14 @@ def _template(n: int, pinned: np.ndarray, slots: tuple[int, ...], k: int) -> tup
     template = np.full(length, -1, np.int64)
     for p in fixed:
         template[p] = p
-    rest = iter([i for i in range(n) if not pinned[i]])
+    rest = iter([i for i in range(n) if i not in fixed])
     for p in range(length):
         if p not in fixed and p not in at:
             template[p] = next(rest)
-    return template, np.asarray(sorted(at), np.int64)
+    template.flags.writeable = False
+    slots_at = np.asarray(sorted(at), np.int64)
+    slots_at.flags.writeable = False
+    return template, slots_at
 
 
 __all__ = ["EXPLANATION", "Explored", "Explorer", "pool_rows"]
