@@ -66,12 +66,10 @@ def test_the_worker_learns_what_the_servers_explored_and_the_next_version_carrie
         shown, rewards = state.counts(list(clicked))
         assert rewards.tolist() == [float(n) for n in clicked.values()]
         assert (shown > 0).all() and state.counts(state.item_ids)[0].sum() > shown.sum()  # unclicked ones too
-        # a server loading the new version explores from it: a clicked item's posterior is above the rest
+        # a server loading the new version explores from its state
         with TestClient(create_app(settings)) as client:
-            rt = client.app.state.services.runtime
-            assert rt.version != "" and rt.explore_state.updates == 1
-            rates = rt.explorer.features.rate(list(clicked) + ["never-shown"])
-            assert (rates[:-1] > rates[-1]).all()
+            served = client.app.state.services.runtime.explore_state
+            assert served.updates == 1 and served.counts(list(clicked))[1].tolist() == rewards.tolist()
         # a refit keeps what exploration learned
         assert worker.run("refit").decision is not None
         refit_state = Bundle.load(registry.path(registry.current() or ""), search=False).explore
