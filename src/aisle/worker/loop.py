@@ -149,13 +149,14 @@ class Worker:
         self._last = None  # the fold changes it in place: it is the serving version's again only once promoted
         clock.lap("load")
         served_counts = bundle.pipeline.event_counts.copy() if bundle.pipeline is not None else None
+        served_histories = bundle.histories  # the fold replaces it: this is what the serving version used
         folded = fold(bundle, events, items, embedder=self.embedder())
         if folded.empty:
             self._last = (version, bundle)
             return None, None
         clock.lap("fold")
         if self.settings.explore.enabled and served_counts is not None:
-            self._learn(bundle, events, served_counts)
+            self._learn(bundle, events, served_counts, served_histories)
             clock.lap("explore")
         new_version = self.registry.new_version("refresh")
         tmp = self.registry.incoming(new_version)
@@ -178,14 +179,14 @@ class Worker:
             self._last = (published, bundle)
         return published, decision
 
-    def _learn(self, bundle: Bundle, events: pl.DataFrame, served_counts: Any) -> None:
+    def _learn(self, bundle: Bundle, events: pl.DataFrame, served_counts: Any, served_histories: Any) -> None:
         """Update the bundle's exploration state (`aisle.explore`) from the impressions stored since it last read
-        them and the new `events` (after the fold, so new items are in the catalog and the histories hold what the
-        shoppers did, each impression's context taken from before its time). Cold is what the serving version
-        counted as cold (`served_counts`: the events the fold just added, the clicks exploration earned among them,
-        do not make the items it explored warm before they are counted). Impressions reach the store a little
-        after they are served (a buffer flush, the stream), so the read starts a minute before the last one seen;
-        the state skips what it already has."""
+        them and the new `events`, after the fold (new items are in the catalog) but with what the serving version
+        had: its stored histories (LinUCB's shopper context, exactly as the server computed it) and its counts
+        (cold is what it counted as cold: the clicks exploration earned, just folded in, do not make the items it
+        explored warm before they are counted). Impressions reach the store a little after they are served (a
+        buffer flush, the stream), so the read starts a minute before the last one seen; the state skips what it
+        already has."""
         from aisle.explore import ExploreState
         from aisle.explore.learn import learn
 
@@ -196,7 +197,7 @@ class Worker:
             impressions = store.impressions(since_us=since)
         bundle.explore = learn(state, impressions, events, cfg=self.settings.explore, attrs=bundle.pipeline.attrs,
                                item_ids=bundle.items.ids.tolist(), counts=served_counts,
-                               users=bundle.users, histories=bundle.histories)
+                               users=bundle.users, histories=served_histories)
 
     def refit(self) -> tuple[str | None, Decision]:
         from aisle.worker.refit import refit

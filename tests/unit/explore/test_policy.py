@@ -145,3 +145,10 @@ def test_linucb_learns_that_shoppers_click_their_own_categories() -> None:
         history = hist.of(users.index[user])[0]
         row = ex.choose(GREEDY, np.zeros(10, bool), 10, excluded=[], filters=None, history=history).rows[2]
         assert ATTRS.leaf[row] == leaf, (user, row)
+
+
+def test_slots_are_distinct_positions_and_come_sorted() -> None:
+    assert ExploreConfig(slots=(7, 2)).slots == (2, 7)
+    for bad in ((), (0,), (3, 3)):
+        with pytest.raises(ValueError, match="distinct 1-based positions"):
+            ExploreConfig(slots=bad)
