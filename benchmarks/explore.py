@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from machine import describe  # type: ignore[import-not-found]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from aisle.config import RulesConfig
 from aisle.simulate import WorldConfig, build_world, make_policy, simulate
 
 METRICS = ("click_rate", "conversion", "cumulative_regret", "new_item_coverage", "new_item_impression_share")
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.2)
     ap.add_argument("--update-every", type=int, default=20)
     ap.add_argument("--explore", default="", help="More [explore] settings as JSON, e.g. '{\"cold_events\": 1}'.")
+    ap.add_argument("--rules", default="", help="[rules] for the exploring policies' app as JSON, e.g. "
+                    "'{\"new_item_slot\": null}' (greedy keeps the default rules).")
     ap.add_argument("--policies", default="pipeline,explore:thompson,explore:linucb,random")
     ap.add_argument("--json", type=Path, default=None, help="Also write the per-seed metrics here.")
     args = ap.parse_args()
@@ -62,6 +65,7 @@ def main() -> None:
                     if hasattr(policy, "update_every"):
                         policy.update_every = args.update_every
                         policy.explore = policy.explore.model_copy(update=json.loads(args.explore or "{}"))
+                        policy.rules = RulesConfig.model_validate(json.loads(args.rules)) if args.rules else None
                     done = bar.tasks[0].completed
                     res = simulate(world, policy, args.rounds, k=args.k, seed=seed, batch=1,
                                    progress=lambda d, _t, base=done: bar.update(task, completed=base + d))
@@ -71,7 +75,8 @@ def main() -> None:
     print(f"\n{describe()}")
     print(f"{args.seeds} seeds x {args.rounds:,} lists of {args.k}; {args.items} items ({args.new_items} launched in "
           f"4 waves), {args.users} shoppers; exploration share {args.share:g}, state updated every "
-          f"{args.update_every} lists; [explore] {args.explore or 'defaults'}\n")
+          f"{args.update_every} lists; [explore] {args.explore or 'defaults'}; exploring apps' [rules] "
+          f"{args.rules or 'defaults'}\n")
     base = runs.get("pipeline")
     head = "| policy | " + " | ".join(METRICS) + " | regret vs greedy (per seed) | click rate vs greedy |"
     print(head)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -102,6 +102,7 @@ class ExplorePolicy:
 
         self.world, self.update_every = world, update_every
         self.explore = ExploreConfig(enabled=True, policy=bandit, share=share, seed=seed)  # type: ignore[arg-type]
+        self.rules: Any = None  # the app's [rules] (an aisle.config.RulesConfig), when not the default ones
         self.name = f"explore:{bandit}" + (f":{share:g}" if share != 0.2 else "")
         self._imp: list[pl.DataFrame] = []
         self._ev: list[pl.DataFrame] = []

@@ -80,7 +80,8 @@ def simulate(world: World, arms: Policy | Mapping[str, Arm], rounds: int, *, k: 
     names = sorted(plan)
     # every run starts from the bundle: no live events or launches of an earlier run; an exploring policy's app
     # explores ([explore] settings)
-    world.reset(getattr(plan[names[0]].policy, "explore", None) if not experiment else None)
+    only = plan[names[0]].policy
+    world.reset(*((getattr(only, "explore", None), getattr(only, "rules", None)) if not experiment else ()))
     model = shoppers or ShopperModel()
     rng = np.random.default_rng(seed)
     oracle = OraclePolicy(world)

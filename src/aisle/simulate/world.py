@@ -62,9 +62,10 @@ class World:
         items = np.array([[self.item_row[i] for i in row] for row in item_ids], dtype=np.int64)
         return self.tastes.affinity(np.asarray(user_rows)[:, None], items)
 
-    def reset(self, explore: Any = None) -> None:
+    def reset(self, explore: Any = None, rules: Any = None) -> None:
         """A fresh app over the same bundle: the live state and the launched items of an earlier run are gone.
-        `explore`: the app's `[explore]` settings (an `aisle.config.ExploreConfig`; default off)."""
+        `explore` and `rules`: the app's `[explore]` and `[rules]` settings (`aisle.config.ExploreConfig`,
+        `RulesConfig`; default: exploration off, the default rules)."""
         from fastapi.testclient import TestClient
 
         from aisle.config import Settings
@@ -73,7 +74,8 @@ class World:
         if self.client is not None:
             self.client.__exit__(None, None, None)
         assert self._workdir is not None
-        settings = Settings(bundle=self._workdir / "bundle", **({"explore": explore} if explore is not None else {}))
+        extra = {k: v for k, v in (("explore", explore), ("rules", rules)) if v is not None}
+        settings = Settings(bundle=self._workdir / "bundle", **extra)
         self.client = TestClient(create_app(settings))
         self.client.__enter__()
         self.available = list(self._initial)
