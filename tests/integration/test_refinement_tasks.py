@@ -1,6 +1,6 @@
 """Conversational refinement end to end: the scripted multi-turn tasks of `tests/fixtures/refinement/tasks.json`
 (made from the synthetic catalog's attributes by `make_tasks.py` there), each played turn by turn through
-`/search?session=...`, must end in the constraint the shopper meant, with every hit shown satisfying it.
+`/search?conversation=...`, must end in the constraint the shopper meant, with every hit shown satisfying it.
 The acceptance bar is a task success rate of at least 90%."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_scripted_refinement_tasks_succeed(client: TestClient, tasks: dict[str, 
     for task in tasks["tasks"]:
         answers = []
         for turn in task["turns"]:
-            r = client.get("/search", params={"q": turn, "session": f"task-{task['id']}"})
+            r = client.get("/search", params={"q": turn, "conversation": f"task-{task['id']}"})
             assert r.status_code == 200, (task["id"], turn, r.text)
             answers.append(r.json())
         if problems := _problems(task, answers):

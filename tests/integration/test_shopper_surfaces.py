@@ -89,7 +89,7 @@ def test_buy_again_proposes_the_due_consumable_not_the_durable_just_bought(clien
 
 def test_bad_input_on_the_new_routes_is_a_clear_422(client: TestClient) -> None:
     for path in ("/users/u1/buy-again?at=yesterday", "/users/u1/buy-again?k=0", "/users/u1/recently-viewed?k=100000",
-                 "/search?q=tent&session=", "/search?q=tent&undo=true", "/search?q=tent&undo=maybe"):
+                 "/search?q=tent&conversation=", "/search?q=tent&undo=true", "/search?q=tent&undo=maybe"):
         r = client.get(path)
         assert r.status_code == 422 and r.json()["error"] == "validation", (path, r.text)
 
@@ -114,7 +114,7 @@ def test_every_search_hit_is_explained(client: TestClient, shop: Dataset) -> Non
 
 
 def _turn(client: TestClient, q: str, session: str, **extra: str) -> dict:
-    r = client.get("/search", params={"q": q, "session": session, **extra})
+    r = client.get("/search", params={"q": q, "conversation": session, **extra})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -130,11 +130,11 @@ def test_a_search_conversation_refines_and_undoes(client: TestClient) -> None:
     assert second["hits"] and all(h["brand"] != brand for h in second["hits"])
     third = _turn(client, "cheaper", "conv-1", user="anon-conv")
     assert third["refinement"]["constraints"]["filters"]["price_max"] < max(h["price"] for h in second["hits"])
-    again = client.get("/search", params={"session": "conv-1", "step": third["refinement"]["step"], "page": 2,
+    again = client.get("/search", params={"conversation": "conv-1", "step": third["refinement"]["step"], "page": 2,
                                            "page_size": 2, "q": "cheaper"}).json()  # a step shown again, not a turn
     assert again["refinement"]["kind"] == "show" and again["refinement"]["constraints"] == \
         third["refinement"]["constraints"] and again["page"] == 2
-    back = client.get("/search", params={"session": "conv-1", "undo": "true"}).json()
+    back = client.get("/search", params={"conversation": "conv-1", "undo": "true"}).json()
     assert back["refinement"]["kind"] == "undo" and back["refinement"]["constraints"] == ref["constraints"]
     new = _turn(client, "show me coffee makers", "conv-1")
     assert new["refinement"]["kind"] == "new_search" and new["refinement"]["constraints"]["query"] == "coffee makers"

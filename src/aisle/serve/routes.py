@@ -22,7 +22,7 @@ from aisle.serve.errors import READ, WRITE, responses
 from aisle.serve.runtime import Runtime
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
-from aisle.serve.state import SESSION_STEPS
+from aisle.serve.state import CONVERSATION_STEPS
 
 router = APIRouter(route_class=KeyedRoute)
 
@@ -197,18 +197,19 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  user: Annotated[str | None, Query(description=(
                      "Personalise for this shopper (and log the results as shown to them)."))] = None,
                  session_id: Session = "",
-                 session: Annotated[str | None, Query(
+                 conversation: Annotated[str | None, Query(
                      min_length=1, max_length=checks.ID_MAX_LENGTH, pattern=checks.ID_PATTERN,
                      description="A search conversation: `q` refines this conversation's last search (\"cheaper\", "
                                  "\"in blue\", \"without Acme\", \"more like the second one\") or starts a new "
                                  "one; the answer's `refinement` says how it was understood.")] = None,
-                 undo: Annotated[bool, Query(description="With `session`: go back one step (q is ignored).")] = False,
-                 step: Annotated[int | None, Query(ge=0, le=SESSION_STEPS, description=(
-                     "With `session`: show this step of the conversation again (another page, facet or sort of it) "
-                     "instead of a new turn; later steps are dropped."))] = None,
+                 undo: Annotated[bool, Query(
+                     description="With `conversation`: go back one step (q is ignored).")] = False,
+                 step: Annotated[int | None, Query(ge=0, le=CONVERSATION_STEPS, description=(
+                     "With `conversation`: show this step of the conversation again (another page, facet or sort of "
+                     "it) instead of a new turn; later steps are dropped."))] = None,
                  ) -> Response:
     """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised; every hit says why
-    it is there (`explanation`). With `session`, a conversation whose turns refine the last search."""
+    it is there (`explanation`). With `conversation`, a conversation whose turns refine the last search."""
     arm, rt = svc.serving(user, session_id)
     if rt.search is None:
         raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
@@ -218,13 +219,13 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     if user:
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.query(user, live, erased))
-    if session is not None:
-        return await _conversation_turn(svc, rt, arm, session, q, undo=undo, step=step, user=user,
+    if conversation is not None:
+        return await _conversation_turn(svc, rt, arm, conversation, q, undo=undo, step=step, user=user,
                                         session_id=session_id, filters=filters, sort=sort, page=page,
                                         page_size=page_size, affinity=affinity)
     if undo or step is not None:
         name = "undo" if undo else "step"
-        raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a session",
+        raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a conversation",
                                        "type": "value_error"}])
     body, shown = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     served: dict[str, Any] = {}
@@ -234,18 +235,18 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     return Response(body[:-1] + tail, media_type="application/json", headers={"X-Request-Id": rid})
 
 
-async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, session: str, q: str, *, undo: bool,
+async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, conversation: str, q: str, *, undo: bool,
                              step: int | None, user: str | None, session_id: str, filters: Filters, sort: str,
                              page: int, page_size: int, affinity: dict[str, dict[str, float]] | None) -> Response:
-    """One turn of a search conversation: the session's steps from the live state, refined, kept again; the hits
+    """One turn of a search conversation: its steps from the live state, refined, kept again; the hits
     shown are logged like any search's."""
     from aisle.serve.conversation import converse
 
-    steps = await svc.state.get_session(session)
+    steps = await svc.state.get_conversation(conversation)
     body, steps = converse(rt, steps, q, undo=undo, filters=filters, sort=sort, page=page,
                            page_size=page_size, affinity=affinity, step=step)
-    await svc.state.put_session(session, steps, user)
-    body["refinement"]["session"] = session
+    await svc.state.put_conversation(conversation, steps, user)
+    body["refinement"]["conversation"] = conversation
     shown = [(h["item_id"], h.get("score")) for h in body.get("hits", [])]
     rid = svc.served("search", rt, body, shown, arm=arm, user_id=user or None, session_id=session_id or None,
                      query=q, offset=(page - 1) * page_size)
