@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -66,8 +67,14 @@ def store(tmp_path: Path) -> Path:
 def test_every_list_surface_answers_with_a_request_id_and_logs_what_it_showed(bundle_dir: Path, shop: Dataset,
                                                                            store: Path) -> None:
     item = shop.items["item_id"][0]
+    viewer, now = "anon-imp-1", datetime.now(UTC)
     with TestClient(create_app(_settings(bundle_dir, store))) as c:
+        viewed = [{"user_id": viewer, "item_id": i, "event_type": "view",
+                   "timestamp": (now - timedelta(minutes=m)).isoformat()}
+                  for m, i in enumerate(shop.items.filter(pl.col("available"))["item_id"][:3])]
+        assert c.post("/events", json={"events": viewed}).json()["accepted"] == 3
         calls = {"recommendations": ("/users/u00001/recommendations", {"k": 5, "session_id": "s1"}),
+                 "recently_viewed": (f"/users/{viewer}/recently-viewed", {"k": 5, "session_id": "s3"}),
                  "similar": (f"/items/{item}/similar", {"k": 4, "user": "u00001", "session_id": "s1"}),
                  "bought_together": (f"/items/{item}/bought-together", {"k": 3}),
                  "trending": ("/trending", {"k": 6, "session_id": "s2"}),

@@ -16,6 +16,7 @@ from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig
 from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
+from aisle.store import Store
 from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import redis_server
 
@@ -85,6 +86,19 @@ def test_buy_again_proposes_the_due_consumable_not_the_durable_just_bought(clien
     assert client.get(f"/users/{user}/buy-again", params={"at": just_after}).json()["items"] == []
     assert client.delete(f"/users/{user}").status_code == 200
     assert client.get(f"/users/{user}/buy-again").json()["items"] == []
+
+
+def test_buy_again_is_logged_as_shown_like_every_list(bundle_dir: Path, shop: Dataset, tmp_path: Path) -> None:
+    coffee = _items(shop, "Coffee beans")[0]
+    store = tmp_path / "live.duckdb"
+    with TestClient(create_app(Settings(bundle=bundle_dir, store=store, impressions_flush_s=0.1))) as c:
+        _post(c, "anon-ba-2", [(coffee, "purchase", NOW - timedelta(days=d)) for d in (44, 30, 16)])
+        got = c.get("/users/anon-ba-2/buy-again", params={"session_id": "visit-1"})
+        assert got.json()["items"] and got.headers["x-request-id"] == got.json()["request_id"]
+    with Store(store, read_only=True) as s:
+        rows = s.impressions().filter(pl.col("request_id") == got.json()["request_id"]).sort("position")
+    assert rows["item_id"].to_list() == [i["item_id"] for i in got.json()["items"]]
+    assert set(rows["surface"]) == {"buy_again"} and set(rows["session_id"]) == {"visit-1"}
 
 
 def test_bad_input_on_the_new_routes_is_a_clear_422(client: TestClient) -> None:

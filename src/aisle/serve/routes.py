@@ -129,14 +129,14 @@ def _instant(text: str) -> datetime:
 
 
 @router.get("/users/{user_id}/recently-viewed", tags=["recommendations"], responses=responses(*READ))
-async def recently_viewed(user_id: str, svc: Svc, k: K = 10) -> Response:
+async def recently_viewed(user_id: str, svc: Svc, k: K = 10, session_id: Session = "") -> Response:
     """Recently viewed: the shopper's (or anonymous session's) viewed items, newest first, each once, in stock
-    only; gone with the shopper when they are erased."""
+    only; gone with the shopper when they are erased. Logged as shown, like every list."""
     k = _k(svc, k)
     live, erased = await svc.state.history(user_id)
-    rt = svc.runtime
-    return _ok({"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k),
-                "model_version": rt.version})
+    arm, rt = svc.serving(user_id, session_id)
+    out = {"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k), "model_version": rt.version}
+    return _list(svc, "recently_viewed", rt, arm, out, user=user_id, session=session_id)
 
 
 @router.get("/users/{user_id}/buy-again", tags=["recommendations"], responses=responses(*READ))
@@ -145,18 +145,19 @@ async def buy_again(user_id: str, svc: Svc, k: K = 10,
                         pattern=_INSTANT, json_schema_extra={"format": "date-time"},
                         description="The moment to ask for (RFC 3339 date-time; no offset means UTC; default: now)."
                     )] = None,
+                    session_id: Session = "",
                     ) -> Response:
     """Buy it again: the shopper's past purchases that are due again (consumables by their learned cadence);
-    a durable good, or anything bought too recently, is not proposed."""
+    a durable good, or anything bought too recently, is not proposed. Logged as shown, like every list."""
     k = _k(svc, k)
     when = datetime.now(UTC) if at is None else _instant(at)
     live, erased = await svc.state.history(user_id)
-    rt = svc.runtime
+    arm, rt = svc.serving(user_id, session_id)
     items = rt.buy_again(user_id, live, erased, k, int(when.timestamp() * 1_000_000))
     if items is None:
         raise HTTPException(503, "this bundle has no buy-again model (train it again with this Aisle)")
-    return _ok({"user_id": user_id, "items": items, "at": when.isoformat(timespec="seconds"),
-                "model_version": rt.version})
+    out = {"user_id": user_id, "items": items, "at": when.isoformat(timespec="seconds"), "model_version": rt.version}
+    return _list(svc, "buy_again", rt, arm, out, user=user_id, session=session_id)
 
 
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))
