@@ -25,6 +25,7 @@ from aisle.pipeline.features import feature_names
 from aisle.pipeline.impression_ranker import ImpressionRanker
 
 GRADES: dict[str, int] = {"click": 1, "add_to_cart": 2, "purchase": 3}
+SURFACE = "recommendations"  # the lists the pipeline's ranker orders (search, similar items, trending: not it)
 POSITIVE: tuple[str, ...] = tuple(t for t, w in EVENT_WEIGHTS.items() if w > 0)
 HISTORY = 50  # the newest positive events a rebuilt request keeps (what a bundle's histories keep)
 _CHUNK = 256
@@ -58,6 +59,11 @@ def graded(impressions: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         pl.col("grade").fill_null(0))
 
 
+def served_lists(impressions: pl.DataFrame, surface: str | None = SURFACE) -> pl.DataFrame:
+    """The impressions of the lists the pipeline's ranker ordered (`surface`; None: every surface)."""
+    return impressions if surface is None else impressions.filter(pl.col("surface") == surface)
+
+
 def requests_of(impressions: pl.DataFrame) -> pl.DataFrame:
     """One row per logged list: request_id, user_id, timestamp, in log order."""
     return impressions.group_by("request_id", maintain_order=True).agg(pl.col("user_id").first(),
@@ -85,14 +91,15 @@ def histories_at(bundle: Any, requests: pl.DataFrame, events: pl.DataFrame) -> l
 
 def training_lists(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame, *,
                    history_events: pl.DataFrame | None = None, max_lists: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> TrainingLists:
-    """The labelled lists of the log with the features `bundle`'s pipeline computes for them. `events` label the
-    lists (by request_id); `history_events` (default `events`) are what the shoppers' histories are rebuilt from.
-    `max_lists`: at most the newest this many labelled lists."""
+                   surface: str | None = SURFACE, progress: Callable[[int, int], None] | None = None
+                   ) -> TrainingLists:
+    """The labelled lists of the log (of `surface`) with the features `bundle`'s pipeline computes for them.
+    `events` label the lists (by request_id); `history_events` (default `events`) are what the shoppers' histories
+    are rebuilt from. `max_lists`: at most the newest this many labelled lists."""
     pipe = bundle.pipeline
     if pipe is None:
         raise ValueError("the bundle has no pipeline to compute features with")
-    rows = graded(impressions, events)
+    rows = graded(served_lists(impressions, surface), events)
     labelled = rows.group_by("request_id").agg((pl.col("grade") > 0).any().alias("_any")).filter("_any")
     rows = rows.filter(pl.col("request_id").is_in(labelled["request_id"].implode()))
     reqs = requests_of(rows).sort("timestamp", maintain_order=True)
@@ -131,11 +138,11 @@ def training_lists(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame,
 
 def train(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame, *, history_events: pl.DataFrame | None = None,
           debias: bool = True, rounds: int = 100, seed: int = 0, max_lists: int | None = 50_000,
-          progress: Callable[[int, int], None] | None = None) -> ImpressionRanker:
+          surface: str | None = SURFACE, progress: Callable[[int, int], None] | None = None) -> ImpressionRanker:
     """The impression ranker of `bundle`'s pipeline, trained on the log (see `training_lists`); `debias=False`
     takes clicks at face value (for comparison: what ignoring position bias learns)."""
     data = training_lists(bundle, impressions, events, history_events=history_events, max_lists=max_lists,
-                          progress=progress)
+                          surface=surface, progress=progress)
     facts = {"lists": data.lists, "rows": len(data.labels), "clicked_rows": int((data.labels > 0).sum()),
              "unknown_items": data.dropped_rows, "debiased": debias,
              "logged_from": str(impressions["timestamp"].min()), "logged_to": str(impressions["timestamp"].max())}
@@ -190,11 +197,13 @@ def policy_lists(bundle: Any, requests: pl.DataFrame, events: pl.DataFrame, k: i
 
 def compare_off_policy(candidate: Any, serving: Any, impressions: pl.DataFrame, events: pl.DataFrame, *,
                        history_events: pl.DataFrame | None = None, reward: str = "click", k: int | None = None,
-                       seed: int = 0, n_boot: int = 500) -> dict[str, Any]:
-    """SNIPS and DR estimates (with intervals) of both bundles' pipelines as policies on the logged lists, and the
-    candidate's difference from serving: the off-policy evidence a promotion decision carries."""
+                       surface: str | None = SURFACE, seed: int = 0, n_boot: int = 500) -> dict[str, Any]:
+    """SNIPS and DR estimates (with intervals) of both bundles' pipelines as policies on the logged lists (of
+    `surface`), and the candidate's difference from serving: the off-policy evidence a promotion decision
+    carries."""
     from aisle.ope import attach_rewards, estimate
 
+    impressions = served_lists(impressions, surface)
     if impressions.is_empty():
         return {"lists": 0, "note": "no impressions to estimate from"}
     k = k or int(impressions["position"].max())
@@ -211,5 +220,5 @@ def compare_off_policy(candidate: Any, serving: Any, impressions: pl.DataFrame, 
     return out
 
 
-__all__ = ["GRADES", "TrainingLists", "compare_off_policy", "graded", "histories_at", "policy_lists",
-           "requests_of", "train", "training_lists", "with_ranker"]
+__all__ = ["GRADES", "SURFACE", "TrainingLists", "compare_off_policy", "graded", "histories_at", "policy_lists",
+           "requests_of", "served_lists", "train", "training_lists", "with_ranker"]

@@ -81,7 +81,14 @@ def test_lists_are_the_shown_items_with_graded_labels_and_the_features_serving_c
         world: World, logged: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]) -> None:
     impressions, events, past = logged
     bundle = Bundle.load(world.bundle_path, search=False)
-    data = implearn.training_lists(bundle, impressions, events, history_events=past)
+    # a search list, clicked: not what the pipeline's ranker orders, so not a training list
+    first_id = impressions["request_id"][0]
+    search = impressions.filter(pl.col("request_id") == first_id).with_columns(
+        pl.lit("search").alias("surface"), pl.lit("q-1").alias("request_id"))
+    clicked = events.head(1).with_columns(pl.lit("q-1").alias("request_id"), pl.lit(search["item_id"][0])
+                                          .alias("item_id"), pl.lit("click").alias("event_type"))
+    data = implearn.training_lists(bundle, pl.concat([impressions, search]), pl.concat([events, clicked]),
+                                   history_events=past)
     labelled = implearn.graded(impressions, events).filter(pl.col("grade").max().over("request_id") > 0)
     assert data.lists == labelled["request_id"].n_unique() > 20
     assert len(data.labels) == labelled.height and data.sizes.sum() == labelled.height

@@ -22,6 +22,7 @@ from aisle.config import Settings
 from aisle.data.readers.base import Dataset
 from aisle.pipeline import PipelineConfig
 from aisle.registry import Decision
+from aisle.types import IMPRESSION_SCHEMA
 from aisle.worker.gate import failures, health, holdout_cut, ndcg_on_holdout, passed
 from aisle.worker.refresh import fold
 
@@ -89,13 +90,12 @@ def learn_from_impressions(candidate: Bundle, baseline: Bundle | None, impressio
     from aisle import implearn
 
     cfg = settings.worker
-    log = impressions if impressions is not None else pl.DataFrame(schema={"request_id": pl.String,
-                                                                           "timestamp": pl.Datetime("us", "UTC")})
+    log = implearn.served_lists(impressions if impressions is not None else pl.DataFrame(schema=IMPRESSION_SCHEMA))
     early = log.filter(pl.col("timestamp") < cut) if cut is not None else log
     lists = early["request_id"].n_unique()
     if lists < cfg.impression_ranker_min:
         return candidate, {"impression_ranker": {"trained": False, "lists": lists,
-                                                 "reason": f"{lists:,} served lists before the hold-out, fewer "
+                                                 "reason": f"{lists:,} recommendation lists before the hold-out, fewer "
                                                            f"than impression_ranker_min ({cfg.impression_ranker_min:,})"
                                                            ": the combiner ranks"}}
     try:
