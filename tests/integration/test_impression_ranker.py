@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 
 from aisle.bundle import Bundle
 from aisle.config import load_settings
 from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.registry import Decision, Registry
+from aisle.serve import create_app
 from aisle.simulate import WorldConfig, build_world, make_policy, simulate
 from aisle.store import open_store
 from aisle.worker import Worker
@@ -57,8 +62,6 @@ def _settings(root: Path, registry: Path, **extra: str):  # type: ignore[no-unty
 
 
 def _refit(served: dict[str, Path], tmp_path: Path, **env: str) -> tuple[Path, Decision]:
-    import shutil
-
     registry = tmp_path / "registry"
     shutil.copytree(served["root"] / "registry", registry)
     worker = Worker(_settings(served["root"], registry, **env), pipeline=IMPRESSIONS)
@@ -121,3 +124,32 @@ def test_too_few_served_lists_leave_the_combiner_ranking(served: dict[str, Path]
     bundle = Bundle.load(Registry(registry).path(newest["version"]), search=False)
     assert bundle.pipeline is not None and bundle.pipeline.impression_ranker is None
     assert bundle.pipeline.ranker != "impressions"
+
+
+def test_once_promoted_it_serves_and_a_refresh_keeps_it(served: dict[str, Path], tmp_path: Path) -> None:
+    registry, decision = _refit(served, tmp_path, AISLE_WORKER__TOLERANCE="1.0")  # the NDCG@10 gate is not under test
+    assert decision.promoted, decision.reason
+    with open_store(served["root"] / "shop.duckdb", read_only=True) as store:
+        later = store.events().sort("timestamp").tail(60)
+        user = later["user_id"][0]
+    copy = tmp_path / "shop.duckdb"
+    shutil.copy(served["root"] / "shop.duckdb", copy)
+    with open_store(copy) as store:  # a day later the same shoppers come back
+        assert store.append_events(later.with_columns(pl.col("timestamp") + timedelta(days=1),
+                                                      pl.lit(None, pl.String).alias("event_id"))).inserted == 60
+    settings = load_settings(None, env={"AISLE_WORKER__DENSE": "false", "AISLE_WORKER__LATENCY_BUDGET_MS": "2000"},
+                             bundle=registry, store=str(copy))
+    worker = Worker(settings, pipeline=IMPRESSIONS)
+    worker.start()
+    try:
+        outcome = worker.run("refresh")
+    finally:
+        worker.lease.release()
+    assert outcome.kind == "refresh" and outcome.decision is not None and outcome.decision.promoted
+    current = Registry(registry).current()
+    assert current == outcome.version
+    bundle = Bundle.load(Registry(registry).path(current), search=False)
+    assert bundle.pipeline is not None and bundle.pipeline.ranker == "impressions"
+    with TestClient(create_app(load_settings(None, env={}, bundle=registry))) as client:
+        resp = client.get(f"/users/{user}/recommendations", params={"k": 5})
+        assert resp.status_code == 200 and len(resp.json()["items"]) == 5
