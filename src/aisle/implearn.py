@@ -40,6 +40,7 @@ class TrainingLists:
     sizes: np.ndarray
     positions: np.ndarray
     dropped_rows: int  # shown items the bundle does not know (its vocabulary is older than the log)
+    older_lists: int = 0  # labelled lists left out by `max_lists` (the oldest)
 
     @property
     def lists(self) -> int:
@@ -103,8 +104,8 @@ def training_lists(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame,
     labelled = rows.group_by("request_id").agg((pl.col("grade") > 0).any().alias("_any")).filter("_any")
     rows = rows.filter(pl.col("request_id").is_in(labelled["request_id"].implode()))
     reqs = requests_of(rows).sort("timestamp", maintain_order=True)
-    if max_lists is not None and reqs.height > max_lists:
-        reqs = reqs.tail(max_lists)
+    older = max(0, reqs.height - max_lists) if max_lists is not None else 0
+    reqs = reqs.tail(reqs.height - older)
     names = tuple(feature_names(pipe.source_keys, pipe.config.features))
     frames, labels, sizes, positions, dropped = [], [], [], [], 0
     index, n_ext = bundle.items.index, len(pipe.facts)
@@ -133,7 +134,7 @@ def training_lists(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame,
     values = np.vstack(frames) if frames else np.zeros((0, len(names)), np.float32)
     return TrainingLists(FeatureFrame(names, values), np.concatenate(labels) if labels else
                          np.zeros(0), size[size > 0], np.concatenate(positions) if positions else np.zeros(0),
-                         dropped)
+                         dropped, older)
 
 
 def train(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame, *, history_events: pl.DataFrame | None = None,
@@ -143,8 +144,8 @@ def train(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame, *, histo
     takes clicks at face value (for comparison: what ignoring position bias learns)."""
     data = training_lists(bundle, impressions, events, history_events=history_events, max_lists=max_lists,
                           surface=surface, progress=progress)
-    facts = {"lists": data.lists, "rows": len(data.labels), "clicked_rows": int((data.labels > 0).sum()),
-             "unknown_items": data.dropped_rows, "debiased": debias,
+    facts = {"labelled_lists": data.lists, "rows": len(data.labels), "clicked_rows": int((data.labels > 0).sum()),
+             "unknown_items": data.dropped_rows, "older_lists_left_out": data.older_lists, "debiased": debias,
              "logged_from": str(impressions["timestamp"].min()), "logged_to": str(impressions["timestamp"].max())}
     return ImpressionRanker.fit(data.frame, data.labels.astype(np.float64), data.sizes,
                                 data.positions if debias else None, rounds=rounds, seed=seed, facts=facts)

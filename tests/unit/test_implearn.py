@@ -110,6 +110,9 @@ def test_lists_are_the_shown_items_with_graded_labels_and_the_features_serving_c
             assert data.frame.values[n][: 6].sum() == 0
     assert np.array_equal(data.labels[:size], shown["grade"].to_numpy())
     assert np.array_equal(data.positions[:size], shown["position"].to_numpy())
+    newest = implearn.training_lists(bundle, impressions, events, history_events=past, max_lists=5)
+    assert newest.lists == 5 and newest.older_lists == data.lists - 5  # counted, not silently dropped
+    assert np.array_equal(newest.labels, data.labels[-len(newest.labels):])
 
 
 def test_a_bundle_serves_the_ranker_only_when_its_pipeline_chooses_it_and_ope_scores_both(
@@ -117,7 +120,7 @@ def test_a_bundle_serves_the_ranker_only_when_its_pipeline_chooses_it_and_ope_sc
     impressions, events, past = logged
     serving = Bundle.load(world.bundle_path, search=False)
     ranker = implearn.train(serving, impressions, events, history_events=past, seed=0)
-    assert ranker.facts["lists"] > 20 and ranker.facts["debiased"]
+    assert ranker.facts["labelled_lists"] > 20 and ranker.facts["debiased"]
     bundle = implearn.with_ranker(serving, ranker, world.dataset.events)
     bundle.save(tmp_path / "b", data_fingerprint=fingerprint(world.dataset.events), metrics={})
     loaded = Bundle.load(tmp_path / "b", search=False)

@@ -30,7 +30,8 @@ PARAMS: dict[str, Any] = {**LGB_PARAMS, "min_data_in_leaf": 20, "lambdarank_trun
 
 
 class ImpressionRanker:
-    """Scores candidate rows; `facts` records what it was trained from (lists, rows, the examination curve)."""
+    """Scores candidate rows; `facts` records what it was trained from (labelled lists, rows, clicked rows, the time
+    span of the log, whether positions were corrected for)."""
 
     def __init__(self, names: tuple[str, ...], booster: Any, facts: dict[str, Any]) -> None:
         self.names, self.booster, self.facts = tuple(names), booster, dict(facts)

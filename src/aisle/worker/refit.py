@@ -94,16 +94,16 @@ def learn_from_impressions(candidate: Bundle, baseline: Bundle | None, impressio
     early = log.filter(pl.col("timestamp") < cut) if cut is not None else log
     lists = early["request_id"].n_unique()
     if lists < cfg.impression_ranker_min:
-        return candidate, {"impression_ranker": {"trained": False, "lists": lists,
+        return candidate, {"impression_ranker": {"trained": False, "served_lists": lists,
                                                  "reason": f"{lists:,} recommendation lists before the hold-out, fewer "
                                                            f"than impression_ranker_min ({cfg.impression_ranker_min:,})"
                                                            ": the combiner ranks"}}
     try:
         ranker = implearn.train(candidate, early, events, history_events=before, seed=cfg.seed)
     except ValueError as exc:  # e.g. not one click in the log: nothing to learn, the combiner ranks
-        return candidate, {"impression_ranker": {"trained": False, "lists": lists, "reason": str(exc)}}
+        return candidate, {"impression_ranker": {"trained": False, "served_lists": lists, "reason": str(exc)}}
     candidate = implearn.with_ranker(candidate, ranker, before)
-    out: dict[str, Any] = {"impression_ranker": {"trained": True, **ranker.facts,
+    out: dict[str, Any] = {"impression_ranker": {"trained": True, "served_lists": lists, **ranker.facts,
                                                  "top_features": dict(list(ranker.importance().items())[:5])}}
     late = log.filter(pl.col("timestamp") >= cut) if cut is not None else log.clear()
     if baseline is not None and baseline.pipeline is not None and late.height:
