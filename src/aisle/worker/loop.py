@@ -184,6 +184,7 @@ class Worker:
             data, events_mark = _read_all(store)
             if since is not None:
                 unseen = store.read_events_since(since)[0]
+            impressions = store.impressions() if self.pipeline.ranker == "impressions" else None
         if unseen is not None and unseen.is_empty() and version is not None:  # nothing new since that fit
             baseline, unseen = Bundle.load(self.registry.path(version), search=False), None
         elif since is None and baseline is not None and baseline.histories is not None \
@@ -196,7 +197,7 @@ class Worker:
         tmp = self.registry.incoming(new_version)
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
-                         base=version, embedder=self.embedder())
+                         base=version, embedder=self.embedder(), impressions=impressions)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:
