@@ -126,6 +126,11 @@ class WorkerConfig(_Frozen):
     compact_hours: float = Field(default=24.0, ge=0.0)
     """Run `aisle compact` (erased shoppers' bytes leave the store's files and Redis' AOF) this often; 0 = never
     (run it yourself). PostgreSQL's VACUUM FULL locks each table while it rewrites it: schedule accordingly."""
+    impression_ranker_min: int = Field(default=5_000, ge=1)
+    """With a pipeline whose `ranker = "impressions"`: a refit trains the ranker learned from impressions
+    (`aisle.implearn`) once the store holds at least this many served lists before the gate's hold-out; until then
+    the combiner ranks. The candidate then passes the same gate, and its decision carries the off-policy estimate
+    (SNIPS and DR) of its click rate next to the serving ranker's on the held-out lists."""
     seed: int = 0
 
 

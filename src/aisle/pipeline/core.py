@@ -21,6 +21,7 @@ from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
 from aisle.pipeline.features import Candidates, FeatureFrame, ItemFacts, Tags, feature_names, merge
+from aisle.pipeline.impression_ranker import IMPRESSIONS, ImpressionRanker
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
 from aisle.query import Query
 from aisle.rules import ItemAttributes
@@ -42,6 +43,7 @@ class Pipeline:
         self.config = config
         self.sources: list[CandidateSource] = [SOURCE_KINDS[s.kind](s, config) for s in config.sources]
         self.combiner = Combiner(self.source_keys, rounds=config.rounds, seed=config.seed)
+        self.impression_ranker: ImpressionRanker | None = None
         self.facts: ItemFacts | None = None
         self._tags: Tags | None = None  # read from the catalog at fit, when the "tags" feature group is on
         self.n_items = 0
@@ -153,6 +155,8 @@ class Pipeline:
 
     @property
     def ranker(self) -> str:
+        if self.config.ranker == IMPRESSIONS and self.impression_ranker is not None:
+            return IMPRESSIONS
         return self.combiner.ranker
 
     @property
@@ -162,8 +166,10 @@ class Pipeline:
     # ---- answering -----------------------------------------------------------------------------------
 
     def candidates(self, batch: QueryBatch, *, precomputed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                   exclude_history: bool = True) -> Candidates:
-        """Merged, deduplicated candidates with their feature frame for every query of `batch`."""
+                   exclude_history: bool = True, include: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> Candidates:
+        """Merged, deduplicated candidates with their feature frame for every query of `batch`; `include`:
+        (query, item) pairs kept as candidates whatever the sources say (see `merge`)."""
         facts = self._facts
         histories = [np.asarray(h, np.int64) for h in batch.histories]
         histories = [h[(h >= 0) & (h < len(facts))] for h in histories]
@@ -172,11 +178,22 @@ class Pipeline:
                                    window, precomputed or {})
         found = [s.candidates(source_batch) for s in self.sources]
         return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history,
-                     groups=self.config.features)
+                     groups=self.config.features, include=include)
 
     def rank(self, candidates: Candidates) -> np.ndarray:
-        """The combiner's score per candidate."""
+        """The ranking score per candidate: the ranker learned from impressions when the configuration chooses it
+        (`ranker = "impressions"`) and one was trained (`aisle.implearn`), else the combiner."""
+        if self.config.ranker == IMPRESSIONS and self.impression_ranker is not None:
+            return self.impression_ranker.score(candidates.features)
         return self.combiner.score(candidates.features)
+
+    def with_impression_ranker(self, ranker: ImpressionRanker | None) -> Pipeline:
+        """A shallow copy holding `ranker` (None: without one); it ranks with it when the configuration says
+        `ranker = "impressions"`."""
+        out = Pipeline.__new__(Pipeline)
+        out.__dict__.update(self.__dict__)
+        out.impression_ranker = ranker
+        return out
 
     def score(self, batch: QueryBatch) -> np.ndarray:
         cands = self.candidates(batch)
@@ -343,6 +360,8 @@ class Pipeline:
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
                  brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available, **tags)
         self.combiner.save(path / "combiner")
+        if self.impression_ranker is not None:
+            self.impression_ranker.save(path / IMPRESSIONS)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -363,6 +382,8 @@ class Pipeline:
         tags = Tags(arrays["tag_ptr"], arrays["tag_ids"]) if "tag_ptr" in arrays else None
         model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"], tags)
         model.combiner = Combiner.load(path / "combiner")
+        if (path / IMPRESSIONS).is_dir():
+            model.impression_ranker = ImpressionRanker.load(path / IMPRESSIONS)
         return model
 
 

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 LiveEvent = tuple[str, str, int]  # item_id, event_type, timestamp (microseconds)
 
 SEEN_TTL_S = 7 * 24 * 3600
-SESSION_TTL_S = 24 * 3600  # a search conversation is forgotten a day after its last turn
-SESSION_STEPS = 20  # how far back "undo" can go
+CONVERSATION_TTL_S = 24 * 3600  # a search conversation is forgotten a day after its last turn
+CONVERSATION_STEPS = 20  # how far back "undo" can go
 _SESSIONS_MAX = 100_000
 _SEEN_MAX = 1_000_000
 _TIMEOUT_S = 2.0
@@ -57,12 +57,12 @@ class StateStore(Protocol):
 
     async def erased_among(self, user_ids: list[str]) -> list[bool]: ...
 
-    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+    async def get_conversation(self, session_id: str) -> list[dict[str, Any]]:
         """A search session's steps (oldest first; empty when unknown or expired)."""
         ...
 
-    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
-        """Keep a search session's steps (the last `SESSION_STEPS`), for `SESSION_TTL_S`; erasing `user_id`
+    async def put_conversation(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        """Keep a search session's steps (the last `CONVERSATION_STEPS`), for `CONVERSATION_TTL_S`; erasing `user_id`
         deletes it."""
         ...
 
@@ -140,14 +140,15 @@ class MemoryState:
     async def erased_among(self, user_ids: list[str]) -> list[bool]:
         return [u in self._erased for u in user_ids]
 
-    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+    async def get_conversation(self, session_id: str) -> list[dict[str, Any]]:
         got = self._sessions.get(session_id)
         if got is None or got[0] < time.time():
             return []
         return json.loads(json.dumps(got[1]))  # a copy: the caller may change it
 
-    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
-        self._sessions[session_id] = (time.time() + SESSION_TTL_S, json.loads(json.dumps(steps[-SESSION_STEPS:])))
+    async def put_conversation(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        kept = json.loads(json.dumps(steps[-CONVERSATION_STEPS:]))
+        self._sessions[session_id] = (time.time() + CONVERSATION_TTL_S, kept)
         self._sessions.move_to_end(session_id)
         if user_id is not None:
             self._sessions_of.setdefault(user_id, set()).add(session_id)
@@ -424,19 +425,19 @@ class RedisState:
             return []
         return [bool(x) for x in await self.r.smismember(f"{self.p}erased", user_ids)]
 
-    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+    async def get_conversation(self, session_id: str) -> list[dict[str, Any]]:
         raw = await self.r.get(f"{self.p}search:{session_id}")
         return json.loads(raw) if raw else []
 
-    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+    async def put_conversation(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
         """`aisle:search:<session>` (JSON, with a TTL), indexed in `aisle:sessby:<user>` so erasing the user
         deletes it."""
         pipe = self.r.pipeline(transaction=True)
         key = f"{self.p}search:{session_id}"
-        pipe.set(key, json.dumps(steps[-SESSION_STEPS:]), ex=SESSION_TTL_S)
+        pipe.set(key, json.dumps(steps[-CONVERSATION_STEPS:]), ex=CONVERSATION_TTL_S)
         if user_id is not None:
             pipe.sadd(f"{self.p}sessby:{user_id}", key)
-            pipe.expire(f"{self.p}sessby:{user_id}", SESSION_TTL_S)
+            pipe.expire(f"{self.p}sessby:{user_id}", CONVERSATION_TTL_S)
         await pipe.execute()
 
     async def put_items(self, items: list[dict[str, Any]]) -> int:

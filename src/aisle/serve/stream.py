@@ -359,21 +359,27 @@ class Consumer:
         self.r.close()
 
 
-def compact_redis(redis_url: str, prefix: str = "aisle:") -> dict[str, int]:
-    """Let erased users' bytes leave Redis' files: forget the stream's erasure records that no entry still needs
-    (every entry before the erasure was consumed and deleted, so no consumer can meet that user's events again)
-    and rewrite the append-only file (BGREWRITEAOF: the new AOF holds only the live data set, not the history of
-    commands, in which erased events were XADDed). The live state's `erased` set keeps the ids (no events, no
-    text): it hides the user's history in bundles trained before the erasure. Returns the records forgotten and
-    whether a rewrite started."""
+def compact_redis(redis_url: str, prefix: str = "aisle:", *, impression_grace_s: float = 3600.0) -> dict[str, int]:
+    """Let erased users' bytes leave Redis' files: forget the erasure records that no entry still needs and
+    rewrite the append-only file (BGREWRITEAOF: the new AOF holds only the live data set, not the history of
+    commands, in which erased events were XADDed). A record is needed while the events stream or the impressions
+    stream still holds an entry from before the erasure (a consumer could still meet that user's rows), and for
+    `impression_grace_s` after it: a worker buffers the lists it served before it adds them to the impressions
+    stream (a second normally; longer while Redis is unreachable), placed at the time they were served. The live
+    state's `erased` set keeps the ids (no events, no text): it hides the user's history in bundles trained
+    before the erasure. Returns the records forgotten and whether a rewrite started."""
     import redis
+
+    from aisle.serve.impressions import IMPRESSIONS_STREAM
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        key, records = stream_key(prefix), f"{prefix}stream:erasures"
-        first = r.xrange(key, count=1)
-        oldest = _id(first[0][0]) if first else None
-        done = [user for user, at in r.hgetall(records).items() if oldest is None or _id(at) < oldest]
+        records = f"{prefix}stream:erasures"
+        firsts = [r.xrange(key, count=1) for key in (stream_key(prefix), f"{prefix}{IMPRESSIONS_STREAM}")]
+        oldest = min((_id(f[0][0]) for f in firsts if f), default=None)
+        settled = (int((time.time() - impression_grace_s) * 1000), 0)
+        done = [user for user, at in r.hgetall(records).items()
+                if (oldest is None or _id(at) < oldest) and _id(at) < settled]
         if done:
             r.hdel(records, *done)
         rewrite = 0

@@ -48,6 +48,7 @@ class World:
     client: Any  # starlette TestClient over the app (None before the first `reset`)
     arrivals: tuple[str, ...]  # the held-out items, in launch order
     available: list[str] = field(default_factory=list)
+    dataset: Any = None  # the store's events and catalog the bundle was built from (the shoppers' past)
     _workdir: Path | None = None
     _owned: bool = False
 
@@ -61,6 +62,20 @@ class World:
         """(len(user_rows), k) true utility of each shown item for its shopper."""
         items = np.array([[self.item_row[i] for i in row] for row in item_ids], dtype=np.int64)
         return self.tastes.affinity(np.asarray(user_rows)[:, None], items)
+
+    @property
+    def bundle_path(self) -> Path:
+        """The folder of the bundle the app serves."""
+        assert self._workdir is not None
+        return self._workdir / "bundle"
+
+    def serving(self, bundle_path: Path) -> World:
+        """The same store, shoppers and arrivals served from another bundle (saved at `bundle_path`, whose parent
+        folder the caller owns): a second arm to compare with this one."""
+        if bundle_path.name != "bundle":
+            raise ValueError("a world serves its folder's `bundle`; save the bundle as FOLDER/bundle")
+        return World(self.config, self.tastes, self.items, None, self.arrivals, available=list(self._initial),
+                     dataset=self.dataset, _workdir=bundle_path.parent, _owned=False)
 
     def reset(self, explore: Any = None, rules: Any = None) -> None:
         """A fresh app over the same bundle: the live state and the launched items of an earlier run are gone.
@@ -142,7 +157,8 @@ def build_world(config: WorldConfig | None = None, *, pipeline: Any = None, work
     root = Path(tempfile.mkdtemp(prefix="aisle-sim-")) if workdir is None else Path(workdir)
     bundle.save(root / "bundle", data_fingerprint=fingerprint(old_events), metrics=bundle.manifest["metrics"])
     available = old_items.filter(pl.col("available"))["item_id"].to_list()
-    return World(cfg, tastes, store.items, None, arrivals, available=available, _workdir=root, _owned=owned)
+    return World(cfg, tastes, store.items, None, arrivals, available=available, dataset=data, _workdir=root,
+                 _owned=owned)
 
 
 def _ok(response: Any, what: str) -> Any:

@@ -209,6 +209,7 @@ class Worker:
             data, events_mark = _read_all(store)
             if since is not None:
                 unseen = store.read_events_since(since)[0]
+            impressions = store.impressions() if self.pipeline.ranker == "impressions" else None
         if unseen is not None and unseen.is_empty() and version is not None:  # nothing new since that fit
             baseline, unseen = Bundle.load(self.registry.path(version), search=False), None
         elif since is None and baseline is not None and baseline.histories is not None \
@@ -227,7 +228,8 @@ class Worker:
             serving_state = ExploreState.load(folder) if folder.exists() else None
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
-                         base=version, embedder=self.embedder(), explore=serving_state)
+                         base=version, embedder=self.embedder(), impressions=impressions,
+                         explore=serving_state)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:
