@@ -4,12 +4,13 @@ several seeds, on a horizon in which new items arrive.
 Each seed builds its own world (synthetic store, the newest `--new-items` items held out of the bundle and launched
 through `PUT /items` in 4 waves during the run) and runs every policy on the same shoppers (same seed): greedy is the
 served pipeline as it is (its cold-start rule `new_item_slot` included), the exploring policies are the same app with
-`[explore]` on (their state learns every `--update-every` lists, as a worker refresh would). Reported per policy, as
+`[explore]` on, which takes over from `new_item_slot` (their state learns every `--update-every` lists, as a worker
+refresh would). Reported per policy, as
 the mean over seeds with the paired difference to greedy: click rate per shown item, conversion, cumulative regret
 (expected clicks the oracle's lists would have had minus the lists shown, exact under the shopper model), new-item
 coverage (launched items shown at least once), and the click-rate cost of exploring.
 
-    nice -n 10 .venv/bin/python benchmarks/explore.py [--seeds 5 --rounds 2000 --new-items 60]
+    nice -n 10 .venv/bin/python benchmarks/explore.py [--seeds 5 --rounds 1500 --new-items 60]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--events", type=int, default=8_000)
     ap.add_argument("--new-items", type=int, default=60)
-    ap.add_argument("--share", type=float, default=0.2)
+    ap.add_argument("--share", type=float, default=1.0)
     ap.add_argument("--update-every", type=int, default=20)
     ap.add_argument("--explore", default="", help="More [explore] settings as JSON, e.g. '{\"cold_events\": 1}'.")
     ap.add_argument("--rules", default="", help="[rules] for the exploring policies' app as JSON, e.g. "
@@ -61,7 +62,7 @@ def main() -> None:
                 for name in names:
                     bar.update(task, description=f"seed {seed}: {name}")
                     policy = make_policy(name if not name.startswith("explore:") or name.count(":") == 2
-                                         else f"{name}:{args.share:g}", world, seed=seed)
+                                         else f"{name}:{args.share:g}", world, seed=seed)  # share: the name's
                     if hasattr(policy, "update_every"):
                         policy.update_every = args.update_every
                         policy.explore = policy.explore.model_copy(update=json.loads(args.explore or "{}"))

@@ -180,23 +180,24 @@ class ExperimentConfig(_Frozen):
 
 class ExploreConfig(_Frozen):
     """Exploration of new and cold items (`aisle.explore`): on a share of recommendation lists, chosen slots show a
-    cold item picked by a bandit instead of the pipeline's item there, so the store learns whether new products
-    sell before the next refit has data on them. Off by default: it costs a little click rate while it explores
-    (benchmarks/RESULTS.md "Exploration")."""
+    cold item picked by a bandit, so the store learns whether new products sell before the next refit has data on
+    them. On, it takes over from the `new_item_slot` rule. Off by default (README "Exploring new and cold items":
+    it needs `aisle worker` to learn; benchmarks/RESULTS.md "Exploration" for what it earned in the simulator)."""
 
     enabled: bool = False
-    share: float = Field(default=0.2, gt=0.0, le=1.0)
+    share: float = Field(default=1.0, gt=0.0, le=1.0)
     """The share of recommendation lists that explore (a coin per request)."""
-    slots: tuple[int, ...] = (8,)
+    slots: tuple[int, ...] = (3,)
     """1-based positions an exploring list gives to cold items (a pinned position moves the slot to the next free
     one)."""
-    policy: Literal["thompson", "linucb"] = "thompson"
+    policy: Literal["thompson", "linucb"] = "linucb"
     """thompson: Beta posteriors of each cold item's click (or purchase) rate; linucb: a linear upper confidence
     bound over item and shopper features (category, brand and price fit with the shopper's stored history, price,
     the item's own observed rate)."""
     reward: Literal["click", "purchase"] = "click"
-    cold_events: int = Field(default=5, ge=1)
-    """An item with fewer positive events than this in the bundle (new items have none) is cold."""
+    cold_events: int = Field(default=1, ge=1)
+    """An item with fewer positive events than this in the bundle is cold (1: the new items, which have none); an
+    item stays in exploration, once it entered, until it graduates."""
     graduate_impressions: float = Field(default=300.0, gt=0)
     """A cold item leaves exploration after this many (examination-weighted) impressions: enough to know it."""
     pool: int = Field(default=200, ge=1)

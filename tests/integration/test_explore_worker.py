@@ -23,6 +23,8 @@ from aisle.worker import Worker
 ENV = {"AISLE_WORKER__DENSE": "false", "AISLE_WORKER__HOLDOUT_EVENTS": "500",
        "AISLE_WORKER__LATENCY_BUDGET_MS": "5000",  # a shared 2-core machine; the budget is not under test here
        "AISLE_EXPLORE__ENABLED": "true", "AISLE_EXPLORE__SHARE": "1.0", "AISLE_EXPLORE__SLOTS": "[2]",
+       "AISLE_EXPLORE__COLD_EVENTS": "5",  # no item launches here: the items with few events are the cold ones
+       "AISLE_EXPLORE__POLICY": "thompson",
        "AISLE_IMPRESSIONS_FLUSH_S": "60"}
 PIPELINE = PipelineConfig(sources=(SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
                                    SourceSpec("trending", "trending", "trending")), rounds=10)

@@ -4,6 +4,7 @@ measures is what a fleet runs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,16 +18,19 @@ from aisle.rules import ItemAttributes
 
 
 def cold_pool(cfg: ExploreConfig, state: ExploreState, counts: np.ndarray, attrs: ItemAttributes,
-              item_ids: list[str]) -> np.ndarray:
-    """The rows exploration may show now (`aisle.explore.policy.pool_rows` with the state's impressions)."""
+              item_ids: list[str], index: Mapping[str, int]) -> np.ndarray:
+    """The rows exploration may show now (`aisle.explore.policy.pool_rows` with the state's impressions; `index`
+    maps item ids to rows)."""
     n = len(item_ids)
     full = np.zeros(n)
     full[: min(n, len(counts))] = counts[:n]
     available = attrs.available[:n]
-    cold = np.flatnonzero(available & (full < cfg.cold_events))
+    rows = np.fromiter((index.get(i, -1) for i in state.item_ids), np.int64, len(state.item_ids))
+    known = (rows >= 0) & (rows < n)
     shown = np.zeros(n)
-    shown[cold] = state.counts([item_ids[r] for r in cold.tolist()])[0]
-    return pool_rows(cfg, full, available, shown)
+    shown[rows[known]] = state.shown[known]
+    tracked = rows[known]
+    return pool_rows(cfg, full, available, shown, tracked)
 
 
 def learn(state: ExploreState, impressions: pl.DataFrame, events: pl.DataFrame, *, cfg: ExploreConfig,
@@ -37,7 +41,7 @@ def learn(state: ExploreState, impressions: pl.DataFrame, events: pl.DataFrame, 
     `histories` (indexed by `users`)."""
     index = {i: n for n, i in enumerate(item_ids)}
     features = Featurizer(attrs, index, users, histories, state, (cfg.prior_clicks, cfg.prior_misses))
-    pool = cold_pool(cfg, state, counts, attrs, item_ids)
+    pool = cold_pool(cfg, state, counts, attrs, item_ids, index)
     return state.update(impressions, events, context=features, cold=[item_ids[r] for r in pool.tolist()],
                         reward=cfg.reward, attribution_seconds=cfg.attribution_seconds)
 

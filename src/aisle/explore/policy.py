@@ -39,14 +39,18 @@ class Explored:
     explored: np.ndarray  # bool per position: a cold item placed by exploration
 
 
-def pool_rows(cfg: ExploreConfig, counts: np.ndarray, available: np.ndarray, shown: np.ndarray) -> np.ndarray:
-    """The cold items exploration may show: fewer than `cold_events` events, in stock, fewer than
-    `graduate_impressions` impressions so far (`shown` per row); the least shown first (the newest rows among
-    equals), at most `pool`."""
+def pool_rows(cfg: ExploreConfig, counts: np.ndarray, available: np.ndarray, shown: np.ndarray,
+              tracked: np.ndarray | None = None) -> np.ndarray:
+    """The cold items exploration may show: fewer than `cold_events` events (or `tracked`: exploring them already,
+    whatever events they earned since), in stock, fewer than `graduate_impressions` impressions so far (`shown` per
+    row); the least shown first (the newest rows among equals), at most `pool`."""
     n = len(available)
     c = np.zeros(n)
     c[: min(n, len(counts))] = counts[:n]
-    rows = np.flatnonzero((c < cfg.cold_events) & available & (shown < cfg.graduate_impressions))
+    cold = c < cfg.cold_events
+    if tracked is not None and len(tracked):
+        cold[tracked] = True
+    rows = np.flatnonzero(cold & available & (shown < cfg.graduate_impressions))
     order = np.lexsort((-rows, shown[rows]))
     return rows[order[: cfg.pool]]
 

@@ -106,7 +106,7 @@ class Runtime:
         state = self.explore_state
         features = Featurizer(self.attrs, self.index, self.bundle.users, self.bundle.histories, state,
                               (cfg.prior_clicks, cfg.prior_misses))
-        pool = cold_pool(cfg, state, self.pipeline.event_counts, self.attrs, self.item_ids)
+        pool = cold_pool(cfg, state, self.pipeline.event_counts, self.attrs, self.item_ids, self.index)
         return Explorer(cfg, self.settings.rules, features, pool, self.item_ids)
 
     def learn(self, impressions: pl.DataFrame, events: pl.DataFrame) -> ExploreState:
@@ -320,8 +320,11 @@ class Runtime:
 
     def _expose_new(self, chosen: Selected, items: np.ndarray, scores: np.ndarray, k: int, excluded: list[int],
                     filters: Filters | None) -> Selected:
-        """The `new_item_slot` rule: a new item among the candidates is shown at that position at the latest."""
+        """The `new_item_slot` rule: a new item among the candidates is shown at that position at the latest (not
+        with exploration on: the bandit places new items, and learns which)."""
         slot = self.settings.rules.new_item_slot
+        if self.explorer is not None:  # exploration places new items (README "Exploring new and cold items")
+            return chosen
         if slot is None or self.n_old >= len(self.item_ids) or (chosen.rows >= self.n_old).any():
             return chosen
         new = items >= self.n_old

@@ -96,14 +96,14 @@ class ExplorePolicy:
     lists with `bandit` (thompson or linucb), and every `update_every` lists the state learns from what happened,
     as `aisle worker` refreshes it in a fleet. Its propensities are the ones the API logs."""
 
-    def __init__(self, world: World, bandit: str = "thompson", share: float = 0.2, update_every: int = 20,
+    def __init__(self, world: World, bandit: str = "linucb", share: float = 1.0, update_every: int = 20,
                  seed: int = 0) -> None:
         from aisle.config import ExploreConfig
 
         self.world, self.update_every = world, update_every
         self.explore = ExploreConfig(enabled=True, policy=bandit, share=share, seed=seed)  # type: ignore[arg-type]
         self.rules: Any = None  # the app's [rules] (an aisle.config.RulesConfig), when not the default ones
-        self.name = f"explore:{bandit}" + (f":{share:g}" if share != 0.2 else "")
+        self.name = f"explore:{bandit}" + (f":{share:g}" if share != 1.0 else "")
         self._imp: list[pl.DataFrame] = []
         self._ev: list[pl.DataFrame] = []
         self._lists = 0
@@ -246,9 +246,9 @@ def parse_policy(name: str) -> tuple[str, float | None]:
         parts = name.split(":")
         if len(parts) not in (2, 3) or parts[1] not in BANDITS:
             raise ValueError(f"bad policy {name!r}: write explore:BANDIT[:SHARE] with BANDIT one of "
-                             f"{', '.join(BANDITS)}, e.g. explore:thompson:0.2")
+                             f"{', '.join(BANDITS)}, e.g. explore:linucb or explore:thompson:0.2")
         try:
-            share = float(parts[2]) if len(parts) == 3 else 0.2
+            share = float(parts[2]) if len(parts) == 3 else 1.0
         except ValueError:
             raise ValueError(f"bad policy {name!r}: {parts[2]!r} is not a number") from None
         if not 0 < share <= 1:
@@ -273,10 +273,10 @@ def parse_policy(name: str) -> tuple[str, float | None]:
 
 def make_policy(name: str, world: World, *, seed: int = 0) -> Policy:
     """A policy by name: pipeline, trending, random, oracle, epsilon:BASE:EPS (e.g. epsilon:pipeline:0.3), or
-    explore:BANDIT[:SHARE] (the pipeline exploring cold items, e.g. explore:thompson:0.2)."""
+    explore:BANDIT[:SHARE] (the pipeline exploring cold items, e.g. explore:linucb or explore:thompson:0.2)."""
     base, eps = parse_policy(name)
     if base.startswith("explore:"):
-        return ExplorePolicy(world, base.split(":")[1], eps if eps is not None else 0.2, seed=seed)
+        return ExplorePolicy(world, base.split(":")[1], eps if eps is not None else 1.0, seed=seed)
     if eps is not None:
         return EpsilonPolicy(make_policy(base, world, seed=seed), world, eps, seed)
     if base == "random":

@@ -52,6 +52,8 @@ def test_the_pool_is_cold_in_stock_and_not_yet_graduated() -> None:
     assert set(pool.tolist()) == set(range(10, N)) - {12, 14}  # 12 is out of stock
     shown[20] = 50.0
     assert pool_rows(cfg.model_copy(update={"pool": 3}), counts, ATTRS.available, shown).tolist() == [29, 28, 27]
+    # an item exploration tracks stays in the pool when it earns events (until it graduates by impressions)
+    assert 3 in pool_rows(cfg, counts, ATTRS.available, shown, tracked=np.array([3])).tolist()
 
 
 @pytest.mark.parametrize("policy", ["thompson", "linucb"])
