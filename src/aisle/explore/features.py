@@ -45,23 +45,35 @@ class Featurizer:
 
     def rows(self, history: np.ndarray, items: np.ndarray, rate: np.ndarray) -> np.ndarray:
         """(len(items), N_FEATURES) contexts of item rows `items` for one shopper with `history` (item rows)."""
-        a = self.attrs
-        n = len(items)
-        x = np.zeros((n, N_FEATURES))
+        x = self.item_part(items, rate)
+        self.shopper_part(history, items, x)
+        return x
+
+    def item_part(self, items: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """The contexts without the shopper (bias, the item's rate, its price): what serving computes once per
+        pool."""
+        x = np.zeros((len(items), N_FEATURES))
         x[:, 0] = 1.0
         x[:, 1] = 10.0 * rate
-        price = np.log1p(np.nan_to_num(a.price[items], nan=0.0))
-        x[:, 6] = price / 5.0
-        if len(history):
-            leaf, brand = a.leaf[history], a.brand[history]
-            x[:, 2] = (leaf[None, :] == a.leaf[items][:, None]).mean(axis=1) * (a.leaf[items] >= 0)
-            x[:, 3] = (brand[None, :] == a.brand[items][:, None]).mean(axis=1) * (a.brand[items] >= 0)
-            seen = a.price[history]
-            seen = seen[~np.isnan(seen)]
-            if len(seen):
-                x[:, 4] = -np.abs(price - float(np.log1p(seen).mean()))
-            x[:, 5] = 1.0
+        x[:, 6] = np.log1p(np.nan_to_num(self.attrs.price[items], nan=0.0)) / 5.0
         return x
+
+    def shopper_part(self, history: np.ndarray, items: np.ndarray, x: np.ndarray) -> None:
+        """Fill the shopper's columns of `x` (contexts of `items`): category and brand shares, price fit."""
+        if not len(history):
+            return
+        a = self.attrs
+        for col, codes, names in ((2, a.leaf, a.leaf_names), (3, a.brand, a.brand_names)):
+            # the share of the history in each code (a trailing 0 for unknown codes), read per item
+            seen = codes[history]
+            share = np.bincount(seen[seen >= 0], minlength=len(names) + 1)[: len(names) + 1] / len(history)
+            share[-1] = 0.0
+            x[:, col] = share[codes[items]]  # code -1 reads the trailing 0
+        seen_price = a.price[history]
+        seen_price = seen_price[~np.isnan(seen_price)]
+        if len(seen_price):
+            x[:, 4] = -np.abs(5.0 * x[:, 6] - float(np.log1p(seen_price).mean()))
+        x[:, 5] = 1.0
 
     def __call__(self, user_ids: list[str | None], item_ids: list[str], timestamps: pl.Series) -> np.ndarray:
         """Contexts of logged impressions (the `aisle.explore.state.Context` the update needs): each shopper's

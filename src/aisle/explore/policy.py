@@ -77,6 +77,7 @@ class Explorer:
         else:
             self.a_inv = np.linalg.inv(featurizer.state.a)
             self.theta = self.a_inv @ featurizer.state.b
+            self.items_x = featurizer.item_part(self.pool, self.rate)  # the shopper's columns per request
 
     def eligible(self, greedy: np.ndarray, excluded: list[int], filters: Filters | None) -> np.ndarray:
         """Mask over the pool: what the hard rules let this request show (not on the list already)."""
@@ -150,8 +151,9 @@ class Explorer:
             row = int(self.rng.integers(len(top)))
             picks = top[row]
             return cand[picks], (top == picks[None, :]).mean(axis=0)
-        x = self.features.rows(history, self.pool[cand], self.rate[cand])
-        bound = x @ self.theta + self.cfg.alpha * np.sqrt(np.einsum("ij,jk,ik->i", x, self.a_inv, x))
+        x = self.items_x[cand]
+        self.features.shopper_part(history, self.pool[cand], x)
+        bound = x @ self.theta + self.cfg.alpha * np.sqrt(np.maximum(((x @ self.a_inv) * x).sum(axis=1), 0.0))
         best = _best(bound[None, :], room, self.features.attrs.brand[self.pool[cand]], m)[0]
         return cand[best], np.ones(m)
 
