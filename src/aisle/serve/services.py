@@ -556,6 +556,8 @@ class Services:
             # each arm's runtime takes the same delta (an arm without its own bundle and rules is the default one)
             arms = {name: rt if old is self._runtime else old.with_upserts(items) for name, old in self._arms.items()}
             self._runtime, self._arms = rt, arms
+            if self.settings.gc_freeze:  # the new runtime's copies join the frozen bundle: no full collection walks
+                gc.freeze()              # them (cheap: no collection here; see settle_heap)
 
     async def poll_catalog(self, every_s: float = 1.0) -> None:
         while True:
