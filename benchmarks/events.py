@@ -157,13 +157,14 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def redis_pid(url: str) -> list[int]:
-    port = url.rsplit(":", 1)[1].split("/", 1)[0].encode()
+    """The redis-server serving `url` (it titles itself `redis-server HOST:PORT`)."""
+    port = b":" + url.rsplit(":", 1)[1].split("/", 1)[0].encode()
     for cmd in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            args = cmd.read_bytes().split(b"\0")
+            line = cmd.read_bytes().replace(b"\0", b" ").strip()
         except OSError:
             continue
-        if args and args[0].endswith(b"redis-server") and port in args:
+        if b"redis-server" in line and line.endswith(port):
             return [int(cmd.parent.name)]
     return []
 

@@ -224,7 +224,8 @@ def consume(
         err.print(f"[red]error:[/] --stream must be events or impressions, not {stream!r}")
         raise typer.Exit(2)
     consumer = Consumer(settings.state, sink.locked, name=name, claim_idle_s=settings.stream_claim_idle_s,
-                        stream=stream, pace_s=settings.impressions_store_s if stream == "impressions" else 0.0)
+                        stream=stream, count=1_000, pace_s=settings.impressions_store_s if stream == "impressions"
+                        else settings.events_store_s)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -42,8 +42,8 @@ def start(settings: Any, store: Callable[[], Any], stop: threading.Event, *, nam
     for stream in streams or streams_of(settings):
         consumer = Consumer(settings.state, store, claim_idle_s=settings.stream_claim_idle_s, stream=stream,
                             name=f"{name}-{stream}" if name else None,
-                            pace_s=settings.impressions_store_s if stream == "impressions" else 0.0,
-                            count=200 if stream == "events" else 1_000)
+                            pace_s=settings.impressions_store_s if stream == "impressions" else settings.events_store_s,
+                            count=1_000)
         thread = threading.Thread(target=consumer.run, args=(stop,), name=f"aisle-{stream}-consumer", daemon=True)
         thread.start()
         out.append((consumer, thread))

@@ -245,8 +245,11 @@ class Consumer:
                  forget_idle_s: float = 3600.0, stream: str = "events", pace_s: float = 0.0) -> None:
         """`stream`: "events" (`aisle:stream:events`, what POST /events accepted) or "impressions"
         (`aisle:impressions`, the served lists the workers log; `aisle.serve.impressions`). `pace_s`: after a
-        round that wrote something, wait this long before the next, so a busy stream is written in fewer, larger
-        store transactions (opening a DuckDB file for one costs ~10-30 ms of CPU in the worker)."""
+        round that wrote something but less than `count` entries, wait this long before the next, so a busy stream
+        is written in fewer, larger store transactions: a DuckDB transaction costs ~80 ms of CPU whatever its size
+        (opening the file, the anti-join against the stored keys, the checkpoint at close), 48 us per event in
+        rounds of 2,000 events against 8 us in rounds of 100,000. A full round goes on at once (more is
+        waiting)."""
         import redis
 
         from aisle.serve import impressions
@@ -265,6 +268,7 @@ class Consumer:
         else:
             raise ValueError(f"unknown stream {stream!r} (events, impressions)")
         self.pace_s = pace_s
+        self.full = False  # the last round read `count` entries
         self.count, self.block_ms, self.claim_idle_ms = count, block_ms, int(claim_idle_s * 1000)
         self._claim_at = 0.0
         self.forget_idle_ms = int(forget_idle_s * 1000)
@@ -311,6 +315,7 @@ class Consumer:
         if not entries:
             got = self.r.xreadgroup(GROUP, self.name, {self.key: ">"}, count=self.count, block=self.block_ms)
             entries = [e for e in got[0][1] if e and e[1]] if got else []
+        self.full = len(entries) >= self.count
         if not entries:
             return 0
         frame, dropped = self._write(entries)
@@ -393,7 +398,7 @@ class Consumer:
         failures = 0
         while not stop.is_set():
             try:
-                if self.step() and self.pace_s:
+                if self.step() and self.pace_s and not self.full:
                     stop.wait(self.pace_s)
                 failures = 0
             except Exception as exc:
