@@ -622,8 +622,8 @@ def _pinned_clients(url: str, n: int = 2, tries: int = 60) -> list[tuple[httpx.C
 @pytest.mark.slow
 def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: Path, tmp_path: Path,
                                                                      kill_store: str) -> None:
-    """Real processes: `aisle serve --workers 2` with Redis state and a store (DuckDB or PostgreSQL), each worker
-    running its stream consumer. 60 users post 3 events each through one worker process and are erased through the
+    """Real processes: `aisle serve --workers 2` with Redis state and a store (DuckDB or PostgreSQL), and the
+    server's stream consumer process. 60 users post 3 events each through one worker process and are erased through the
     other at once, while the consumers write; afterwards nothing of them is in the store, in Redis (but the
     erasure records), in the user list or in either worker's answers, and the shopper who was not erased keeps
     all 3 events."""
@@ -651,7 +651,7 @@ def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: 
                     assert erased.status_code == 200 and int(erased.headers["x-aisle-worker"]) == pid_b
             r = redis.Redis.from_url(redis_url, decode_responses=True)
             deadline = time.monotonic() + 60
-            while r.xlen(stream_key()):  # the workers' consumers drain the stream
+            while r.xlen(stream_key()):  # the server's consumers drain the stream
                 assert time.monotonic() < deadline, "the consumers did not drain the stream"
                 time.sleep(0.2)
             stored = _stored_at(kill_store)
