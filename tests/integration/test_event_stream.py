@@ -174,13 +174,11 @@ def test_a_dead_consumers_entries_are_claimed_by_another_and_stored_once(bundle_
         with sink.locked() as store:  # ... after writing one of them, before acknowledging it
             from aisle.serve.stream import decode
             store.append_events(decode([taken[0][1][0][1]["e"]]))
-        # idle time long enough that a loaded machine does not make the dead one's entries claimable before the
-        # first step
-        alive = Consumer(redis_url, sink.locked, name="alive", claim_idle_s=3.0)
+        alive = Consumer(redis_url, sink.locked, name="alive", claim_idle_s=0.3)
         try:
             assert alive.step() == 10  # the entry nobody took
-            time.sleep(3.1)
-            assert alive.step() == 20 and alive.redelivered == 2  # the dead one's two, claimed after 3 s idle
+            time.sleep(0.4)
+            assert alive.step() == 20 and alive.redelivered == 2  # the dead one's two, claimed after 0.3 s idle
             assert alive.step() == 0
         finally:
             alive.close()
