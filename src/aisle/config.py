@@ -239,8 +239,13 @@ class Settings(_Frozen):
     history_length: int = Field(default=50, ge=1)
     """Events per user kept in live state."""
     consume: bool = True
-    """With Redis state and a store: every worker also runs a consumer of the event stream (stream -> store), so a
-    plain deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
+    """With Redis state and a store: `aisle serve` runs the stream consumers (stream -> store, events and
+    impressions) in one process beside its workers (an app made by `create_app` alone: in threads), so a plain
+    deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
+    events_store_s: float = Field(default=0.5, ge=0, le=60)
+    """Redis state: a consumer of the event stream that found less than a full round (1,000 entries) waits this long
+    before the next, so the store gets fewer, larger transactions (a DuckDB one costs ~80 ms of CPU whatever its
+    size); what an event waits in the stream before it is in the store. The live state has it at once."""
     stream_claim_idle_s: float = Field(default=30.0, gt=0)
     """A stream entry taken by a consumer and not acknowledged for this long (the consumer died) is claimed and
     written by another."""

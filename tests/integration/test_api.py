@@ -308,6 +308,19 @@ def test_metrics_and_stats(client: TestClient) -> None:
     assert stats["catalog"]["items"] == 400 and stats["bundle"]["version"]
 
 
+def _gc_pauses(text: str, generation: int) -> float:
+    prefix = f'aisle_gc_pause_seconds_count{{generation="{generation}"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_metrics_time_the_garbage_collectors_full_pauses(client: TestClient) -> None:
+    import gc
+
+    before = _gc_pauses(client.get("/metrics").text, 2)
+    gc.collect()  # a full collection, as a worker's allocations trigger one
+    assert _gc_pauses(client.get("/metrics").text, 2) >= before + 1
+
+
 # ---- hot swap under load (a real uvicorn server) ----------------------------------------------------------------
 
 

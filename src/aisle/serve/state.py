@@ -250,7 +250,8 @@ def _reply(buf: bytearray, pos: int) -> tuple[Any, int]:
 
 
 class _Reader(asyncio.Protocol):
-    """One Redis connection for the hot read (`RedisState.history`): requests pipelined on one socket, each
+    """One Redis connection for the hot paths (`RedisState.history`, `RedisState.script`): requests pipelined on
+    one socket, each
     answered by its next replies in order. A request through redis-py costs ~170 us of a worker's CPU (connection
     pool, retry and event layers, a pure-Python parser), a write and a read here a few tens."""
 
@@ -313,8 +314,9 @@ class RedisState:
     """The same state in Redis: `aisle:h:<user>` lists, `aisle:seen:<key>` with a TTL, `aisle:erased` set,
     `aisle:items` hash + `aisle:items:version` counter (workers pick upserts up by polling the version).
 
-    Every command goes through redis-py, except the per-request read of `history`, which has a pipelined
-    connection of its own per event loop (`_Reader`; TCP URLs) and falls back to redis-py when that fails."""
+    Every command goes through redis-py, except the per-request read of `history` and the catalog version, which
+    have a pipelined connection of its own per event loop (`_Reader`; TCP URLs) and fall back to redis-py when that
+    fails, and the bulk writes run as scripts over the same connection (`script`)."""
 
     backend = "redis"
 
@@ -384,6 +386,29 @@ class RedisState:
         pipe.sismember(f"{self.p}erased", user_id)
         raw, erased = await pipe.execute()
         return [tuple(json.loads(x)) for x in raw], bool(erased)  # type: ignore[misc]
+
+    async def script(self, body: str, keys: list[bytes], args: list[bytes]) -> Any:
+        """Run the Lua script `body` (EVALSHA, loading it on NOSCRIPT) over the pipelined connection: the bulk
+        write of `POST /events` packs hundreds of arguments, which redis-py's per-argument encoding made a third
+        of the request's CPU. Bulk strings in the reply stay bytes. TLS and unix-socket URLs go through redis-py.
+        A failure raises (no retry: a write that timed out may have run; the caller answers 503 and the client's
+        retry is then told which events were already taken)."""
+        import hashlib
+
+        if "connection_class" in self._where:
+            return await self.r.eval(body, len(keys), *keys, *args)
+        sha = hashlib.sha1(body.encode()).hexdigest().encode()
+        r = self._reader
+        if r is None or r.closed or r.loop is not asyncio.get_running_loop():
+            r = await self._read_connection()
+        numkeys = b"%d" % len(keys)
+        try:
+            (out,) = await r.call(_command(b"EVALSHA", sha, numkeys, *keys, *args), 1)
+        except _ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):  # nothing ran: the script is not loaded yet
+                raise
+            (out,) = await r.call(_command(b"EVAL", body.encode(), numkeys, *keys, *args), 1)
+        return out
 
     async def _read_connection(self) -> _Reader:
         """This loop's `_Reader`, opened (AUTH, SELECT as the URL says) by the first request that needs it."""
