@@ -370,6 +370,8 @@ class Services:
             arms = {name: rt if old is self._runtime else old.with_exploration(state)
                     for name, old in self._arms.items()}
             self._runtime, self._arms = rt, arms
+            if self.settings.gc_freeze:  # like a catalog upsert's runtime: out of the full collections' walk
+                gc.freeze()
 
     def _impression_log(self) -> Any:
         from aisle.serve.impressions import ImpressionLog, to_frame
