@@ -46,7 +46,7 @@ from aisle.search.lexical import DERIVED, LexicalIndex
 from aisle.search.query import Filters, ParsedQuery, QueryParser
 from aisle.search.rerank import RERANK_DEPTH, Reranker
 from aisle.search.results import Hit, SearchResult, facet_counts
-from aisle.search.retrieve import Candidates, QueryTerms, Retriever
+from aisle.search.retrieve import DENSE_WEIGHT, RRF_K, Candidates, Fusion, QueryTerms, Retriever
 from aisle.search.spell import SpellIndex
 from aisle.search.text import analyze, normalize
 
@@ -59,6 +59,8 @@ class SearchConfig:
     k_lex: int = 200
     k_dense: int = 200
     rerank_depth: int = RERANK_DEPTH
+    rrf_k: float = RRF_K  # fusion (`retrieve.Fusion`); `aisle search-eval` tunes it on development queries
+    dense_weight: float = DENSE_WEIGHT
     min_should_match: float = 0.5
     dense_min_similarity: float = 0.3
     affinity_weight: float = 0.2
@@ -167,6 +169,10 @@ class SearchEngine:
         return np.array([self._row.get(str(i), -1) for i in item_ids], dtype=np.int64)
 
     # ---- the pieces a request is made of (also used by evaluation) ----------------------------------
+
+    @property
+    def fusion(self) -> Fusion:
+        return Fusion(rrf_k=self.config.rrf_k, dense_weight=self.config.dense_weight)
 
     def understand(self, query: str) -> tuple[ParsedQuery, QueryTerms]:
         pq = self.parser.parse(query)
@@ -324,7 +330,8 @@ class SearchEngine:
         if m is not None and not m.any():
             empty = np.zeros(0, np.int64)
             return empty, np.zeros(0), empty, self.retriever.candidates(terms, None, mask=m, k_lex=0, k_dense=0)
-        cand = self.retriever.candidates(terms, qvec, mask=m, k_lex=self.config.k_lex, k_dense=self.config.k_dense)
+        cand = self.retriever.candidates(terms, qvec, mask=m, k_lex=self.config.k_lex, k_dense=self.config.k_dense,
+                                         fusion=self.fusion)
         ranked = self.eligible(cand, terms)
         rows = self.result_set(terms, ranked, m)
         ordered, scores = self.rerank(pq, terms, ranked)
