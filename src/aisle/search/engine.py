@@ -21,7 +21,10 @@ sort -> facets -> page. Design choices:
   `affinity_weight x affinity` to the min-max-normalised relevance of the reranked head only: it reorders
   relevant results towards a shopper's taste and never pulls in irrelevant ones.
 
-Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM text model; no pickle.
+Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM text model; no pickle. An index built
+with a fine-tuned encoder (`aisle.search.adapt`) carries it (`encoder/`, with its ONNX exports in `encoder-onnx/`),
+and `load` serves queries with it through whatever embedder the caller passes (`Embedder.for_model`): query and
+item vectors always come from the same weights.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from aisle.search.text import analyze, normalize
 
 Sort = Literal["relevance", "price_asc", "price_desc", "popularity"]
 FORMAT_VERSION = 1
+ENCODER_DIR = "encoder"  # a fine-tuned dense encoder (SentenceTransformer folder) inside a saved search index
 
 
 @dataclass
@@ -110,11 +114,32 @@ class SearchEngine:
         items = items.with_columns(pl.col("item_id").replace_strict(order, default=len(order), return_dtype=pl.Int64)
                                    .alias("_row")).sort("_row", maintain_order=True).drop("_row")
         engine = SearchEngine.build(items, dense=self.dense is not None,
-                                    embedder=(embedder or self.embedder) if self.dense is not None else None,
+                                    embedder=self._own_encoder(embedder) if self.dense is not None else None,
                                     popularity={i: known.get(i, 0.0) for i in items["item_id"].to_list()},
                                     config=self.config)
         engine.reranker = self.reranker
         return engine
+
+    @property
+    def encoder_name(self) -> str | None:
+        """The dense encoder's name (`all-MiniLM-L6-v2`, or a fine-tune's with its digest); None without dense."""
+        return self.embedder.model_name if self.dense is not None and self.embedder is not None else None
+
+    def _own_encoder(self, embedder: Embedder | None) -> Embedder | None:
+        """`embedder` (or this engine's) over this engine's encoder: a caller's embedder is usually the packaged
+        model's, and an index must never mix vectors of two encoders."""
+        embedder = embedder or self.embedder
+        if embedder is None or self.embedder is None:
+            return embedder
+        return embedder.for_model(self.embedder.model_path)
+
+    def with_encoder(self, embedder: Embedder, *, progress: bool = False) -> SearchEngine:
+        """This engine with its dense index rebuilt by another encoder (a fine-tuned one: `aisle.search.adapt`);
+        catalog, lexical index and spelling are shared. The reranker is dropped: it learned on the old encoder's
+        cosines, so the caller trains a new one."""
+        texts = [self.catalog.embedding_text(i) for i in range(len(self.catalog))]
+        dense = DenseIndex(embedder.embed_texts(texts, progress=progress))
+        return SearchEngine(self.catalog, self.lexical, dense, self.spell, embedder=embedder, config=self.config)
 
     def with_items(self, items: pl.DataFrame) -> SearchEngine:
         """The engine after upserting `items` (an ITEM_SCHEMA frame of changed and new items), in time
@@ -478,9 +503,14 @@ class SearchEngine:
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        encoder = self.embedder.model_path if self.dense is not None and self.embedder is not None else None
         manifest = {"format": "aisle-search", "version": FORMAT_VERSION, "items": len(self.catalog),
-                    "config": asdict(self.config), "features": list(feats.FEATURES), "embedding_model": MODEL_NAME,
+                    "config": asdict(self.config), "features": list(feats.FEATURES),
+                    "embedding_model": self.embedder.model_name if encoder is not None else MODEL_NAME,
+                    "encoder": ENCODER_DIR if encoder is not None else None,
                     "dense": self.dense is not None, "reranker": self.reranker is not None}
+        if encoder is not None:
+            _copy_encoder(encoder, folder / ENCODER_DIR)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
         (folder / "catalog.json").write_text(json.dumps(self.catalog.to_json()))
         for name, arr in self.catalog.arrays().items():
@@ -502,8 +532,23 @@ class SearchEngine:
         catalog = Catalog.from_saved(json.loads((folder / "catalog.json").read_text()), arrays)
         dense = DenseIndex.load(folder / "dense") if manifest["dense"] else None
         reranker = Reranker.load(folder / "reranker.txt") if manifest["reranker"] else None
+        if dense is not None and manifest.get("encoder"):  # a fine-tuned encoder travels with its index
+            embedder = (embedder or Embedder()).for_model(folder / manifest["encoder"])
         return cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
                    embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+
+
+def _copy_encoder(src: Path, dst: Path) -> None:
+    """Copy a fine-tuned encoder folder and its ONNX exports (`<folder>-onnx`) into a search folder; nothing to do
+    when they are already there (an engine saved where it was loaded from)."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    for a, b in ((src, dst), (src.parent / f"{src.name}-onnx", dst.parent / f"{dst.name}-onnx")):
+        if a.is_dir() and a.resolve() != b.resolve():
+            if b.exists():
+                shutil.rmtree(b)
+            shutil.copytree(a, b)
 
 
 def _value_counts(catalog: Catalog) -> tuple[int, ...]:
