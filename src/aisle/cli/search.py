@@ -62,6 +62,11 @@ def search_eval(
     catalog_size: Annotated[int | None, typer.Option(help="Restrict the catalog to the evaluated queries' judged "
                                                      "products plus random others, this many in all.")] = None,
     dense: Annotated[bool, typer.Option(help="Use the MiniLM dense retriever.")] = True,
+    encoder: Annotated[Path | None, typer.Option(help="A fine-tuned encoder folder (`aisle.search.adapt`) for the "
+                                                 "dense side instead of the packaged MiniLM; fit it on the "
+                                                 "holdout protocol's 80% only.")] = None,
+    tune_queries: Annotated[int, typer.Option(help="Fitted queries the fusion is tuned on (a seeded sample; "
+                                              "0: all).")] = 2000,
     cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default $AISLE_CACHE or "
                                                "~/.cache/aisle).")] = None,
     save: Annotated[Path | None, typer.Option(help="Also fit the reranker on all queries and save the search "
@@ -99,7 +104,11 @@ def search_eval(
         extra = max(0, catalog_size - len(judged_ids))
         pick = np.sort(rng.choice(others.height, size=min(extra, others.height), replace=False))
         items = pl.concat([items.filter(pl.col("item_id").is_in(list(judged_ids))), others[pick]])
-    embedder = Embedder(cache or default_cache_dir()) if dense else None
+    try:
+        embedder = Embedder(cache or default_cache_dir(), model_path=encoder) if dense else None
+    except ValueError as exc:
+        err.print(f"[red]error:[/] --encoder: {exc}")
+        raise typer.Exit(2) from None
 
     def progress(stage: str, done: int, total: int) -> None:
         err.print(f"  {stage} {done:,}/{total:,} ({time.perf_counter() - t0:.0f}s)", end="\r")
@@ -127,14 +136,18 @@ def search_eval(
     if tune_fusion and train is None and protocol == "holdout":
         t1 = time.perf_counter()
         grid = tune.fusion_grid()
-        kept = ev.prepare(engine, queries, features=False, list_depth=max(s.k_lex for s in grid), progress=progress)
-        best, trials = tune.tune_fusion(kept, judged, fit_idx, depth=engine.config.rerank_depth,
+        sample = fit_idx if not 0 < tune_queries < len(fit_idx) else \
+            np.sort(np.random.default_rng(seed).choice(fit_idx, size=tune_queries, replace=False))
+        kept = ev.prepare(engine, [queries[i] for i in sample], features=False,
+                          list_depth=max(s.k_lex for s in grid), progress=progress)
+        best, trials = tune.tune_fusion(kept, [judged[i] for i in sample], range(len(sample)),
+                                        depth=engine.config.rerank_depth,
                                         dense_min_similarity=engine.config.dense_min_similarity, grid=grid,
                                         progress=progress)
         del kept
         engine.config = replace(engine.config, rrf_k=best.fusion.rrf_k, dense_weight=best.fusion.dense_weight,
                                 k_lex=best.k_lex, k_dense=best.k_dense)
-        fusion_report = {"tuned": True, "on": f"{len(fit_idx):,} fitted queries", "trials": trials,
+        fusion_report = {"tuned": True, "on": f"{len(sample):,} fitted queries", "trials": trials,
                          "seconds": round(time.perf_counter() - t1, 1)}
     fusion_report["chosen"] = {"rrf_k": engine.config.rrf_k, "dense_weight": engine.config.dense_weight,
                                "k_lex": engine.config.k_lex, "k_dense": engine.config.k_dense,
@@ -184,8 +197,9 @@ def search_eval(
         "bm25": {**on_test(bm25), "seconds": round(bm25_s, 1),
                  "description": "bm25s, titles only, English stemmer + stopwords"},
         "hybrid": {**on_test(hybrid), "seconds": round(hybrid_s, 1),
-                   "description": "Aisle query understanding + field BM25 + MiniLM, RRF fusion, nothing learned"
-                   if dense else "Aisle query understanding + field BM25, nothing learned"},
+                   "description": f"Aisle query understanding + field BM25 + {'fine-tuned ' if encoder else ''}"
+                   "MiniLM, RRF fusion, nothing learned" if dense
+                   else "Aisle query understanding + field BM25, nothing learned"},
         "aisle": {**on_test(aisle), "seconds": round(hybrid_s + rerank_s, 1),
                   "description": f"hybrid + LambdaMART reranker, {how}"},
     }
@@ -202,7 +216,8 @@ def search_eval(
             "name": "separate training file" if train is not None else protocol,
             "ndcg": "NDCG@10, gain = relevance - 1, unjudged = 0, queries with a positive ideal DCG",
             "recall": "Recall@100 / @200 of judged items with relevance >= 2", "reranker": how, "folds": folds,
-            "dense": dense, "sample_queries": sample_queries, "catalog_size": catalog_size, "seed": seed},
+            "dense": dense, "encoder": embedder.model_name if embedder is not None else None,
+            "sample_queries": sample_queries, "catalog_size": catalog_size, "seed": seed},
         "systems": systems, "retrievers": retrievers, "types": types, "fusion": fusion_report,
         "reranker": {**rerank_report, "params": params or "defaults", "rounds": rounds or "default",
                      "features": len(prep[0].features[0]) if any(len(p.features) for p in prep) else 0},
