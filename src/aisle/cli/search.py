@@ -146,11 +146,12 @@ def search_eval(
                                         progress=progress)
         del kept
         engine.config = replace(engine.config, rrf_k=best.fusion.rrf_k, dense_weight=best.fusion.dense_weight,
-                                k_lex=best.k_lex, k_dense=best.k_dense)
+                                k_lex=best.k_lex, k_dense=best.k_dense, k_lex_any=best.k_lex_any)
         fusion_report = {"tuned": True, "on": f"{len(sample):,} fitted queries", "trials": trials,
                          "seconds": round(time.perf_counter() - t1, 1)}
     fusion_report["chosen"] = {"rrf_k": engine.config.rrf_k, "dense_weight": engine.config.dense_weight,
                                "k_lex": engine.config.k_lex, "k_dense": engine.config.k_dense,
+                               "k_lex_any": engine.config.k_lex_any,
                                "rerank_depth": engine.config.rerank_depth}
     t1 = time.perf_counter()
     prep = ev.prepare(engine, queries, list_depth=200, progress=progress)
@@ -284,4 +285,5 @@ def _print_tables(out: Console, result: dict[str, Any], dataspec: str, products:
     ch = result["fusion"]["chosen"]
     out.print(f"Fusion{' (tuned on ' + result['fusion']['on'] + ')' if result['fusion']['tuned'] else ''}: "
               f"RRF k {ch['rrf_k']:g}, dense weight {ch['dense_weight']:g}, lists {ch['k_lex']} lexical + "
-              f"{ch['k_dense']} dense, first {ch['rerank_depth']} reranked.")
+              f"{ch['k_dense']} dense (the first {ch['k_lex_any']} lexical ones whatever words they match), first "
+              f"{ch['rerank_depth']} reranked.")

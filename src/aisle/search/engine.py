@@ -65,6 +65,7 @@ class SearchConfig:
     rerank_depth: int = RERANK_DEPTH
     rrf_k: float = RRF_K  # fusion (`retrieve.Fusion`); `aisle search-eval` tunes it on development queries
     dense_weight: float = DENSE_WEIGHT
+    k_lex_any: int = 0  # the first this many lexical candidates are eligible even below `min_should_match`
     min_should_match: float = 0.5
     dense_min_similarity: float = 0.3
     affinity_weight: float = 0.2
@@ -256,10 +257,11 @@ class SearchEngine:
         return max(1, math.ceil(self.config.min_should_match * n)) if n else 1
 
     def eligible(self, cand: Candidates, terms: QueryTerms) -> Candidates:
-        """Candidates that match enough query words or are close dense neighbours, in fusion (RRF) order."""
+        """Candidates that match enough query words (or are among the first `k_lex_any` lexical hits: a long query's
+        best BM25 matches may hold fewer than half its words) or are close dense neighbours, in fusion (RRF) order."""
         lexical = cand.lex_rank > 0
         if cand.matched is not None and terms.tokens:
-            lexical &= cand.matched >= self.min_match(terms)
+            lexical &= (cand.matched >= self.min_match(terms)) | (cand.lex_rank <= self.config.k_lex_any)
         ok = lexical | ((cand.dense_rank > 0) & (cand.dense >= self.config.dense_min_similarity))
         idx = np.flatnonzero(ok)
         return _subset(cand, idx[np.argsort(-cand.rrf[idx], kind="stable")])

@@ -2,7 +2,8 @@
 
 Why a grid over kept lists: the fused candidate list is a pure function of each retriever's own ranking, so once
 every query's lexical and dense top lists are kept (`evaluate.prepare(list_depth=...)`), any fusion setting (RRF k,
-the dense list's weight, how deep each list is read) is rebuilt in microseconds per query, without retrieving
+the dense list's weight, how deep each list is read, how many of the best lexical hits count whatever share of the
+query words they hold) is rebuilt in microseconds per query, without retrieving
 again: a grid of dozens of settings costs about a second each. The objective is what the reranker can use: the
 recall of the first `depth` fused candidates (the reranker's reach), ties broken by the fused list's own NDCG@10.
 
@@ -30,13 +31,14 @@ class FusionSetting:
     fusion: Fusion
     k_lex: int
     k_dense: int
+    k_lex_any: int = 0  # `SearchConfig.k_lex_any`
 
 
 def fused_rows(lists: dict[str, np.ndarray], setting: FusionSetting, dense_min_similarity: float) -> np.ndarray:
     """The eligible fused candidates of one query under `setting`, in fusion order: what
     `Retriever.candidates` + `SearchEngine.eligible` return with those settings, from the kept lists."""
     lex = lists["lexical"][:setting.k_lex].astype(np.int64)
-    ok_lex = lists["lexical_ok"][:setting.k_lex]
+    ok_lex = lists["lexical_ok"][:setting.k_lex] | (np.arange(len(lex)) < setting.k_lex_any)
     dense = lists.get("dense", np.zeros(0, np.int32))[:setting.k_dense].astype(np.int64)
     sim = lists.get("dense_sim", np.zeros(0, np.float32))[:setting.k_dense]
     rows = np.unique(np.concatenate([lex, dense]))
@@ -52,10 +54,11 @@ def fused_rows(lists: dict[str, np.ndarray], setting: FusionSetting, dense_min_s
     return rows[idx[np.argsort(-rrf[idx], kind="stable")]]
 
 
-def fusion_grid(rrf_k: Sequence[float] = (10.0, 30.0, 60.0, 120.0),
-                dense_weight: Sequence[float] = (0.25, 0.5, 0.75, 1.0, 1.5),
-                depth: Sequence[int] = (200, 300)) -> list[FusionSetting]:
-    return [FusionSetting(Fusion(k, w), d, d) for k, w, d in itertools.product(rrf_k, dense_weight, depth)]
+def fusion_grid(rrf_k: Sequence[float] = (10.0, 30.0, 60.0),
+                dense_weight: Sequence[float] = (0.25, 0.5, 1.0, 1.5),
+                depth: Sequence[int] = (200, 300), any_match: Sequence[int] = (0, 50, 150)) -> list[FusionSetting]:
+    return [FusionSetting(Fusion(k, w), d, d, a)
+            for k, w, d, a in itertools.product(rrf_k, dense_weight, depth, any_match)]
 
 
 def tune_fusion(prep: list[ev.Prepared], judged: list[ev.JudgedQuery], idx: Sequence[int], *, depth: int,
@@ -70,7 +73,7 @@ def tune_fusion(prep: list[ev.Prepared], judged: list[ev.JudgedQuery], idx: Sequ
         ranked = [fused_rows(prep[i].lists, s, dense_min_similarity) for i in idx]
         m = ev.metrics(ranked, sub, recall_at_k=(depth,))
         trials.append({"rrf_k": s.fusion.rrf_k, "dense_weight": s.fusion.dense_weight, "k_lex": s.k_lex,
-                       "k_dense": s.k_dense, "ndcg@10": round(float(m["ndcg@10"]), 4),
+                       "k_dense": s.k_dense, "k_lex_any": s.k_lex_any, "ndcg@10": round(float(m["ndcg@10"]), 4),
                        f"recall@{depth}": round(float(m[f"recall@{depth}"]), 4)})
         if progress is not None:
             progress("tuning fusion", n + 1, len(grid))

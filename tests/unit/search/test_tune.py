@@ -39,7 +39,7 @@ def _same_as_engine(engine: SearchEngine, queries: list[str], setting: tune.Fusi
     """The tuner's rebuilt fused list equals what the engine retrieves when configured with that setting."""
     kept = ev.prepare(engine, queries, features=False, list_depth=300)
     tuned = replace(engine.config, rrf_k=setting.fusion.rrf_k, dense_weight=setting.fusion.dense_weight,
-                    k_lex=setting.k_lex, k_dense=setting.k_dense)
+                    k_lex=setting.k_lex, k_dense=setting.k_dense, k_lex_any=setting.k_lex_any)
     configured = SearchEngine(engine.catalog, engine.lexical, engine.dense, engine.spell, embedder=engine.embedder,
                               config=tuned)
     served = ev.prepare(configured, queries, features=False)
@@ -51,14 +51,14 @@ def _same_as_engine(engine: SearchEngine, queries: list[str], setting: tune.Fusi
 def test_fused_lists_rebuilt_from_kept_lists_match_retrieval(store) -> None:
     engine = SearchEngine.build(store.items, dense=False)
     queries = store.events.filter(pl.col("event_type") == "search")["query"].unique().sort().to_list()[:40]
-    for setting in (tune.FusionSetting(Fusion(), 200, 200), tune.FusionSetting(Fusion(10.0, 1.5), 50, 50)):
+    for setting in (tune.FusionSetting(Fusion(), 200, 200), tune.FusionSetting(Fusion(10.0, 1.5), 50, 50, 20)):
         _same_as_engine(engine, queries, setting)
 
 
 def test_fused_lists_with_a_dense_side(tmp_path: Path) -> None:
     engine = SearchEngine.build(items_frame(HYBRID), cache_dir=tmp_path / "cache")
     queries = ["cordless drill", "something to water the yard", "hammer", "grey couch"]
-    for setting in (tune.FusionSetting(Fusion(), 200, 200), tune.FusionSetting(Fusion(5.0, 3.0), 2, 3)):
+    for setting in (tune.FusionSetting(Fusion(), 200, 200), tune.FusionSetting(Fusion(5.0, 3.0), 2, 3, 1)):
         _same_as_engine(engine, queries, setting)
 
 
