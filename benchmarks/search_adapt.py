@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=32)
     ap.add_argument("--hard-negatives", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--encoder", type=Path, default=None,
+                    help="score this already fine-tuned encoder (e.g. a previous run's --out/encoder) instead of "
+                         "fine-tuning one; the pairs are still mined and counted")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared 2-core machine two threads spin against other jobs)")
     ap.add_argument("--cache", type=Path, default=None, help="embedding cache (default $AISLE_CACHE/embeddings)")
@@ -87,9 +90,12 @@ def main() -> None:
     mine_s = time.perf_counter() - t1
     print(f"{len(pairs):,} training pairs (hard negatives mined in {mine_s:.0f}s)", flush=True)
     t1 = time.perf_counter()
-    encoder = finetune_encoder(pairs, args.out / "encoder", settings)
-    finetune_s = time.perf_counter() - t1
-    print(f"fine-tuned in {finetune_s:.0f}s", flush=True)
+    if args.encoder is None:
+        encoder = finetune_encoder(pairs, args.out / "encoder", settings)
+        finetune_s: float | None = time.perf_counter() - t1
+        print(f"fine-tuned in {finetune_s:.0f}s", flush=True)
+    else:
+        encoder, finetune_s = args.encoder, None
 
     cache = args.cache or default_cache_dir()
     systems = {}
@@ -97,8 +103,8 @@ def main() -> None:
         systems[label] = dense_alone(Embedder(cache, model_path=path), engine, texts, judged, label)
         print(f"{label}: {systems[label]}", flush=True)
     result = {"machine": describe(), "pairs": len(pairs), "mine_seconds": round(mine_s, 1),
-              "finetune_seconds": round(finetune_s, 1), "settings": vars(args) | {"path": str(args.path),
-                                                                                  "out": str(args.out)},
+              "finetune_seconds": None if finetune_s is None else round(finetune_s, 1),
+              "settings": vars(args) | {"path": str(args.path), "out": str(args.out), "encoder": str(encoder)},
               "held_out_queries": len(judged), "products": len(engine.catalog), "systems": systems,
               "seconds": round(time.perf_counter() - t0, 1)}
     result["settings"]["cache"] = str(cache)
@@ -109,7 +115,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for label, m in systems.items():
         print(f"| {label} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['seconds']:.0f} |")
-    print(f"pairs {len(pairs):,}, fine-tune {finetune_s:.0f} s, total {result['seconds']:.0f} s")
+    tuned = f"fine-tune {finetune_s:.0f} s" if finetune_s is not None else f"encoder {encoder} (not fine-tuned here)"
+    print(f"pairs {len(pairs):,}, {tuned}, total {result['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ A bundle is a folder:
                          a known user starts from
     pipeline/            the recommendation pipeline (`aisle.pipeline`): its sources, neighbour tables,
                          combiner, and `users.npz` (each user source's precomputed top items per user)
-    search/              the search engine (`SearchEngine.save`), reranker included
+    search/              the search engine (`SearchEngine.save`), reranker included, and its fine-tuned dense
+                         encoder with ONNX exports when `aisle train --adapt` made one (`aisle.search.adapt`)
     report.json          the latest offline evaluation report, when one was run
 
 Loading looks each model's registry name up in `aisle.models.registry.MODELS` and calls its `load`,

@@ -242,6 +242,9 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     for part, info in bundle.manifest["metrics"].get("parts", {}).items():
         table.add_row(part, info["what"], f"{info['seconds']:.1f}")
     console.print(table)
+    encoder = bundle.manifest["metrics"].get("parts", {}).get("search_encoder")
+    if encoder is not None:
+        console.print(f"Search encoder: {encoder['what']}")
     console.print(f"Bundle written to [bold]{out}[/] in {time.perf_counter() - t0:.0f}s. Serve it with: "
                   f"[bold]aisle serve --bundle {out}[/]")
     return out

@@ -542,15 +542,24 @@ class SearchEngine:
 
 def _copy_encoder(src: Path, dst: Path) -> None:
     """Copy a fine-tuned encoder folder and its ONNX exports (`<folder>-onnx`) into a search folder; nothing to do
-    when they are already there (an engine saved where it was loaded from)."""
+    when they are already there (an engine saved where it was loaded from). Files are hard-linked where the file
+    system allows: they are never changed once written, and a worker saves a new version every refresh, which
+    would otherwise copy ~200 MB of weights each time."""
+    import os
     import shutil
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
 
     src, dst = Path(src), Path(dst)
     for a, b in ((src, dst), (src.parent / f"{src.name}-onnx", dst.parent / f"{dst.name}-onnx")):
         if a.is_dir() and a.resolve() != b.resolve():
             if b.exists():
                 shutil.rmtree(b)
-            shutil.copytree(a, b)
+            shutil.copytree(a, b, copy_function=link_or_copy)
 
 
 def _value_counts(catalog: Catalog) -> tuple[int, ...]:
