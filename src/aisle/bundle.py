@@ -12,7 +12,8 @@ A bundle is a folder:
                          a known user starts from
     pipeline/            the recommendation pipeline (`aisle.pipeline`): its sources, neighbour tables,
                          combiner, and `users.npz` (each user source's precomputed top items per user)
-    search/              the search engine (`SearchEngine.save`), reranker included
+    search/              the search engine (`SearchEngine.save`), reranker included, and its fine-tuned dense
+                         encoder with ONNX exports when `aisle train --adapt` made one (`aisle.search.adapt`)
     explore/             what exploration of cold items learned (`aisle.explore.ExploreState`), when it ran
     report.json          the latest offline evaluation report, when one was run
 
@@ -308,9 +309,10 @@ class Bundle:
 
 
 def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search: bool = True, dense: bool = True,
-                         history_length: int = 50, progress: Any = None) -> Bundle:
+                         history_length: int = 50, progress: Any = None, adapt: Any = None) -> Bundle:
     """Everything `aisle serve` needs from a Dataset: pipeline (+ per-user lists), search engine, catalog,
-    histories. `manifest["metrics"]["parts"]` says what was built and how long each part took."""
+    histories. `manifest["metrics"]["parts"]` says what was built and how long each part took. `adapt` (an
+    `aisle.search.adapt.AdaptSettings`) fine-tunes search's dense encoder on the data's own search log first."""
     import time
 
     from aisle.evaluate.protocol import item_vocab
@@ -343,7 +345,12 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     if search and catalog is not None:
         t0 = time.perf_counter()
         say("search index")
-        engine = _search_engine(data, dense)
+        engine, adaptation = _search_engine(data, dense, adapt)
+        if adaptation is not None:
+            say(f"search encoder: {adaptation.reason}")
+            parts["search_encoder"] = {"what": adaptation.reason, "seconds": adaptation.seconds,
+                                       "adapted": adaptation.adapted, "pairs": adaptation.pairs,
+                                       "encoder": adaptation.encoder}
         parts["search"] = {"what": f"{len(engine.catalog):,} items, dense={dense}, reranker="
                                    f"{'yes' if engine.reranker is not None else 'no'}",
                            "seconds": time.perf_counter() - t0}
@@ -354,7 +361,8 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     return bundle
 
 
-def _search_engine(data: Any, dense: bool) -> SearchEngine:
+def _search_engine(data: Any, dense: bool, adapt: Any = None) -> tuple[SearchEngine, Any]:
+    """The search engine and, when `adapt` asks for it, what adapting its encoder did (`Adaptation`)."""
     from aisle.search import evaluate as ev
     from aisle.search.embed import Embedder, default_cache_dir
     from aisle.search.engine import SearchEngine
@@ -363,9 +371,14 @@ def _search_engine(data: Any, dense: bool) -> SearchEngine:
     engine = SearchEngine.build(data.items, dense=dense, embedder=Embedder(default_cache_dir()) if dense else None,
                                 popularity=dict(purchases.iter_rows()))
     judgments = ev.judgments_from_events(data.events)
+    adaptation = None
+    if adapt is not None:
+        from aisle.search.adapt import adapt_engine
+
+        engine, adaptation = adapt_engine(engine, judgments, adapt)
     if judgments.height:
         judged = ev.judged_queries(judgments, engine)
         prep = ev.prepare(engine, [j.query for j in judged])
         if sum(len(p.features) for p in prep) >= 100:
             engine.reranker = ev.fit(prep, ev.head_gains(prep, judged), list(range(len(prep))))
-    return engine
+    return engine, adaptation

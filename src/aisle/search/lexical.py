@@ -19,8 +19,11 @@ own tokenizer scores 0.392: the analyzer, not the engine, is what moves lexical 
 
 Fields and their weights in the combined retrieval score (`FIELD_WEIGHTS`): the title says what the product is;
 brand and category confirm it; attributes and description add recall with more noise. Two derived title fields
-feed the reranker: `title_bigram` (adjacent stems, "shower_head": word order and compounds) and `title_chargram`
-(character trigrams of the surface words: typos and split/joined words that the spelling step missed).
+feed the reranker: `title_bigram` (adjacent stems, "shower_head": word order and compounds), `title_chargram`
+(character trigrams of the surface words: typos and split/joined words that the spelling step missed),
+`title_head` (the one stem naming what the title sells: "toilet *seat* in white") and `title_window` (pairs of stems
+at most `WINDOW` words apart: term proximity as postings, so a candidate set's proximity is a lookup per query word
+pair instead of a walk over each title at query time).
 
 Catalog upserts (`LexicalIndex.with_docs`) do not rebuild the index: the changed and new documents go to a small
 delta beside the base arrays (token -> rows and scores), and the base postings of a changed document are masked
@@ -36,7 +39,7 @@ import copy
 import itertools
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bm25s
@@ -44,7 +47,7 @@ import numpy as np
 
 from aisle.search.text import STOPWORDS, analyze, normalize, stem, words
 
-DERIVED = frozenset({"title_bigram", "title_chargram"})
+DERIVED = frozenset({"title_bigram", "title_chargram", "title_head", "title_window"})
 FIELD_WEIGHTS: dict[str, float] = {"title": 1.0, "title_bigram": 0.5, "brand": 0.5, "category": 0.5,
                                    "attributes": 0.3, "description": 0.15}
 #: BM25 (k1, b) per field where not the default (1.2, 0.75): what the field was built with, which its delta needs
@@ -60,6 +63,43 @@ def bigrams(tokens: Sequence[str]) -> list[str]:
 def stem_sequence(text: str) -> list[str]:
     """Stems in order, stopwords removed, no measure tokens: the unit of `title_bigram`."""
     return [stem(w) for w in words(normalize(text)) if w not in STOPWORDS]
+
+
+#: words that end the part of a title naming the product ("seat *in* white", "fan *with* light")
+_HEAD_STOP = frozenset({"with", "for", "by", "w", "includes", "including", "plus"})
+#: word distance within which two title words count as near each other (`title_window`)
+WINDOW = 3
+
+
+def title_head(text: str) -> list[str]:
+    """The stem naming what a title sells, as a one-token list ([] when none): the last word before the first
+    'with' / 'for' / 'in <word>' ("KOHLER elongated toilet seat in white" -> 'seat', "52 in. ceiling fan with
+    light" -> 'fan'). Matched against the query's head word, it tells a product from its accessories."""
+    ws = words(normalize(text))
+    end = len(ws)
+    for i, w in enumerate(ws):
+        if w in _HEAD_STOP or (w == "in" and i > 0 and ws[i - 1][:1].isalpha() and i + 1 < len(ws)
+                                and ws[i + 1][:1].isalpha()):
+            end = i
+            break
+    alpha = [w for w in ws[:end] if w[:1].isalpha() and w not in STOPWORDS]
+    return [stem(alpha[-1])] if alpha else []
+
+
+def pair(a: str, b: str) -> str:
+    """One token for two stems, whichever comes first."""
+    return f"{a}~{b}" if a <= b else f"{b}~{a}"
+
+
+def windows(seq: Sequence[str], width: int = WINDOW) -> list[str]:
+    """Pairs of distinct stems at most `width` words apart: the unit of `title_window` (term proximity)."""
+    return list(dict.fromkeys(pair(a, b) for i, a in enumerate(seq) for b in seq[i + 1:i + 1 + width] if a != b))
+
+
+def query_pairs(stems: Sequence[str]) -> list[str]:
+    """Every pair of distinct query stems, in any order and at any distance (what `title_window` is asked)."""
+    uniq = list(dict.fromkeys(stems))
+    return [pair(a, b) for i, a in enumerate(uniq) for b in uniq[i + 1:]]
 
 
 def chargrams(text: str) -> list[str]:
@@ -96,6 +136,7 @@ class FieldIndex:
         self.extra: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # token -> rows, scores, tf part
         self.extra_tokens: dict[int, tuple[str, ...]] = {}  # delta row -> its distinct tokens
         self.replaced = _EMPTY_ROWS  # base rows whose base postings are stale (sorted)
+        self._groups: dict[Callable[[str], str | None], dict[str, np.ndarray]] = {}  # base only: copies share it
 
     @classmethod
     def build(cls, token_lists: list[list[str]], *, k1: float = 1.2, b: float = 0.75) -> FieldIndex:
@@ -268,6 +309,27 @@ class FieldIndex:
         if i is not None:
             hit[self.indices[self.indptr[i]:self.indptr[i + 1]]] = True
 
+    def groups(self, key: Callable[[str], str | None]) -> dict[str, np.ndarray]:
+        """Rows (sorted) holding any token of each group, the tokens grouped by `key` (None: no group), e.g. the
+        items whose title has some measure in watts. The base part is computed once per key function and shared
+        by this index's delta copies; the delta's rows are added per call (upserts are few)."""
+        base = self._groups.get(key)
+        if base is None:
+            parts: dict[str, list[np.ndarray]] = {}
+            for t, i in self.vocab.items():
+                g = key(t)
+                if g is not None:
+                    parts.setdefault(g, []).append(self.indices[self.indptr[i]:self.indptr[i + 1]])
+            base = self._groups[key] = {g: np.unique(np.concatenate(p)).astype(np.int64) for g, p in parts.items()}
+        if not self.has_delta:
+            return base
+        out = {g: np.setdiff1d(r, self.replaced, assume_unique=True) for g, r in base.items()}
+        for t, (rows, _, _) in self.extra.items():
+            g = key(t)
+            if g is not None:
+                out[g] = np.union1d(out.get(g, _EMPTY_ROWS), rows)
+        return out
+
     def _stale(self, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` are replaced base rows (their base postings no longer hold)."""
         return np.isin(rows, self.replaced) if len(self.replaced) else np.zeros(len(rows), bool)
@@ -337,6 +399,8 @@ class LexicalIndex:
         fields["title_bigram"] = FieldIndex.build([bigrams(stem_sequence(t)) for t in titles])
         k1, b = BM25_PARAMS["title_chargram"]
         fields["title_chargram"] = FieldIndex.build([chargrams(t) for t in titles], k1=k1, b=b)
+        fields["title_head"] = FieldIndex.build([title_head(t) for t in titles])
+        fields["title_window"] = FieldIndex.build([windows(stem_sequence(t)) for t in titles])
         return cls(fields)
 
     @staticmethod
@@ -346,6 +410,10 @@ class LexicalIndex:
             return bigrams(stem_sequence(text))
         if name == "title_chargram":
             return chargrams(text)
+        if name == "title_head":
+            return title_head(text)
+        if name == "title_window":
+            return windows(stem_sequence(text))
         return analyze(text)
 
     def with_docs(self, rows: Sequence[int], texts: dict[str, list[str]], n_docs: int) -> LexicalIndex:

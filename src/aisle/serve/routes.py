@@ -359,7 +359,8 @@ async def stats(svc: Svc) -> dict[str, Any]:
         out["catalog"] = {"items": len(rt.item_ids), "bundle_items": len(rt.bundle.items),
                           "upserted": len(svc.upserts), "catalog_version": svc.catalog_version,
                           "users": rt.n_users, "bundle_history_events": hist.total if hist else 0,
-                          "searchable": rt.search is not None, "online_scoring": rt.online}
+                          "searchable": rt.search is not None, "online_scoring": rt.online,
+                          "search_encoder": rt.search.encoder_name if rt.search is not None else None}
         out["offline_report"] = rt.bundle.report
     return out
 
