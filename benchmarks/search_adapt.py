@@ -71,6 +71,7 @@ def main() -> None:
     if not args.path.exists():
         sys.exit(f"{args.path}: not found (the Home Depot file is research-only data, see shared/data/README)")
     torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = read_dataspec(f"homedepot:{args.path}")
     judgments: pl.DataFrame = data.extras["judgments"].filter(pl.col("relevance").is_not_null())
