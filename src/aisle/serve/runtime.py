@@ -4,11 +4,12 @@ A Runtime never changes after it is built; a hot swap or a catalog upsert builds
 arrays) and replaces the reference, so a request that started on the old one finishes on it. An upsert
 (`with_upserts`) costs in proportion to the changed items: the id map and per-item columns are copied with those
 rows replaced or appended, the search engine takes them as a delta (`SearchEngine.with_items`), and the pipeline
-places the new items among their neighbours; only a bundle load builds everything over the whole catalog. Everything a
-request needs is ready here: id -> index maps, card columns, the pipeline over the current catalog (new items
-placed by resemblance), the search engine over the same catalog. The runtime talks to the pipeline through its
-methods (candidates, rank, explain, neighbours) and to the search engine through `search`; per request the work
-is a few small numpy operations over a few hundred candidates.
+places the new items among their neighbours. A bundle load holding upserts applies them to the loaded search index
+as a delta too: no path here rebuilds the index over the whole catalog. Everything a request needs is ready here:
+id -> index maps, card columns, the pipeline over the current catalog (new items placed by resemblance), the search
+engine over the same catalog. The runtime talks to the pipeline through its methods (candidates, rank, explain,
+neighbours) and to the search engine through `search`; per request the work is a few small numpy operations over a
+few hundred candidates.
 """
 
 from __future__ import annotations
@@ -83,9 +84,8 @@ class Runtime:
         self.cards = {c: catalog[c].to_list() for c in _CARD_COLUMNS}
         self.attrs: ItemAttributes = item_attributes(catalog, len(self.item_ids))
         self.search = bundle.search
-        if upserts and bundle.search is not None:  # a bundle load: the whole index again, the delta merged
-            self.search = bundle.search.with_catalog(catalog.filter(pl.col("title").is_not_null()),
-                                                     embedder=embedder)
+        if upserts and bundle.search is not None:  # a bundle load holding upserts: they go on as a delta again
+            self.search = bundle.search.with_items(upsert_frame(upserts).filter(pl.col("title").is_not_null()))
         self.pipeline: Pipeline | None = self._pipeline_over_catalog([self.index[i] for i in new_ids])
         self.n_users = len(bundle.users)
         # live sessions are scored per request on small catalogs, and on any catalog whose user sources are
