@@ -43,6 +43,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from aisle.overlay import Layered
 from aisle.search.text import STOPWORDS, analyze, normalize, stem, words
 
 DERIVED = frozenset({"title_bigram", "title_chargram"})
@@ -94,8 +95,9 @@ class FieldIndex:
         df = np.diff(indptr).astype(np.float32)
         self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
         self.avg_len = float(doc_len.mean()) if len(doc_len) else 1.0
-        self.extra: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # token -> rows, scores, tf part
-        self.extra_tokens: dict[int, tuple[str, ...]] = {}  # delta row -> its distinct tokens
+        # overlays (aisle.overlay): an upsert copies the entries it changes, not the whole delta
+        self.extra: Layered[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = Layered()  # token -> rows, scores, tf
+        self.extra_tokens: Layered[int, tuple[str, ...]] = Layered()  # delta row -> its distinct tokens
         self.replaced = _EMPTY_ROWS  # base rows whose base postings are stale (sorted)
 
     @classmethod
@@ -122,11 +124,11 @@ class FieldIndex:
         out.n_docs = n_docs
         out.doc_len = np.zeros(n_docs, np.int32)
         out.doc_len[: len(self.doc_len)] = self.doc_len
-        extra = dict(self.extra)
-        extra_tokens = dict(self.extra_tokens)
+        extra = self.extra
+        row_tokens: dict[int, tuple[str, ...]] = {}  # the rows' tokens now (an overlay on `extra_tokens`)
         touched: dict[str, int] = {}  # token -> its position in this call's arrays
         for row in rows:  # an earlier delta version of the row leaves the delta first
-            for t in extra_tokens.pop(int(row), ()):
+            for t in self.extra_tokens.get(int(row), ()):
                 touched.setdefault(t, len(touched))
         new_tok: list[int] = []
         new_rows: list[int] = []
@@ -134,7 +136,7 @@ class FieldIndex:
         for row, tokens in zip(rows, token_lists, strict=True):
             counts = Counter(t for t in tokens if t)
             out.doc_len[row] = len(tokens)
-            extra_tokens[int(row)] = tuple(counts)
+            row_tokens[int(row)] = tuple(counts)
             norm = self.k1 * ((1 - self.b) + self.b * len(tokens) / self.avg_len)
             for t, tf in counts.items():
                 new_tok.append(touched.setdefault(t, len(touched)))
@@ -162,14 +164,16 @@ class FieldIndex:
         idf = np.where(ids >= 0, self.idf[np.maximum(ids, 0)] if len(self.idf) else 0.0,
                        np.log1p((self.n_base - df + 0.5) / (df + 0.5)))
         all_scores = (idf[all_tok] * all_tfc).astype(np.float32)
+        postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        emptied: list[str] = []
         for j, t in enumerate(tokens):
             a, z = bounds[j], bounds[j + 1]
             if a == z:
-                extra.pop(t, None)
+                emptied.append(t)
             else:
-                extra[t] = (all_rows[a:z], all_scores[a:z], all_tfc[a:z])
-        out.extra = extra
-        out.extra_tokens = extra_tokens
+                postings[t] = (all_rows[a:z], all_scores[a:z], all_tfc[a:z])
+        out.extra = extra.with_items(postings, remove=emptied)
+        out.extra_tokens = self.extra_tokens.with_items(row_tokens)
         base_rows = np.asarray([r for r in rows if r < self.n_base], np.int64)
         out.replaced = np.union1d(self.replaced, base_rows) if len(base_rows) else self.replaced
         return out
@@ -344,13 +348,13 @@ class FieldIndex:
             bounds, rows, scores, tfc = d["bounds"], d["rows"], d["scores"], d["tfc"]
             out.replaced, delta_rows = d["replaced"], d["delta_rows"]
         out.n_docs, out.doc_len, out.avg_len = len(doc_len), doc_len, float(meta["avg_len"])
-        out.extra = {t: (rows[a:z], scores[a:z], tfc[a:z])
-                     for t, a, z in zip(meta["tokens"], bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)}
+        out.extra = Layered.sharing({t: (rows[a:z], scores[a:z], tfc[a:z]) for t, a, z in
+                                     zip(meta["tokens"], bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)})
         per_row: dict[int, list[str]] = {int(r): [] for r in delta_rows.tolist()}
         for t, (r, _, _) in out.extra.items():
             for row in r.tolist():
                 per_row[row].append(t)
-        out.extra_tokens = {row: tuple(ts) for row, ts in per_row.items()}
+        out.extra_tokens = Layered.sharing({row: tuple(ts) for row, ts in per_row.items()})
         return out
 
 

@@ -31,6 +31,7 @@ from aisle.bundle import Bundle
 from aisle.config import Settings
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
 from aisle.optimize.serving import indexed_online
+from aisle.overlay import Column, Layered
 from aisle.pipeline import Pipeline, extend_attributes, item_attributes
 from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
@@ -76,12 +77,15 @@ class Runtime:
         self.bundle, self.settings, self.embedder = bundle, settings, embedder
         self.version = bundle.version
         self.loaded_at = time.time()
-        self.item_ids, catalog, new_ids = _catalog(bundle, upserts)
-        self._frame, self._records = catalog, {}
+        ids, catalog, new_ids = _catalog(bundle, upserts)
+        # overlays (aisle.overlay): an upsert's next runtime shares them and copies only what it changes
+        self.item_ids: Column[str] = Column(ids)
+        self._frame = catalog
+        self._records: Layered[int, dict[str, Any]] = Layered()
         self._materialized: pl.DataFrame | None = catalog
-        self.index = {i: n for n, i in enumerate(self.item_ids)}
+        self.index: Layered[str, int] = Layered.sharing({i: n for n, i in enumerate(ids)})
         self.n_old = len(bundle.items)
-        self.cards = {c: catalog[c].to_list() for c in _CARD_COLUMNS}
+        self.cards: dict[str, Column[Any]] = {c: Column(catalog[c].to_list()) for c in _CARD_COLUMNS}
         self.attrs: ItemAttributes = item_attributes(catalog, len(self.item_ids))
         self.search = bundle.search
         if upserts and bundle.search is not None:  # a bundle load holding upserts: they go on as a delta again
@@ -114,22 +118,17 @@ class Runtime:
         if ups.is_empty():
             return self
         out = copy.copy(self)
-        out.item_ids, out.index = list(self.item_ids), dict(self.index)
-        rows = []
+        rows, added = [], {}
         for item_id in ups["item_id"].to_list():
-            row = out.index.get(item_id)
+            row = self.index.get(item_id)
             if row is None:
-                row = out.index[item_id] = len(out.item_ids)
-                out.item_ids.append(item_id)
+                row = added[item_id] = len(self.item_ids) + len(added)
             rows.append(row)
-        grow = len(out.item_ids) - len(self.item_ids)
+        out.item_ids = self.item_ids.with_values(list(added.values()), list(added), "")
+        out.index = self.index.with_items(added)
         records = ups.to_dicts()
-        out.cards = {c: [*self.cards[c], *[None] * grow] for c in _CARD_COLUMNS}
-        out._records = dict(self._records)
-        for row, rec in zip(rows, records, strict=True):
-            out._records[row] = rec
-            for c in _CARD_COLUMNS:
-                out.cards[c][row] = rec[c]
+        out.cards = {c: self.cards[c].with_values(rows, [rec[c] for rec in records], None) for c in _CARD_COLUMNS}
+        out._records = self._records.with_items(zip(rows, records, strict=True))
         out._materialized = None
         out.attrs = extend_attributes(self.attrs, rows, ups)
         if self.search is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from aisle.models.base import TrainData
+from aisle.overlay import Layered
 from aisle.pipeline.sources.base import CandidateSource, Contributions, Describe, SourceBatch
 from aisle.query import Query
 
@@ -39,8 +40,10 @@ class ItemToItemSource(CandidateSource):
         super().__init__(*args, **kwargs)
         self.table_items = np.zeros((0, 0), np.int32)
         self.table_scores = np.zeros((0, 0), np.float32)
-        self.added: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # old item -> new items that resemble it
-        self.own: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # new item -> the old items it resembles
+        # old item -> new items that resemble it; new item -> the old items it resembles (overlays: an upsert
+        # copies what it changes, not every item placed since the bundle)
+        self.added: Layered[int, tuple[np.ndarray, np.ndarray]] = Layered()
+        self.own: Layered[int, tuple[np.ndarray, np.ndarray]] = Layered()
 
     @property
     def window(self) -> int:
@@ -120,10 +123,12 @@ class ItemToItemSource(CandidateSource):
         over every item), and get those items as their own neighbours for their item pages. Items placed by an
         earlier call keep their places (an item placed again moves), so successive upserts add up."""
         out = self.with_model(self.model)
-        own, added = dict(self.own), dict(self.added)
+        own: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # what changes: overlays on this source's maps
+        added: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         for row in rows:  # an item placed again leaves its old neighbours first
-            for j in own.get(row, (np.zeros(0, np.int64),))[0].tolist():
-                r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            for j in self.own.get(row, empty)[0].tolist():
+                r, s = added.get(j) or self.added.get(j, empty)
                 keep = r != row
                 added[j] = (r[keep], s[keep])
         extra: dict[int, tuple[list[int], list[float]]] = {}
@@ -139,11 +144,12 @@ class ItemToItemSource(CandidateSource):
                 r_new.append(row)
                 s_new.append(sim)
         for j, (r_new, s_new) in extra.items():  # appended: the arrays an older copy reads stay as they are
-            r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            r, s = added.get(j) or self.added.get(j, empty)
             added[j] = (np.concatenate([r, np.asarray(r_new, np.int64)]),
                         np.concatenate([s, np.asarray(s_new, np.float32)]))
-        added = {j: v for j, v in added.items() if len(v[0])}
-        out.own, out.added = own, added
+        out.own = self.own.with_items(own)
+        out.added = self.added.with_items({j: v for j, v in added.items() if len(v[0])},
+                                          remove=[j for j, v in added.items() if not len(v[0])])
         return out
 
     def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:
