@@ -114,8 +114,9 @@ class FrequentlyBoughtTogether:
         self._set(_co_counts(b), item_counts, n, np.asarray(data.items.ids, dtype=str))
         return self
 
-    def add_events(self, events: pl.DataFrame) -> np.ndarray:
-        """Fold new events into the counts, as if they had been in the fit; the items whose rules changed.
+    def add_events(self, events: pl.DataFrame) -> np.ndarray | None:
+        """Fold new events into the counts, as if they had been in the fit; the items whose rules changed (None:
+        no new event was of a kind baskets count).
 
         `events` has TrainData's encoded columns, sorted by user then time, items of the fit only. Rows with
         `is_new` false are what came before (the shopper's stored events): they are not counted again, but a
@@ -128,7 +129,7 @@ class FrequentlyBoughtTogether:
                                      self.window_hours, self.all_positive)
         new = ev["is_new"].to_numpy().astype(bool) if "is_new" in ev.columns else np.ones(ev.height, bool)
         if not new.any():
-            return np.zeros(0, np.int64)
+            return None
         n = int(basket[-1]) + 1
         grows = np.zeros(n, bool)
         grows[basket[new]] = True  # baskets with something new: the only ones whose counts move

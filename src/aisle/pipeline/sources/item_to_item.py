@@ -106,16 +106,20 @@ class ItemToItemSource(CandidateSource):
         return items[keep][:k], scores[keep][:k]
 
     def update(self, events: pl.DataFrame, n_items: int) -> bool:
-        """Count-based models that can fold new events in (Markov transitions) refresh the neighbour rows of the
-        items whose successors changed, at a cost in proportion to the new events; the others need a refit."""
+        """Count-based models that can fold new events in (Markov transitions, bought-together baskets) refresh
+        the neighbour rows of the items whose neighbours changed, at a cost in proportion to the new events; the
+        others need a refit. True when the model counted something, even if no neighbour row moved (a pair's first
+        basket is below `min_count` and its second may be in the next refresh: the count must be saved)."""
         add = getattr(self.model, "add_events", None)
         if add is None or events.is_empty():
             return False
-        changed = np.asarray(add(events), np.int64)
-        if not len(changed):
+        changed = add(events)
+        if changed is None:
             return False
-        items, scores = neighbour_rows(self.model, changed, self.config.neighbours)
-        self.table_items[changed], self.table_scores[changed] = items, scores
+        changed = np.asarray(changed, np.int64)
+        if len(changed):
+            items, scores = neighbour_rows(self.model, changed, self.config.neighbours)
+            self.table_items[changed], self.table_scores[changed] = items, scores
         return True
 
     def with_new_items(self, rows: list[int], similarity: np.ndarray, n_old: int) -> Self:
