@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 _APPEND = threading.Lock()  # appends to a shared Column base: one check-and-extend at a time
 _GONE: Any = object()  # an overlay entry removing a base key
+_MISSING: Any = object()
 _MERGE_FRACTION = 8  # the overlay is folded into the base once it holds more than base / this entries
 _MERGE_MIN = 512
 
@@ -60,10 +61,13 @@ class Layered(Mapping[K, V], Generic[K, V]):
         changes: dict[K, V] = dict(items.items() if isinstance(items, Mapping) else items)
         for k in remove:
             changes[k] = _GONE
-        length = self._len + sum((v is not _GONE) - (k in self) for k, v in changes.items())
-        top = {**self._top, **changes}
-        if _merge_due(len(top), len(self._base)):
-            base = {**self._base, **top}
+        length, base, top = self._len, self._base, self._top
+        for k, v in changes.items():  # how the length moves: inlined (a delta's token maps change ~100 keys a call)
+            was = top.get(k, _MISSING)
+            length += (v is not _GONE) - ((k in base) if was is _MISSING else (was is not _GONE))
+        top = {**top, **changes}
+        if _merge_due(len(top), len(base)):
+            base = {**base, **top}
             for k in [k for k, v in top.items() if v is _GONE]:
                 base.pop(k, None)
             return Layered._of(base, {}, length)
