@@ -15,6 +15,7 @@ probe) and iterate in the order a dict or list would.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
@@ -168,8 +169,8 @@ class Column(Sequence[T], Generic[T]):
         return self._n
 
     def __iter__(self) -> Iterator[T]:
-        if not self._over:
-            yield from self._base[: self._n] if len(self._base) != self._n else self._base
+        if not self._over:  # islice: a newer version may append to the base while this iterates
+            yield from itertools.islice(self._base, self._n)
             return
         over = self._over
         for i in range(self._n):
