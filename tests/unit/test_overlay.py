@@ -23,7 +23,7 @@ def test_layered_versions_read_as_dicts_and_older_ones_never_change() -> None:
         history.append((version, dict(truth)))
     for v, want in history[:: 37] + history[-3:]:
         assert len(v) == len(want) and bool(v) == bool(want)
-        assert dict(v) == want and list(v) == [k for k in v]
+        assert dict(v) == want and sorted(v) == sorted(want)  # each key once
         for k in range(0, 3000, 7):
             assert (k in v) == (k in want)
             assert v.get(k, -1) == want.get(k, -1)
