@@ -148,7 +148,7 @@ class Worker:
             Bundle.load(self.registry.path(version), embedder=self.embedder())
         self._last = None  # the fold changes it in place: it is the serving version's again only once promoted
         clock.lap("load")
-        folded = fold(bundle, events, items)
+        folded = fold(bundle, events, items, embedder=self.embedder())
         if folded.empty:
             self._last = (version, bundle)
             return None, None
@@ -196,7 +196,7 @@ class Worker:
         tmp = self.registry.incoming(new_version)
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
-                         base=version)
+                         base=version, embedder=self.embedder())
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:

@@ -28,7 +28,7 @@ from aisle.worker.refresh import fold
 
 def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, settings: Settings,
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
-          base: str | None = None) -> Decision:
+          base: str | None = None, embedder: Any = None) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
@@ -49,7 +49,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
         scores = ndcg_on_holdout({"candidate": candidate, "serving": baseline}, before, holdout,
                                  users=cfg.gate_users, seed=cfg.seed)
     gate_s = time.perf_counter() - t0 - fit_s
-    folded = fold(candidate, holdout, None)  # the gated model, now also counting the hold-out
+    folded = fold(candidate, holdout, None, embedder=embedder)  # the gated model, now also counting the hold-out
     candidate.save(out, data_fingerprint=fingerprint(events), metrics=candidate.manifest.get("metrics", {}))
     checks = health(out, settings)
     cand, serv = scores.get("candidate", {}), scores.get("serving", {})

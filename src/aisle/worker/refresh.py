@@ -68,8 +68,10 @@ def _catalog_changes(bundle: Bundle, items: pl.DataFrame | None) -> tuple[pl.Dat
     return changed, new_ids
 
 
-def fold(bundle: Bundle, events: pl.DataFrame, items: pl.DataFrame | None = None) -> Folded:
-    """Fold `events` (EVENT_SCHEMA, not yet in `bundle`) and the store's catalog `items` into `bundle`, in place."""
+def fold(bundle: Bundle, events: pl.DataFrame, items: pl.DataFrame | None = None, *, embedder: Any = None
+         ) -> Folded:
+    """Fold `events` (EVENT_SCHEMA, not yet in `bundle`) and the store's catalog `items` into `bundle`, in place.
+    (`embedder` is not needed any more: the search delta embeds new items with the index's own encoder.)"""
     changed, new_ids = _catalog_changes(bundle, items)
     seen_only = [i for i in events["item_id"].drop_nulls().unique(maintain_order=True).to_list()
                  if i not in bundle.items.index and i not in set(new_ids)]
