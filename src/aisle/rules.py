@@ -13,7 +13,7 @@ hard rules).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,7 +87,7 @@ class Selected:
     positions: np.ndarray  # where each row was in the candidates given (-1 for a pin), to read their other columns
 
 
-def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: dict[str, int]) -> np.ndarray:
+def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: Mapping[str, int]) -> np.ndarray:
     b = np.zeros(len(rows))
     for item, w in rules.boost_items.items():
         i = index.get(item)
@@ -116,7 +116,7 @@ def allowed(rows: np.ndarray, *, attrs: ItemAttributes, rules: RulesConfig, excl
 
 
 def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttributes, rules: RulesConfig,
-                index: dict[str, int], exclude: np.ndarray | Sequence[int] = (),
+                index: Mapping[str, int], exclude: np.ndarray | Sequence[int] = (),
                 filters: Filters | None = None) -> Selected:
     """The final `k` of ranked candidates `rows` (item indices, any order) under `rules` (see module docstring)."""
     rows = np.asarray(rows, np.int64)

@@ -242,8 +242,12 @@ class Pipeline:
         """Items next to `item` in the sources whose model is named in `relations` (in that order of preference):
         {item: (summed weight / rank, the first source that proposed it)}."""
         merged: dict[int, tuple[float, CandidateSource]] = {}
-        for source in self.sources:
-            found = source.neighbours(item, self.config.neighbours) if source.spec.model in relations else None
+        # the preferred relation's source first, so it is the one that explains an item several sources propose
+        # (an item bought with this one and viewed with it is "often bought with" on the bought-together page)
+        asked = sorted((s for s in self.sources if s.spec.model in relations),
+                       key=lambda s: relations.index(s.spec.model))
+        for source in asked:
+            found = source.neighbours(item, self.config.neighbours)
             if found is None:
                 continue
             weight = 1.0 / (1 + relations.index(source.spec.model))

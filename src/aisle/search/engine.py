@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from aisle.overlay import Layered
 from aisle.search import features as feats
 from aisle.search.catalog import Catalog
 from aisle.search.dense import DenseIndex
@@ -82,7 +83,7 @@ class SearchEngine:
         self.embedder = embedder if embedder is not None else (Embedder() if dense is not None else None)
         self.reranker = reranker
         self.config = config or SearchConfig()
-        self._row = {item: i for i, item in enumerate(catalog.item_ids)}
+        self._row: Layered[str, int] = Layered.sharing({item: i for i, item in enumerate(catalog.item_ids)})
         self._leaves = {normalize(v) for v in catalog.leaf_category.values}
 
     # ---- building ----------------------------------------------------------------------------------
@@ -149,21 +150,20 @@ class SearchEngine:
         stays as it is (requests still running on it finish on it; the caller swaps the new one in).
 
         Known rows keep their place and new items are appended, so the other items rank exactly as before; the
-        delta is merged into the base arrays by the next full build (`with_catalog`, the next bundle)."""
+        delta is saved with the engine and merged into the base arrays by the next full build (a refit's)."""
         items = items.unique("item_id", keep="last", maintain_order=True)
         if items.is_empty():
             return self
         upserted = Catalog.from_items(items, infer_brand=False)
-        row_of = dict(self._row)
-        rows = []
+        rows, added = [], {}
         for item_id in upserted.item_ids:
-            row = row_of.get(item_id)
+            row = self._row.get(item_id)
             if row is None:
-                row = row_of[item_id] = len(row_of)
+                row = added[item_id] = len(self._row) + len(added)
             rows.append(row)
         catalog = self.catalog.with_items(rows, upserted)
         out = copy.copy(self)
-        out.catalog, out._row = catalog, row_of
+        out.catalog, out._row = catalog, self._row.with_items(added)
         out.lexical = self.lexical.with_docs(rows, upserted.texts, len(catalog))
         docs = list(upserted.vocabulary_docs())
         out.spell = self.spell.with_docs(docs, rows)

@@ -4,11 +4,12 @@ A Runtime never changes after it is built; a hot swap or a catalog upsert builds
 arrays) and replaces the reference, so a request that started on the old one finishes on it. An upsert
 (`with_upserts`) costs in proportion to the changed items: the id map and per-item columns are copied with those
 rows replaced or appended, the search engine takes them as a delta (`SearchEngine.with_items`), and the pipeline
-places the new items among their neighbours; only a bundle load builds everything over the whole catalog. Everything a
-request needs is ready here: id -> index maps, card columns, the pipeline over the current catalog (new items
-placed by resemblance), the search engine over the same catalog. The runtime talks to the pipeline through its
-methods (candidates, rank, explain, neighbours) and to the search engine through `search`; per request the work
-is a few small numpy operations over a few hundred candidates.
+places the new items among their neighbours. A bundle load holding upserts applies them to the loaded search index
+as a delta too: no path here rebuilds the index over the whole catalog. Everything a request needs is ready here:
+id -> index maps, card columns, the pipeline over the current catalog (new items placed by resemblance), the search
+engine over the same catalog. The runtime talks to the pipeline through its methods (candidates, rank, explain,
+neighbours) and to the search engine through `search`; per request the work is a few small numpy operations over a
+few hundred candidates.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from aisle.explore import EXPLANATION, Explorer, ExploreState, Featurizer
 from aisle.explore.learn import cold_pool, learn
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
 from aisle.optimize.serving import indexed_online
+from aisle.overlay import Column, Layered
 from aisle.pipeline import Pipeline, extend_attributes, item_attributes
 from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
@@ -77,17 +79,19 @@ class Runtime:
         self.bundle, self.settings, self.embedder = bundle, settings, embedder
         self.version = bundle.version
         self.loaded_at = time.time()
-        self.item_ids, catalog, new_ids = _catalog(bundle, upserts)
-        self._frame, self._records = catalog, {}
+        ids, catalog, new_ids = _catalog(bundle, upserts)
+        # overlays (aisle.overlay): an upsert's next runtime shares them and copies only what it changes
+        self.item_ids: Column[str] = Column(ids)
+        self._frame = catalog
+        self._records: Layered[int, dict[str, Any]] = Layered()
         self._materialized: pl.DataFrame | None = catalog
-        self.index = {i: n for n, i in enumerate(self.item_ids)}
+        self.index: Layered[str, int] = Layered.sharing({i: n for n, i in enumerate(ids)})
         self.n_old = len(bundle.items)
-        self.cards = {c: catalog[c].to_list() for c in _CARD_COLUMNS}
+        self.cards: dict[str, Column[Any]] = {c: Column(catalog[c].to_list()) for c in _CARD_COLUMNS}
         self.attrs: ItemAttributes = item_attributes(catalog, len(self.item_ids))
         self.search = bundle.search
-        if upserts and bundle.search is not None:  # a bundle load: the whole index again, the delta merged
-            self.search = bundle.search.with_catalog(catalog.filter(pl.col("title").is_not_null()),
-                                                     embedder=embedder)
+        if upserts and bundle.search is not None:  # a bundle load holding upserts: they go on as a delta again
+            self.search = bundle.search.with_items(upsert_frame(upserts).filter(pl.col("title").is_not_null()))
         self.pipeline: Pipeline | None = self._pipeline_over_catalog([self.index[i] for i in new_ids])
         self.n_users = len(bundle.users)
         # live sessions are scored per request on small catalogs, and on any catalog whose user sources are
@@ -144,22 +148,17 @@ class Runtime:
         if ups.is_empty():
             return self
         out = copy.copy(self)
-        out.item_ids, out.index = list(self.item_ids), dict(self.index)
-        rows = []
+        rows, added = [], {}
         for item_id in ups["item_id"].to_list():
-            row = out.index.get(item_id)
+            row = self.index.get(item_id)
             if row is None:
-                row = out.index[item_id] = len(out.item_ids)
-                out.item_ids.append(item_id)
+                row = added[item_id] = len(self.item_ids) + len(added)
             rows.append(row)
-        grow = len(out.item_ids) - len(self.item_ids)
+        out.item_ids = self.item_ids.with_values(list(added.values()), list(added), "")
+        out.index = self.index.with_items(added)
         records = ups.to_dicts()
-        out.cards = {c: [*self.cards[c], *[None] * grow] for c in _CARD_COLUMNS}
-        out._records = dict(self._records)
-        for row, rec in zip(rows, records, strict=True):
-            out._records[row] = rec
-            for c in _CARD_COLUMNS:
-                out.cards[c][row] = rec[c]
+        out.cards = {c: self.cards[c].with_values(rows, [rec[c] for rec in records], None) for c in _CARD_COLUMNS}
+        out._records = self._records.with_items(zip(rows, records, strict=True))
         out._materialized = None
         out.attrs = extend_attributes(self.attrs, rows, ups)
         if self.search is not None:
