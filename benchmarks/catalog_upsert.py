@@ -19,17 +19,19 @@ worker that takes the PUT. Right after each answer, on *both* workers:
 Reports p50/p99/max of the PUT as the client saw it, how many checks failed (a failed request counts), the read
 checks' latency, and what the per-read catalog version check (one Redis GET) costs. The client shares the
 machine's 2 cores with the workers and Redis. `--in-process` times `Runtime.with_upserts` alone (wall and CPU),
-what one PUT costs a worker without HTTP, Redis or a second worker beside it. With `PYTHONPATH` pointing at older
-code that lacks the pid in /health, one unpinned client does everything and the table says the workers could not
-be told apart.
+what one PUT costs a worker without HTTP, Redis or a second worker beside it (`--profile N`: where that CPU goes,
+the top N functions on thread CPU time). With `PYTHONPATH` pointing at older code that lacks the pid in /health,
+one unpinned client does everything and the table says the workers could not be told apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -148,14 +150,21 @@ def in_process(args: argparse.Namespace, catalog: pl.DataFrame, rng: np.random.G
     gc.collect()
     gc.freeze()  # as a serving worker does after loading (settle_heap)
     wall, cpu = [], []
+    profile = cProfile.Profile(time.thread_time) if args.profile else None  # CPU of this thread: load-independent
     for n in range(args.puts):
         new, changed = upserts(catalog, n, args.size, rng)
         records = [{**it, "attributes": json.dumps(it["attributes"], sort_keys=True), "created_at": None,
                     "available": it.get("available", True)} for it in new + changed]
         t0, c0 = time.perf_counter(), time.thread_time()
+        if profile is not None:
+            profile.enable()
         rt = rt.with_upserts(records)
+        if profile is not None:
+            profile.disable()
         wall.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)  # this thread: not the idle spinning of library pools
+    if profile is not None:
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
     return {"bundle": str(args.bundle), "items": catalog.height, "upserts": args.puts, "size": args.size,
             "wall_ms": {"p50": float(np.percentile(wall, 50)), "p99": float(np.percentile(wall, 99))},
             "cpu_ms": {"p50": float(np.percentile(cpu, 50)), "p99": float(np.percentile(cpu, 99))},
@@ -171,6 +180,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     ap.add_argument("--in-process", action="store_true", help="time Runtime.with_upserts alone, no server")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="with --in-process: cProfile the upserts on thread CPU time, print the top N functions")
     args = ap.parse_args()
     catalog = pl.read_parquet(args.bundle / "catalog.parquet")
     rng = np.random.default_rng(args.seed)

@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 
 import machine
-from load import Pool, free_port
+from load import Pool, _children, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
@@ -143,6 +143,32 @@ def stored(url: str) -> tuple[int, int]:
     return len(ids), ids.n_unique()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of `pids` so far (a process that is gone counts 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def redis_pid(url: str) -> list[int]:
+    """The redis-server serving `url` (it titles itself `redis-server HOST:PORT`)."""
+    port = b":" + url.rsplit(":", 1)[1].split("/", 1)[0].encode()
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmd.read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue
+        if b"redis-server" in line and line.endswith(port):
+            return [int(cmd.parent.name)]
+    return []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", choices=("duckdb", "postgresql"), default="duckdb")
@@ -165,8 +191,21 @@ def main() -> None:
         stack.callback(lambda: (server.terminate(), server.wait(30)))
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, server)
+        time.sleep(3)  # every worker up (ready answers with the first)
+        parts = {"supervisor": [server.pid], "workers": _children(server.pid),
+                 "consumer": _children(server.pid, consumers=True), "redis": redis_pid(state)}
+        cpu0 = {k: cpu_seconds(v) for k, v in parts.items()}
         result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base))
         result["drain_seconds"] = round(drain(base), 1)
+        cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in parts.items()}
+        acked = max(result["acked_events"], 1)
+        # until the lag was drained (with the old code the workers' CPU includes their consumer threads)
+        spent = {"workers": cpu["workers"] + cpu["supervisor"], "consumer": cpu["consumer"], "redis": cpu["redis"]}
+        result["cpu_us_per_event"] = {k: round(v / acked * 1e6, 1) for k, v in spent.items()}
+        result["cpu_us_per_event"]["all"] = round(sum(spent.values()) / acked * 1e6, 1)
+        result["events_per_cpu_second"] = round(acked / max(sum(spent.values()), 1e-9))
+        result["processes"] = {k: len(v) for k, v in parts.items()}
+        result["load_average"] = os.getloadavg()
         server.terminate()
         server.wait(60)
         result["stored"], result["stored_distinct"] = stored(url)

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from machine import describe
+from machine import describe, load_average
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.redisserver, tests.serving
 
@@ -116,7 +116,7 @@ def main() -> None:
                         raise SystemExit(f"trial {trial}: not shown after 120 s; see {work}/worker.log")
                     time.sleep(0.1)
                 took.append(time.monotonic() - t0)
-                print(f"trial {trial + 1:2d}: {took[-1]:.2f} s", flush=True)
+                print(f"trial {trial + 1:2d}: {took[-1]:.2f} s (load {load_average():.1f})", flush=True)
                 time.sleep(float(np.random.default_rng(trial).uniform(0, args.refresh_seconds)))  # random phase
     arr = np.asarray(took)
     p50, p99 = float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
@@ -124,7 +124,7 @@ def main() -> None:
     print(f"\nfreshness ({'catalog items nobody had bought' if args.existing else 'new items, PUT /items'}) over "
           f"{len(arr)} trials: p50 {p50:.2f} s, p99 {p99:.2f} s, max {arr.max():.2f} s "
           f"(refresh interval {args.refresh_seconds:g} s; target <= {target:g} s: "
-          f"{'met' if p99 <= target else 'NOT met'})")
+          f"{'met' if p99 <= target else 'NOT met'}); load average at the end {load_average():.1f}")
 
 
 if __name__ == "__main__":

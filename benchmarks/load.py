@@ -115,6 +115,7 @@ class Observed:
 
     def __enter__(self) -> Observed:
         self.before = _buckets(self.port, self.route)
+        self.gc_before = _gc_pauses(self.port)
         self.t0, self.c0 = time.perf_counter(), self._cpu()
         return self
 
@@ -122,9 +123,11 @@ class Observed:
         wall, c1 = time.perf_counter() - self.t0, self._cpu()
         self.cores = {k: round((c1[k] - self.c0[k]) / wall, 2) for k in c1}
         self.server_p99 = _server_p99(self.before, _buckets(self.port, self.route))
+        after = _gc_pauses(self.port)
+        self.gc = {k: round(v - self.gc_before.get(k, 0.0), 4) for k, v in after.items()}
 
     def into(self, result: dict[str, Any]) -> dict[str, Any]:
-        return {**result, "server_p99_ms_at_most": self.server_p99, "cpu_cores": self.cores}
+        return {**result, "server_p99_ms_at_most": self.server_p99, "cpu_cores": self.cores, "gc_pauses": self.gc}
 
 
 class _ClosedConn(asyncio.Protocol):
@@ -275,7 +278,9 @@ def noop_app() -> Any:
     return app
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, consumers: bool = False) -> list[int]:
+    """uvicorn's workers under `pid` (not multiprocessing's resource tracker, nor the stream consumer process of
+    `aisle serve`), or with `consumers` that consumer process."""
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -283,8 +288,10 @@ def _children(pid: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and b"resource_tracker" not in cmdline:
-            out.append(int(stat.parent.name))  # uvicorn's workers (not multiprocessing's resource tracker)
+        if int(fields[1]) != pid or b"resource_tracker" in cmdline:
+            continue
+        if (b"aisle.serve.consumers" in cmdline) == consumers:
+            out.append(int(stat.parent.name))
     return out
 
 
@@ -400,6 +407,11 @@ def _handler(r: dict[str, Any]) -> str:
     return f"{r['handler_p99_ms']:.1f}/{r['handler_max_ms']:.1f}" if "handler_p99_ms" in r else ""
 
 
+def _gc(g: dict[str, float]) -> str:
+    return "; ".join(f"gen{n}: {g.get(f'gen{n}_count', 0):.0f} pauses, {g.get(f'gen{n}_s', 0) * 1000:.0f} ms in all, "
+                     f"{g.get(f'gen{n}_over_5ms', 0):.0f} over 5 ms" for n in (1, 2))
+
+
 def _cpu(r: dict[str, Any]) -> str:
     return " ".join(f"{k} {v:.2f}" for k, v in r.get("cpu_cores", {}).items())
 
@@ -412,6 +424,27 @@ def _buckets(port: int, route: str) -> dict[float, float]:
         if line.startswith("aisle_request_seconds_bucket") and f'route="{route}"' in line:
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _gc_pauses(port: int) -> dict[str, float]:
+    """The workers' collector pauses so far (`aisle_gc_pause_seconds`, summed over workers): count, seconds and
+    pauses over 5 ms, per generation."""
+    out: dict[str, float] = {}
+    for line in _metrics(port).splitlines():
+        if not line.startswith("aisle_gc_pause_seconds"):
+            continue
+        gen = line.split('generation="', 1)[1].split('"', 1)[0]
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("aisle_gc_pause_seconds_count"):
+            out[f"gen{gen}_count"] = out.get(f"gen{gen}_count", 0.0) + value
+        elif line.startswith("aisle_gc_pause_seconds_sum"):
+            out[f"gen{gen}_s"] = out.get(f"gen{gen}_s", 0.0) + value
+        elif 'le="0.005"' in line:
+            out[f"gen{gen}_under_5ms"] = out.get(f"gen{gen}_under_5ms", 0.0) + value
+    for gen in ("1", "2"):
+        if f"gen{gen}_count" in out:
+            out[f"gen{gen}_over_5ms"] = out[f"gen{gen}_count"] - out.pop(f"gen{gen}_under_5ms", 0.0)
     return out
 
 
@@ -464,7 +497,8 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
         aisle = str(Path(sys.executable).with_name("aisle"))
         store = [] if args.store is None else ["--store", str(Path(tempfile.mkdtemp()) / "live.duckdb")
                                                if args.store == "new" else args.store]
-        env = {**os.environ, "AISLE_IMPRESSIONS": "true" if args.impressions == "on" else "false"}
+        env = {**os.environ, "AISLE_IMPRESSIONS": "true" if args.impressions == "on" else "false",
+               "AISLE_EXPLORE__ENABLED": "true" if args.explore == "on" else "false"}
         procs.append(subprocess.Popen([aisle, "serve", "--bundle", args.bundle, "--workers", str(args.workers),
                                        "--port", str(port), "--state", state, *store], stdout=subprocess.DEVNULL,
                                       env=env))
@@ -476,6 +510,8 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(1)
         time.sleep(3)
         parts = {"supervisor": [procs[-1].pid], "worker": _children(procs[-1].pid)}
+        if _children(procs[-1].pid, consumers=True):  # with a store: the stream consumers' own process
+            parts["consumer"] = _children(procs[-1].pid, consumers=True)
         if args.state == "redis":
             parts["redis"] = [procs[0].pid]
         import uvloop  # what the server's workers run on; it halves the client's own CPU per request
@@ -542,6 +578,9 @@ def main() -> None:
                     "postgresql:// URL, or 'new' (an empty DuckDB file in a temporary folder). Default: none.")
     ap.add_argument("--impressions", choices=("on", "off"), default="on",
                     help="The impression log (needs --store): on (the default setting) or off.")
+    ap.add_argument("--explore", choices=("on", "off"), default="off",
+                    help="Exploration of cold items ([explore], its other settings from AISLE_EXPLORE__*): off (the "
+                         "default setting) or on.")
     ap.add_argument("--out", help="Write the results as JSON here.")
     args = ap.parse_args()
     args.phases = args.phases.split(",")
@@ -555,6 +594,7 @@ def main() -> None:
         results["noop_closed"] = _serve_noop(args)
     meta = {"bundle": args.bundle, "workers": args.workers, "state": args.state, "cpus": os.cpu_count(),
             "store": args.store, "impressions": args.impressions if args.store else "off (no store)",
+            "explore": args.explore,
             "client": "asyncio (uvloop) HTTP/1.1, same machine", "seconds": args.seconds,
             "machine": machine.describe()}
     closed = {k: results.pop(k) for k in ("closed", "noop_closed") if k in results}
@@ -568,6 +608,8 @@ def main() -> None:
         print(f"{name:<18}{r['target_rate']:>9.0f}{r['achieved_rate']:>8.1f}{r['p50_ms']:>8.1f}{r['p95_ms']:>8.1f}"
               f"{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}{r['errors']:>7}{r.get('flag_share', ''):>7}"
               f"{r['load_average']:>6.2f}{_handler(r):>17}{r.get('server_p99_ms_at_most') or '':>15}  {_cpu(r)}")
+        if r.get("gc_pauses"):
+            print(f"{'':<18}collector pauses in the workers: {_gc(r['gc_pauses'])}")
     if closed:
         print(f"{'closed loop':<18}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
               f"{'load':>6}{'worker CPU ms/req':>18}  CPU cores used")
@@ -577,7 +619,8 @@ def main() -> None:
               f"  {_cpu(r)}")
     if "closed_ratio" in meta:
         print(f"Aisle / no-op closed-loop throughput: {meta['closed_ratio']:.1%}")
-    print(f"store: {meta['store']}, impressions: {meta['impressions']}; machine: {meta['machine']}")
+    print(f"store: {meta['store']}, impressions: {meta['impressions']}, explore: {meta['explore']}; "
+          f"machine: {meta['machine']}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.redisserver import free_port
 
 
 def _bin_dir() -> Path | None:
@@ -28,11 +29,6 @@ def _bin_dir() -> Path | None:
                                             reverse=True)]
     return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -53,7 +49,7 @@ def postgres_server() -> Iterator[str]:
             pytest.skip("running as root and there is no `postgres` system user to run the test server as")
         os.chown(root, pw.pw_uid, pw.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "aisle", "--auth=trust", "-E", "UTF8",
                     "--no-sync"], check=True, capture_output=True, env=env)

@@ -12,7 +12,9 @@ A bundle is a folder:
                          a known user starts from
     pipeline/            the recommendation pipeline (`aisle.pipeline`): its sources, neighbour tables,
                          combiner, and `users.npz` (each user source's precomputed top items per user)
-    search/              the search engine (`SearchEngine.save`), reranker included
+    search/              the search engine (`SearchEngine.save`), reranker included, and its fine-tuned dense
+                         encoder with ONNX exports when `aisle train --adapt` made one (`aisle.search.adapt`)
+    explore/             what exploration of cold items learned (`aisle.explore.ExploreState`), when it ran
     report.json          the latest offline evaluation report, when one was run
 
 Loading looks each model's registry name up in `aisle.models.registry.MODELS` and calls its `load`,
@@ -38,6 +40,7 @@ from aisle.models.base import Recommender, TrainData, Vocab
 from aisle.types import EVENT_TYPES
 
 if TYPE_CHECKING:
+    from aisle.explore import ExploreState
     from aisle.models.repeat import RepeatPurchaseModel
     from aisle.pipeline import Pipeline
     from aisle.search.engine import SearchEngine
@@ -164,6 +167,7 @@ class Bundle:
     search: SearchEngine | None = None
     report: dict[str, Any] | None = None
     repeat: RepeatPurchaseModel | None = None  # buy it again (`aisle.models.repeat`)
+    explore: ExploreState | None = None  # what exploration learned (`aisle.explore`), updated by the worker
 
     @property
     def version(self) -> str:
@@ -212,6 +216,9 @@ class Bundle:
         if self.repeat is not None:
             self.repeat.save(out / "repeat")
             parts["repeat"] = "repeat"
+        if self.explore is not None:
+            self.explore.save(out / "explore")
+            parts["explore"] = "explore"
         if self.report is not None:
             (out / "report.json").write_text(json.dumps(self.report, indent=2, default=str))
             parts["report"] = "report.json"
@@ -290,6 +297,10 @@ class Bundle:
             bundle.search = SearchEngine.load(root / parts["search"], embedder=embedder)
         if "report" in parts:
             bundle.report = json.loads((root / parts["report"]).read_text())
+        if "explore" in parts:
+            from aisle.explore import ExploreState
+
+            bundle.explore = ExploreState.load(root / parts["explore"])
         if "repeat" in parts:
             from aisle.models.repeat import RepeatPurchaseModel
 
@@ -298,9 +309,10 @@ class Bundle:
 
 
 def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search: bool = True, dense: bool = True,
-                         history_length: int = 50, progress: Any = None) -> Bundle:
+                         history_length: int = 50, progress: Any = None, adapt: Any = None) -> Bundle:
     """Everything `aisle serve` needs from a Dataset: pipeline (+ per-user lists), search engine, catalog,
-    histories. `manifest["metrics"]["parts"]` says what was built and how long each part took."""
+    histories. `manifest["metrics"]["parts"]` says what was built and how long each part took. `adapt` (an
+    `aisle.search.adapt.AdaptSettings`) fine-tunes search's dense encoder on the data's own search log first."""
     import time
 
     from aisle.evaluate.protocol import item_vocab
@@ -333,7 +345,12 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     if search and catalog is not None:
         t0 = time.perf_counter()
         say("search index")
-        engine = _search_engine(data, dense)
+        engine, adaptation = _search_engine(data, dense, adapt)
+        if adaptation is not None:
+            say(f"search encoder: {adaptation.reason}")
+            parts["search_encoder"] = {"what": adaptation.reason, "seconds": adaptation.seconds,
+                                       "adapted": adaptation.adapted, "pairs": adaptation.pairs,
+                                       "encoder": adaptation.encoder}
         parts["search"] = {"what": f"{len(engine.catalog):,} items, dense={dense}, reranker="
                                    f"{'yes' if engine.reranker is not None else 'no'}",
                            "seconds": time.perf_counter() - t0}
@@ -344,7 +361,8 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     return bundle
 
 
-def _search_engine(data: Any, dense: bool) -> SearchEngine:
+def _search_engine(data: Any, dense: bool, adapt: Any = None) -> tuple[SearchEngine, Any]:
+    """The search engine and, when `adapt` asks for it, what adapting its encoder did (`Adaptation`)."""
     from aisle.search import evaluate as ev
     from aisle.search.embed import Embedder, default_cache_dir
     from aisle.search.engine import SearchEngine
@@ -353,9 +371,14 @@ def _search_engine(data: Any, dense: bool) -> SearchEngine:
     engine = SearchEngine.build(data.items, dense=dense, embedder=Embedder(default_cache_dir()) if dense else None,
                                 popularity=dict(purchases.iter_rows()))
     judgments = ev.judgments_from_events(data.events)
+    adaptation = None
+    if adapt is not None:
+        from aisle.search.adapt import adapt_engine
+
+        engine, adaptation = adapt_engine(engine, judgments, adapt)
     if judgments.height:
         judged = ev.judged_queries(judgments, engine)
         prep = ev.prepare(engine, [j.query for j in judged])
         if sum(len(p.features) for p in prep) >= 100:
             engine.reranker = ev.fit(prep, ev.head_gains(prep, judged), list(range(len(prep))))
-    return engine
+    return engine, adaptation

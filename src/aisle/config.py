@@ -126,6 +126,11 @@ class WorkerConfig(_Frozen):
     compact_hours: float = Field(default=24.0, ge=0.0)
     """Run `aisle compact` (erased shoppers' bytes leave the store's files and Redis' AOF) this often; 0 = never
     (run it yourself). PostgreSQL's VACUUM FULL locks each table while it rewrites it: schedule accordingly."""
+    impression_ranker_min: int = Field(default=5_000, ge=1)
+    """With a pipeline whose `ranker = "impressions"`: a refit trains the ranker learned from impressions
+    (`aisle.implearn`) once the store holds at least this many served lists before the gate's hold-out; until then
+    the combiner ranks. The candidate then passes the same gate, and its decision carries the off-policy estimate
+    (SNIPS and DR) of its click rate next to the serving ranker's on the held-out lists."""
     seed: int = 0
 
 
@@ -173,6 +178,50 @@ class ExperimentConfig(_Frozen):
         return self.control or self.arms[0].name
 
 
+class ExploreConfig(_Frozen):
+    """Exploration of new and cold items (`aisle.explore`): on a share of recommendation lists, chosen slots show a
+    cold item picked by a bandit, so the store learns whether new products sell before the next refit has data on
+    them. On, it takes over from the `new_item_slot` rule. Off by default (README "Exploring new and cold items":
+    it needs `aisle worker` to learn; benchmarks/RESULTS.md "Exploration" for what it earned in the simulator)."""
+
+    enabled: bool = False
+    share: float = Field(default=1.0, gt=0.0, le=1.0)
+    """The share of recommendation lists that explore (a coin per request)."""
+    slots: tuple[int, ...] = (3,)
+    """1-based positions an exploring list gives to cold items (a pinned position moves the slot to the next free
+    one)."""
+    policy: Literal["thompson", "linucb"] = "linucb"
+    """thompson: Beta posteriors of each cold item's click (or purchase) rate; linucb: a linear upper confidence
+    bound over item and shopper features (category, brand and price fit with the shopper's stored history, price,
+    the item's own observed rate)."""
+    reward: Literal["click", "purchase"] = "click"
+    cold_events: int = Field(default=1, ge=1)
+    """An item with fewer positive events than this in the bundle is cold (1: the new items, which have none); an
+    item stays in exploration, once it entered, until it graduates."""
+    graduate_impressions: float = Field(default=300.0, gt=0)
+    """A cold item leaves exploration after this many (examination-weighted) impressions: enough to know it."""
+    pool: int = Field(default=200, ge=1)
+    """At most this many cold items are candidates (the newest first): the per-request work is bounded by it."""
+    draws: int = Field(default=128, ge=8, le=4096)
+    """Thompson sampling: posterior draws made when the state loads; a list explores with one of them, picked
+    uniformly, so each slot's propensity is exact (the share of draws that put the item there)."""
+    prior_clicks: float = Field(default=1.0, gt=0)
+    prior_misses: float = Field(default=20.0, gt=0)
+    """Beta prior of a cold item's rate: 1 in 21 by default, about a typical click rate per examined item."""
+    alpha: float = Field(default=1.0, ge=0)
+    """LinUCB: the width of the confidence bonus."""
+    attribution_seconds: float = Field(default=1_800.0, gt=0)
+    """A click or purchase counts for an impression when it arrives within this long of it."""
+    seed: int = 0
+
+    @field_validator("slots")
+    @classmethod
+    def _slots(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(s < 1 for s in v) or len(set(v)) != len(v):
+            raise ValueError("explore slots must be distinct 1-based positions, e.g. [3] or [3, 7]")
+        return tuple(sorted(v))
+
+
 class Settings(_Frozen):
     bundle: Path = Path("aisle-data") / "bundle"
     store: str | Path | None = None
@@ -190,8 +239,13 @@ class Settings(_Frozen):
     history_length: int = Field(default=50, ge=1)
     """Events per user kept in live state."""
     consume: bool = True
-    """With Redis state and a store: every worker also runs a consumer of the event stream (stream -> store), so a
-    plain deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
+    """With Redis state and a store: `aisle serve` runs the stream consumers (stream -> store, events and
+    impressions) in one process beside its workers (an app made by `create_app` alone: in threads), so a plain
+    deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
+    events_store_s: float = Field(default=0.5, ge=0, le=60)
+    """Redis state: a consumer of the event stream that found less than a full round (1,000 entries) waits this long
+    before the next, so the store gets fewer, larger transactions (a DuckDB one costs ~80 ms of CPU whatever its
+    size); what an event waits in the stream before it is in the store. The live state has it at once."""
     stream_claim_idle_s: float = Field(default=30.0, gt=0)
     """A stream entry taken by a consumer and not acknowledged for this long (the consumer died) is claimed and
     written by another."""
@@ -217,6 +271,7 @@ class Settings(_Frozen):
     rules: RulesConfig = RulesConfig()
     inference: InferenceConfig = InferenceConfig()
     worker: WorkerConfig = WorkerConfig()
+    explore: ExploreConfig = ExploreConfig()
     impressions: bool = True
     """Log every served list (request id, items, positions, scores, propensities, arm) to the store's impression
     log, written in the background (`aisle.serve.impressions`); needs `store`."""
@@ -338,5 +393,5 @@ def load_settings(path: Path | None = None, *, env: Mapping[str, str] | None = N
     return Settings.model_validate(layered.model_dump())
 
 
-__all__ = ["ArmConfig", "ConfigError", "ExperimentConfig", "InferenceConfig", "Pin", "RulesConfig", "Settings",
-           "WorkerConfig", "accepted_variables", "load_settings"]
+__all__ = ["ArmConfig", "ConfigError", "ExperimentConfig", "ExploreConfig", "InferenceConfig", "Pin", "RulesConfig",
+           "Settings", "WorkerConfig", "accepted_variables", "load_settings"]

@@ -26,7 +26,8 @@ def fold(text: str) -> str:
     """Lower case, unicode compatibility form without accents, one space between words: the one normalisation
     under which a request's category, brand or attribute value matches a catalog value."""
     text = unicodedata.normalize("NFKD", html.unescape(text).translate(_QUOTES)).translate(_QUOTES)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():  # an ASCII text has no combining marks to drop (most catalog text: skip the scan)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return " ".join(text.lower().split())
 
 

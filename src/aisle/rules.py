@@ -13,7 +13,7 @@ hard rules).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,7 +87,7 @@ class Selected:
     positions: np.ndarray  # where each row was in the candidates given (-1 for a pin), to read their other columns
 
 
-def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: dict[str, int]) -> np.ndarray:
+def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: Mapping[str, int]) -> np.ndarray:
     b = np.zeros(len(rows))
     for item, w in rules.boost_items.items():
         i = index.get(item)
@@ -102,19 +102,28 @@ def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: 
     return b
 
 
+def allowed(rows: np.ndarray, *, attrs: ItemAttributes, rules: RulesConfig, excluded: np.ndarray,
+            filters: Filters | None) -> np.ndarray:
+    """The hard rules as a mask over `rows`: not excluded (`excluded` is a mask over the catalog: seen, asked not
+    to show), in stock when the rules want it, passing the request's filters. What every list, and every item an
+    exploring list adds (`aisle.explore`), must pass."""
+    keep = ~excluded[rows]
+    if rules.only_available:
+        keep &= attrs.available[rows]
+    if filters is not None and not filters.is_empty():
+        keep &= attrs.passes(rows, filters)
+    return keep
+
+
 def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttributes, rules: RulesConfig,
-                index: dict[str, int], exclude: np.ndarray | Sequence[int] = (),
+                index: Mapping[str, int], exclude: np.ndarray | Sequence[int] = (),
                 filters: Filters | None = None) -> Selected:
     """The final `k` of ranked candidates `rows` (item indices, any order) under `rules` (see module docstring)."""
     rows = np.asarray(rows, np.int64)
     scores = np.asarray(scores, np.float64)
     excluded = np.zeros(len(attrs), bool)  # a mask over the catalog: cheaper than np.isin on every request
     excluded[np.asarray(exclude, np.int64)] = True
-    keep = ~excluded[rows]
-    if rules.only_available:
-        keep &= attrs.available[rows]
-    if filters is not None and not filters.is_empty():
-        keep &= attrs.passes(rows, filters)
+    keep = allowed(rows, attrs=attrs, rules=rules, excluded=excluded, filters=filters)
     positions = np.flatnonzero(keep)
     rows, scores = rows[keep], scores[keep]
     span = float(scores.max() - scores.min()) if len(scores) > 1 else 1.0
@@ -130,9 +139,8 @@ def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttr
                                                                     strict=True)]
     top = max((c[1] for c in chosen), default=0.0)
     for row, position in sorted(pins, key=lambda p: p[1]):
-        allowed = not excluded[row] and (not rules.only_available or bool(attrs.available[row])) and (
-            filters is None or filters.is_empty() or bool(attrs.passes(np.array([row]), filters)[0]))
-        if allowed and position <= k:
+        ok = bool(allowed(np.array([row]), attrs=attrs, rules=rules, excluded=excluded, filters=filters)[0])
+        if ok and position <= k:
             chosen.insert(min(position - 1, len(chosen)), (row, top, True, -1))
     chosen = chosen[:k]
     return Selected(np.array([c[0] for c in chosen], np.int64), np.array([c[1] for c in chosen], np.float64),
@@ -167,4 +175,4 @@ def _greedy(rows: np.ndarray, scores: np.ndarray, k: int, attrs: ItemAttributes,
     return np.asarray(picked, np.int64)
 
 
-__all__ = ["ItemAttributes", "Selected", "apply_rules"]
+__all__ = ["ItemAttributes", "Selected", "allowed", "apply_rules"]

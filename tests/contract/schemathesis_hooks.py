@@ -13,8 +13,8 @@ And one failure is dropped, because it cannot be seen on the wire: a "schema-vio
 that is a list of unconstrained strings (`category`, `brand`, `exclude`: e.g. a number or a null inside the list)
 is sent as text, which is a valid string; the server rightly takes it. `WIRE_STRING_LISTS` names them, and the
 test checks that the published schema still declares each one so. The same holds for a plain string parameter made
-an array (`session=a&session=b` on the wire: the last one is a valid string): `WIRE_STRINGS`; and for any query
-scalar whose failure is only that it "became array" (`price_max=0.0` is one valid number on the wire).
+an array (`conversation=a&conversation=b` on the wire: the last one is a valid string): `WIRE_STRINGS`; and for
+any query scalar whose failure is only that it "became array" (`price_max=0.0` is one valid number on the wire).
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def before_call(_context: Any, case: Any, _kwargs: dict[str, Any]) -> None:
         low, high = _number(query.get("price_min")), _number(query.get("price_max"))
         if low is not None and high is not None and low > high:
             query["price_min"], query["price_max"] = query["price_max"], query["price_min"]
-        if (query.get("undo") in (True, "true", "True") or query.get("step") is not None) and not query.get("session"):
-            query["session"] = "fuzz-session"
+        turn = query.get("undo") in (True, "true", "True") or query.get("step") is not None
+        if turn and not query.get("conversation"):
+            query["conversation"] = "fuzz-conversation"
     body = case.body
     events = body.get("events") if isinstance(body, dict) else None
     for event in events if isinstance(events, list) else ():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,11 +29,11 @@ import httpx
 import pytest
 
 import aisle
-from aisle.bundle import build_serving_bundle, fingerprint
-from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
+from tests.bundles import save_bundle, synthetic_shop
 from tests.contract.schemathesis_hooks import WIRE_STRING_LISTS
+from tests.redisserver import free_port
 from tests.serving import wait_ready
 
 HERE = Path(__file__).resolve().parent
@@ -45,11 +44,6 @@ MAX_EXAMPLES = 300  # per operation (the slow writes: schemathesis.toml)
 
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _served(base: str) -> tuple[int, int]:
@@ -66,16 +60,14 @@ def _served(base: str) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("fuzz")
-    s = generate(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=3))
-    shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    shop = synthetic_shop(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=3))
     sources = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 5}),
                SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
-    bundle = build_serving_bundle(shop, PipelineConfig(sources=sources, rounds=10), dense=False)
-    bundle.save(root / "bundle", data_fingerprint=fingerprint(shop.events), metrics=bundle.manifest["metrics"])
+    save_bundle(shop, sources, root / "bundle", rounds=10)
     keys = root / "keys"
     keys.write_text(KEY + "\n")
     keys.chmod(0o600)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(root / "bundle"), "--port",
                              str(port), "--api-key-file", str(keys), "--store", str(root / "live.duckdb")],

@@ -271,6 +271,10 @@ def test_impressions_are_stored_once_read_in_order_and_erased_with_the_user(stor
     assert store.append_impressions(pl.concat([_impressions("r3", "u1", 1, arm=None)] * 2)) == Appended(2, 1)
     back = store.impressions()
     assert back["request_id"].to_list() == ["r1", "r1", "r1", "r3", "r2", "r2"]  # by time, request, position
+    # what the worker's exploration update reads: only the lists served after a time (T0 itself excluded)
+    t0_us = int(T0.timestamp() * 1_000_000)
+    assert store.impressions(since_us=t0_us)["request_id"].to_list() == ["r2", "r2"]
+    assert store.impressions(since_us=t0_us - 1).height == 6
     _same(back, pl.concat([first, _impressions("r3", "u1", 1, arm=None)]), ["request_id", "position"])
     store.delete_user("u1")
     assert store.impressions()["request_id"].to_list() == ["r2", "r2"]

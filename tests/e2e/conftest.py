@@ -5,7 +5,6 @@ context (its own localStorage, so its own anonymous shopper). Screenshots go to 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.redisserver import free_port
 from tests.serving import wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,11 +37,6 @@ class Site:
     workdir: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _need_chromium() -> None:
     if not CHROMIUM.exists():
@@ -57,7 +52,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     demo = subprocess.run([sys.executable, "-m", "aisle", "demo", "--fast", "--no-serve", "--workdir", str(work),
                            *STORE], env=env, capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    port = _free_port()
+    port = free_port()
     log = (work / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(work / "bundle"), "--store",
                              str(work / "demo.duckdb"), "--port", str(port)], env=env, stdout=log,

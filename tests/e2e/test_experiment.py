@@ -19,9 +19,9 @@ import pytest
 
 from aisle.config import load_settings
 from aisle.experiments.arms import assign
-from tests.e2e.conftest import Site, _free_port, shot
+from tests.e2e.conftest import Site, shot
 from tests.e2e.helpers import ready
-from tests.redisserver import redis_server
+from tests.redisserver import free_port, redis_server
 from tests.serving import wait_ready
 
 
@@ -36,7 +36,7 @@ def experiment_site(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "rules = {max_per_brand = 1}\n")
     env = {**os.environ, "AISLE_CACHE": str(site.workdir / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     with redis_server(work / "redis", aof=False) as redis_url:
-        port = _free_port()
+        port = free_port()
         log = (work / "serve.log").open("w")
         proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(site.workdir / "bundle"),
                                  "--store", str(work / "live.duckdb"), "--state", redis_url, "--workers", "2",

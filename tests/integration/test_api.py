@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,14 +16,15 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
+from aisle.bundle import build_serving_bundle
 from aisle.config import Settings
 from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
+from aisle.data.synthetic import SyntheticConfig
 from aisle.pipeline import PipelineConfig, SourceSpec
 from aisle.serve import Services, create_app
 from aisle.store import Store
-from tests.redisserver import redis_server
+from tests.bundles import save_bundle, synthetic_shop
+from tests.redisserver import free_port, redis_server
 
 SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 5}),
            SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
@@ -35,15 +35,13 @@ SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 5}),
 
 @pytest.fixture(scope="module")
 def shop() -> Dataset:
-    s = generate(SyntheticConfig(n_items=400, n_users=200, n_events=12_000, seed=3))
-    return Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    return synthetic_shop(SyntheticConfig(n_items=400, n_users=200, n_events=12_000, seed=3))
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(shop: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "b1"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=30), dense=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=30)
     return out
 
 
@@ -310,13 +308,21 @@ def test_metrics_and_stats(client: TestClient) -> None:
     assert stats["catalog"]["items"] == 400 and stats["bundle"]["version"]
 
 
+def _gc_pauses(text: str, generation: int) -> float:
+    prefix = f'aisle_gc_pause_seconds_count{{generation="{generation}"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_metrics_time_the_garbage_collectors_full_pauses(client: TestClient) -> None:
+    import gc
+
+    before = _gc_pauses(client.get("/metrics").text, 2)
+    gc.collect()  # a full collection, as a worker's allocations trigger one
+    assert _gc_pauses(client.get("/metrics").text, 2) >= before + 1
+
+
 # ---- hot swap under load (a real uvicorn server) ----------------------------------------------------------------
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _server(settings: Settings) -> tuple[object, threading.Thread]:
@@ -339,7 +345,7 @@ def test_hot_swap_keeps_requests_flowing(bundle_dir: Path, shop: Dataset, tmp_pa
     b2 = build_serving_bundle(Dataset(name="shop", items=shop.items, users=shop.users, events=shop.events[:-500]),
                               PipelineConfig(sources=SOURCES[:2] + SOURCES[3:], rounds=20), dense=False)
     b2.save(second, data_fingerprint="second", metrics={})
-    settings = Settings(bundle=bundle_dir, port=_free_port())
+    settings = Settings(bundle=bundle_dir, port=free_port())
     server, thread = _server(settings)
     url = f"http://127.0.0.1:{settings.port}"
     failures: list[str] = []

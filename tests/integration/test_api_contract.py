@@ -21,13 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 import aisle
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers import read_dataspec
-from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
+from tests.bundles import save_bundle, synthetic_shop
 from tests.serving import wait_ready
 
 KEY = "contract-key"
@@ -36,13 +35,9 @@ SRC = Path(aisle.__file__).resolve().parents[1]  # the sources this test imports
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    s = generate(SyntheticConfig(n_items=150, n_users=80, n_events=3_000, seed=5))
-    shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    shop = synthetic_shop(SyntheticConfig(n_items=150, n_users=80, n_events=3_000, seed=5))
     sources = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
-    b = build_serving_bundle(shop, PipelineConfig(sources=sources, rounds=5), dense=False)
-    out = tmp_path_factory.mktemp("contract") / "bundle"
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
-    return out
+    return save_bundle(shop, sources, tmp_path_factory.mktemp("contract") / "bundle", rounds=5)
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import httpx
 import polars as pl
 import pytest
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
+from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import free_port, redis_server
 from tests.serving import clients_per_worker, wait_ready, worker_pid
 
@@ -26,15 +26,13 @@ SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trend
 
 @pytest.fixture(scope="module")
 def shop() -> Dataset:
-    s = generate(SyntheticConfig(n_items=400, n_users=150, n_events=6_000, seed=7))
-    return Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    return synthetic_shop(SyntheticConfig(n_items=400, n_users=150, n_events=6_000, seed=7))
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, shop: Dataset) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "b"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=10), dense=False, search=True)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=10, search=True)
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from aisle.cli import app
 from aisle.cli.data import DEMO_SOURCES_FAST
 from aisle.data.readers import read_dataspec
 from aisle.store import Store
+from tests.redisserver import free_port
 from tests.serving import wait_ready
 
 runner = CliRunner()
@@ -103,11 +103,6 @@ def _aisle(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]
     return proc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.mark.slow
 def test_ingest_train_from_store_and_serve(tmp_path: Path) -> None:
@@ -117,7 +112,7 @@ def test_ingest_train_from_store_and_serve(tmp_path: Path) -> None:
     config = tmp_path / "fast.json"
     config.write_text(json.dumps({"pipeline": {"sources": DEMO_SOURCES_FAST}}))
     _aisle("train", f"store:{db}", "--out", str(bundle), "--config", str(config), "--no-dense")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

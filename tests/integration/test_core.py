@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers.base import Dataset
 from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.pipeline import SourceSpec
 from aisle.pipeline.sources import SOURCE_KINDS
 from aisle.serve import create_app
+from tests.bundles import save_bundle
 from tests.integration.same_brand_kind import SameBrandSource
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("fbt", "fbt", "bought_together"),
@@ -33,15 +33,9 @@ def shop() -> Dataset:
     return Dataset(name="shop", items=s.items.with_columns(accented), users=s.users, events=s.events)
 
 
-def _bundle(shop: Dataset, folder: Path, sources: tuple[SourceSpec, ...]) -> Path:
-    b = build_serving_bundle(shop, PipelineConfig(sources=sources, rounds=20), dense=False)
-    b.save(folder, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
-    return folder
-
-
 @pytest.fixture(scope="module")
 def client(shop: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    folder = _bundle(shop, tmp_path_factory.mktemp("core") / "bundle", SOURCES)
+    folder = save_bundle(shop, SOURCES, tmp_path_factory.mktemp("core") / "bundle")
     with TestClient(create_app(Settings(bundle=folder, api_keys=(KEY,)))) as c:
         yield c
 
@@ -97,7 +91,7 @@ def test_a_category_with_accents_filters_the_same_on_recommendations_and_search(
 def test_a_new_source_kind_is_one_file_and_a_registry_entry(shop: Dataset, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(SOURCE_KINDS, "same_brand", SameBrandSource)
-    folder = _bundle(shop, tmp_path / "bundle", (SourceSpec("brand", "pop", "same_brand"),))
+    folder = save_bundle(shop, (SourceSpec("brand", "pop", "same_brand"),), tmp_path / "bundle")
     brand_of = dict(zip(shop.items["item_id"].to_list(), shop.items["brand"].to_list(), strict=True))
     with TestClient(create_app(Settings(bundle=folder))) as client:
         user = "visitor-1"

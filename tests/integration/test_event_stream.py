@@ -21,15 +21,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
-from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
 from aisle.serve import Services, create_app
 from aisle.serve.services import StoreSink
 from aisle.serve.stream import Consumer, stream_key
 from aisle.store import Store
+from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import free_port, redis_server, start_redis
 from tests.serving import wait_ready
 
@@ -38,11 +37,9 @@ SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trend
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    s = generate(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=5))
-    shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    shop = synthetic_shop(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=5))
     out = tmp_path_factory.mktemp("bundle") / "b"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=10), dense=False, search=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=10, search=False)
     return out
 
 
@@ -176,9 +173,13 @@ def test_a_dead_consumers_entries_are_claimed_by_another_and_stored_once(bundle_
             store.append_events(decode([taken[0][1][0][1]["e"]]))
         alive = Consumer(redis_url, sink.locked, name="alive", claim_idle_s=0.3)
         try:
-            assert alive.step() == 10  # the entry nobody took
-            time.sleep(0.4)
-            assert alive.step() == 20 and alive.redelivered == 2  # the dead one's two, claimed after 0.3 s idle
+            stored = alive.step()  # the entry nobody took (and the dead one's two, if 0.3 s already passed)
+            assert stored in (10, 30)
+            deadline = time.monotonic() + 30
+            while stored < 30 and time.monotonic() < deadline:  # the dead one's two, claimed once 0.3 s idle
+                time.sleep(0.1)
+                stored += alive.step()
+            assert stored == 30 and alive.redelivered == 2
             assert alive.step() == 0
         finally:
             alive.close()
@@ -204,6 +205,35 @@ def test_serve_runs_a_consumer_per_worker_by_default(bundle_dir: Path, tmp_path:
         else:
             raise AssertionError("the worker's consumer did not write the events")
     assert _stored(db).height == 25
+
+
+def test_the_stream_publish_feeds_the_live_history_in_time_order_without_duplicates(bundle_dir: Path,
+                                                                                    tmp_path: Path,
+                                                                                    redis_url: str) -> None:
+    """With the stream, one script marks the batch seen, appends it to the stream and to the live histories: a
+    batch out of time order lands in order, a repeat (in the batch or later) is not appended again, and the
+    history keeps its last `history_length` events."""
+    settings = Settings(bundle=bundle_dir, store=tmp_path / "live.duckdb", state=redis_url, consume=False,
+                        history_length=4)
+    t = [f"2026-01-02T03:04:0{s}Z" for s in range(6)]
+    batch = [{"user_id": "h", "item_id": "i00003", "event_type": "view", "event_id": "h3", "timestamp": t[3]},
+             {"user_id": "h", "item_id": "i00001", "event_type": "view", "event_id": "h1", "timestamp": t[1]},
+             {"user_id": "h", "item_id": "i00001", "event_type": "view", "event_id": "h1", "timestamp": t[1]},
+             {"user_id": "h", "item_id": "i00002", "event_type": "add_to_cart", "event_id": "h2", "timestamp": t[2]},
+             {"user_id": "g", "query": "shoes", "event_type": "search", "event_id": "g0", "timestamp": t[0]}]
+    with TestClient(create_app(settings)) as client:
+        svc: Services = client.app.state.services
+        assert client.post("/events", json={"events": batch}).json() == {"accepted": 4, "duplicates": 1}
+        history = client.portal.call(svc.state.history, "h")[0]  # type: ignore[union-attr]
+        assert [(i, e) for i, e, _ in history] == [("i00001", "view"), ("i00002", "add_to_cart"), ("i00003", "view")]
+        assert client.portal.call(svc.state.history, "g")[0] == []  # type: ignore[union-attr]  # no item
+        more = [{"user_id": "h", "item_id": f"i0000{k}", "event_type": "view", "event_id": f"h{k}",
+                 "timestamp": t[k]} for k in (3, 4, 5)]
+        assert client.post("/events", json={"events": more}).json() == {"accepted": 2, "duplicates": 1}
+        history = client.portal.call(svc.state.history, "h")[0]  # type: ignore[union-attr]
+        assert [i for i, _, _ in history] == ["i00002", "i00003", "i00004", "i00005"]  # the last 4
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert r.xlen(stream_key()) == 2  # one entry per batch with new events
 
 
 # ---- kill -9 of real processes ---------------------------------------------------------------------------------
@@ -352,6 +382,75 @@ def test_kill_9_of_api_workers_and_consumer_loses_no_acknowledged_event(bundle_d
     missing = acked - set(ids.to_list())
     assert not missing, f"{len(missing)} acknowledged events are not in the store, e.g. {sorted(missing)[:5]}"
     assert ids.len() == ids.n_unique() == 20_000  # exactly once
+
+
+def _children(pid: int) -> dict[int, bytes]:
+    """The live child processes of `pid` and their command lines."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes()
+    return out
+
+
+def _consumer_pid(server: subprocess.Popen[bytes], seconds: float = 60) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [pid for pid, cmd in _children(server.pid).items() if b"aisle.serve.consumers" in cmd]
+        if found:
+            assert len(found) == 1, found
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError("aisle serve runs no consumer process")
+
+
+@pytest.mark.slow
+def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundle_dir: Path, tmp_path: Path,
+                                                                           redis_url: str) -> None:
+    """`aisle serve --workers 2` with Redis and a store runs the stream consumers in one process of its own (every
+    consumer of the group is that process, none a worker); a kill -9 of it mid-load is followed by a new one that
+    claims what the dead one held: every acknowledged event is stored exactly once. A kill -9 of the server's
+    parent process takes the consumer process with it."""
+    port, store, log = free_port(), str(tmp_path / "live.duckdb"), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    server = _serve(bundle_dir, port, redis_url, store, log)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    acked: set[str] = set()
+    try:
+        wait_ready(url, server, seconds=90, output=log.read_text)
+        first = _consumer_pid(server)
+        batches = [[{"user_id": f"p{(b * 100 + i) % 97}", "item_id": f"i{i % 150:05d}", "event_type": "view",
+                     "event_id": f"p-{b}-{i}"} for i in range(100)] for b in range(40)]
+        with httpx.Client(base_url=url, timeout=10) as http:
+            for b, batch in enumerate(batches):
+                if b == 20:
+                    os.kill(first, signal.SIGKILL)
+                resp = http.post("/events", json={"events": batch})
+                assert resp.status_code == 200, resp.text
+                acked.update(e["event_id"] for e in batch)
+            names = {c["name"] for c in r.xinfo_consumers(stream_key(), "aisle-store")}
+        second = _consumer_pid(server, seconds=30)
+        assert second != first  # the supervisor started another
+        assert names and all(f"-{first}-" in n or f"-{second}-" in n for n in names), names  # no worker consumes
+        deadline = time.monotonic() + 60
+        while r.xlen(stream_key()) and time.monotonic() < deadline:  # what the dead one held is claimed after 1 s
+            time.sleep(0.2)
+        assert r.xlen(stream_key()) == 0
+        server.send_signal(signal.SIGKILL)  # the parent alone: the consumer process must not outlive it
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{second}").exists() and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(second, os.WNOHANG)
+            time.sleep(0.1)
+        assert not Path(f"/proc/{second}").exists() or b"Z" in Path(f"/proc/{second}/stat").read_bytes()[:60]
+    finally:
+        _kill_group(server)
+    ids = _stored_at(store)["event_id"]
+    assert len(acked) == 4_000
+    assert set(ids.to_list()) == acked and ids.len() == 4_000  # all of them, exactly once
 
 
 # ---- erase reaches everywhere ------------------------------------------------------------------------------------
@@ -522,8 +621,8 @@ def _pinned_clients(url: str, n: int = 2, tries: int = 60) -> list[tuple[httpx.C
 @pytest.mark.slow
 def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: Path, tmp_path: Path,
                                                                      kill_store: str) -> None:
-    """Real processes: `aisle serve --workers 2` with Redis state and a store (DuckDB or PostgreSQL), each worker
-    running its stream consumer. 60 users post 3 events each through one worker process and are erased through the
+    """Real processes: `aisle serve --workers 2` with Redis state and a store (DuckDB or PostgreSQL), and the
+    server's stream consumer process. 60 users post 3 events each through one worker process and are erased through the
     other at once, while the consumers write; afterwards nothing of them is in the store, in Redis (but the
     erasure records), in the user list or in either worker's answers, and the shopper who was not erased keeps
     all 3 events."""
@@ -551,7 +650,7 @@ def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: 
                     assert erased.status_code == 200 and int(erased.headers["x-aisle-worker"]) == pid_b
             r = redis.Redis.from_url(redis_url, decode_responses=True)
             deadline = time.monotonic() + 60
-            while r.xlen(stream_key()):  # the workers' consumers drain the stream
+            while r.xlen(stream_key()):  # the server's consumers drain the stream
                 assert time.monotonic() < deadline, "the consumers did not drain the stream"
                 time.sleep(0.2)
             stored = _stored_at(kill_store)

@@ -9,21 +9,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import ArmConfig, ConfigError, ExperimentConfig, Settings, load_settings
 from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
+from aisle.data.synthetic import SyntheticConfig
 from aisle.experiments.arms import assign
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
 from aisle.store import Store
 from aisle.types import IMPRESSION_SCHEMA
+from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import redis_server
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -35,15 +36,13 @@ EXPERIMENT = ExperimentConfig(name="brands", salt="s1", arms=(
 
 @pytest.fixture(scope="module")
 def shop() -> Dataset:
-    s = generate(SyntheticConfig(n_items=300, n_users=120, n_events=6_000, seed=5))
-    return Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    return synthetic_shop(SyntheticConfig(n_items=300, n_users=120, n_events=6_000, seed=5))
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(shop: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "b"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=20), dense=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=20)
     return out
 
 
@@ -68,8 +67,14 @@ def store(tmp_path: Path) -> Path:
 def test_every_list_surface_answers_with_a_request_id_and_logs_what_it_showed(bundle_dir: Path, shop: Dataset,
                                                                            store: Path) -> None:
     item = shop.items["item_id"][0]
+    viewer, now = "anon-imp-1", datetime.now(UTC)
     with TestClient(create_app(_settings(bundle_dir, store))) as c:
+        viewed = [{"user_id": viewer, "item_id": i, "event_type": "view",
+                   "timestamp": (now - timedelta(minutes=m)).isoformat()}
+                  for m, i in enumerate(shop.items.filter(pl.col("available"))["item_id"][:3])]
+        assert c.post("/events", json={"events": viewed}).json()["accepted"] == 3
         calls = {"recommendations": ("/users/u00001/recommendations", {"k": 5, "session_id": "s1"}),
+                 "recently_viewed": (f"/users/{viewer}/recently-viewed", {"k": 5, "session_id": "s3"}),
                  "similar": (f"/items/{item}/similar", {"k": 4, "user": "u00001", "session_id": "s1"}),
                  "bought_together": (f"/items/{item}/bought-together", {"k": 3}),
                  "trending": ("/trending", {"k": 6, "session_id": "s2"}),

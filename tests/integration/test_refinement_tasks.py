@@ -1,6 +1,6 @@
 """Conversational refinement end to end: the scripted multi-turn tasks of `tests/fixtures/refinement/tasks.json`
 (made from the synthetic catalog's attributes by `make_tasks.py` there), each played turn by turn through
-`/search?session=...`, must end in the constraint the shopper meant, with every hit shown satisfying it.
+`/search?conversation=...`, must end in the constraint the shopper meant, with every hit shown satisfying it.
 The acceptance bar is a task success rate of at least 90%."""
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
-from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
 from aisle.query import fold
 from aisle.search.refine import size_of
 from aisle.serve import create_app
+from tests.bundles import save_bundle, synthetic_shop
 
 TASKS = Path(__file__).resolve().parents[1] / "fixtures" / "refinement" / "tasks.json"
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
@@ -34,11 +33,9 @@ def tasks() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def client(tasks: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    s = generate(SyntheticConfig.from_dict(tasks["catalog"]))
-    shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    shop = synthetic_shop(SyntheticConfig.from_dict(tasks["catalog"]))
     out = tmp_path_factory.mktemp("bundle") / "b"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=20), dense=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=20)
     with TestClient(create_app(Settings(bundle=out, search_cache=0))) as c:
         yield c
 
@@ -100,7 +97,7 @@ def test_scripted_refinement_tasks_succeed(client: TestClient, tasks: dict[str, 
     for task in tasks["tasks"]:
         answers = []
         for turn in task["turns"]:
-            r = client.get("/search", params={"q": turn, "session": f"task-{task['id']}"})
+            r = client.get("/search", params={"q": turn, "conversation": f"task-{task['id']}"})
             assert r.status_code == 200, (task["id"], turn, r.text)
             answers.append(r.json())
         if problems := _problems(task, answers):

@@ -21,13 +21,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
-from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
 from aisle.registry import Decision, Registry, notify
 from aisle.serve import create_app
+from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import free_port, redis_server, start_redis
 from tests.serving import wait_ready
 
@@ -38,10 +37,8 @@ SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trend
 def _bundle(out: Path, seed: int) -> Path:
     """A small serving bundle (search included, BM25 only) of its own synthetic store: seeds differ -> versions
     differ (the version is creation time + data fingerprint)."""
-    s = generate(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=seed))
-    shop = Dataset(name="shop", items=s.items, users=s.users, events=s.events)
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=10), dense=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    shop = synthetic_shop(SyntheticConfig(n_items=200, n_users=100, n_events=4_000, seed=seed))
+    save_bundle(shop, SOURCES, out, rounds=10)
     return out
 
 

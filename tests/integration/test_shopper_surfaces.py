@@ -11,12 +11,13 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
+from aisle.store import Store
+from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import redis_server
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
@@ -25,15 +26,13 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture(scope="module")
 def shop() -> Dataset:
-    s = generate(SyntheticConfig(n_items=600, n_users=200, n_events=15_000, seed=8, replenishment=0.3))
-    return Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    return synthetic_shop(SyntheticConfig(n_items=600, n_users=200, n_events=15_000, seed=8, replenishment=0.3))
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(shop: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "b"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=20), dense=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=20)
     return out
 
 
@@ -89,9 +88,22 @@ def test_buy_again_proposes_the_due_consumable_not_the_durable_just_bought(clien
     assert client.get(f"/users/{user}/buy-again").json()["items"] == []
 
 
+def test_buy_again_is_logged_as_shown_like_every_list(bundle_dir: Path, shop: Dataset, tmp_path: Path) -> None:
+    coffee = _items(shop, "Coffee beans")[0]
+    store = tmp_path / "live.duckdb"
+    with TestClient(create_app(Settings(bundle=bundle_dir, store=store, impressions_flush_s=0.1))) as c:
+        _post(c, "anon-ba-2", [(coffee, "purchase", NOW - timedelta(days=d)) for d in (44, 30, 16)])
+        got = c.get("/users/anon-ba-2/buy-again", params={"session_id": "visit-1"})
+        assert got.json()["items"] and got.headers["x-request-id"] == got.json()["request_id"]
+    with Store(store, read_only=True) as s:
+        rows = s.impressions().filter(pl.col("request_id") == got.json()["request_id"]).sort("position")
+    assert rows["item_id"].to_list() == [i["item_id"] for i in got.json()["items"]]
+    assert set(rows["surface"]) == {"buy_again"} and set(rows["session_id"]) == {"visit-1"}
+
+
 def test_bad_input_on_the_new_routes_is_a_clear_422(client: TestClient) -> None:
     for path in ("/users/u1/buy-again?at=yesterday", "/users/u1/buy-again?k=0", "/users/u1/recently-viewed?k=100000",
-                 "/search?q=tent&session=", "/search?q=tent&undo=true", "/search?q=tent&undo=maybe"):
+                 "/search?q=tent&conversation=", "/search?q=tent&undo=true", "/search?q=tent&undo=maybe"):
         r = client.get(path)
         assert r.status_code == 422 and r.json()["error"] == "validation", (path, r.text)
 
@@ -116,7 +128,7 @@ def test_every_search_hit_is_explained(client: TestClient, shop: Dataset) -> Non
 
 
 def _turn(client: TestClient, q: str, session: str, **extra: str) -> dict:
-    r = client.get("/search", params={"q": q, "session": session, **extra})
+    r = client.get("/search", params={"q": q, "conversation": session, **extra})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -132,11 +144,11 @@ def test_a_search_conversation_refines_and_undoes(client: TestClient) -> None:
     assert second["hits"] and all(h["brand"] != brand for h in second["hits"])
     third = _turn(client, "cheaper", "conv-1", user="anon-conv")
     assert third["refinement"]["constraints"]["filters"]["price_max"] < max(h["price"] for h in second["hits"])
-    again = client.get("/search", params={"session": "conv-1", "step": third["refinement"]["step"], "page": 2,
+    again = client.get("/search", params={"conversation": "conv-1", "step": third["refinement"]["step"], "page": 2,
                                            "page_size": 2, "q": "cheaper"}).json()  # a step shown again, not a turn
     assert again["refinement"]["kind"] == "show" and again["refinement"]["constraints"] == \
         third["refinement"]["constraints"] and again["page"] == 2
-    back = client.get("/search", params={"session": "conv-1", "undo": "true"}).json()
+    back = client.get("/search", params={"conversation": "conv-1", "undo": "true"}).json()
     assert back["refinement"]["kind"] == "undo" and back["refinement"]["constraints"] == ref["constraints"]
     new = _turn(client, "show me coffee makers", "conv-1")
     assert new["refinement"]["kind"] == "new_search" and new["refinement"]["constraints"]["query"] == "coffee makers"

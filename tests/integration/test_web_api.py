@@ -9,13 +9,13 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.bundle import build_serving_bundle, fingerprint
 from aisle.config import Settings
 from aisle.data.readers.base import Dataset
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.pipeline import PipelineConfig, SourceSpec
+from aisle.data.synthetic import SyntheticConfig
+from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
 from aisle.store import Store
+from tests.bundles import save_bundle, synthetic_shop
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("fbt", "fbt", "bought_together"),
            SourceSpec("trending", "trending", "trending"))
@@ -23,15 +23,13 @@ SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("fbt",
 
 @pytest.fixture(scope="module")
 def shop() -> Dataset:
-    s = generate(SyntheticConfig(n_items=200, n_users=100, n_events=5_000, seed=5))
-    return Dataset(name="shop", items=s.items, users=s.users, events=s.events)
+    return synthetic_shop(SyntheticConfig(n_items=200, n_users=100, n_events=5_000, seed=5))
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(shop: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("web") / "bundle"
-    b = build_serving_bundle(shop, PipelineConfig(sources=SOURCES, rounds=20), dense=False)
-    b.save(out, data_fingerprint=fingerprint(shop.events), metrics=b.manifest["metrics"])
+    save_bundle(shop, SOURCES, out, rounds=20)
     return out
 
 

@@ -15,8 +15,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 
@@ -25,14 +27,17 @@ from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.registry import Registry
 from aisle.serve.services import StoreSink
 from aisle.store import open_store
+from aisle.types import Event, EventType, events_frame
 from aisle.worker import Worker
-from tests.redisserver import redis_server
+from tests.redisserver import free_port, redis_server
+from tests.serving import aisle_process, wait_ready
 
 PIPELINE = """[pipeline]
 rounds = 10
 sources = [
   {key = "itemknn", model = "itemknn", kind = "i2i", decay = 0.7},
   {key = "markov", model = "markov", kind = "i2i", window = 5},
+  {key = "fbt", model = "fbt", kind = "bought_together"},
   {key = "trending", model = "trending", kind = "trending"},
 ]
 """
@@ -315,3 +320,50 @@ def test_the_worker_compacts_on_its_schedule_and_erased_bytes_leave_the_store(sh
     off = load_settings(None, env=_settings_env(shop["pipeline"], AISLE_WORKER__COMPACT_HOURS="0"),
                         bundle=shop["registry"], store=str(shop["store"]))
     assert not Worker(off).compact_due()
+
+
+def test_a_pair_bought_together_after_the_fit_is_on_the_item_page_after_a_refresh(shop: dict[str, Path]) -> None:
+    """Bought-together counts are refreshed, not refit-only: two shoppers buy the same two items, `aisle worker
+    --once refresh` folds their baskets in, and the server following the registry lists each item on the other's
+    bought-together page (a rule needs 2 baskets by default: one basket is not enough)."""
+    reg = Registry(shop["registry"])
+    with open_store(shop["store"], read_only=True) as s:
+        items = s.items().filter(pl.col("available"))["item_id"].to_list()  # item pages list those in stock
+        events = s.read_events_since(0)[0]
+    newest = events["timestamp"].max()
+    shoppers = events["user_id"].unique().sort().to_list()[:2]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def together(h: httpx.Client, a: str) -> list[str]:
+        r = h.get(f"/items/{a}/bought-together", params={"k": 50})
+        r.raise_for_status()
+        return [c["item_id"] for c in r.json()["items"] if c["explanation"]["type"] == "bought_together"]
+
+    def buy(pair: tuple[str, str], who: list[str], minutes: int) -> None:
+        at = newest + timedelta(minutes=minutes)
+        _append(shop["store"], events_frame([Event(u, i, EventType.PURCHASE, at + timedelta(seconds=k),
+                                                   event_id=f"pair-{minutes}-{u}-{i}")
+                                             for u in who for k, i in enumerate(pair)]))
+
+    def refresh(name: str) -> None:
+        p = _worker(shop, shop["tmp"] / f"{name}.log", "--once", "refresh")
+        assert p.wait(timeout=300) == 0, (shop["tmp"] / f"{name}.log").read_text()[-3000:]
+
+    log = shop["tmp"] / "serve.log"
+    with aisle_process(["serve", "--bundle", str(reg.root), "--port", str(port), "--follow", "0.5"], log) as srv, \
+            httpx.Client(base_url=url, timeout=30) as h:
+        wait_ready(url, srv, output=lambda: log.read_text(errors="replace"))
+        a, b = next((x, y) for x in items[5:] for y in items[40:] if x != y and y not in together(h, x))
+        buy((a, b), shoppers[:1], minutes=10)  # one basket: below min_count
+        for name, who, minutes in (("one", shoppers[:1], 10), ("two", shoppers[1:], 20)):
+            buy((a, b), who, minutes=minutes)  # one basket is below min_count; a second one, by another shopper,
+            refresh(name)                      # makes the rule
+            version = reg.current()
+            _wait_for(f"the server to load {version}", lambda v=version: h.get("/health").json()[
+                "registry_version"] == v, 90, log)
+            if name == "one":
+                assert b not in together(h, a)
+        assert b in together(h, a) and a in together(h, b), (together(h, a), together(h, b))
+    d = reg.decision(reg.current())  # type: ignore[arg-type]
+    assert d is not None and d.kind == "refresh" and "fbt" in d.extra["updated_sources"]

@@ -180,6 +180,9 @@ def compact(
     = str(DEFAULT_DB),
     state: Annotated[str | None, typer.Option(help="The Redis of the event stream (redis://...): its erasure records "
                                               "are forgotten and its append-only file rewritten too.")] = None,
+    impression_grace: Annotated[float, typer.Option(
+        min=0, help="Seconds an erasure record is kept after the erasure, for lists a worker served before it and "
+                    "has not added to the impressions stream yet (buffered while Redis was unreachable).")] = 3600.0,
 ) -> None:
     """Make erased shoppers' bytes leave the files: rewrite the store (DuckDB: a fresh copy of the file;
     PostgreSQL: VACUUM FULL) and, with --state, Redis' append-only file. Servers keep running: a DuckDB store is
@@ -203,7 +206,7 @@ def compact(
     if state:
         from aisle.serve.stream import compact_redis
 
-        out = compact_redis(state)
+        out = compact_redis(state, impression_grace_s=impression_grace)
         console.print(f"Redis: {out['erasure_records_forgotten']} erasure record(s) no longer needed were forgotten; "
                       + ("append-only file rewrite started" if out["aof_rewrite"] else "AOF is off: nothing on disk"))
 

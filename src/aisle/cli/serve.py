@@ -160,15 +160,25 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
     console.print(f"Aisle is serving [bold]{settings.bundle}[/] on [bold link={url}/docs]{url}[/] with "
                   f"{settings.workers} worker(s). Open [bold]{url}/docs[/] to try the API. "
                   "Press Ctrl-C to stop.")
+    consumer_process = settings.consume and settings.state != "memory" and settings.store is not None
+    if consumer_process:  # the stream consumers run in a process of their own, not in the workers
+        settings = settings.model_copy(update={"consume": False})
     settings_file = write_settings_file(settings)
     os.environ[_ENV] = str(settings_file)
     if settings.workers > 1:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="aisle-prom-"))
+    consumers = None
     try:
+        if consumer_process:
+            from aisle.serve.consumers import ConsumerProcess
+
+            consumers = ConsumerProcess(settings_file).start()
         uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
                     workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop",
                     http="httptools")
     finally:
+        if consumers is not None:  # after the workers: their last impressions are in the stream by now
+            consumers.stop()
         shutil.rmtree(settings_file.parent, ignore_errors=True)
 
 
@@ -186,8 +196,8 @@ def consume(
 ) -> None:
     """Write the API's event stream to the store (a consumer of the group `aisle-store`); runs until stopped.
 
-    `aisle serve` already runs one consumer per worker when the state is Redis and a store is set; this command
-    adds consumers (or is the only one, with `consume = false` in the server's settings)."""
+    `aisle serve` already runs a consumer process beside its workers when the state is Redis and a store is set;
+    this command adds consumers (or is the only one, with `consume = false` in the server's settings)."""
     import signal
     import threading
 
@@ -214,7 +224,8 @@ def consume(
         err.print(f"[red]error:[/] --stream must be events or impressions, not {stream!r}")
         raise typer.Exit(2)
     consumer = Consumer(settings.state, sink.locked, name=name, claim_idle_s=settings.stream_claim_idle_s,
-                        stream=stream, pace_s=settings.impressions_store_s if stream == "impressions" else 0.0)
+                        stream=stream, count=1_000, pace_s=settings.impressions_store_s if stream == "impressions"
+                        else settings.events_store_s)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -30,7 +30,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 PIPELINE_TABLE = "pipeline"
-"""The one table of a `--config` file that is not a model: the serving pipeline (validated by PipelineConfig)."""
+"""A table of a `--config` file that is not a model: the serving pipeline (validated by PipelineConfig)."""
+SEARCH_TABLE = "search"
+"""The other one: search's encoder adaptation (`adapt = true` and `aisle.search.adapt.AdaptSettings` fields)."""
 
 
 def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
@@ -50,15 +52,16 @@ def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
         raise typer.BadParameter(f"{path}: {exc}", param_hint="--config") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise typer.BadParameter(f"{path}: expected a table of model name -> parameters", param_hint="--config")
-    unknown = sorted(set(data) - set(MODELS) - {PIPELINE_TABLE})
+    unknown = sorted(set(data) - set(MODELS) - {PIPELINE_TABLE, SEARCH_TABLE})
     if unknown:
         raise typer.BadParameter(f"{path}: unknown model table{'s' if len(unknown) > 1 else ''} "
                                  f"{', '.join(f'[{n}]' for n in unknown)}; accepted: "
-                                 f"{', '.join(f'[{n}]' for n in (*MODELS, PIPELINE_TABLE))}", param_hint="--config")
+                                 f"{', '.join(f'[{n}]' for n in (*MODELS, PIPELINE_TABLE, SEARCH_TABLE))}",
+                                 param_hint="--config")
     for name, params in data.items():
         if name == PIPELINE_TABLE:
             continue
-        accepted = parameter_names(MODELS[name])
+        accepted = search_keys() if name == SEARCH_TABLE else parameter_names(MODELS[name])
         wrong = sorted(set(params) - accepted)
         if wrong:
             raise typer.BadParameter(f"{path}: [{name}] has unknown parameter{'s' if len(wrong) > 1 else ''} "
@@ -78,6 +81,32 @@ def pipeline_config(params: dict[str, dict[str, Any]], *, sources: list[dict[str
     if sources is not None:
         table.setdefault("sources", sources)
     return PipelineConfig().updated(table)
+
+
+def search_keys() -> set[str]:
+    """What a `[search]` table may set: `adapt` and the fields of `AdaptSettings`."""
+    from dataclasses import fields
+
+    from aisle.search.adapt import AdaptSettings
+
+    return {"adapt"} | {f.name for f in fields(AdaptSettings)}
+
+
+def adapt_settings(params: dict[str, dict[str, Any]], flag: bool | None, seed: int) -> Any:
+    """The `AdaptSettings` to fine-tune search's encoder with, or None when adaptation is off: `--adapt/--no-adapt`
+    when given, else `adapt` of the `[search]` table (off by default). Raises ValueError for a bad value."""
+    from aisle.search.adapt import AdaptSettings
+
+    table = dict(params.get(SEARCH_TABLE, {}))
+    enabled = table.pop("adapt", False) if flag is None else flag
+    table.pop("adapt", None)
+    if not enabled:
+        return None
+    table.setdefault("seed", seed)
+    try:
+        return AdaptSettings(**table)
+    except TypeError as exc:
+        raise ValueError(f"[search]: {exc}") from None
 
 
 def parameter_names(cls: type) -> set[str]:
@@ -102,10 +131,14 @@ def train(
     search: Annotated[bool, typer.Option(help="Build the search index (serving bundle only).")] = True,
     dense: Annotated[bool, typer.Option(help="Search with MiniLM vectors too (embeddings cached in $AISLE_CACHE).")]
     = True,
+    adapt: Annotated[bool | None, typer.Option(help="Fine-tune search's MiniLM encoder on the source's own searches "
+                                               "followed by clicks, carts and purchases (skipped, and said so, "
+                                               "below [search] min_pairs pairs); default: `adapt` of the "
+                                               "--config [search] table, else off.")] = None,
 ) -> None:
     """Fit models on all events of a source and save them as a bundle (works under torchrun too)."""
     if model is None:
-        serving_bundle(dataspec, out, params=load_config(config), seed=seed, search=search, dense=dense)
+        serving_bundle(dataspec, out, params=load_config(config), seed=seed, search=search, dense=dense, adapt=adapt)
         return
     from aisle.bundle import Bundle, fingerprint
     from aisle.data.readers import read_dataspec
@@ -164,7 +197,7 @@ def train(
 
 
 def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]], seed: int, search: bool = True,
-                   dense: bool = True) -> Path:
+                   dense: bool = True, adapt: bool | None = None) -> Path:
     """Build and save the whole serving bundle; prints what was built (used by `aisle train` and `aisle demo`).
 
     Under `torchrun` every rank builds (a deep source trains data-parallel, so all ranks take part in its fit) but
@@ -178,6 +211,9 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
 
     try:  # the configuration first: a typo in it must not cost a data read
         pcfg = pipeline_config(params)
+        adapt_cfg = adapt_settings(params, adapt, seed) if search else None
+        if adapt_cfg is not None and not dense:
+            raise ValueError("--adapt fine-tunes the dense search encoder: it needs --dense")
         data = read_dataspec(dataspec)
     except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -191,7 +227,8 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
             status.update(f"Training the serving bundle: {msg} ...")
 
     with status or contextlib.nullcontext():
-        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense, progress=progress)
+        bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense, progress=progress,
+                                      adapt=adapt_cfg)
     if not ctx.is_main:
         ctx.barrier()  # rank 0 is writing the bundle
         ctx.close()
@@ -205,6 +242,9 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     for part, info in bundle.manifest["metrics"].get("parts", {}).items():
         table.add_row(part, info["what"], f"{info['seconds']:.1f}")
     console.print(table)
+    encoder = bundle.manifest["metrics"].get("parts", {}).get("search_encoder")
+    if encoder is not None:
+        console.print(f"Search encoder: {encoder['what']}")
     console.print(f"Bundle written to [bold]{out}[/] in {time.perf_counter() - t0:.0f}s. Serve it with: "
                   f"[bold]aisle serve --bundle {out}[/]")
     return out

@@ -41,6 +41,9 @@ def worker(
                 update={"refresh_seconds": refresh_seconds})})
         params = load_config(settings.worker.pipeline) if settings.worker.pipeline is not None else {}
         pipeline = PipelineConfig().updated(params.get("pipeline", {}))
+        if params.get("search", {}).get("adapt"):  # said, not silently dropped: refits do not fine-tune yet
+            err.print("[yellow]warning:[/] [search] adapt is not applied by the worker: its refits build search with "
+                      "the packaged encoder (refreshes keep a bundle's adapted one); adapt with `aisle train --adapt`")
         runner = Worker(settings, pipeline=pipeline)
     except (ConfigError, ValueError, OSError, typer.BadParameter) as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -65,8 +65,9 @@ class MarkovChain:
         self._set(transition_counts(data), prior)
         return self
 
-    def add_events(self, events: pl.DataFrame) -> np.ndarray:
-        """Fold new events into the counts, as if they had been in the fit; the items whose successors changed.
+    def add_events(self, events: pl.DataFrame) -> np.ndarray | None:
+        """Fold new events into the counts, as if they had been in the fit; the items whose successors changed
+        (None: no new positive event, nothing counted).
 
         `events` has TrainData's encoded columns, sorted by user then time. A user's transition from their last
         event before these into the first new one counts only when that earlier event is passed too, as the
@@ -76,6 +77,8 @@ class MarkovChain:
             raise RuntimeError(f"{self.name} is not fitted")
         events = events.filter(pl.col("weight") > 0)
         new = events["is_new"].to_numpy().astype(bool) if "is_new" in events.columns else np.ones(events.height, bool)
+        if not new.any():
+            return None
         users = events["user_idx"].to_numpy()
         items = events["item_idx"].to_numpy().astype(np.int64)
         pairs = (users[1:] == users[:-1]) & new[1:]

@@ -8,6 +8,7 @@ to the products it is most like whatever the bundle was built with.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from aisle.pipeline.sources import ContentSource
 from aisle.rules import ItemAttributes
 
 
-def new_item_similarity(pipeline: Pipeline, rows: list[int], new_items: pl.DataFrame, index: dict[str, int],
+def new_item_similarity(pipeline: Pipeline, rows: list[int], new_items: pl.DataFrame, index: Mapping[str, int],
                         attrs: ItemAttributes, *, embedder: Any = None, search: Any = None) -> np.ndarray:
     """(len(rows), len(index)) similarity of each new item (catalog row `rows[i]`, record `new_items[i]`) to every
     item; -inf: unrelated."""

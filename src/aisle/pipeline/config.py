@@ -80,6 +80,9 @@ DEFAULT_SOURCES: tuple[SourceSpec, ...] = (
 CONTENT_SOURCE = SourceSpec("content", "content", "content", refit=False)
 
 
+RANKERS: tuple[str, ...] = ("combiner", "impressions")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     sources: tuple[SourceSpec, ...] = DEFAULT_SOURCES
@@ -95,10 +98,14 @@ class PipelineConfig:
     # optional feature groups of the combiner (aisle.pipeline.features.GROUPS); "tags" measured better on Amazon
     # Beauty's validation targets (RESULTS.md) and costs nothing where the catalog has no tags
     features: tuple[str, ...] = ("tags",)
+    # what orders the candidates: "combiner" (learned from next-item hold-outs) or "impressions" (learned from what
+    # shoppers were shown and clicked or ignored, `aisle.implearn`; the combiner ranks until one is trained)
+    ranker: str = "combiner"
 
     def __post_init__(self) -> None:
         from aisle.pipeline.features import GROUPS
 
+        _known("ranker", self.ranker, RANKERS)
         for group in self.features:
             _known("feature group", group, GROUPS)
         keys = [s.key for s in self.sources]
@@ -125,4 +132,4 @@ class PipelineConfig:
         return PipelineConfig.from_json({**self.to_json(), **overrides})
 
 
-__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "PipelineConfig", "PipelineConfigError", "SourceSpec"]
+__all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "RANKERS", "PipelineConfig", "PipelineConfigError", "SourceSpec"]

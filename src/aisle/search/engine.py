@@ -21,7 +21,10 @@ sort -> facets -> page. Design choices:
   `affinity_weight x affinity` to the min-max-normalised relevance of the reranked head only: it reorders
   relevant results towards a shopper's taste and never pulls in irrelevant ones.
 
-Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM text model; no pickle.
+Persistence (`save`/`load`): a folder of JSON and .npy files plus the LightGBM text model; no pickle. An index built
+with a fine-tuned encoder (`aisle.search.adapt`) carries it (`encoder/`, with its ONNX exports in `encoder-onnx/`),
+and `load` serves queries with it through whatever embedder the caller passes (`Embedder.for_model`): query and
+item vectors always come from the same weights.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from aisle.overlay import Layered
 from aisle.search import features as feats
 from aisle.search.catalog import Catalog
 from aisle.search.dense import DenseIndex
@@ -46,12 +50,13 @@ from aisle.search.lexical import DERIVED, LexicalIndex
 from aisle.search.query import Filters, ParsedQuery, QueryParser
 from aisle.search.rerank import RERANK_DEPTH, Reranker
 from aisle.search.results import Hit, SearchResult, facet_counts
-from aisle.search.retrieve import Candidates, QueryTerms, Retriever
+from aisle.search.retrieve import DENSE_WEIGHT, RRF_K, Candidates, Fusion, QueryTerms, Retriever
 from aisle.search.spell import SpellIndex
 from aisle.search.text import analyze, normalize
 
 Sort = Literal["relevance", "price_asc", "price_desc", "popularity"]
 FORMAT_VERSION = 1
+ENCODER_DIR = "encoder"  # a fine-tuned dense encoder (SentenceTransformer folder) inside a saved search index
 
 
 @dataclass
@@ -59,6 +64,9 @@ class SearchConfig:
     k_lex: int = 200
     k_dense: int = 200
     rerank_depth: int = RERANK_DEPTH
+    rrf_k: float = RRF_K  # fusion (`retrieve.Fusion`); `aisle search-eval` tunes it on development queries
+    dense_weight: float = DENSE_WEIGHT
+    k_lex_any: int = 0  # the first this many lexical candidates are eligible even below `min_should_match`
     min_should_match: float = 0.5
     dense_min_similarity: float = 0.3
     affinity_weight: float = 0.2
@@ -75,7 +83,7 @@ class SearchEngine:
         self.embedder = embedder if embedder is not None else (Embedder() if dense is not None else None)
         self.reranker = reranker
         self.config = config or SearchConfig()
-        self._row = {item: i for i, item in enumerate(catalog.item_ids)}
+        self._row: Layered[str, int] = Layered.sharing({item: i for i, item in enumerate(catalog.item_ids)})
         self._leaves = {normalize(v) for v in catalog.leaf_category.values}
 
     # ---- building ----------------------------------------------------------------------------------
@@ -108,11 +116,32 @@ class SearchEngine:
         items = items.with_columns(pl.col("item_id").replace_strict(order, default=len(order), return_dtype=pl.Int64)
                                    .alias("_row")).sort("_row", maintain_order=True).drop("_row")
         engine = SearchEngine.build(items, dense=self.dense is not None,
-                                    embedder=(embedder or self.embedder) if self.dense is not None else None,
+                                    embedder=self._own_encoder(embedder) if self.dense is not None else None,
                                     popularity={i: known.get(i, 0.0) for i in items["item_id"].to_list()},
                                     config=self.config)
         engine.reranker = self.reranker
         return engine
+
+    @property
+    def encoder_name(self) -> str | None:
+        """The dense encoder's name (`all-MiniLM-L6-v2`, or a fine-tune's with its digest); None without dense."""
+        return self.embedder.model_name if self.dense is not None and self.embedder is not None else None
+
+    def _own_encoder(self, embedder: Embedder | None) -> Embedder | None:
+        """`embedder` (or this engine's) over this engine's encoder: a caller's embedder is usually the packaged
+        model's, and an index must never mix vectors of two encoders."""
+        embedder = embedder or self.embedder
+        if embedder is None or self.embedder is None:
+            return embedder
+        return embedder.for_model(self.embedder.model_path)
+
+    def with_encoder(self, embedder: Embedder, *, progress: bool = False) -> SearchEngine:
+        """This engine with its dense index rebuilt by another encoder (a fine-tuned one: `aisle.search.adapt`);
+        catalog, lexical index and spelling are shared. The reranker is dropped: it learned on the old encoder's
+        cosines, so the caller trains a new one."""
+        texts = [self.catalog.embedding_text(i) for i in range(len(self.catalog))]
+        dense = DenseIndex(embedder.embed_texts(texts, progress=progress))
+        return SearchEngine(self.catalog, self.lexical, dense, self.spell, embedder=embedder, config=self.config)
 
     def with_items(self, items: pl.DataFrame) -> SearchEngine:
         """The engine after upserting `items` (an ITEM_SCHEMA frame of changed and new items), in time
@@ -121,21 +150,20 @@ class SearchEngine:
         stays as it is (requests still running on it finish on it; the caller swaps the new one in).
 
         Known rows keep their place and new items are appended, so the other items rank exactly as before; the
-        delta is merged into the base arrays by the next full build (`with_catalog`, the next bundle)."""
+        delta is saved with the engine and merged into the base arrays by the next full build (a refit's)."""
         items = items.unique("item_id", keep="last", maintain_order=True)
         if items.is_empty():
             return self
         upserted = Catalog.from_items(items, infer_brand=False)
-        row_of = dict(self._row)
-        rows = []
+        rows, added = [], {}
         for item_id in upserted.item_ids:
-            row = row_of.get(item_id)
+            row = self._row.get(item_id)
             if row is None:
-                row = row_of[item_id] = len(row_of)
+                row = added[item_id] = len(self._row) + len(added)
             rows.append(row)
         catalog = self.catalog.with_items(rows, upserted)
         out = copy.copy(self)
-        out.catalog, out._row = catalog, row_of
+        out.catalog, out._row = catalog, self._row.with_items(added)
         out.lexical = self.lexical.with_docs(rows, upserted.texts, len(catalog))
         docs = list(upserted.vocabulary_docs())
         out.spell = self.spell.with_docs(docs, rows)
@@ -167,6 +195,10 @@ class SearchEngine:
         return np.array([self._row.get(str(i), -1) for i in item_ids], dtype=np.int64)
 
     # ---- the pieces a request is made of (also used by evaluation) ----------------------------------
+
+    @property
+    def fusion(self) -> Fusion:
+        return Fusion(rrf_k=self.config.rrf_k, dense_weight=self.config.dense_weight)
 
     def understand(self, query: str) -> tuple[ParsedQuery, QueryTerms]:
         pq = self.parser.parse(query)
@@ -225,10 +257,11 @@ class SearchEngine:
         return max(1, math.ceil(self.config.min_should_match * n)) if n else 1
 
     def eligible(self, cand: Candidates, terms: QueryTerms) -> Candidates:
-        """Candidates that match enough query words or are close dense neighbours, in fusion (RRF) order."""
+        """Candidates that match enough query words (or are among the first `k_lex_any` lexical hits: a long query's
+        best BM25 matches may hold fewer than half its words) or are close dense neighbours, in fusion (RRF) order."""
         lexical = cand.lex_rank > 0
         if cand.matched is not None and terms.tokens:
-            lexical &= cand.matched >= self.min_match(terms)
+            lexical &= (cand.matched >= self.min_match(terms)) | (cand.lex_rank <= self.config.k_lex_any)
         ok = lexical | ((cand.dense_rank > 0) & (cand.dense >= self.config.dense_min_similarity))
         idx = np.flatnonzero(ok)
         return _subset(cand, idx[np.argsort(-cand.rrf[idx], kind="stable")])
@@ -324,7 +357,8 @@ class SearchEngine:
         if m is not None and not m.any():
             empty = np.zeros(0, np.int64)
             return empty, np.zeros(0), empty, self.retriever.candidates(terms, None, mask=m, k_lex=0, k_dense=0)
-        cand = self.retriever.candidates(terms, qvec, mask=m, k_lex=self.config.k_lex, k_dense=self.config.k_dense)
+        cand = self.retriever.candidates(terms, qvec, mask=m, k_lex=self.config.k_lex, k_dense=self.config.k_dense,
+                                         fusion=self.fusion)
         ranked = self.eligible(cand, terms)
         rows = self.result_set(terms, ranked, m)
         ordered, scores = self.rerank(pq, terms, ranked)
@@ -471,9 +505,14 @@ class SearchEngine:
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        encoder = self.embedder.model_path if self.dense is not None and self.embedder is not None else None
         manifest = {"format": "aisle-search", "version": FORMAT_VERSION, "items": len(self.catalog),
-                    "config": asdict(self.config), "features": list(feats.FEATURES), "embedding_model": MODEL_NAME,
+                    "config": asdict(self.config), "features": list(feats.FEATURES),
+                    "embedding_model": self.embedder.model_name if encoder is not None else MODEL_NAME,
+                    "encoder": ENCODER_DIR if encoder is not None else None,
                     "dense": self.dense is not None, "reranker": self.reranker is not None}
+        if encoder is not None:
+            _copy_encoder(encoder, folder / ENCODER_DIR)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
         (folder / "catalog.json").write_text(json.dumps(self.catalog.to_json()))
         for name, arr in self.catalog.arrays().items():
@@ -495,8 +534,32 @@ class SearchEngine:
         catalog = Catalog.from_saved(json.loads((folder / "catalog.json").read_text()), arrays)
         dense = DenseIndex.load(folder / "dense") if manifest["dense"] else None
         reranker = Reranker.load(folder / "reranker.txt") if manifest["reranker"] else None
+        if dense is not None and manifest.get("encoder"):  # a fine-tuned encoder travels with its index
+            embedder = (embedder or Embedder()).for_model(folder / manifest["encoder"])
         return cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
                    embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+
+
+def _copy_encoder(src: Path, dst: Path) -> None:
+    """Copy a fine-tuned encoder folder and its ONNX exports (`<folder>-onnx`) into a search folder; nothing to do
+    when they are already there (an engine saved where it was loaded from). Files are hard-linked where the file
+    system allows: they are never changed once written, and a worker saves a new version every refresh, which
+    would otherwise copy ~200 MB of weights each time."""
+    import os
+    import shutil
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    src, dst = Path(src), Path(dst)
+    for a, b in ((src, dst), (src.parent / f"{src.name}-onnx", dst.parent / f"{dst.name}-onnx")):
+        if a.is_dir() and a.resolve() != b.resolve():
+            if b.exists():
+                shutil.rmtree(b)
+            shutil.copytree(a, b, copy_function=link_or_copy)
 
 
 def _value_counts(catalog: Catalog) -> tuple[int, ...]:

@@ -11,17 +11,22 @@ Protocol (what `aisle search-eval` runs):
   found in the top 100, averaged over queries with at least one; items missing from the catalog count as missed.
 * Baseline `bm25`: plain bm25s over titles only with its English stemmer and stopwords, default parameters.
 * `hybrid`: Aisle's query understanding + field BM25 + MiniLM fused with RRF, nothing learned.
-* `aisle`: the hybrid candidates reranked by LambdaMART. Anything learned is cross-validated by query: queries
-  are split into `folds` groups by a hash of their normalised text (so "Deck Over" and "deck over" share a fold),
-  and each query is ranked by a model trained on the other folds only. Or, with a separate training file, the
-  model is trained on that file's queries over that file's catalog and scores every query of the main file.
+* `aisle`: the hybrid candidates reranked by LambdaMART.
+* Nothing learned ever scores a query it saw (issue 25). The default protocol, `holdout`: a fixed 20% of the
+  queries, those with `fold_of(query, 5) == 0` (a hash of the normalised text, so "Deck Over" and "deck over" fall
+  together; `aisle.search.adapt` holds the same queries out of the encoder), is kept out of every fit: the fusion
+  settings, the reranker's hyperparameters and the reranker itself are chosen and fitted on the other 80%, and
+  every row of the report is scored on the 20%. The older protocol, `cv`: each query ranked by a reranker trained
+  on the other `folds` groups (the fusion and an adapted encoder then saw it: kept for continuity). Or, with a
+  separate training file, the model is trained on that file's queries over that file's catalog and scores every
+  query of the main file.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bm25s
 import numpy as np
@@ -29,12 +34,15 @@ import polars as pl
 import Stemmer
 
 from aisle.evaluate import metrics as mx
+from aisle.search import querytypes
 from aisle.search.engine import SearchEngine
 from aisle.search.rerank import Reranker
+from aisle.search.retrieve import Candidates, QueryTerms, top_k
 from aisle.search.text import normalize
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_AT = 2.0
+HOLDOUT_FOLDS = 5  # the held-out share is 1 / HOLDOUT_FOLDS of the queries: fold 0
 
 
 @dataclass
@@ -51,6 +59,8 @@ class Prepared:
 
     rows: np.ndarray
     features: np.ndarray
+    lists: dict[str, np.ndarray] = field(default_factory=dict)  # per retriever: its own top rows (`retriever_lists`)
+    types: tuple[str, ...] = ()  # the query's types (`querytypes.classify`)
 
 
 def judged_queries(judgments: pl.DataFrame, engine: SearchEngine) -> list[JudgedQuery]:
@@ -94,13 +104,29 @@ def recall_at(ranked: np.ndarray, jq: JudgedQuery, k: int = 100) -> float | None
     return float(mx.recall(found, np.array([jq.relevant]), k)[0])
 
 
-def metrics(rankings: list[np.ndarray], judged: list[JudgedQuery]) -> dict[str, float | int]:
+def metrics(rankings: list[np.ndarray], judged: list[JudgedQuery], *,
+            recall_at_k: tuple[int, ...] = (100,)) -> dict[str, float | int]:
+    """Mean NDCG@10 and Recall@k (each k of `recall_at_k`) over the queries where each is defined."""
     nd = [ndcg_at(r, j) for r, j in zip(rankings, judged, strict=True)]
-    rc = [recall_at(r, j) for r, j in zip(rankings, judged, strict=True)]
     nd_ok = [x for x in nd if x is not None]
-    rc_ok = [x for x in rc if x is not None]
-    return {"ndcg@10": float(np.mean(nd_ok)) if nd_ok else 0.0, "recall@100": float(np.mean(rc_ok)) if rc_ok else 0.0,
-            "queries_ndcg": len(nd_ok), "queries_recall": len(rc_ok)}
+    out: dict[str, float | int] = {"ndcg@10": float(np.mean(nd_ok)) if nd_ok else 0.0}
+    n_recall = 0
+    for k in recall_at_k:
+        rc_ok = [x for r, j in zip(rankings, judged, strict=True) if (x := recall_at(r, j, k)) is not None]
+        out[f"recall@{k}"] = float(np.mean(rc_ok)) if rc_ok else 0.0
+        n_recall = len(rc_ok)
+    return {**out, "queries_ndcg": len(nd_ok), "queries_recall": n_recall}
+
+
+def is_held_out(query: str) -> bool:
+    """Whether a development query belongs to the fixed 20% that no fit ever sees (fold 0 of 5 by its hash)."""
+    return fold_of(query, HOLDOUT_FOLDS) == 0
+
+
+def holdout_split(judged: list[JudgedQuery]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the queries that may be fitted on (80%) and of the held-out ones (20%)."""
+    out = np.array([is_held_out(j.query) for j in judged], dtype=bool)
+    return np.flatnonzero(~out), np.flatnonzero(out)
 
 
 def bm25_baseline(titles: list[str], queries: list[str], k: int = 100) -> list[np.ndarray]:
@@ -120,26 +146,54 @@ def bm25_baseline(titles: list[str], queries: list[str], k: int = 100) -> list[n
     return out
 
 
-def prepare(engine: SearchEngine, queries: list[str], *, features: bool = True,
+def prepare(engine: SearchEngine, queries: list[str], *, features: bool = True, list_depth: int = 0,
             progress: Progress | None = None) -> list[Prepared]:
-    """Retrieve and fuse candidates for every query (dense side batched) and compute the head features."""
+    """Retrieve and fuse candidates for every query (dense side batched) and compute the head features; with
+    `list_depth`, also keep each retriever's own top rows to that depth (`retriever_lists`) and the query types."""
     parsed = [engine.understand(q) for q in queries]
     dense_rows: np.ndarray | None = None
+    k_dense = max(engine.config.k_dense, list_depth)
     if engine.dense is not None and engine.embedder is not None:
         vecs = engine.embedder.embed_texts([engine.embedding_query(pq) for pq, _ in parsed])
-        dense_rows, _ = engine.dense.search_batch(vecs, engine.config.k_dense)
+        dense_rows, _ = engine.dense.search_batch(vecs, k_dense)
     else:
         vecs = None
     out = []
     for i, (pq, terms) in enumerate(parsed):
-        cand = engine.retriever.candidates(terms, None if vecs is None else vecs[i], k_lex=engine.config.k_lex,
-                                           k_dense=engine.config.k_dense,
-                                           dense_rows=None if dense_rows is None else dense_rows[i])
+        qvec = None if vecs is None else vecs[i]
+        drows = None if dense_rows is None else dense_rows[i]
+        cand = engine.retriever.candidates(terms, qvec, k_lex=engine.config.k_lex, k_dense=engine.config.k_dense,
+                                           dense_rows=drows, fusion=engine.fusion)
         ranked = engine.eligible(cand, terms)
         x = engine.head_features(pq, terms, ranked) if features else np.zeros((0, 0), np.float32)
-        out.append(Prepared(rows=ranked.rows, features=x))
+        p = Prepared(rows=ranked.rows, features=x)
+        if list_depth:
+            p.lists = {**retriever_lists(engine, terms, cand, qvec, drows, list_depth),
+                       "fused": ranked.rows[:list_depth].astype(np.int32)}
+            p.types = querytypes.classify(pq, terms, engine.lexical)
+        out.append(p)
         if progress is not None and (i % 200 == 0 or i == len(parsed) - 1):
             progress("retrieving", i + 1, len(parsed))
+    return out
+
+
+def retriever_lists(engine: SearchEngine, terms: QueryTerms, cand: Candidates, qvec: np.ndarray | None,
+                    dense_rows: np.ndarray | None, depth: int) -> dict[str, np.ndarray]:
+    """Each retriever's own top `depth` rows for one query (int32): `bm25:FIELD` for every indexed field,
+    `lexical` (the field-weighted sum), `dense`, and `fused` (the eligible fused candidates); plus what the fusion
+    tuning needs to rebuild the fused list for other settings: `lexical_ok` (whether each `lexical` row matches
+    enough query words) and `dense_sim` (each `dense` row's cosine)."""
+    assert cand.lex_all is not None and cand.matched_all is not None
+    out: dict[str, np.ndarray] = {}
+    for name, scores in cand.fields_all.items():
+        out[f"bm25:{name}"] = top_k(scores, depth).astype(np.int32)
+    lex = top_k(cand.lex_all, depth)
+    out["lexical"] = lex.astype(np.int32)
+    out["lexical_ok"] = cand.matched_all[lex] >= engine.min_match(terms) if terms.tokens else np.ones(len(lex), bool)
+    if dense_rows is not None and engine.dense is not None and qvec is not None:
+        d = dense_rows[dense_rows >= 0][:depth]
+        out["dense"] = d.astype(np.int32)
+        out["dense_sim"] = engine.dense.similarity(qvec, d).astype(np.float32)
     return out
 
 
@@ -152,11 +206,14 @@ def head_gains(prep: list[Prepared], judged: list[JudgedQuery]) -> list[np.ndarr
     return out
 
 
-def fit(prep: list[Prepared], labels: list[np.ndarray], idx: np.ndarray | list[int], *, threads: int = 1) -> Reranker:
+def fit(prep: list[Prepared], labels: list[np.ndarray], idx: np.ndarray | list[int], *, threads: int = 1,
+        params: dict[str, object] | None = None, rounds: int | None = None) -> Reranker:
+    """A reranker trained on queries `idx` (`params` / `rounds` override the defaults of `aisle.search.rerank`)."""
     keep = [i for i in idx if len(prep[i].features)]
     x = np.vstack([prep[i].features for i in keep])
     y = np.concatenate([labels[i] for i in keep])
-    return Reranker.fit(x, y, [len(prep[i].features) for i in keep], threads=threads)
+    return Reranker.fit(x, y, [len(prep[i].features) for i in keep], threads=threads, params=params,
+                        **({} if rounds is None else {"rounds": rounds}))
 
 
 def apply(model: Reranker, p: Prepared) -> np.ndarray:
@@ -173,7 +230,8 @@ def fold_of(query: str, folds: int) -> int:
 
 
 def cross_validated(prep: list[Prepared], judged: list[JudgedQuery], folds: int,
-                    progress: Progress | None = None) -> tuple[list[np.ndarray], Reranker | None]:
+                    progress: Progress | None = None, *, params: dict[str, object] | None = None,
+                    rounds: int | None = None) -> tuple[list[np.ndarray], Reranker | None]:
     """Rankings where each query's reranker never saw it; also the model of the last fold (for importances)."""
     labels = head_gains(prep, judged)
     fold = np.array([fold_of(j.query, folds) for j in judged])
@@ -183,7 +241,7 @@ def cross_validated(prep: list[Prepared], judged: list[JudgedQuery], folds: int,
         if progress is not None:
             progress("training", f, folds)
         train = np.flatnonzero(fold != f)
-        model = fit(prep, labels, train)
+        model = fit(prep, labels, train, params=params, rounds=rounds)
         for i in np.flatnonzero(fold == f):
             rankings[i] = apply(model, prep[i])
     if progress is not None:

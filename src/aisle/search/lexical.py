@@ -19,15 +19,19 @@ own tokenizer scores 0.392: the analyzer, not the engine, is what moves lexical 
 
 Fields and their weights in the combined retrieval score (`FIELD_WEIGHTS`): the title says what the product is;
 brand and category confirm it; attributes and description add recall with more noise. Two derived title fields
-feed the reranker: `title_bigram` (adjacent stems, "shower_head": word order and compounds) and `title_chargram`
-(character trigrams of the surface words: typos and split/joined words that the spelling step missed).
+feed the reranker: `title_bigram` (adjacent stems, "shower_head": word order and compounds), `title_chargram`
+(character trigrams of the surface words: typos and split/joined words that the spelling step missed),
+`title_head` (the one stem naming what the title sells: "toilet *seat* in white") and `title_window` (pairs of stems
+at most `WINDOW` words apart: term proximity as postings, so a candidate set's proximity is a lookup per query word
+pair instead of a walk over each title at query time).
 
 Catalog upserts (`LexicalIndex.with_docs`) do not rebuild the index: the changed and new documents go to a small
 delta beside the base arrays (token -> rows and scores), and the base postings of a changed document are masked
 out. A delta document is scored with the base's collection statistics (document count, average length, document
 frequency; 1 for a word the base lacks), so it scores exactly as a base document with the same text would, and an
 upsert costs in proportion to the changed documents. The statistics drift from a rebuild's as the catalog changes
-(10 items in 100,000 move them by ~1e-4); the next bundle load rebuilds the whole index and merges the delta.
+(10 items in 100,000 move them by ~1e-4). The delta is saved beside the base arrays (a refresh saves the items it
+folded that way) and loaded back as it was; the next full build (a refit) merges it into the base.
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ import copy
 import itertools
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
+from aisle.overlay import Layered
 from aisle.search.text import STOPWORDS, analyze, normalize, stem, words
 
-DERIVED = frozenset({"title_bigram", "title_chargram"})
+DERIVED = frozenset({"title_bigram", "title_chargram", "title_head", "title_window"})
 FIELD_WEIGHTS: dict[str, float] = {"title": 1.0, "title_bigram": 0.5, "brand": 0.5, "category": 0.5,
                                    "attributes": 0.3, "description": 0.15}
 #: BM25 (k1, b) per field where not the default (1.2, 0.75): what the field was built with, which its delta needs
@@ -60,6 +65,43 @@ def bigrams(tokens: Sequence[str]) -> list[str]:
 def stem_sequence(text: str) -> list[str]:
     """Stems in order, stopwords removed, no measure tokens: the unit of `title_bigram`."""
     return [stem(w) for w in words(normalize(text)) if w not in STOPWORDS]
+
+
+#: words that end the part of a title naming the product ("seat *in* white", "fan *with* light")
+_HEAD_STOP = frozenset({"with", "for", "by", "w", "includes", "including", "plus"})
+#: word distance within which two title words count as near each other (`title_window`)
+WINDOW = 3
+
+
+def title_head(text: str) -> list[str]:
+    """The stem naming what a title sells, as a one-token list ([] when none): the last word before the first
+    'with' / 'for' / 'in <word>' ("KOHLER elongated toilet seat in white" -> 'seat', "52 in. ceiling fan with
+    light" -> 'fan'). Matched against the query's head word, it tells a product from its accessories."""
+    ws = words(normalize(text))
+    end = len(ws)
+    for i, w in enumerate(ws):
+        if w in _HEAD_STOP or (w == "in" and i > 0 and ws[i - 1][:1].isalpha() and i + 1 < len(ws)
+                                and ws[i + 1][:1].isalpha()):
+            end = i
+            break
+    alpha = [w for w in ws[:end] if w[:1].isalpha() and w not in STOPWORDS]
+    return [stem(alpha[-1])] if alpha else []
+
+
+def pair(a: str, b: str) -> str:
+    """One token for two stems, whichever comes first."""
+    return f"{a}~{b}" if a <= b else f"{b}~{a}"
+
+
+def windows(seq: Sequence[str], width: int = WINDOW) -> list[str]:
+    """Pairs of distinct stems at most `width` words apart: the unit of `title_window` (term proximity)."""
+    return list(dict.fromkeys(pair(a, b) for i, a in enumerate(seq) for b in seq[i + 1:i + 1 + width] if a != b))
+
+
+def query_pairs(stems: Sequence[str]) -> list[str]:
+    """Every pair of distinct query stems, in any order and at any distance (what `title_window` is asked)."""
+    uniq = list(dict.fromkeys(stems))
+    return [pair(a, b) for i, a in enumerate(uniq) for b in uniq[i + 1:]]
 
 
 def chargrams(text: str) -> list[str]:
@@ -93,9 +135,11 @@ class FieldIndex:
         df = np.diff(indptr).astype(np.float32)
         self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
         self.avg_len = float(doc_len.mean()) if len(doc_len) else 1.0
-        self.extra: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # token -> rows, scores, tf part
-        self.extra_tokens: dict[int, tuple[str, ...]] = {}  # delta row -> its distinct tokens
+        # overlays (aisle.overlay): an upsert copies the entries it changes, not the whole delta
+        self.extra: Layered[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = Layered()  # token -> rows, scores, tf
+        self.extra_tokens: Layered[int, tuple[str, ...]] = Layered()  # delta row -> its distinct tokens
         self.replaced = _EMPTY_ROWS  # base rows whose base postings are stale (sorted)
+        self._groups: dict[Callable[[str], str | None], dict[str, np.ndarray]] = {}  # base only: copies share it
 
     @classmethod
     def build(cls, token_lists: list[list[str]], *, k1: float = 1.2, b: float = 0.75) -> FieldIndex:
@@ -121,11 +165,11 @@ class FieldIndex:
         out.n_docs = n_docs
         out.doc_len = np.zeros(n_docs, np.int32)
         out.doc_len[: len(self.doc_len)] = self.doc_len
-        extra = dict(self.extra)
-        extra_tokens = dict(self.extra_tokens)
+        extra = self.extra
+        row_tokens: dict[int, tuple[str, ...]] = {}  # the rows' tokens now (an overlay on `extra_tokens`)
         touched: dict[str, int] = {}  # token -> its position in this call's arrays
         for row in rows:  # an earlier delta version of the row leaves the delta first
-            for t in extra_tokens.pop(int(row), ()):
+            for t in self.extra_tokens.get(int(row), ()):
                 touched.setdefault(t, len(touched))
         new_tok: list[int] = []
         new_rows: list[int] = []
@@ -133,7 +177,7 @@ class FieldIndex:
         for row, tokens in zip(rows, token_lists, strict=True):
             counts = Counter(t for t in tokens if t)
             out.doc_len[row] = len(tokens)
-            extra_tokens[int(row)] = tuple(counts)
+            row_tokens[int(row)] = tuple(counts)
             norm = self.k1 * ((1 - self.b) + self.b * len(tokens) / self.avg_len)
             for t, tf in counts.items():
                 new_tok.append(touched.setdefault(t, len(touched)))
@@ -161,14 +205,16 @@ class FieldIndex:
         idf = np.where(ids >= 0, self.idf[np.maximum(ids, 0)] if len(self.idf) else 0.0,
                        np.log1p((self.n_base - df + 0.5) / (df + 0.5)))
         all_scores = (idf[all_tok] * all_tfc).astype(np.float32)
+        postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        emptied: list[str] = []
         for j, t in enumerate(tokens):
             a, z = bounds[j], bounds[j + 1]
             if a == z:
-                extra.pop(t, None)
+                emptied.append(t)
             else:
-                extra[t] = (all_rows[a:z], all_scores[a:z], all_tfc[a:z])
-        out.extra = extra
-        out.extra_tokens = extra_tokens
+                postings[t] = (all_rows[a:z], all_scores[a:z], all_tfc[a:z])
+        out.extra = extra.with_items(postings, remove=emptied)
+        out.extra_tokens = self.extra_tokens.with_items(row_tokens)
         base_rows = np.asarray([r for r in rows if r < self.n_base], np.int64)
         out.replaced = np.union1d(self.replaced, base_rows) if len(base_rows) else self.replaced
         return out
@@ -268,6 +314,27 @@ class FieldIndex:
         if i is not None:
             hit[self.indices[self.indptr[i]:self.indptr[i + 1]]] = True
 
+    def groups(self, key: Callable[[str], str | None]) -> dict[str, np.ndarray]:
+        """Rows (sorted) holding any token of each group, the tokens grouped by `key` (None: no group), e.g. the
+        items whose title has some measure in watts. The base part is computed once per key function and shared
+        by this index's delta copies; the delta's rows are added per call (upserts are few)."""
+        base = self._groups.get(key)
+        if base is None:
+            parts: dict[str, list[np.ndarray]] = {}
+            for t, i in self.vocab.items():
+                g = key(t)
+                if g is not None:
+                    parts.setdefault(g, []).append(self.indices[self.indptr[i]:self.indptr[i + 1]])
+            base = self._groups[key] = {g: np.unique(np.concatenate(p)).astype(np.int64) for g, p in parts.items()}
+        if not self.has_delta:
+            return base
+        out = {g: np.setdiff1d(r, self.replaced, assume_unique=True) for g, r in base.items()}
+        for t, (rows, _, _) in self.extra.items():
+            g = key(t)
+            if g is not None:
+                out[g] = np.union1d(out.get(g, _EMPTY_ROWS), rows)
+        return out
+
     def _stale(self, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` are replaced base rows (their base postings no longer hold)."""
         return np.isin(rows, self.replaced) if len(self.replaced) else np.zeros(len(rows), bool)
@@ -305,20 +372,52 @@ class FieldIndex:
                          else top for t in dict.fromkeys(tokens)))
 
     def save(self, folder: Path) -> None:
-        if self.has_delta:
-            raise ValueError("an index with upserted documents is not saved: build it again from the catalog")
+        """The base arrays, and the delta beside them (`delta.json` + `delta.npz`) when there is one: the worker's
+        refresh saves the catalog changes it folded as this delta, so a new item costs its own documents, not a
+        rebuild of the whole index; the next full build (a refit's) merges it."""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "vocab.json").write_text(json.dumps(self.vocab))
         np.save(folder / "data.npy", self.data)
         np.save(folder / "indices.npy", self.indices)
         np.save(folder / "indptr.npy", self.indptr)
         np.save(folder / "doc_len.npy", self.doc_len)
+        if not self.has_delta:
+            return
+        tokens = list(self.extra)
+        parts = [self.extra[t] for t in tokens]
+        bounds = np.r_[0, np.cumsum([len(p[0]) for p in parts])].astype(np.int64)
+
+        def flat(i: int, dtype: type) -> np.ndarray:
+            return np.concatenate([p[i] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
+        (folder / "delta.json").write_text(json.dumps({"tokens": tokens, "n_base": self.n_base,
+                                                       "avg_len": self.avg_len}))
+        np.savez(folder / "delta.npz", bounds=bounds, rows=flat(0, np.int64), scores=flat(1, np.float32),
+                 tfc=flat(2, np.float32), replaced=self.replaced,
+                 delta_rows=np.fromiter(self.extra_tokens, np.int64, len(self.extra_tokens)))
 
     @classmethod
     def load(cls, folder: Path, *, k1: float = 1.2, b: float = 0.75) -> FieldIndex:
         doc_len = np.load(folder / "doc_len.npy")
-        return cls(json.loads((folder / "vocab.json").read_text()), np.load(folder / "data.npy"),
-                   np.load(folder / "indices.npy"), np.load(folder / "indptr.npy"), len(doc_len), doc_len, k1=k1, b=b)
+        meta = json.loads((folder / "delta.json").read_text()) if (folder / "delta.json").exists() else None
+        n_base = int(meta["n_base"]) if meta else len(doc_len)
+        out = cls(json.loads((folder / "vocab.json").read_text()), np.load(folder / "data.npy"),
+                  np.load(folder / "indices.npy"), np.load(folder / "indptr.npy"), n_base, doc_len[:n_base],
+                  k1=k1, b=b)
+        if meta is None:
+            return out
+        with np.load(folder / "delta.npz") as d:
+            bounds, rows, scores, tfc = d["bounds"], d["rows"], d["scores"], d["tfc"]
+            out.replaced, delta_rows = d["replaced"], d["delta_rows"]
+        out.n_docs, out.doc_len, out.avg_len = len(doc_len), doc_len, float(meta["avg_len"])
+        out.extra = Layered.sharing({t: (rows[a:z], scores[a:z], tfc[a:z]) for t, a, z in
+                                     zip(meta["tokens"], bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)})
+        per_row: dict[int, list[str]] = {int(r): [] for r in delta_rows.tolist()}
+        for t, (r, _, _) in out.extra.items():
+            for row in r.tolist():
+                per_row[row].append(t)
+        out.extra_tokens = Layered.sharing({row: tuple(ts) for row, ts in per_row.items()})
+        return out
 
 
 class LexicalIndex:
@@ -337,6 +436,8 @@ class LexicalIndex:
         fields["title_bigram"] = FieldIndex.build([bigrams(stem_sequence(t)) for t in titles])
         k1, b = BM25_PARAMS["title_chargram"]
         fields["title_chargram"] = FieldIndex.build([chargrams(t) for t in titles], k1=k1, b=b)
+        fields["title_head"] = FieldIndex.build([title_head(t) for t in titles])
+        fields["title_window"] = FieldIndex.build([windows(stem_sequence(t)) for t in titles])
         return cls(fields)
 
     @staticmethod
@@ -346,6 +447,10 @@ class LexicalIndex:
             return bigrams(stem_sequence(text))
         if name == "title_chargram":
             return chargrams(text)
+        if name == "title_head":
+            return title_head(text)
+        if name == "title_window":
+            return windows(stem_sequence(text))
         return analyze(text)
 
     def with_docs(self, rows: Sequence[int], texts: dict[str, list[str]], n_docs: int) -> LexicalIndex:

@@ -3,9 +3,11 @@
 Why RRF: BM25 scores and cosines live on unrelated scales that shift from query to query, while ranks do not;
 RRF (score = sum of w / (k + rank)) needs no calibration and is robust to one list being poor for a query (a typo
 that the spelling step missed still finds neighbours densely; a model number the encoder cannot represent still
-matches lexically). k = 60 is the constant of Cormack et al.; the dense list is weighted 0.5 because alone it is
-clearly weaker on product titles (Home Depot NDCG@10 0.31 dense vs 0.41 lexical). The fused list is what the
-reranker reorders, and the ranking when no reranker is trained.
+matches lexically). The constant k and the dense list's weight are `Fusion` settings: k = 60 (Cormack et al.) and
+dense weight 0.5 are the defaults, because dense alone is clearly weaker on product titles with the packaged
+encoder; `aisle search-eval` tunes both on the development queries only (`aisle.search.tune`), since a
+domain-adapted encoder deserves more weight. The fused list is what the reranker reorders, and the ranking when no
+reranker is trained.
 
 Lexical query terms: the corrected words with weight 1, any original word that the correction replaced also with
 weight 1 (a rare true word is never lost: it scores only where it occurs), and synonym/compound expansions with
@@ -19,13 +21,29 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aisle.search.dense import DenseIndex
-from aisle.search.lexical import LexicalIndex, bigrams, chargrams, stem_sequence
+from aisle.search.lexical import LexicalIndex, bigrams, chargrams, query_pairs, stem_sequence
 from aisle.search.query import ParsedQuery
 from aisle.search.text import analyze
 
 RRF_K = 60.0
 DENSE_WEIGHT = 0.5
 EXPANSION_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How the lexical and dense lists are fused: score = 1 / (rrf_k + lexical rank) + dense_weight / (rrf_k +
+    dense rank), a list's term 0 where the item is not in it."""
+
+    rrf_k: float = RRF_K
+    dense_weight: float = DENSE_WEIGHT
+
+
+def fuse(lex_rank: np.ndarray, dense_rank: np.ndarray, fusion: Fusion) -> np.ndarray:
+    """The RRF score of candidates from their 1-based ranks in each list (0: absent); the one definition that
+    serving and the fusion tuning share."""
+    return (np.where(lex_rank > 0, 1.0 / (fusion.rrf_k + lex_rank), 0.0)
+            + np.where(dense_rank > 0, fusion.dense_weight / (fusion.rrf_k + dense_rank), 0.0)).astype(np.float32)
 
 
 @dataclass
@@ -41,6 +59,7 @@ class QueryTerms:
     measures: list[str]  # bound measure/dimension tokens ("60w", "2x4")
     numbers: list[str]
     head: str | None  # stem of the last word that is not a number: usually the product type
+    pairs: list[str] = field(default_factory=list)  # every pair of distinct query stems (term proximity)
 
     @classmethod
     def from_parsed(cls, pq: ParsedQuery) -> QueryTerms:
@@ -58,7 +77,7 @@ class QueryTerms:
             bigrams=bigrams(seq), chargrams=chargrams(pq.corrected),
             measures=[t for t in tokens if t[:1].isdigit() and any(c.isalpha() for c in t)],
             numbers=[t for t in tokens if t[:1].isdigit() and not any(c.isalpha() for c in t)],
-            head=alpha[-1] if alpha else None,
+            head=alpha[-1] if alpha else None, pairs=query_pairs(seq),
         )
 
 
@@ -86,14 +105,18 @@ class Candidates:
 
 
 def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Rows of the k highest positive scores (within `mask`), best first."""
+    """Rows of the k highest positive scores (within `mask`), best first, ties by row: so the top k is always the
+    first k of a deeper top list (what the fusion tuning rebuilds lists from)."""
     pos = scores > 0
     if mask is not None:
         pos &= mask
     idx = np.flatnonzero(pos)
+    if k <= 0:
+        return idx[:0]
     if len(idx) > k:
-        idx = idx[np.argpartition(-scores[idx], k)[:k]]
-    return idx[np.argsort(-scores[idx], kind="stable")]
+        kth = scores[idx[np.argpartition(-scores[idx], k - 1)[k - 1]]]
+        idx = idx[scores[idx] >= kth]  # every item tied with the k-th, so the cut below is by row
+    return idx[np.lexsort((idx, -scores[idx]))][:k]
 
 
 class Retriever:
@@ -102,7 +125,8 @@ class Retriever:
         self.dense = dense
 
     def candidates(self, terms: QueryTerms, qvec: np.ndarray | None, *, mask: np.ndarray | None = None,
-                   k_lex: int = 200, k_dense: int = 200, dense_rows: np.ndarray | None = None) -> Candidates:
+                   k_lex: int = 200, k_dense: int = 200, dense_rows: np.ndarray | None = None,
+                   fusion: Fusion = Fusion()) -> Candidates:
         """Fused candidates; `dense_rows` passes a dense top-k computed beforehand (batched evaluation)."""
         total, per = self.lexical.combined(terms.lex_tokens, terms.lex_weights, terms.bigrams)
         lex_rows = top_k(total, k_lex, mask)
@@ -117,11 +141,10 @@ class Retriever:
         dense_rank = np.zeros(len(rows), np.float32)
         lex_rank[np.searchsorted(rows, lex_rows)] = np.arange(1, len(lex_rows) + 1)
         dense_rank[np.searchsorted(rows, dense_rows)] = np.arange(1, len(dense_rows) + 1)
-        rrf = np.where(lex_rank > 0, 1.0 / (RRF_K + lex_rank), 0.0) + \
-            np.where(dense_rank > 0, DENSE_WEIGHT / (RRF_K + dense_rank), 0.0)
+        rrf = fuse(lex_rank, dense_rank, fusion)
         dense_sim = self.dense.similarity(qvec, rows) if self.dense is not None and qvec is not None \
             else np.zeros(len(rows), np.float32)
         matched = self.lexical.match_count(terms.tokens)
         return Candidates(rows=rows, lex=total[rows], dense=dense_sim, lex_rank=lex_rank, dense_rank=dense_rank,
-                          rrf=rrf.astype(np.float32), fields={k: v[rows] for k, v in per.items()}, lex_all=total,
+                          rrf=rrf, fields={k: v[rows] for k, v in per.items()}, lex_all=total,
                           matched=matched[rows], matched_all=matched, fields_all=per)

@@ -24,13 +24,21 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rapidfuzz.distance import OSA
 
+from aisle.overlay import Layered
+
 
 def _deletes1(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _layered(m: Mapping[str, Any]) -> Layered[str, Any]:
+    """The map as an overlay version (its dict shared: an index never changes the dicts it was built with)."""
+    return m if isinstance(m, Layered) else Layered.sharing(dict(m) if not isinstance(m, dict) else m)
 
 
 def damerau(a: str, b: str, limit: int) -> int:
@@ -45,10 +53,10 @@ class SpellIndex:
 
     def __init__(self, frequencies: Mapping[str, int], *, postings: Mapping[str, np.ndarray] | None = None,
                  min_count: int = 1) -> None:
-        self.freq: dict[str, int] = {w: int(c) for w, c in frequencies.items() if c >= min_count}
+        self.freq: Mapping[str, int] = {w: int(c) for w, c in frequencies.items() if c >= min_count}
         self.postings: Mapping[str, np.ndarray] = postings or {}
         self._deletes: dict[str, list[str]] = {}
-        self._more: dict[str, list[str]] = {}  # the deletes of words added by upserts since (`with_docs`)
+        self._more: Mapping[str, tuple[str, ...]] = {}  # the deletes of words added by upserts since (`with_docs`)
         for w in self.freq:
             if not w.isalpha():
                 continue
@@ -60,20 +68,25 @@ class SpellIndex:
         postings grow, and new words get their deletes in a small overlay instead of a rebuild of the delete
         index. Words of a changed item's old text stay (a correction towards them still finds related items)."""
         out = copy.copy(self)
-        out.freq = dict(self.freq)
-        postings = dict(self.postings)
-        more = {d: list(ws) for d, ws in self._more.items()}
+        freq: dict[str, int] = {}  # what changes, as overlays on this index's maps (aisle.overlay)
+        postings: dict[str, np.ndarray] = {}
+        more: dict[str, tuple[str, ...]] = {}
         for doc, row in zip(docs, rows, strict=True):
             for w in set(doc):
                 p = postings.get(w)
+                if p is None:
+                    p = self.postings.get(w)
                 if p is not None and row in p:
                     continue
                 postings[w] = np.append(p, np.int32(row)) if p is not None else np.array([row], np.int32)
-                if w not in out.freq and w.isalpha():
+                known = freq.get(w) or self.freq.get(w, 0)
+                if not known and w.isalpha():
                     for d in (*_deletes1(w), w):
-                        more.setdefault(d, []).append(w)
-                out.freq[w] = out.freq.get(w, 0) + 1
-        out.postings, out._more = postings, more
+                        more[d] = (*(more.get(d) or self._more.get(d, ())), w)
+                freq[w] = known + 1
+        out.freq = _layered(self.freq).with_items(freq)
+        out.postings = _layered(self.postings).with_items(postings)
+        out._more = _layered(self._more).with_items(more)
         return out
 
     @classmethod
@@ -165,7 +178,7 @@ class SpellIndex:
         """`words.json` (word -> frequency) and the postings as one flat array with offsets (npy)."""
         folder.mkdir(parents=True, exist_ok=True)
         vocab = list(self.freq)
-        (folder / "words.json").write_text(json.dumps(self.freq))
+        (folder / "words.json").write_text(json.dumps(dict(self.freq)))
         lens = np.array([len(self.postings.get(w, ())) for w in vocab], dtype=np.int64)
         flat = [self.postings[w] for w in vocab if w in self.postings]
         np.save(folder / "postings.npy", np.concatenate(flat) if flat else np.zeros(0, np.int32))

@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = []
+        svc.metrics.watch_gc()
         if load and not svc.ready:
             try:
                 await svc.reload()

@@ -1,8 +1,8 @@
 """A search session on the serving side: the steps kept in the live state, the refiner over the runtime's
-catalog, and the answer of `/search?session=...` (the usual search body plus `refinement`).
+catalog, and the answer of `/search?conversation=...` (the usual search body plus `refinement`).
 
 The steps of a session are a stack of `SearchState`s: each utterance that refines or starts a search pushes one,
-"undo" pops one, so the shopper can walk back step by step (up to `state.SESSION_STEPS`). Each step keeps the
+"undo" pops one, so the shopper can walk back step by step (up to `state.CONVERSATION_STEPS`). Each step keeps the
 page it showed, which is what "the second one", "cheaper" (than what is shown) and "not that brand" refer to.
 """
 

@@ -7,6 +7,7 @@ p99 right now" without running Prometheus. Under several uvicorn workers, `PROME
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5)
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 WINDOW_S = 60.0
 
 
@@ -37,6 +39,12 @@ class Metrics:
         self.reloads = Counter("aisle_reloads", "Bundle loads", ["outcome"], registry=r)
         self.impressions = Counter("aisle_impressions", "Impression rows: logged (buffered), written (to the store "
                                    "or the Redis stream), dropped (refused for too long)", ["outcome"], registry=r)
+        # a collection of the older generations stops every thread of the worker: its pauses are part of the tail
+        self.gc_pauses = Histogram("aisle_gc_pause_seconds", "Pauses of the cyclic garbage collector (generations 1 "
+                                   "and 2; the young generation's are microseconds)", ["generation"],
+                                   buckets=GC_BUCKETS, registry=r)
+        self._gc_children = [self.gc_pauses.labels(str(g)) for g in (0, 1, 2)]
+        self._gc_t0 = 0.0
         self.started = time.time()
         self._window: deque[tuple[float, str, float, int]] = deque()
         self._events: deque[tuple[float, int]] = deque()
@@ -74,9 +82,24 @@ class Metrics:
         self.model.labels(*labels).set(time.time())
         self._served = labels
 
+    def watch_gc(self) -> None:
+        """Time the collector's pauses into `aisle_gc_pause_seconds` (until `close`)."""
+        if self._gc_callback not in gc.callbacks:
+            gc.callbacks.append(self._gc_callback)
+
+    def _gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 0:
+            return
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self._gc_children[info["generation"]].observe(time.perf_counter() - self._gc_t0)
+
     def close(self) -> None:
         """At a worker's shutdown: drop its per-worker gauges from the shared multiprocess folder (a worker that
         is killed leaves them until the folder is cleared: `aisle serve` makes a fresh one at each start)."""
+        if self._gc_callback in gc.callbacks:
+            gc.callbacks.remove(self._gc_callback)
         if self.multiprocess:
             from prometheus_client import multiprocess
 

@@ -22,7 +22,7 @@ from aisle.serve.errors import READ, WRITE, responses
 from aisle.serve.runtime import Runtime
 from aisle.serve.schemas import EventsIn, ItemsIn, ReloadIn
 from aisle.serve.services import Services
-from aisle.serve.state import SESSION_STEPS
+from aisle.serve.state import CONVERSATION_STEPS
 
 router = APIRouter(route_class=KeyedRoute)
 
@@ -41,7 +41,9 @@ def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[s
     """A served list: its request id (body and `X-Request-Id`) and arm in the answer, its items in the impression
     log."""
     shown = [(c["item_id"], c.get("score")) for c in out["items"]]
-    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None)
+    explored = bool(out["items"]) and "propensity" in out["items"][0]  # an exploring list ([explore])
+    rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None,
+                     propensities=[c["propensity"] for c in out["items"]] if explored else None)
     response = _ok(out)
     response.headers["X-Request-Id"] = rid
     return response
@@ -129,14 +131,14 @@ def _instant(text: str) -> datetime:
 
 
 @router.get("/users/{user_id}/recently-viewed", tags=["recommendations"], responses=responses(*READ))
-async def recently_viewed(user_id: str, svc: Svc, k: K = 10) -> Response:
+async def recently_viewed(user_id: str, svc: Svc, k: K = 10, session_id: Session = "") -> Response:
     """Recently viewed: the shopper's (or anonymous session's) viewed items, newest first, each once, in stock
-    only; gone with the shopper when they are erased."""
+    only; gone with the shopper when they are erased. Logged as shown, like every list."""
     k = _k(svc, k)
     live, erased = await svc.state.history(user_id)
-    rt = svc.runtime
-    return _ok({"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k),
-                "model_version": rt.version})
+    arm, rt = svc.serving(user_id, session_id)
+    out = {"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k), "model_version": rt.version}
+    return _list(svc, "recently_viewed", rt, arm, out, user=user_id, session=session_id)
 
 
 @router.get("/users/{user_id}/buy-again", tags=["recommendations"], responses=responses(*READ))
@@ -145,18 +147,19 @@ async def buy_again(user_id: str, svc: Svc, k: K = 10,
                         pattern=_INSTANT, json_schema_extra={"format": "date-time"},
                         description="The moment to ask for (RFC 3339 date-time; no offset means UTC; default: now)."
                     )] = None,
+                    session_id: Session = "",
                     ) -> Response:
     """Buy it again: the shopper's past purchases that are due again (consumables by their learned cadence);
-    a durable good, or anything bought too recently, is not proposed."""
+    a durable good, or anything bought too recently, is not proposed. Logged as shown, like every list."""
     k = _k(svc, k)
     when = datetime.now(UTC) if at is None else _instant(at)
     live, erased = await svc.state.history(user_id)
-    rt = svc.runtime
+    arm, rt = svc.serving(user_id, session_id)
     items = rt.buy_again(user_id, live, erased, k, int(when.timestamp() * 1_000_000))
     if items is None:
         raise HTTPException(503, "this bundle has no buy-again model (train it again with this Aisle)")
-    return _ok({"user_id": user_id, "items": items, "at": when.isoformat(timespec="seconds"),
-                "model_version": rt.version})
+    out = {"user_id": user_id, "items": items, "at": when.isoformat(timespec="seconds"), "model_version": rt.version}
+    return _list(svc, "buy_again", rt, arm, out, user=user_id, session=session_id)
 
 
 @router.get("/items/{item_id}/similar", tags=["recommendations"], responses=responses(*READ))
@@ -197,18 +200,19 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
                  user: Annotated[str | None, Query(description=(
                      "Personalise for this shopper (and log the results as shown to them)."))] = None,
                  session_id: Session = "",
-                 session: Annotated[str | None, Query(
+                 conversation: Annotated[str | None, Query(
                      min_length=1, max_length=checks.ID_MAX_LENGTH, pattern=checks.ID_PATTERN,
                      description="A search conversation: `q` refines this conversation's last search (\"cheaper\", "
                                  "\"in blue\", \"without Acme\", \"more like the second one\") or starts a new "
                                  "one; the answer's `refinement` says how it was understood.")] = None,
-                 undo: Annotated[bool, Query(description="With `session`: go back one step (q is ignored).")] = False,
-                 step: Annotated[int | None, Query(ge=0, le=SESSION_STEPS, description=(
-                     "With `session`: show this step of the conversation again (another page, facet or sort of it) "
-                     "instead of a new turn; later steps are dropped."))] = None,
+                 undo: Annotated[bool, Query(
+                     description="With `conversation`: go back one step (q is ignored).")] = False,
+                 step: Annotated[int | None, Query(ge=0, le=CONVERSATION_STEPS, description=(
+                     "With `conversation`: show this step of the conversation again (another page, facet or sort of "
+                     "it) instead of a new turn; later steps are dropped."))] = None,
                  ) -> Response:
     """Query understanding, hybrid retrieval, learned rerank, facets; optionally personalised; every hit says why
-    it is there (`explanation`). With `session`, a conversation whose turns refine the last search."""
+    it is there (`explanation`). With `conversation`, a conversation whose turns refine the last search."""
     arm, rt = svc.serving(user, session_id)
     if rt.search is None:
         raise HTTPException(503, "this bundle has no search index (train it without --no-search)")
@@ -218,13 +222,13 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     if user:
         live, erased = await svc.state.history(user)
         affinity = rt.affinity(rt.query(user, live, erased))
-    if session is not None:
-        return await _conversation_turn(svc, rt, arm, session, q, undo=undo, step=step, user=user,
+    if conversation is not None:
+        return await _conversation_turn(svc, rt, arm, conversation, q, undo=undo, step=step, user=user,
                                         session_id=session_id, filters=filters, sort=sort, page=page,
                                         page_size=page_size, affinity=affinity)
     if undo or step is not None:
         name = "undo" if undo else "step"
-        raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a session",
+        raise RequestValidationError([{"loc": ("query", name), "msg": f"{name} needs a conversation",
                                        "type": "value_error"}])
     body, shown = rt.search_body(q, filters=filters, sort=sort, page=page, page_size=page_size, affinity=affinity)
     served: dict[str, Any] = {}
@@ -234,18 +238,18 @@ async def search(svc: Svc, q: Annotated[str, Query(max_length=500, description="
     return Response(body[:-1] + tail, media_type="application/json", headers={"X-Request-Id": rid})
 
 
-async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, session: str, q: str, *, undo: bool,
+async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, conversation: str, q: str, *, undo: bool,
                              step: int | None, user: str | None, session_id: str, filters: Filters, sort: str,
                              page: int, page_size: int, affinity: dict[str, dict[str, float]] | None) -> Response:
-    """One turn of a search conversation: the session's steps from the live state, refined, kept again; the hits
+    """One turn of a search conversation: its steps from the live state, refined, kept again; the hits
     shown are logged like any search's."""
     from aisle.serve.conversation import converse
 
-    steps = await svc.state.get_session(session)
+    steps = await svc.state.get_conversation(conversation)
     body, steps = converse(rt, steps, q, undo=undo, filters=filters, sort=sort, page=page,
                            page_size=page_size, affinity=affinity, step=step)
-    await svc.state.put_session(session, steps, user)
-    body["refinement"]["session"] = session
+    await svc.state.put_conversation(conversation, steps, user)
+    body["refinement"]["conversation"] = conversation
     shown = [(h["item_id"], h.get("score")) for h in body.get("hits", [])]
     rid = svc.served("search", rt, body, shown, arm=arm, user_id=user or None, session_id=session_id or None,
                      query=q, offset=(page - 1) * page_size)
@@ -355,7 +359,8 @@ async def stats(svc: Svc) -> dict[str, Any]:
         out["catalog"] = {"items": len(rt.item_ids), "bundle_items": len(rt.bundle.items),
                           "upserted": len(svc.upserts), "catalog_version": svc.catalog_version,
                           "users": rt.n_users, "bundle_history_events": hist.total if hist else 0,
-                          "searchable": rt.search is not None, "online_scoring": rt.online}
+                          "searchable": rt.search is not None, "online_scoring": rt.online,
+                          "search_encoder": rt.search.encoder_name if rt.search is not None else None}
         out["offline_report"] = rt.bundle.report
     return out
 

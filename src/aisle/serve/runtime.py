@@ -4,11 +4,12 @@ A Runtime never changes after it is built; a hot swap or a catalog upsert builds
 arrays) and replaces the reference, so a request that started on the old one finishes on it. An upsert
 (`with_upserts`) costs in proportion to the changed items: the id map and per-item columns are copied with those
 rows replaced or appended, the search engine takes them as a delta (`SearchEngine.with_items`), and the pipeline
-places the new items among their neighbours; only a bundle load builds everything over the whole catalog. Everything a
-request needs is ready here: id -> index maps, card columns, the pipeline over the current catalog (new items
-placed by resemblance), the search engine over the same catalog. The runtime talks to the pipeline through its
-methods (candidates, rank, explain, neighbours) and to the search engine through `search`; per request the work
-is a few small numpy operations over a few hundred candidates.
+places the new items among their neighbours. A bundle load holding upserts applies them to the loaded search index
+as a delta too: no path here rebuilds the index over the whole catalog. Everything a request needs is ready here:
+id -> index maps, card columns, the pipeline over the current catalog (new items placed by resemblance), the search
+engine over the same catalog. The runtime talks to the pipeline through its methods (candidates, rank, explain,
+neighbours) and to the search engine through `search`; per request the work is a few small numpy operations over a
+few hundred candidates.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ import polars as pl
 
 from aisle.bundle import Bundle
 from aisle.config import Settings
+from aisle.explore import EXPLANATION, Explorer, ExploreState, Featurizer
+from aisle.explore.learn import cold_pool, learn
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
 from aisle.optimize.serving import indexed_online
+from aisle.overlay import Column, Layered
 from aisle.pipeline import Pipeline, extend_attributes, item_attributes
 from aisle.pipeline.cold_start import new_item_similarity
 from aisle.query import Filters, Query
@@ -75,17 +79,19 @@ class Runtime:
         self.bundle, self.settings, self.embedder = bundle, settings, embedder
         self.version = bundle.version
         self.loaded_at = time.time()
-        self.item_ids, catalog, new_ids = _catalog(bundle, upserts)
-        self._frame, self._records = catalog, {}
+        ids, catalog, new_ids = _catalog(bundle, upserts)
+        # overlays (aisle.overlay): an upsert's next runtime shares them and copies only what it changes
+        self.item_ids: Column[str] = Column(ids)
+        self._frame = catalog
+        self._records: Layered[int, dict[str, Any]] = Layered()
         self._materialized: pl.DataFrame | None = catalog
-        self.index = {i: n for n, i in enumerate(self.item_ids)}
+        self.index: Layered[str, int] = Layered.sharing({i: n for n, i in enumerate(ids)})
         self.n_old = len(bundle.items)
-        self.cards = {c: catalog[c].to_list() for c in _CARD_COLUMNS}
+        self.cards: dict[str, Column[Any]] = {c: Column(catalog[c].to_list()) for c in _CARD_COLUMNS}
         self.attrs: ItemAttributes = item_attributes(catalog, len(self.item_ids))
         self.search = bundle.search
-        if upserts and bundle.search is not None:  # a bundle load: the whole index again, the delta merged
-            self.search = bundle.search.with_catalog(catalog.filter(pl.col("title").is_not_null()),
-                                                     embedder=embedder)
+        if upserts and bundle.search is not None:  # a bundle load holding upserts: they go on as a delta again
+            self.search = bundle.search.with_items(upsert_frame(upserts).filter(pl.col("title").is_not_null()))
         self.pipeline: Pipeline | None = self._pipeline_over_catalog([self.index[i] for i in new_ids])
         self.n_users = len(bundle.users)
         # live sessions are scored per request on small catalogs, and on any catalog whose user sources are
@@ -93,6 +99,34 @@ class Runtime:
         self.online = len(self.item_ids) <= settings.online_max_items or indexed_online(self.pipeline)
         self._search_cache: OrderedDict[Any, tuple[bytes, list[tuple[str, float]]]] = OrderedDict()
         self.policy: Policy = DETERMINISTIC  # what the impression log records as each shown item's propensity
+        self.explore_state: ExploreState = bundle.explore or ExploreState()
+        self.explorer: Explorer | None = self._explorer()
+
+    def _explorer(self) -> Explorer | None:
+        """The exploring slot policy over this catalog and state ([explore] on and a pipeline to explore beside)."""
+        cfg = self.settings.explore
+        if not cfg.enabled or self.pipeline is None:
+            return None
+        state = self.explore_state
+        features = Featurizer(self.attrs, self.index, self.bundle.users, self.bundle.histories, state,
+                              (cfg.prior_clicks, cfg.prior_misses))
+        pool = cold_pool(cfg, state, self.pipeline.event_counts, self.attrs, self.item_ids, self.index)
+        return Explorer(cfg, self.settings.rules, features, pool, self.item_ids)
+
+    def learn(self, impressions: pl.DataFrame, events: pl.DataFrame) -> ExploreState:
+        """The exploration state after new `impressions` and `events`, over this runtime's catalog (what the
+        simulator runs between refreshes; the worker runs the same `aisle.explore.learn` over its bundle)."""
+        assert self.pipeline is not None
+        return learn(self.explore_state, impressions, events, cfg=self.settings.explore, attrs=self.attrs,
+                     item_ids=self.item_ids, counts=self.pipeline.event_counts, users=self.bundle.users,
+                     histories=self.bundle.histories)
+
+    def with_exploration(self, state: ExploreState) -> Runtime:
+        """This runtime exploring from `state` (what a worker refresh learned): a new Runtime to swap in."""
+        out = copy.copy(self)
+        out.explore_state = state
+        out.explorer = out._explorer()
+        return out
 
     def _pipeline_over_catalog(self, new_rows: list[int]) -> Pipeline | None:
         """The bundle's pipeline over the current catalog, new items placed next to the items they resemble."""
@@ -114,22 +148,17 @@ class Runtime:
         if ups.is_empty():
             return self
         out = copy.copy(self)
-        out.item_ids, out.index = list(self.item_ids), dict(self.index)
-        rows = []
+        rows, added = [], {}
         for item_id in ups["item_id"].to_list():
-            row = out.index.get(item_id)
+            row = self.index.get(item_id)
             if row is None:
-                row = out.index[item_id] = len(out.item_ids)
-                out.item_ids.append(item_id)
+                row = added[item_id] = len(self.item_ids) + len(added)
             rows.append(row)
-        grow = len(out.item_ids) - len(self.item_ids)
+        out.item_ids = self.item_ids.with_values(list(added.values()), list(added), "")
+        out.index = self.index.with_items(added)
         records = ups.to_dicts()
-        out.cards = {c: [*self.cards[c], *[None] * grow] for c in _CARD_COLUMNS}
-        out._records = dict(self._records)
-        for row, rec in zip(rows, records, strict=True):
-            out._records[row] = rec
-            for c in _CARD_COLUMNS:
-                out.cards[c][row] = rec[c]
+        out.cards = {c: self.cards[c].with_values(rows, [rec[c] for rec in records], None) for c in _CARD_COLUMNS}
+        out._records = self._records.with_items(zip(rows, records, strict=True))
         out._materialized = None
         out.attrs = extend_attributes(self.attrs, rows, ups)
         if self.search is not None:
@@ -142,6 +171,7 @@ class Runtime:
             out.pipeline = self.pipeline.with_items(out.attrs, new_rows, similarity)
         out.online = len(out.item_ids) <= self.settings.online_max_items or indexed_online(out.pipeline)
         out._search_cache = OrderedDict()
+        out.explorer = out._explorer()  # new items join the pool
         return out
 
     @property
@@ -211,8 +241,30 @@ class Runtime:
             seen = {p["item_id"] for p in picks}
             picks += [p for p in self._trending_cards(k, query.filters, excluded) if p["item_id"] not in seen]
             picks = picks[:k]
+        if self.explorer is not None:
+            picks = self._explore(picks, query, k, excluded)
         return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "model_version": self.version, "history_length": len(query.history), "live_events": query.live}
+
+    def _explore(self, picks: list[dict[str, Any]], query: Query, k: int, excluded: list[int]
+                 ) -> list[dict[str, Any]]:
+        """The greedy list `picks` with the exploration slots filled on a share of requests; every card carries
+        its exact `propensity` (`aisle.explore.policy`)."""
+        assert self.explorer is not None
+        rows = np.fromiter((self.index[p["item_id"]] for p in picks), np.int64, len(picks))
+        pinned = np.fromiter(((p.get("explanation") or {}).get("type") == _PINNED["type"] for p in picks), bool,
+                             len(picks))
+        user = query.user_idx
+        history = self.bundle.histories.of(user)[0] if user >= 0 and self.bundle.histories is not None else \
+            np.zeros(0, np.int64)
+        res = self.explorer.choose(rows, pinned, k, excluded=excluded, filters=query.filters, history=history)
+        by_row = dict(zip(rows.tolist(), picks, strict=True))
+        out = []
+        for row, p, explored in zip(res.rows.tolist(), res.propensities.tolist(), res.explored.tolist(), strict=True):
+            card = self.card(row, None, dict(EXPLANATION)) if explored else by_row[row]
+            card["propensity"] = round(p, 6)
+            out.append(card)
+        return out
 
     def _from_pipeline(self, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]]:
         pipe = self.pipeline
@@ -267,14 +319,19 @@ class Runtime:
 
     def _expose_new(self, chosen: Selected, items: np.ndarray, scores: np.ndarray, k: int, excluded: list[int],
                     filters: Filters | None) -> Selected:
-        """The `new_item_slot` rule: a new item among the candidates is shown at that position at the latest."""
+        """The `new_item_slot` rule: a new item among the candidates is shown at that position at the latest (not
+        with exploration on: the bandit places new items, and learns which)."""
         slot = self.settings.rules.new_item_slot
+        if self.explorer is not None:  # exploration places new items (README "Exploring new and cold items")
+            return chosen
         if slot is None or self.n_old >= len(self.item_ids) or (chosen.rows >= self.n_old).any():
             return chosen
         new = items >= self.n_old
         if not new.any():
             return chosen
-        best = self._rules(items[new], scores[new], 1, excluded, filters)
+        # what the list shows already is excluded: else a pin, which the rules place in any list it may enter,
+        # came back as "the best new item" and was shown twice
+        best = self._rules(items[new], scores[new], 1, [*excluded, *chosen.rows.tolist()], filters)
         if not len(best.rows):
             return chosen
         at = min(slot, k, len(chosen.rows) + 1) - 1

@@ -198,6 +198,16 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+class _Logged:
+    """The impression log's `Policy` of one list whose propensities the runtime computed (an exploring list)."""
+
+    def __init__(self, propensities: list[float]) -> None:
+        self._p = propensities
+
+    def propensities(self, n: int) -> list[float]:
+        return self._p[:n]
+
+
 class Services:
     def __init__(self, settings: Settings, *, state: StateStore | None = None, embedder: Any = None) -> None:
         self.settings = settings
@@ -208,8 +218,7 @@ class Services:
         if self.sink is not None and self.state.backend == "redis":
             from aisle.serve.stream import EventStream
 
-            st: Any = self.state
-            self.stream = EventStream(st.r, st.p)
+            self.stream = EventStream(self.state)
         self._consumers: list[tuple[Any, threading.Thread]] = []
         self._consumer_stop = threading.Event()
         self.impressions = self._impression_log() if settings.impressions and self.sink is not None else None
@@ -340,16 +349,29 @@ class Services:
 
     def served(self, surface: str, rt: Runtime, out: dict[str, Any], shown: list[tuple[str, float | None]], *,
                arm: str | None, user_id: str | None, session_id: str | None, query: str | None = None,
-               offset: int = 0) -> str:
-        """Give a served list its request id (returned), put it and the arm in `out`, and log the impressions."""
+               offset: int = 0, propensities: list[float] | None = None) -> str:
+        """Give a served list its request id (returned), put it and the arm in `out`, and log the impressions
+        (with `propensities`, the exact ones of an exploring list, else the runtime policy's)."""
         rid = new_request_id()
         out["request_id"] = rid
         out["arm"] = arm
         if self.impressions is not None and shown:
-            self.impressions.record(rid, surface, [i for i, _ in shown], [s for _, s in shown], policy=rt.policy,
+            policy = rt.policy if propensities is None else _Logged(propensities)
+            self.impressions.record(rid, surface, [i for i, _ in shown], [s for _, s in shown], policy=policy,
                                     user_id=user_id, session_id=session_id, model_version=rt.version, arm=arm,
                                     query=query, offset=offset)
         return rid
+
+    def set_exploration(self, state: Any) -> None:
+        """Explore from `state` (an `aisle.explore.ExploreState`) from the next request on, on every arm: what a
+        simulation does between its refreshes (a served fleet gets the state in each bundle version instead)."""
+        with self._swap:
+            rt = self.runtime.with_exploration(state)
+            arms = {name: rt if old is self._runtime else old.with_exploration(state)
+                    for name, old in self._arms.items()}
+            self._runtime, self._arms = rt, arms
+            if self.settings.gc_freeze:  # like a catalog upsert's runtime: out of the full collections' walk
+                gc.freeze()
 
     def _impression_log(self) -> Any:
         from aisle.serve.impressions import ImpressionLog, to_frame
@@ -557,6 +579,8 @@ class Services:
             # each arm's runtime takes the same delta (an arm without its own bundle and rules is the default one)
             arms = {name: rt if old is self._runtime else old.with_upserts(items) for name, old in self._arms.items()}
             self._runtime, self._arms = rt, arms
+            if self.settings.gc_freeze:  # the new runtime's copies join the frozen bundle: no full collection walks
+                gc.freeze()              # them (cheap: no collection here; see settle_heap)
 
     async def poll_catalog(self, every_s: float = 1.0) -> None:
         while True:
@@ -595,37 +619,32 @@ class Services:
             # after the write: a failed one leaves nothing marked
             seen = await self.state.mark_seen(keys, [e["user_id"] for e in events])
         fresh = [e for e, dup in zip(events, seen, strict=True) if not dup]
-        by_user: dict[str, list[LiveEvent]] = {}
-        for e in fresh:
-            if e.get("item_id"):
-                ts = int(e["timestamp"].timestamp() * 1_000_000)
-                by_user.setdefault(e["user_id"], []).append((e["item_id"], e["event_type"], ts))
-        await self.state.append(by_user)
+        if self.stream is None:  # the stream's script appended them to the live state already
+            by_user: dict[str, list[LiveEvent]] = {}
+            for e in fresh:
+                if e.get("item_id"):
+                    ts = int(e["timestamp"].timestamp() * 1_000_000)
+                    by_user.setdefault(e["user_id"], []).append((e["item_id"], e["event_type"], ts))
+            await self.state.append(by_user)
         self.metrics.ingested(len(fresh), len(events) - len(fresh))
         return {"accepted": len(fresh), "duplicates": len(events) - len(fresh)}
 
     def start_consumer(self) -> None:
-        """Run stream consumers in threads of this worker (Redis state, a store, `consume` on): one of the event
-        stream, and one of the impression stream when impressions are logged."""
-        from aisle.serve.stream import Consumer
+        """Run stream consumers in threads of this process (Redis state, a store, `consume` on): one of the event
+        stream, and one of the impression stream when impressions are logged. `aisle serve` runs them in a process
+        of their own instead (`aisle.serve.consumers`), so they take no time from the requests."""
+        from aisle.serve import consumers
 
         assert self.stream is not None and self.sink is not None
         self._consumer_stop.clear()
-        for stream in ("events", "impressions") if self.impressions is not None else ("events",):
-            consumer = Consumer(self.settings.state, self.sink.locked, claim_idle_s=self.settings.stream_claim_idle_s,
-                                stream=stream, pace_s=self.settings.impressions_store_s if stream == "impressions"
-                                else 0.0, count=200 if stream == "events" else 1_000)
-            thread = threading.Thread(target=consumer.run, args=(self._consumer_stop,),
-                                      name=f"aisle-{stream}-consumer", daemon=True)
-            thread.start()
-            self._consumers.append((consumer, thread))
+        self._consumers = consumers.start(self.settings, self.sink.locked, self._consumer_stop,
+                                          streams=("events", "impressions") if self.impressions is not None
+                                          else ("events",))
 
     def _stop_consumer(self) -> None:
-        self._consumer_stop.set()
-        for _, thread in self._consumers:
-            thread.join(timeout=15)
-        for consumer, _ in self._consumers:
-            consumer.close()
+        from aisle.serve import consumers
+
+        consumers.stop_all(self._consumers, self._consumer_stop)
         self._consumers = []
 
     async def upsert_items(self, items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 LiveEvent = tuple[str, str, int]  # item_id, event_type, timestamp (microseconds)
 
 SEEN_TTL_S = 7 * 24 * 3600
-SESSION_TTL_S = 24 * 3600  # a search conversation is forgotten a day after its last turn
-SESSION_STEPS = 20  # how far back "undo" can go
+CONVERSATION_TTL_S = 24 * 3600  # a search conversation is forgotten a day after its last turn
+CONVERSATION_STEPS = 20  # how far back "undo" can go
 _SESSIONS_MAX = 100_000
 _SEEN_MAX = 1_000_000
 _TIMEOUT_S = 2.0
@@ -57,12 +57,12 @@ class StateStore(Protocol):
 
     async def erased_among(self, user_ids: list[str]) -> list[bool]: ...
 
-    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+    async def get_conversation(self, session_id: str) -> list[dict[str, Any]]:
         """A search session's steps (oldest first; empty when unknown or expired)."""
         ...
 
-    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
-        """Keep a search session's steps (the last `SESSION_STEPS`), for `SESSION_TTL_S`; erasing `user_id`
+    async def put_conversation(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        """Keep a search session's steps (the last `CONVERSATION_STEPS`), for `CONVERSATION_TTL_S`; erasing `user_id`
         deletes it."""
         ...
 
@@ -140,14 +140,15 @@ class MemoryState:
     async def erased_among(self, user_ids: list[str]) -> list[bool]:
         return [u in self._erased for u in user_ids]
 
-    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+    async def get_conversation(self, session_id: str) -> list[dict[str, Any]]:
         got = self._sessions.get(session_id)
         if got is None or got[0] < time.time():
             return []
         return json.loads(json.dumps(got[1]))  # a copy: the caller may change it
 
-    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
-        self._sessions[session_id] = (time.time() + SESSION_TTL_S, json.loads(json.dumps(steps[-SESSION_STEPS:])))
+    async def put_conversation(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+        kept = json.loads(json.dumps(steps[-CONVERSATION_STEPS:]))
+        self._sessions[session_id] = (time.time() + CONVERSATION_TTL_S, kept)
         self._sessions.move_to_end(session_id)
         if user_id is not None:
             self._sessions_of.setdefault(user_id, set()).add(session_id)
@@ -249,7 +250,8 @@ def _reply(buf: bytearray, pos: int) -> tuple[Any, int]:
 
 
 class _Reader(asyncio.Protocol):
-    """One Redis connection for the hot read (`RedisState.history`): requests pipelined on one socket, each
+    """One Redis connection for the hot paths (`RedisState.history`, `RedisState.script`): requests pipelined on
+    one socket, each
     answered by its next replies in order. A request through redis-py costs ~170 us of a worker's CPU (connection
     pool, retry and event layers, a pure-Python parser), a write and a read here a few tens."""
 
@@ -312,8 +314,9 @@ class RedisState:
     """The same state in Redis: `aisle:h:<user>` lists, `aisle:seen:<key>` with a TTL, `aisle:erased` set,
     `aisle:items` hash + `aisle:items:version` counter (workers pick upserts up by polling the version).
 
-    Every command goes through redis-py, except the per-request read of `history`, which has a pipelined
-    connection of its own per event loop (`_Reader`; TCP URLs) and falls back to redis-py when that fails."""
+    Every command goes through redis-py, except the per-request read of `history` and the catalog version, which
+    have a pipelined connection of its own per event loop (`_Reader`; TCP URLs) and fall back to redis-py when that
+    fails, and the bulk writes run as scripts over the same connection (`script`)."""
 
     backend = "redis"
 
@@ -384,6 +387,29 @@ class RedisState:
         raw, erased = await pipe.execute()
         return [tuple(json.loads(x)) for x in raw], bool(erased)  # type: ignore[misc]
 
+    async def script(self, body: str, keys: list[bytes], args: list[bytes]) -> Any:
+        """Run the Lua script `body` (EVALSHA, loading it on NOSCRIPT) over the pipelined connection: the bulk
+        write of `POST /events` packs hundreds of arguments, which redis-py's per-argument encoding made a third
+        of the request's CPU. Bulk strings in the reply stay bytes. TLS and unix-socket URLs go through redis-py.
+        A failure raises (no retry: a write that timed out may have run; the caller answers 503 and the client's
+        retry is then told which events were already taken)."""
+        import hashlib
+
+        if "connection_class" in self._where:
+            return await self.r.eval(body, len(keys), *keys, *args)
+        sha = hashlib.sha1(body.encode()).hexdigest().encode()
+        r = self._reader
+        if r is None or r.closed or r.loop is not asyncio.get_running_loop():
+            r = await self._read_connection()
+        numkeys = b"%d" % len(keys)
+        try:
+            (out,) = await r.call(_command(b"EVALSHA", sha, numkeys, *keys, *args), 1)
+        except _ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):  # nothing ran: the script is not loaded yet
+                raise
+            (out,) = await r.call(_command(b"EVAL", body.encode(), numkeys, *keys, *args), 1)
+        return out
+
     async def _read_connection(self) -> _Reader:
         """This loop's `_Reader`, opened (AUTH, SELECT as the URL says) by the first request that needs it."""
         loop = asyncio.get_running_loop()
@@ -424,19 +450,19 @@ class RedisState:
             return []
         return [bool(x) for x in await self.r.smismember(f"{self.p}erased", user_ids)]
 
-    async def get_session(self, session_id: str) -> list[dict[str, Any]]:
+    async def get_conversation(self, session_id: str) -> list[dict[str, Any]]:
         raw = await self.r.get(f"{self.p}search:{session_id}")
         return json.loads(raw) if raw else []
 
-    async def put_session(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
+    async def put_conversation(self, session_id: str, steps: list[dict[str, Any]], user_id: str | None) -> None:
         """`aisle:search:<session>` (JSON, with a TTL), indexed in `aisle:sessby:<user>` so erasing the user
         deletes it."""
         pipe = self.r.pipeline(transaction=True)
         key = f"{self.p}search:{session_id}"
-        pipe.set(key, json.dumps(steps[-SESSION_STEPS:]), ex=SESSION_TTL_S)
+        pipe.set(key, json.dumps(steps[-CONVERSATION_STEPS:]), ex=CONVERSATION_TTL_S)
         if user_id is not None:
             pipe.sadd(f"{self.p}sessby:{user_id}", key)
-            pipe.expire(f"{self.p}sessby:{user_id}", SESSION_TTL_S)
+            pipe.expire(f"{self.p}sessby:{user_id}", CONVERSATION_TTL_S)
         await pipe.execute()
 
     async def put_items(self, items: list[dict[str, Any]]) -> int:

@@ -6,6 +6,7 @@ from aisle.simulate.policies import (
     POLICY_NAMES,
     DeterministicPolicy,
     EpsilonPolicy,
+    ExplorePolicy,
     OraclePolicy,
     Policy,
     RandomPolicy,
@@ -20,7 +21,7 @@ from aisle.simulate.run import EVENT_LOG_SCHEMA, Arm, SimulationResult, assign, 
 from aisle.simulate.shoppers import ShopperModel
 from aisle.simulate.world import World, WorldConfig, build_world
 
-__all__ = ["EVENT_LOG_SCHEMA", "POLICY_NAMES", "Arm", "DeterministicPolicy", "EpsilonPolicy", "OraclePolicy",
-           "Policy", "RandomPolicy", "Request", "ServedPolicy", "ShopperModel", "SimulationResult", "Slate",
-           "TrendingPolicy", "World", "WorldConfig", "assign", "build_world", "make_policy", "parse_policy",
+__all__ = ["EVENT_LOG_SCHEMA", "POLICY_NAMES", "Arm", "DeterministicPolicy", "EpsilonPolicy", "ExplorePolicy",
+           "OraclePolicy", "Policy", "RandomPolicy", "Request", "ServedPolicy", "ShopperModel", "SimulationResult",
+           "Slate", "TrendingPolicy", "World", "WorldConfig", "assign", "build_world", "make_policy", "parse_policy",
            "simulate"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -89,6 +89,50 @@ class ServedPolicy(DeterministicPolicy):
             items = resp.json()["items"]
             out.append(Slate(tuple(i["item_id"] for i in items), tuple(float(i.get("score") or 0.0) for i in items)))
         return out
+
+
+class ExplorePolicy:
+    """The served pipeline with exploration on (`aisle.explore`): the app explores cold items on `share` of the
+    lists with `bandit` (thompson or linucb), and every `update_every` lists the state learns from what happened,
+    as `aisle worker` refreshes it in a fleet. Its propensities are the ones the API logs."""
+
+    def __init__(self, world: World, bandit: str = "linucb", share: float = 1.0, update_every: int = 20,
+                 seed: int = 0) -> None:
+        from aisle.config import ExploreConfig
+
+        self.world, self.update_every = world, update_every
+        self.explore = ExploreConfig(enabled=True, policy=bandit, share=share, seed=seed)  # type: ignore[arg-type]
+        self.rules: Any = None  # the app's [rules] (an aisle.config.RulesConfig), when not the default ones
+        self.name = f"explore:{bandit}" + (f":{share:g}" if share != 1.0 else "")
+        self._imp: list[pl.DataFrame] = []
+        self._ev: list[pl.DataFrame] = []
+        self._lists = 0
+
+    def rank(self, requests: Sequence[Request], k: int) -> list[Slate]:
+        out = []
+        for r in requests:
+            resp = self.world.client.get(f"/users/{r.user_id}/recommendations", params={"k": k})
+            if resp.status_code != 200:
+                raise RuntimeError(f"recommendations for {r.user_id} answered {resp.status_code}: {resp.text[:300]}")
+            items = resp.json()["items"]
+            out.append(Slate(tuple(i["item_id"] for i in items), tuple(float(i.get("score") or 0.0) for i in items),
+                             tuple(float(i.get("propensity", 1.0)) for i in items)))
+        return out
+
+    def probabilities(self, requests: Sequence[Request], k: int) -> pl.DataFrame:
+        raise ValueError("an exploring policy's probabilities depend on its state at each request; "
+                                  "evaluate it on-policy (aisle simulate), not from another policy's log")
+
+    def observe(self, impressions: pl.DataFrame, events: pl.DataFrame) -> None:
+        self._imp.append(impressions)
+        self._ev.append(events)
+        self._lists += impressions["request_id"].n_unique()
+        if self._lists < self.update_every:
+            return
+        services = self.world.services
+        state = services.runtime.learn(pl.concat(self._imp), pl.concat(self._ev))
+        services.set_exploration(state)
+        self._imp, self._ev, self._lists = [], [], 0
 
 
 class TrendingPolicy(DeterministicPolicy):
@@ -191,12 +235,25 @@ class EpsilonPolicy:
 
 
 POLICY_NAMES: tuple[str, ...] = ("pipeline", "trending", "random", "oracle")
+BANDITS: tuple[str, ...] = ("thompson", "linucb")
 
 
 def parse_policy(name: str) -> tuple[str, float | None]:
     """(base name, epsilon or None) of a policy name; a ValueError that says what is accepted otherwise. Cheap:
     commands check their names with it before they build a world."""
     base, eps = name, None
+    if name.startswith("explore:"):
+        parts = name.split(":")
+        if len(parts) not in (2, 3) or parts[1] not in BANDITS:
+            raise ValueError(f"bad policy {name!r}: write explore:BANDIT[:SHARE] with BANDIT one of "
+                             f"{', '.join(BANDITS)}, e.g. explore:linucb or explore:thompson:0.2")
+        try:
+            share = float(parts[2]) if len(parts) == 3 else 1.0
+        except ValueError:
+            raise ValueError(f"bad policy {name!r}: {parts[2]!r} is not a number") from None
+        if not 0 < share <= 1:
+            raise ValueError(f"bad policy {name!r}: the share must be in (0, 1]")
+        return name, share
     if name.startswith("epsilon:"):
         parts = name.split(":")
         if len(parts) != 3:
@@ -209,13 +266,17 @@ def parse_policy(name: str) -> tuple[str, float | None]:
             raise ValueError(f"bad policy {name!r}: epsilon must be in (0, 1]")
         base = parts[1]
     if base not in POLICY_NAMES:
-        raise ValueError(f"unknown policy {base!r}; accepted: {', '.join(POLICY_NAMES)}, epsilon:BASE:EPSILON")
+        raise ValueError(f"unknown policy {base!r}; accepted: {', '.join(POLICY_NAMES)}, epsilon:BASE:EPSILON, "
+                         "explore:BANDIT[:SHARE]")
     return base, eps
 
 
 def make_policy(name: str, world: World, *, seed: int = 0) -> Policy:
-    """A policy by name: pipeline, trending, random, oracle, or epsilon:BASE:EPS (e.g. epsilon:pipeline:0.3)."""
+    """A policy by name: pipeline, trending, random, oracle, epsilon:BASE:EPS (e.g. epsilon:pipeline:0.3), or
+    explore:BANDIT[:SHARE] (the pipeline exploring cold items, e.g. explore:linucb or explore:thompson:0.2)."""
     base, eps = parse_policy(name)
+    if base.startswith("explore:"):
+        return ExplorePolicy(world, base.split(":")[1], eps if eps is not None else 1.0, seed=seed)
     if eps is not None:
         return EpsilonPolicy(make_policy(base, world, seed=seed), world, eps, seed)
     if base == "random":

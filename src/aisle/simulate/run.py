@@ -78,7 +78,10 @@ def simulate(world: World, arms: Policy | Mapping[str, Arm], rounds: int, *, k: 
     experiment = isinstance(arms, Mapping)
     plan: dict[str, Arm] = dict(arms) if experiment else {arms.name: Arm(arms)}  # type: ignore[union-attr, arg-type]
     names = sorted(plan)
-    world.reset()  # every run starts from the bundle: no live events or launches of an earlier run
+    # every run starts from the bundle: no live events or launches of an earlier run; an exploring policy's app
+    # explores ([explore] settings)
+    only = plan[names[0]].policy
+    world.reset(*((getattr(only, "explore", None), getattr(only, "rules", None)) if not experiment else ()))
     model = shoppers or ShopperModel()
     rng = np.random.default_rng(seed)
     oracle = OraclePolicy(world)

@@ -48,6 +48,7 @@ class World:
     client: Any  # starlette TestClient over the app (None before the first `reset`)
     arrivals: tuple[str, ...]  # the held-out items, in launch order
     available: list[str] = field(default_factory=list)
+    dataset: Any = None  # the store's events and catalog the bundle was built from (the shoppers' past)
     _workdir: Path | None = None
     _owned: bool = False
 
@@ -62,8 +63,24 @@ class World:
         items = np.array([[self.item_row[i] for i in row] for row in item_ids], dtype=np.int64)
         return self.tastes.affinity(np.asarray(user_rows)[:, None], items)
 
-    def reset(self) -> None:
-        """A fresh app over the same bundle: the live state and the launched items of an earlier run are gone."""
+    @property
+    def bundle_path(self) -> Path:
+        """The folder of the bundle the app serves."""
+        assert self._workdir is not None
+        return self._workdir / "bundle"
+
+    def serving(self, bundle_path: Path) -> World:
+        """The same store, shoppers and arrivals served from another bundle (saved at `bundle_path`, whose parent
+        folder the caller owns): a second arm to compare with this one."""
+        if bundle_path.name != "bundle":
+            raise ValueError("a world serves its folder's `bundle`; save the bundle as FOLDER/bundle")
+        return World(self.config, self.tastes, self.items, None, self.arrivals, available=list(self._initial),
+                     dataset=self.dataset, _workdir=bundle_path.parent, _owned=False)
+
+    def reset(self, explore: Any = None, rules: Any = None) -> None:
+        """A fresh app over the same bundle: the live state and the launched items of an earlier run are gone.
+        `explore` and `rules`: the app's `[explore]` and `[rules]` settings (`aisle.config.ExploreConfig`,
+        `RulesConfig`; default: exploration off, the default rules)."""
         from fastapi.testclient import TestClient
 
         from aisle.config import Settings
@@ -72,7 +89,9 @@ class World:
         if self.client is not None:
             self.client.__exit__(None, None, None)
         assert self._workdir is not None
-        self.client = TestClient(create_app(Settings(bundle=self._workdir / "bundle")))
+        extra = {k: v for k, v in (("explore", explore), ("rules", rules)) if v is not None}
+        settings = Settings(bundle=self._workdir / "bundle", **extra)
+        self.client = TestClient(create_app(settings))
         self.client.__enter__()
         self.available = list(self._initial)
 
@@ -84,6 +103,11 @@ class World:
                  "attributes": json.loads(r["attributes"] or "{}")} for r in rows.iter_rows(named=True)]
         _ok(self.client.put("/items", json={"items": body}), "PUT /items")
         self.available.extend(item_ids)
+
+    @property
+    def services(self) -> Any:
+        """The served app's `aisle.serve.services.Services` (what a simulated worker refresh hands its state to)."""
+        return self.client.app.state.services
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
         for start in range(0, len(events), 500):
@@ -133,7 +157,8 @@ def build_world(config: WorldConfig | None = None, *, pipeline: Any = None, work
     root = Path(tempfile.mkdtemp(prefix="aisle-sim-")) if workdir is None else Path(workdir)
     bundle.save(root / "bundle", data_fingerprint=fingerprint(old_events), metrics=bundle.manifest["metrics"])
     available = old_items.filter(pl.col("available"))["item_id"].to_list()
-    return World(cfg, tastes, store.items, None, arrivals, available=available, _workdir=root, _owned=owned)
+    return World(cfg, tastes, store.items, None, arrivals, available=available, dataset=data, _workdir=root,
+                 _owned=owned)
 
 
 def _ok(response: Any, what: str) -> Any:

@@ -143,9 +143,10 @@ class StoreBackend(ABC):
         """User profiles in USER_SCHEMA columns, ordered by user_id."""
 
     @abstractmethod
-    def impressions(self) -> pl.DataFrame:
+    def impressions(self, *, since_us: int | None = None) -> pl.DataFrame:
         """The impression log in IMPRESSION_SCHEMA columns, ordered by time, request, position (empty in a store
-        that never had one)."""
+        that never had one); with `since_us`, only the rows served after that time (epoch microseconds): what the
+        worker's exploration update reads at each refresh."""
 
     @abstractmethod
     def stats(self) -> StoreStats: ...

@@ -304,11 +304,13 @@ class Store(StoreBackend):
         top = int(frame["seq"].max()) if frame.height else int(watermark)  # type: ignore[arg-type]
         return conform(frame.drop("seq"), EVENT_SCHEMA), max(top, int(watermark))
 
-    def impressions(self) -> pl.DataFrame:
+    def impressions(self, *, since_us: int | None = None) -> pl.DataFrame:
         if not self._has_impressions:
             return pl.DataFrame(schema=IMPRESSION_SCHEMA)
-        sql = f"SELECT {_IMPRESSION_COLS} FROM impressions ORDER BY timestamp, request_id, position"
-        return conform(self.con.sql(sql).pl(), IMPRESSION_SCHEMA)
+        where = "WHERE epoch_us(timestamp) > ?" if since_us is not None else ""
+        sql = f"SELECT {_IMPRESSION_COLS} FROM impressions {where} ORDER BY timestamp, request_id, position"
+        return conform(self.con.sql(sql, params=[int(since_us)] if since_us is not None else None).pl(),
+                       IMPRESSION_SCHEMA)
 
     def items(self) -> pl.DataFrame:
         return conform(self.con.sql("SELECT * FROM items ORDER BY item_id").pl(), ITEM_SCHEMA)

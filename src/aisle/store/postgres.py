@@ -403,12 +403,13 @@ class PostgresStore(StoreBackend):
             pl.col("available").cast(pl.Boolean()),
             pl.from_epoch("created_at", "us").dt.replace_time_zone("UTC")), ITEM_SCHEMA)
 
-    def impressions(self) -> pl.DataFrame:
+    def impressions(self, *, since_us: int | None = None) -> pl.DataFrame:
         if not self._has_impressions:
             return pl.DataFrame(schema=IMPRESSION_SCHEMA)
         cols = [f'"{c}"' if c != "timestamp" else _EPOCH_US.format('"timestamp"') for c in IMPRESSION_SCHEMA]
-        raw = self._read(f"SELECT {', '.join(cols)} FROM impressions ORDER BY \"timestamp\", request_id, position",
-                         {**IMPRESSION_SCHEMA, "timestamp": pl.Int64()})
+        where = f"WHERE {_TS_US} > {int(since_us)}" if since_us is not None else ""
+        raw = self._read(f"SELECT {', '.join(cols)} FROM impressions {where} ORDER BY \"timestamp\", request_id, "
+                         "position", {**IMPRESSION_SCHEMA, "timestamp": pl.Int64()})
         return conform(raw.with_columns(pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC")),
                        IMPRESSION_SCHEMA)
 

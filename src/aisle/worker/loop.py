@@ -148,11 +148,16 @@ class Worker:
             Bundle.load(self.registry.path(version), embedder=self.embedder())
         self._last = None  # the fold changes it in place: it is the serving version's again only once promoted
         clock.lap("load")
+        served_counts = bundle.pipeline.event_counts.copy() if bundle.pipeline is not None else None
+        served_histories = bundle.histories  # the fold replaces it: this is what the serving version used
         folded = fold(bundle, events, items, embedder=self.embedder())
         if folded.empty:
             self._last = (version, bundle)
             return None, None
         clock.lap("fold")
+        if self.settings.explore.enabled and served_counts is not None:
+            self._learn(bundle, events, served_counts, served_histories)
+            clock.lap("explore")
         new_version = self.registry.new_version("refresh")
         tmp = self.registry.incoming(new_version)
         fp = f"{bundle.manifest.get('data_fingerprint', '?')}+{mark}"
@@ -174,6 +179,26 @@ class Worker:
             self._last = (published, bundle)
         return published, decision
 
+    def _learn(self, bundle: Bundle, events: pl.DataFrame, served_counts: Any, served_histories: Any) -> None:
+        """Update the bundle's exploration state (`aisle.explore`) from the impressions stored since it last read
+        them and the new `events`, after the fold (new items are in the catalog) but with what the serving version
+        had: its stored histories (LinUCB's shopper context, exactly as the server computed it) and its counts
+        (cold is what it counted as cold: the clicks exploration earned, just folded in, do not make the items it
+        explored warm before they are counted). Impressions reach the store a little after they are served (a
+        buffer flush, the stream), so the read starts a minute before the last one seen; the state skips what it
+        already has."""
+        from aisle.explore import ExploreState
+        from aisle.explore.learn import learn
+
+        assert bundle.pipeline is not None
+        state = bundle.explore or ExploreState()
+        since = max(0, state.impressions_until - 60_000_000)
+        with self._store() as store:
+            impressions = store.impressions(since_us=since)
+        bundle.explore = learn(state, impressions, events, cfg=self.settings.explore, attrs=bundle.pipeline.attrs,
+                               item_ids=bundle.items.ids.tolist(), counts=served_counts,
+                               users=bundle.users, histories=served_histories)
+
     def refit(self) -> tuple[str | None, Decision]:
         from aisle.worker.refit import refit
 
@@ -184,6 +209,7 @@ class Worker:
             data, events_mark = _read_all(store)
             if since is not None:
                 unseen = store.read_events_since(since)[0]
+            impressions = store.impressions() if self.pipeline.ranker == "impressions" else None
         if unseen is not None and unseen.is_empty() and version is not None:  # nothing new since that fit
             baseline, unseen = Bundle.load(self.registry.path(version), search=False), None
         elif since is None and baseline is not None and baseline.histories is not None \
@@ -194,9 +220,16 @@ class Worker:
             unseen = data.events.filter(pl.col("timestamp").dt.epoch("us") > seen_until)
         new_version = self.registry.new_version("refit")
         tmp = self.registry.incoming(new_version)
+        serving_state = None
+        if version is not None and self.settings.explore.enabled:
+            from aisle.explore import ExploreState
+
+            folder = self.registry.path(version) / "explore"
+            serving_state = ExploreState.load(folder) if folder.exists() else None
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
-                         base=version, embedder=self.embedder())
+                         base=version, embedder=self.embedder(), impressions=impressions,
+                         explore=serving_state)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:

@@ -22,17 +22,22 @@ from aisle.config import Settings
 from aisle.data.readers.base import Dataset
 from aisle.pipeline import PipelineConfig
 from aisle.registry import Decision
+from aisle.types import IMPRESSION_SCHEMA
 from aisle.worker.gate import failures, health, holdout_cut, ndcg_on_holdout, passed
 from aisle.worker.refresh import fold
 
 
 def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, settings: Settings,
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
-          base: str | None = None, embedder: Any = None) -> Decision:
+          base: str | None = None, embedder: Any = None, impressions: pl.DataFrame | None = None,
+          explore: Any = None) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
-    (after its watermark); the hold-out is the newest of them. None: the newest events of the whole log."""
+    (after its watermark); the hold-out is the newest of them. None: the newest events of the whole log.
+    `impressions`: the store's impression log, for a pipeline that ranks with what it learns from them.
+    `explore`: the serving version's exploration state, carried into the candidate (a refit does not forget what
+    exploration learned)."""
     cfg = settings.worker
     t0 = time.perf_counter()
     events = data.events
@@ -43,6 +48,9 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
         else events
     train = Dataset(name=data.name, log=data.log, items=data.items, users=data.users, events=before)
     candidate = build_serving_bundle(train, pipeline, seed=cfg.seed, dense=cfg.dense)
+    learned: dict[str, Any] = {}
+    if pipeline.ranker == "impressions":
+        candidate, learned = learn_from_impressions(candidate, baseline, impressions, events, before, cut, settings)
     fit_s = time.perf_counter() - t0
     scores: dict[str, dict[str, Any]] = {}
     if baseline is not None and baseline.pipeline is not None and holdout.height:
@@ -50,6 +58,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
                                  users=cfg.gate_users, seed=cfg.seed)
     gate_s = time.perf_counter() - t0 - fit_s
     folded = fold(candidate, holdout, None, embedder=embedder)  # the gated model, now also counting the hold-out
+    candidate.explore = explore
     candidate.save(out, data_fingerprint=fingerprint(events), metrics=candidate.manifest.get("metrics", {}))
     checks = health(out, settings)
     cand, serv = scores.get("candidate", {}), scores.get("serving", {})
@@ -65,13 +74,55 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
         promoted = cand["ndcg@10"] >= floor
         reason = (f"NDCG@10 {cand['ndcg@10']:.4f} vs serving {serv['ndcg@10']:.4f} "
                   f"({'within' if promoted else 'below'} the {cfg.tolerance:.0%} tolerance: floor {floor:.4f})")
+    if learned.get("off_policy", {}).get("candidate"):
+        reason += "; " + off_policy_summary(learned["off_policy"])
     return Decision("refit", promoted, reason, candidate=cand, serving=serv, checks=checks, extra={
         "watermark": watermark, "refit_at": time.time(), "events_since_refit": 0, "base": base, "refit": version,
         "baseline": "scored on events it never saw (after its watermark or its newest event)" if unseen is not None
         else "the serving version as it is (it may have seen the hold-out)",
         "events": events.height, "holdout_events": holdout.height, "holdout_from": str(cut),
-        "folded_holdout": folded.as_dict(), "pipeline": pipeline.to_json()["sources"],
+        "folded_holdout": folded.as_dict(), "pipeline": pipeline.to_json()["sources"], **learned,
         "seconds": {"fit": round(fit_s, 2), "gate": round(gate_s, 2), "total": round(time.perf_counter() - t0, 2)}})
 
 
-__all__ = ["refit"]
+def learn_from_impressions(candidate: Bundle, baseline: Bundle | None, impressions: pl.DataFrame | None,
+                           events: pl.DataFrame, before: pl.DataFrame, cut: Any, settings: Settings
+                           ) -> tuple[Bundle, dict[str, Any]]:
+    """The candidate with its ranker learned from the lists served before the hold-out (when there are at least
+    `impression_ranker_min`), and what the decision records: the ranker's facts and, on the lists served in the
+    hold-out, the off-policy estimates of the candidate's and the serving pipeline's click rate."""
+    from aisle import implearn
+
+    cfg = settings.worker
+    log = implearn.served_lists(impressions if impressions is not None else pl.DataFrame(schema=IMPRESSION_SCHEMA))
+    early = log.filter(pl.col("timestamp") < cut) if cut is not None else log
+    lists = early["request_id"].n_unique()
+    if lists < cfg.impression_ranker_min:
+        return candidate, {"impression_ranker": {"trained": False, "served_lists": lists,
+                                                 "reason": f"{lists:,} recommendation lists before the hold-out, fewer "
+                                                           f"than impression_ranker_min ({cfg.impression_ranker_min:,})"
+                                                           ": the combiner ranks"}}
+    try:
+        ranker = implearn.train(candidate, early, events, history_events=before, seed=cfg.seed)
+    except ValueError as exc:  # e.g. not one click in the log: nothing to learn, the combiner ranks
+        return candidate, {"impression_ranker": {"trained": False, "served_lists": lists, "reason": str(exc)}}
+    candidate = implearn.with_ranker(candidate, ranker, before)
+    out: dict[str, Any] = {"impression_ranker": {"trained": True, "served_lists": lists, **ranker.facts,
+                                                 "top_features": dict(list(ranker.importance().items())[:5])}}
+    late = log.filter(pl.col("timestamp") >= cut) if cut is not None else log.clear()
+    if baseline is not None and baseline.pipeline is not None and late.height:
+        out["off_policy"] = implearn.compare_off_policy(candidate, baseline, late, events, history_events=events,
+                                                        seed=cfg.seed)
+    else:
+        out["off_policy"] = {"lists": 0, "note": "no served list in the hold-out, or nothing serving to compare with"}
+    return candidate, out
+
+
+def off_policy_summary(ope: dict[str, Any]) -> str:
+    """One line for the decision's reason: both pipelines' estimated click rate per shown item on the hold-out."""
+    c, s = ope["candidate"], ope["serving"]
+    return (f"off-policy click rate on {ope['lists']:,} held-out lists: SNIPS {c['SNIPS']['value']:.4f} vs serving "
+            f"{s['SNIPS']['value']:.4f}, DR {c['DR']['value']:.4f} vs {s['DR']['value']:.4f}")
+
+
+__all__ = ["learn_from_impressions", "off_policy_summary", "refit"]

@@ -1,17 +1,20 @@
 """Refresh: fold new events and catalog changes into a bundle without a refit.
 
-What moves: trending and popularity (every item, new ones included), Markov transitions and the neighbour rows they
-feed (`Pipeline.update`), the catalog (new items get indices after the old ones, so every index the bundle's arrays
-hold stays valid; changed items update their brand, category, price and availability) and the search index
-(`SearchEngine.with_catalog`). What waits for the next refit: item-kNN, bought-together, the user models, the deep
-model, the combiner, and neighbours for new items (serving places a new item by resemblance only when it is not in
-the bundle yet). The stored histories of known shoppers take their new events (so the next refresh links each
-shopper's next event to the right previous one, and requests see them after live state expires); their precomputed
-ranked lists are dropped, so they are answered by the pipeline on the longer history. Shoppers new since the bundle
-wait for the refit to get a stored history (their transitions inside one refresh still count).
+What moves: trending and popularity (every item, new ones included); the counts behind Markov transitions and
+bought-together rules, and the neighbour rows they feed (`Pipeline.update`: a basket that goes on across the
+watermark counts once, as in a fit); the catalog (new items get indices after the old ones, so every index the
+bundle's arrays hold stays valid; changed items update their brand, category, price and availability); and the
+search index, by the new and changed items only (`SearchEngine.with_items`: a delta beside the base index, saved
+with it, so a new item costs its own documents, not a rebuild over the catalog; the refit builds the whole index
+again). What waits for the next refit: item-kNN, the user models, the deep model, the combiner, and neighbours for
+new items (serving places a new item by resemblance only when it is not in the bundle yet). The stored histories of
+known shoppers take their new events (so the next refresh links each shopper's next event to the right previous
+one, and requests see them after live state expires); their precomputed ranked lists are dropped, so they are
+answered by the pipeline on the longer history. Shoppers new since the bundle wait for the refit to get a stored
+history (their transitions and baskets inside one refresh still count).
 
 Reading is proportional to the new events (`read_events_since`); the catalog is compared row by row (one read of
-the items table); writing the new version copies the whole bundle.
+the items table); writing the new version hard-links the parts it did not change.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def _catalog_changes(bundle: Bundle, items: pl.DataFrame | None) -> tuple[pl.Dat
 
 def fold(bundle: Bundle, events: pl.DataFrame, items: pl.DataFrame | None = None, *, embedder: Any = None
          ) -> Folded:
-    """Fold `events` (EVENT_SCHEMA, not yet in `bundle`) and the store's catalog `items` into `bundle`, in place."""
+    """Fold `events` (EVENT_SCHEMA, not yet in `bundle`) and the store's catalog `items` into `bundle`, in place.
+    (`embedder` is not needed any more: the search delta embeds new items with the index's own encoder.)"""
     changed, new_ids = _catalog_changes(bundle, items)
     seen_only = [i for i in events["item_id"].drop_nulls().unique(maintain_order=True).to_list()
                  if i not in bundle.items.index and i not in set(new_ids)]
@@ -84,9 +88,8 @@ def fold(bundle: Bundle, events: pl.DataFrame, items: pl.DataFrame | None = None
                                     maintain_order="left")
         if bundle.pipeline is not None:
             bundle.pipeline = bundle.pipeline.with_items(item_attributes(bundle.catalog, n))
-        if bundle.search is not None:
-            bundle.search = bundle.search.with_catalog(bundle.catalog.filter(pl.col("title").is_not_null()),
-                                                       embedder=embedder)
+        if bundle.search is not None and changed.height:  # the changed rows as a delta, not the whole catalog
+            bundle.search = bundle.search.with_items(changed.filter(pl.col("title").is_not_null()))
     updated: list[str] = []
     if events.height:
         enc = _encoded(bundle, events)
@@ -124,9 +127,11 @@ def _extend_histories(bundle: Bundle, new: pl.DataFrame, keep: int = 50) -> None
 
 
 def _encoded(bundle: Bundle, events: pl.DataFrame) -> pl.DataFrame:
-    """`events` in TrainData's encoded columns with `is_new`, each known shopper's last stored event first (not new:
-    it only links the shopper's past to their first new event, for transition counts). Shoppers new since the
-    bundle get indices after the known ones (the bundle's user vocabulary is not changed: that is a refit's)."""
+    """`events` in TrainData's encoded columns with `is_new`, each known shopper's stored events first (not new:
+    they only give the new ones their context: the transition from the shopper's last event into their first new
+    one, and the part of a basket that began before the watermark, so a basket counts once, as in a fit). Shoppers
+    new since the bundle get indices after the known ones (the bundle's user vocabulary is not changed: that is a
+    refit's)."""
     ev = events.filter(pl.col("item_id").is_not_null()).with_row_index("_order")
     known = bundle.users.index
     fresh_users = [u for u in ev["user_id"].unique(maintain_order=True).to_list() if u not in known]
@@ -135,25 +140,21 @@ def _encoded(bundle: Bundle, events: pl.DataFrame) -> pl.DataFrame:
     enc = ev.select(pl.Series("user_idx", users.encode(ev["user_id"].to_list()), dtype=pl.Int32),
                     pl.Series("item_idx", bundle.items.encode(ev["item_id"].to_list()), dtype=pl.Int32),
                     "timestamp", "event_type", "value", weight.alias("weight"), pl.lit(True).alias("is_new"), "_order")
-    if bundle.histories is not None:
+    h = bundle.histories
+    if h is not None:
         who = np.unique(enc["user_idx"].to_numpy())
-        who = who[who < len(bundle.users)]
-        positive = np.array([EVENT_WEIGHTS.get(t, 1.0) > 0 for t in EVENT_TYPES])
-        rows = []
-        for u in who.tolist():
-            items, types, times = bundle.histories.of(u)
-            last = np.flatnonzero(positive[types])  # the transition counts link positive events only
-            if len(last):
-                rows.append((u, int(items[last[-1]]), int(times[last[-1]])))
-        if rows:
-            arr = np.asarray(rows, np.int64)
-            prev = pl.DataFrame({"user_idx": pl.Series(arr[:, 0], dtype=pl.Int32),
-                                 "item_idx": pl.Series(arr[:, 1], dtype=pl.Int32),
-                                 "timestamp": pl.Series(arr[:, 2]).cast(pl.Datetime("us")).dt.replace_time_zone(
-                                     "UTC").cast(enc.schema["timestamp"])})
-            prev = prev.with_columns(pl.lit("view").alias("event_type"), pl.lit(None, pl.Float64).alias("value"),
-                                     pl.lit(1.0, pl.Float32).alias("weight"), pl.lit(False).alias("is_new"),
-                                     pl.lit(0, pl.UInt32).alias("_order"))
+        who = who[who < len(h.ptr) - 1]
+        lengths = h.ptr[who + 1] - h.ptr[who]
+        at = np.repeat(h.ptr[who], lengths) + np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                                         lengths)
+        if len(at):
+            stamps = pl.Series(h.times[at]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+            prev = pl.DataFrame({"user_idx": pl.Series(np.repeat(who, lengths), dtype=pl.Int32),
+                                 "item_idx": pl.Series(h.items[at], dtype=pl.Int32),
+                                 "timestamp": stamps.cast(enc.schema["timestamp"]),
+                                 "event_type": pl.Series(np.asarray(EVENT_TYPES)[h.types[at]], dtype=pl.String)})
+            prev = prev.with_columns(pl.lit(None, pl.Float64).alias("value"), weight.alias("weight"),
+                                     pl.lit(False).alias("is_new"), pl.lit(0, pl.UInt32).alias("_order"))
             enc = pl.concat([prev.select(enc.columns).cast(enc.schema), enc])
     return enc.sort(["user_idx", "is_new", "timestamp", "_order"]).drop("_order")
 

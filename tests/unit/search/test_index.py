@@ -83,7 +83,8 @@ def test_scores_and_matches_at_a_few_rows_equal_the_full_pass() -> None:
 def test_lexical_index_fields_and_match_count() -> None:
     lex = LexicalIndex.build({"title": ["Delta shower faucet", "Kohler toilet"], "brand": ["Delta", "Kohler"],
                               "category": ["Bath", ""], "attributes": ["", ""], "description": ["", ""]})
-    assert set(lex.fields) == {"title", "brand", "category", "title_bigram", "title_chargram"}
+    assert set(lex.fields) == {"title", "brand", "category", "title_bigram", "title_chargram", "title_head",
+                               "title_window"}
     total, per = lex.combined(["delta", "faucet"], bigram_tokens=["delta_shower"])
     assert total[0] > 0 == total[1] and per["brand"][0] > 0
     assert lex.match_count(["delta", "bath", "kohler"]).tolist() == [2, 1]

@@ -150,3 +150,22 @@ def test_dense_delta_searches_as_a_full_index() -> None:
             np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
         np.testing.assert_allclose(delta.similarity(q, np.arange(302)), full @ q, rtol=1e-5, atol=1e-6)
     assert len(delta) == 302
+
+
+def test_a_delta_is_saved_and_loaded_as_it_was(engine: SearchEngine, items: pl.DataFrame, tmp_path) -> None:
+    """A refresh saves the items it folded as the index's delta (no rebuild): loaded back, the index answers
+    exactly as the one in memory did, and takes further upserts on top."""
+    ups = pl.concat([items.slice(40, 3).with_columns(pl.col("title") + " quuxter"),
+                     items.slice(50, 2).with_columns(pl.Series("item_id", ["new-a", "new-b"]),
+                                                     pl.lit("Plimbo quuxter lamp").alias("title"))])
+    delta = engine.with_items(ups).with_items(items.slice(60, 1).with_columns(pl.lit("Zorblax").alias("title")))
+    delta.save(tmp_path / "search")
+    loaded = SearchEngine.load(tmp_path / "search")
+    for query in ("quuxter", "plimbo lamp", "zorblax", items["title"][40], items["title"][60], "boots"):
+        a, b = delta.search(query, page_size=50), loaded.search(query, page_size=50)
+        assert [(h.item_id, h.score) for h in a.hits] == [(h.item_id, h.score) for h in b.hits], query
+        assert a.total == b.total
+    assert _ids(loaded, "plimbo") == ["new-a", "new-b"] and _ids(loaded, "zorblax") == [items["item_id"][60]]
+    again = loaded.with_items(items.slice(50, 1).with_columns(pl.lit("new-a").alias("item_id"),
+                                                              pl.lit("Wibble lamp").alias("title")))
+    assert _ids(again, "plimbo") == ["new-b"] and _ids(again, "wibble") == ["new-a"]

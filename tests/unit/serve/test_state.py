@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aisle.serve.state import SESSION_STEPS, MemoryState, RedisState, StateStore
+from aisle.serve.state import CONVERSATION_STEPS, MemoryState, RedisState, StateStore
 from tests.redisserver import redis_server
 
 
@@ -41,15 +41,15 @@ async def _contract(state: StateStore) -> None:
     version, items = await state.items_since(v0)
     assert version == v1 and items == [{"item_id": "n1", "title": "new"}]
     assert await state.items_since(v1) == (v1, [])
-    # search sessions: kept as given, at most the last SESSION_STEPS, erased with the user they were opened for
-    assert await state.get_session("s-none") == []
-    steps = [{"query": f"q{i}", "filters": {"price_max": i}} for i in range(SESSION_STEPS + 3)]
-    await state.put_session("s-a", steps, "u5")
-    await state.put_session("s-b", steps[:1], None)
-    got = await state.get_session("s-a")
-    assert got == steps[-SESSION_STEPS:] and got is not steps
+    # search sessions: kept as given, at most the last CONVERSATION_STEPS, erased with the user they were opened for
+    assert await state.get_conversation("s-none") == []
+    steps = [{"query": f"q{i}", "filters": {"price_max": i}} for i in range(CONVERSATION_STEPS + 3)]
+    await state.put_conversation("s-a", steps, "u5")
+    await state.put_conversation("s-b", steps[:1], None)
+    got = await state.get_conversation("s-a")
+    assert got == steps[-CONVERSATION_STEPS:] and got is not steps
     assert await state.erase("u5") == 0
-    assert await state.get_session("s-a") == [] and await state.get_session("s-b") == steps[:1]
+    assert await state.get_conversation("s-a") == [] and await state.get_conversation("s-b") == steps[:1]
     v2 = await state.put_items([{"item_id": "n2", "title": "two"}, {"item_id": "n1", "title": "renamed"}])
     v3 = await state.put_items([{"item_id": "n3", "title": "three"}, {"item_id": "n2", "title": "two again"}])
     assert await state.catalog_version() == v3 > v2 > v1

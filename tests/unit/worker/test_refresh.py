@@ -97,3 +97,50 @@ def test_a_changed_catalog_row_is_applied_and_an_unchanged_catalog_changes_nothi
     assert (done.new_items, done.changed_items) == (0, 1)
     row = bundle.items.index[first]
     assert bundle.pipeline is not None and not bundle.pipeline.attrs.available[row]
+
+
+def _fbt_counts(b: Bundle) -> tuple[int, dict[str, float], dict[tuple[str, str], float]]:
+    """(baskets, baskets per item, baskets per pair) of a bundle's bought-together model, by item id."""
+    assert b.pipeline is not None
+    m = b.pipeline.source("fbt").model
+    ids = m.item_ids.tolist()
+    coo = m.pair_counts.tocoo()
+    return (m.n_baskets, {i: c for i, c in zip(ids, m.item_counts.tolist(), strict=True) if c},
+            {(ids[r], ids[c]): v for r, c, v in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(),
+                                                     strict=True)})
+
+
+def test_bought_together_after_refreshes_equals_a_refit_on_the_same_events(
+        shop: tuple[Dataset, pl.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Baskets, item and pair counts folded in refresh by refresh (baskets going on across a refresh included) are
+    a fit's on all the events, and so are the rules and each item's bought-together neighbours."""
+    data, new = shop
+    new = new.filter(pl.col("user_id").is_in(data.events["user_id"].unique().implode()))  # see the test above
+    config = PipelineConfig(sources=(SourceSpec("fbt", "fbt", "bought_together", params={"min_count": 2}),
+                                     SourceSpec("trending", "trending", "trending")), rounds=10)
+    built = build_serving_bundle(data, config, dense=False)
+    out = tmp_path_factory.mktemp("fbt") / "bundle"
+    built.save(out, data_fingerprint="x", metrics=built.manifest["metrics"])
+    steps = Bundle.load(out)
+    before = _fbt_counts(steps)
+    rules_before = steps.pipeline.source("fbt").model.pairs()  # type: ignore[union-attr]
+    for chunk in np.array_split(np.arange(new.height), 4):
+        fold(steps, new[chunk.tolist()])
+        steps = _reload(steps, tmp_path_factory)
+    refit = build_serving_bundle(Dataset(name="shop", items=data.items, users=data.users,
+                                         events=pl.concat([data.events, new])), config, dense=False)
+    after, want = _fbt_counts(steps), _fbt_counts(refit)
+    assert after == want
+    assert after[0] > before[0] and len(after[2]) > len(before[2])  # the refreshes did count new baskets
+    assert steps.pipeline is not None and refit.pipeline is not None
+    mine, theirs = steps.pipeline.source("fbt"), refit.pipeline.source("fbt")
+    assert mine.model.pairs().drop("a_idx", "b_idx").equals(theirs.model.pairs().drop("a_idx", "b_idx"))
+    ids, ref = steps.items.ids.tolist(), refit.items.ids.tolist()
+    for item in range(steps.pipeline.n_items):
+        got, scores = mine.neighbours(item, 10)
+        exp, exp_scores = theirs.neighbours(refit.items.index[ids[item]], 10)
+        assert [ids[i] for i in got] == [ref[i] for i in exp], ids[item]
+        np.testing.assert_allclose(scores, exp_scores, rtol=1e-6)
+    rules = mine.model.pairs()
+    new_rules = rules.join(rules_before, on=["item_a", "item_b"], how="anti")
+    assert new_rules.height > 0  # rules that only the new events made (a neighbour row refreshed for each)

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from aisle.models.base import TrainData
+from aisle.overlay import Layered
 from aisle.pipeline.sources.base import CandidateSource, Contributions, Describe, SourceBatch
 from aisle.query import Query
 
@@ -39,8 +40,10 @@ class ItemToItemSource(CandidateSource):
         super().__init__(*args, **kwargs)
         self.table_items = np.zeros((0, 0), np.int32)
         self.table_scores = np.zeros((0, 0), np.float32)
-        self.added: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # old item -> new items that resemble it
-        self.own: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # new item -> the old items it resembles
+        # old item -> new items that resemble it; new item -> the old items it resembles (overlays: an upsert
+        # copies what it changes, not every item placed since the bundle)
+        self.added: Layered[int, tuple[np.ndarray, np.ndarray]] = Layered()
+        self.own: Layered[int, tuple[np.ndarray, np.ndarray]] = Layered()
 
     @property
     def window(self) -> int:
@@ -103,16 +106,20 @@ class ItemToItemSource(CandidateSource):
         return items[keep][:k], scores[keep][:k]
 
     def update(self, events: pl.DataFrame, n_items: int) -> bool:
-        """Count-based models that can fold new events in (Markov transitions) refresh the neighbour rows of the
-        items whose successors changed, at a cost in proportion to the new events; the others need a refit."""
+        """Count-based models that can fold new events in (Markov transitions, bought-together baskets) refresh
+        the neighbour rows of the items whose neighbours changed, at a cost in proportion to the new events; the
+        others need a refit. True when the model counted something, even if no neighbour row moved (a pair's first
+        basket is below `min_count` and its second may be in the next refresh: the count must be saved)."""
         add = getattr(self.model, "add_events", None)
         if add is None or events.is_empty():
             return False
-        changed = np.asarray(add(events), np.int64)
-        if not len(changed):
+        changed = add(events)
+        if changed is None:
             return False
-        items, scores = neighbour_rows(self.model, changed, self.config.neighbours)
-        self.table_items[changed], self.table_scores[changed] = items, scores
+        changed = np.asarray(changed, np.int64)
+        if len(changed):
+            items, scores = neighbour_rows(self.model, changed, self.config.neighbours)
+            self.table_items[changed], self.table_scores[changed] = items, scores
         return True
 
     def with_new_items(self, rows: list[int], similarity: np.ndarray, n_old: int) -> Self:
@@ -120,10 +127,12 @@ class ItemToItemSource(CandidateSource):
         over every item), and get those items as their own neighbours for their item pages. Items placed by an
         earlier call keep their places (an item placed again moves), so successive upserts add up."""
         out = self.with_model(self.model)
-        own, added = dict(self.own), dict(self.added)
+        own: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # what changes: overlays on this source's maps
+        added: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         for row in rows:  # an item placed again leaves its old neighbours first
-            for j in own.get(row, (np.zeros(0, np.int64),))[0].tolist():
-                r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            for j in self.own.get(row, empty)[0].tolist():
+                r, s = added.get(j) or self.added.get(j, empty)
                 keep = r != row
                 added[j] = (r[keep], s[keep])
         extra: dict[int, tuple[list[int], list[float]]] = {}
@@ -139,11 +148,12 @@ class ItemToItemSource(CandidateSource):
                 r_new.append(row)
                 s_new.append(sim)
         for j, (r_new, s_new) in extra.items():  # appended: the arrays an older copy reads stay as they are
-            r, s = added.get(j, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            r, s = added.get(j) or self.added.get(j, empty)
             added[j] = (np.concatenate([r, np.asarray(r_new, np.int64)]),
                         np.concatenate([s, np.asarray(s_new, np.float32)]))
-        added = {j: v for j, v in added.items() if len(v[0])}
-        out.own, out.added = own, added
+        out.own = self.own.with_items(own)
+        out.added = self.added.with_items({j: v for j, v in added.items() if len(v[0])},
+                                          remove=[j for j, v in added.items() if not len(v[0])])
         return out
 
     def explain(self, item: int, anchor: int, query: Query, names: Describe) -> dict[str, Any]:

@@ -46,7 +46,7 @@ export async function conversationalSearch(params, extra) {
   const session = searchSession();
   const stepParam = params.get("step");
   const turn = params.has("turn") || stepParam === null;
-  const res = await get("/search", { ...extra, session, q: params.get("q") || "", step: turn ? undefined : stepParam });
+  const res = await get("/search", { ...extra, conversation: session, q: params.get("q") || "", step: turn ? undefined : stepParam });
   const ref = res.refinement;
   if (turn) history.replaceState(null, "", `#/search?${withStep(params, ref.step)}`);
   return res;
@@ -58,7 +58,7 @@ export function refinementBanner(res, params) {
   if (!ref || !(ref.undo.available || ref.kind === "refine")) return null;
   const undo = h("button", { type: "button", class: "link-button", id: "refine-undo", disabled: !ref.undo.available,
     text: "Undo", onclick: async () => {
-      const back = await get("/search", { session: searchSession(), undo: "true", page_size: 1 });
+      const back = await get("/search", { conversation: searchSession(), undo: "true", page_size: 1 });
       location.hash = `#/search?${withStep(new URLSearchParams(), back.refinement.step, back.refinement.constraints.query)}`;
     } });
   const said = ref.kind === "refine" && ref.utterance ? h("span", { class: "muted", text: ` (you said “${ref.utterance}”)` }) : null;

@@ -1,0 +1,124 @@
+"""Dense search alone on Home Depot, the packaged MiniLM against one fine-tuned on the other folds' judgments.
+
+    nice -n 10 .venv/bin/python benchmarks/search_adapt.py \
+        ../shared/data/homedepot-search-relevance/train_dev.csv.gz --out /tmp/adapt-hd
+
+Protocol: queries are split by `aisle.search.evaluate.fold_of(query, 5)` (a hash of the normalised text); fold 0
+(20%) is held out of every fit. The encoder is fine-tuned (`aisle.search.adapt`) on the judgments of folds 1-4,
+hard negatives mined from Aisle's field BM25 over the whole catalog. Then each encoder alone ranks the WHOLE
+catalog (exact inner product over every product's vector) for each fold-0 query: graded NDCG@10 and Recall@100
+exactly as `aisle search-eval` defines them. Prints one table and writes `--out/result.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from aisle.data.readers import read_dataspec
+from aisle.search import evaluate as ev
+from aisle.search.adapt import AdaptSettings, engine_lexical, finetune_encoder, training_pairs
+from aisle.search.dense import DenseIndex
+from aisle.search.embed import Embedder, default_cache_dir
+from aisle.search.engine import SearchEngine
+from machine import describe
+
+CHUNK = 2048
+
+
+def dense_alone(embedder: Embedder, engine: SearchEngine, texts: list[str], judged: list[ev.JudgedQuery],
+                label: str) -> dict[str, float | int]:
+    """The encoder alone over the whole catalog: exact top-100 per query (no lexical side, no reranker)."""
+    t0 = time.perf_counter()
+    # in chunks through the disk cache: a run stopped half way resumes where it was
+    chunks = [embedder.embed_texts(texts[i:i + CHUNK]) for i in tqdm(range(0, len(texts), CHUNK),
+                                                                       desc=f"{label}: embedding the catalog")]
+    vectors = np.vstack(chunks)
+    index = DenseIndex(vectors, hnsw_threshold=len(texts) + 1)  # exact: the encoder's quality, not the graph's
+    queries = [engine.embedding_query(engine.understand(j.query)[0]) for j in judged]
+    qvecs = embedder.embed_texts(queries)
+    rows, _ = index.search_batch(qvecs, 100)
+    rankings = [r[r >= 0] for r in tqdm(rows, desc=f"{label}: ranking", leave=False)]
+    return {**ev.metrics(rankings, judged), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("path", type=Path, help="Home Depot train_dev.csv.gz")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned encoder and result.json")
+    ap.add_argument("--max-pairs", type=int, default=1500)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--max-seq-length", type=int, default=32)
+    ap.add_argument("--hard-negatives", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--encoder", type=Path, default=None,
+                    help="score this already fine-tuned encoder (e.g. a previous run's --out/encoder) instead of "
+                         "fine-tuning one; the pairs are still mined and counted")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared 2-core machine two threads spin against other jobs)")
+    ap.add_argument("--cache", type=Path, default=None, help="embedding cache (default $AISLE_CACHE/embeddings)")
+    args = ap.parse_args()
+    if not args.path.exists():
+        sys.exit(f"{args.path}: not found (the Home Depot file is research-only data, see shared/data/README)")
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = read_dataspec(f"homedepot:{args.path}")
+    judgments: pl.DataFrame = data.extras["judgments"].filter(pl.col("relevance").is_not_null())
+    engine = SearchEngine.build(data.items, dense=False)
+    texts = [engine.catalog.embedding_text(i) for i in range(len(engine.catalog))]
+    fold = judgments["query"].map_elements(lambda q: ev.fold_of(q, 5), return_dtype=pl.Int64)
+    train, test = judgments.filter(fold != 0), judgments.filter(fold == 0)
+    judged = ev.judged_queries(test, engine)
+    print(f"{len(engine.catalog):,} products; {train['query'].n_unique():,} training queries, "
+          f"{len(judged):,} held-out (fold 0) queries; read + indexed in {time.perf_counter() - t0:.0f}s", flush=True)
+
+    settings = AdaptSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_pairs=args.max_pairs,
+                             hard_negatives=args.hard_negatives, seed=args.seed, max_seq_length=args.max_seq_length)
+    t1 = time.perf_counter()
+    pairs = training_pairs(train, dict(zip(engine.catalog.item_ids, texts, strict=True)), engine_lexical(engine),
+                           settings)
+    mine_s = time.perf_counter() - t1
+    print(f"{len(pairs):,} training pairs (hard negatives mined in {mine_s:.0f}s)", flush=True)
+    t1 = time.perf_counter()
+    if args.encoder is None:
+        encoder = finetune_encoder(pairs, args.out / "encoder", settings)
+        finetune_s: float | None = time.perf_counter() - t1
+        print(f"fine-tuned in {finetune_s:.0f}s", flush=True)
+    else:
+        encoder, finetune_s = args.encoder, None
+
+    cache = args.cache or default_cache_dir()
+    systems = {}
+    for label, path in (("fine-tuned", encoder), ("packaged", None)):
+        systems[label] = dense_alone(Embedder(cache, model_path=path), engine, texts, judged, label)
+        print(f"{label}: {systems[label]}", flush=True)
+    result = {"machine": describe(), "pairs": len(pairs), "mine_seconds": round(mine_s, 1),
+              "finetune_seconds": None if finetune_s is None else round(finetune_s, 1),
+              "settings": vars(args) | {"path": str(args.path), "out": str(args.out), "encoder": str(encoder)},
+              "held_out_queries": len(judged), "products": len(engine.catalog), "systems": systems,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    result["settings"]["cache"] = str(cache)
+    (args.out / "result.json").write_text(json.dumps(result, indent=2))
+    print(f"\nDense alone on {len(judged):,} held-out Home Depot queries (fold 0), whole catalog of "
+          f"{len(engine.catalog):,}; {describe()}")
+    print("| encoder | NDCG@10 | Recall@100 | embed + rank s |")
+    print("|---|---:|---:|---:|")
+    for label, m in systems.items():
+        print(f"| {label} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['seconds']:.0f} |")
+    tuned = f"fine-tune {finetune_s:.0f} s" if finetune_s is not None else f"encoder {encoder} (not fine-tuned here)"
+    print(f"pairs {len(pairs):,}, {tuned}, total {result['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
