@@ -53,13 +53,19 @@ def grades(gains: np.ndarray) -> np.ndarray:
 
 
 class Reranker:
-    """A trained LambdaMART model over `FEATURES`."""
+    """A trained LambdaMART model over `FEATURES`, or over the features of an older version that this one still
+    computes: a bundle trained before features were added keeps serving its reranker (on its own columns of the
+    feature matrix) instead of refusing to load; retraining it lets it use the new ones."""
 
     def __init__(self, booster: lgb.Booster, feature_names: Sequence[str] = FEATURES) -> None:
         self.booster = booster
         self.feature_names = tuple(feature_names)
-        if self.feature_names != FEATURES:
-            raise ValueError("reranker was trained on other features than this version computes; retrain it")
+        gone = [f for f in self.feature_names if f not in FEATURES]
+        if gone:
+            raise ValueError(f"reranker was trained on features this version no longer computes "
+                             f"({', '.join(gone[:5])}); retrain it")
+        self._columns = (None if self.feature_names == FEATURES
+                         else np.array([FEATURES.index(f) for f in self.feature_names], dtype=np.int64))
 
     @classmethod
     def fit(cls, x: np.ndarray, gains: np.ndarray, group_sizes: Sequence[int], *, rounds: int = NUM_ROUNDS,
@@ -73,7 +79,7 @@ class Reranker:
     def predict(self, x: np.ndarray, *, threads: int = 1) -> np.ndarray:
         if len(x) == 0:
             return np.zeros(0, dtype=np.float64)
-        return self.booster.predict(x, num_threads=threads)
+        return self.booster.predict(x if self._columns is None else x[:, self._columns], num_threads=threads)
 
     def importance(self) -> dict[str, float]:
         gain = self.booster.feature_importance("gain")
