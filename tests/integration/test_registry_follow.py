@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from aisle.registry import Decision, Registry, notify
 from aisle.serve import create_app
 from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import free_port, redis_server, start_redis
-from tests.serving import wait_ready
+from tests.serving import aisle_process, wait_ready
 
 CLOSE = {"Connection": "close"}  # each request on a new connection, so both workers answer some
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
@@ -213,20 +212,10 @@ def _env() -> dict[str, str]:
 @contextlib.contextmanager
 def _serving(args: list[str], log: Path) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--port", str(port), *args], env=_env(),
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with aisle_process(["serve", "--port", str(port), *args], log) as proc:
+        url = f"http://127.0.0.1:{port}"
         wait_ready(url, proc, output=lambda: log.read_text(errors="replace"))
         yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _workers(h: httpx.Client, n: int = 2, seconds: float = 30) -> dict[int, dict[str, Any]]:

@@ -72,6 +72,20 @@ class DeterministicPolicy:
         return None
 
 
+def served_slates(world: World, requests: Sequence[Request], k: int, *, propensities: bool) -> list[Slate]:
+    """What the app's "recommended for you" answers for each request, as slates (with the propensities it logged
+    when the list may explore; None, i.e. deterministic, otherwise)."""
+    out = []
+    for r in requests:
+        resp = world.client.get(f"/users/{r.user_id}/recommendations", params={"k": k})
+        if resp.status_code != 200:
+            raise RuntimeError(f"recommendations for {r.user_id} answered {resp.status_code}: {resp.text[:300]}")
+        items = resp.json()["items"]
+        out.append(Slate(tuple(i["item_id"] for i in items), tuple(float(i.get("score") or 0.0) for i in items),
+                         tuple(float(i.get("propensity", 1.0)) for i in items) if propensities else None))
+    return out
+
+
 class ServedPolicy(DeterministicPolicy):
     """The current pipeline, asked through the API: `GET /users/{id}/recommendations`, rules and all."""
 
@@ -81,14 +95,7 @@ class ServedPolicy(DeterministicPolicy):
         self.world = world
 
     def rank(self, requests: Sequence[Request], k: int) -> list[Slate]:
-        out = []
-        for r in requests:
-            resp = self.world.client.get(f"/users/{r.user_id}/recommendations", params={"k": k})
-            if resp.status_code != 200:
-                raise RuntimeError(f"recommendations for {r.user_id} answered {resp.status_code}: {resp.text[:300]}")
-            items = resp.json()["items"]
-            out.append(Slate(tuple(i["item_id"] for i in items), tuple(float(i.get("score") or 0.0) for i in items)))
-        return out
+        return served_slates(self.world, requests, k, propensities=False)
 
 
 class ExplorePolicy:
@@ -109,15 +116,7 @@ class ExplorePolicy:
         self._lists = 0
 
     def rank(self, requests: Sequence[Request], k: int) -> list[Slate]:
-        out = []
-        for r in requests:
-            resp = self.world.client.get(f"/users/{r.user_id}/recommendations", params={"k": k})
-            if resp.status_code != 200:
-                raise RuntimeError(f"recommendations for {r.user_id} answered {resp.status_code}: {resp.text[:300]}")
-            items = resp.json()["items"]
-            out.append(Slate(tuple(i["item_id"] for i in items), tuple(float(i.get("score") or 0.0) for i in items),
-                             tuple(float(i.get("propensity", 1.0)) for i in items)))
-        return out
+        return served_slates(self.world, requests, k, propensities=True)
 
     def probabilities(self, requests: Sequence[Request], k: int) -> pl.DataFrame:
         raise ValueError("an exploring policy's probabilities depend on its state at each request; "
