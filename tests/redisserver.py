@@ -17,10 +17,47 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A 127.0.0.1 port nothing listens on, for a server the caller starts next.
+
+    Why not bind to port 0: that port comes from the kernel's ephemeral range, the same range every outgoing
+    connection (to PostgreSQL, Redis, a worker) draws its local port from, so between this call and the server's
+    bind another test's client could take it ("Address already in use", seen in CI). Ports outside that range are
+    never handed out by the kernel, so only another explicit bind can collide: each pytest-xdist worker draws from
+    its own slice, and a port is never handed out twice in one process."""
+    import os
+    import random
+
+    low, high = _ephemeral_range()
+    start, stop = (10000, min(low, 32768)) if low > 12000 else (high + 1, 65535)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    slot = int(worker) if worker.isdigit() else 0
+    width = max((stop - start) // 16, 100)
+    first = start + (slot % 16) * width
+    candidates = list(range(first, min(first + width, stop)))
+    random.Random(os.getpid()).shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free 127.0.0.1 port in {first}-{first + width}")
 
 
 def start_redis(folder: Path, port: int, *, aof: bool = True, fsync: str = "always") -> subprocess.Popen[bytes]:

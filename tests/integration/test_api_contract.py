@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from aisle.data.synthetic import SyntheticConfig
 from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
 from tests.bundles import save_bundle, synthetic_shop
+from tests.redisserver import free_port
 from tests.serving import wait_ready
 
 KEY = "contract-key"
@@ -196,12 +196,6 @@ def test_static_files_refuse_control_characters_and_speak_http_caching(client: T
 # ---- 5. keys reach the workers without the environment ---------------------------------------------------
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _descendants(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -232,7 +226,7 @@ def test_api_key_file_must_be_private(tmp_path: Path) -> None:
 def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundle_dir: Path) -> None:
     secret = "s3cret-key-not-in-environ"
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--workers", "2",
                              "--api-key", secret, "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

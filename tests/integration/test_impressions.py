@@ -25,7 +25,7 @@ from aisle.serve import create_app
 from aisle.store import Store
 from aisle.types import IMPRESSION_SCHEMA
 from tests.bundles import save_bundle, synthetic_shop
-from tests.redisserver import redis_server
+from tests.redisserver import free_port, redis_server
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("fbt", "fbt", "bought_together"),
@@ -264,7 +264,6 @@ def test_kill_9_loses_at_most_the_last_flush_of_impressions(bundle_dir: Path, tm
     (`impressions_flush_s`); every list answered longer ago than that is in the store."""
     import os
     import signal
-    import socket
     import subprocess
     import sys
 
@@ -272,9 +271,7 @@ def test_kill_9_loses_at_most_the_last_flush_of_impressions(bundle_dir: Path, tm
 
     from tests.serving import wait_ready
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     db = tmp_path / "live.duckdb"
     env = {**os.environ, "AISLE_IMPRESSIONS_FLUSH_S": "1.0", "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "serve.log").open("w")

@@ -16,6 +16,7 @@ from aisle.data.readers.base import Dataset
 from aisle.store import describe, open_store
 from aisle.types import Event, EventType, events_frame
 from tests.pgserver import fresh_database, postgres_server
+from tests.redisserver import free_port
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -97,11 +98,7 @@ def test_a_store_of_another_schema_version_is_refused(server: str) -> None:
 
 
 def test_unreachable_server_and_passwords_in_messages(server: str, tmp_path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     url = f"postgresql://aisle:s3cret@127.0.0.1:{port}/shop"
     assert describe(url) == f"postgresql://aisle:***@127.0.0.1:{port}/shop"
     runner = CliRunner()
@@ -166,11 +163,7 @@ def test_a_store_moves_between_backends_unchanged(server: str, tmp_path) -> None
 
 
 def test_serve_refuses_an_unreachable_postgresql_store_before_starting(tmp_path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     r = CliRunner().invoke(app, ["serve", "--bundle", str(tmp_path), "--store",
                                  f"postgresql://aisle:s3cret@127.0.0.1:{port}/shop"])
     assert r.exit_code == 2 and "--store postgresql://aisle:***@127.0.0.1" in " ".join(r.stderr.split()), r.output
