@@ -68,20 +68,25 @@ class Pool:
         for _ in range(self.size):
             self.free.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes, float, float]:
+        """(status, body, when the request was written (perf_counter), the server's `Server-Timing` app duration in
+        ms or NaN): the write time tells the client's own delay from the server's."""
         reader, writer = await self.free.get()
         try:
             head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
             if body:
                 head += "Content-Type: application/json\r\n"
+            written = time.perf_counter()
             writer.write(head.encode() + b"\r\n" + body)
             raw = await reader.readuntil(b"\r\n\r\n")
             lines = raw.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
             length = next(int(x.split(":")[1]) for x in lines[1:] if x.lower().startswith("content-length:"))
+            timing = next((x for x in lines[1:] if x.lower().startswith("server-timing:")), "")
+            app_ms = float(timing.split("dur=", 1)[1].split(",", 1)[0]) if "dur=" in timing else float("nan")
             data = await reader.readexactly(length)
             self.free.put_nowait((reader, writer))
-            return status, data
+            return status, data, written, app_ms
         except Exception:
             writer.close()
             self.free.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
@@ -113,21 +118,39 @@ class Observed:
                 out[f"{name}{i}" if len(pids) > 1 else name] = (int(fields[11]) + int(fields[12])) / self.tick
         return out
 
+    def _waits(self) -> dict[str, tuple[int, int]]:
+        """Per process, its main thread's time waiting for a CPU while runnable (ns) and its runs so far
+        (/proc/PID/task/PID/schedstat): a request thread that waits on the run queue waits for the other processes,
+        however little of the machine they use on average."""
+        out = {}
+        for name, pids in self.parts.items():
+            for i, pid in enumerate(pids):
+                try:
+                    _, wait, runs = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+                except (OSError, ValueError):
+                    continue
+                out[f"{name}{i}" if len(pids) > 1 else name] = (int(wait), int(runs))
+        return out
+
     def __enter__(self) -> Observed:
         self.before = _buckets(self.port, self.route)
         self.gc_before = _gc_pauses(self.port)
-        self.t0, self.c0 = time.perf_counter(), self._cpu()
+        self.t0, self.c0, self.w0 = time.perf_counter(), self._cpu(), self._waits()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        wall, c1 = time.perf_counter() - self.t0, self._cpu()
+        wall, c1, w1 = time.perf_counter() - self.t0, self._cpu(), self._waits()
         self.cores = {k: round((c1[k] - self.c0[k]) / wall, 2) for k in c1}
+        # mean wait for a CPU per run of the main thread, in microseconds
+        self.run_queue_us = {k: round((w1[k][0] - self.w0[k][0]) / 1000 / max(1, w1[k][1] - self.w0[k][1]), 1)
+                             for k in w1 if k in self.w0}
         self.server_p99 = _server_p99(self.before, _buckets(self.port, self.route))
         after = _gc_pauses(self.port)
         self.gc = {k: round(v - self.gc_before.get(k, 0.0), 4) for k, v in after.items()}
 
     def into(self, result: dict[str, Any]) -> dict[str, Any]:
-        return {**result, "server_p99_ms_at_most": self.server_p99, "cpu_cores": self.cores, "gc_pauses": self.gc}
+        return {**result, "server_p99_ms_at_most": self.server_p99, "cpu_cores": self.cores, "gc_pauses": self.gc,
+                "run_queue_wait_us": self.run_queue_us}
 
 
 class _ClosedConn(asyncio.Protocol):
@@ -295,24 +318,31 @@ def _children(pid: int, consumers: bool = False) -> list[int]:
     return out
 
 
-async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None) -> dict[str, Any]:
+async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None,
+                trace: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Send `make(i)` -> (method, path, body) at `rate`/s for `seconds`; latencies from scheduled times."""
     n = int(rate * seconds)
     lat = np.full(n, np.nan)
     errors: list[str] = []
     flags: list[bool] = []
     handler = np.full(n, np.nan)  # the server's own `took_ms` where the body has one: handler time vs queueing
+    # where the rest of the time went: the client's delay before the write (its event loop, a free connection) and
+    # the server's whole time in the app (`Server-Timing`); what is left is sockets, the worker's event loop, the CPU
+    # (the delay itself split: the client's event loop late to start the request, then waiting for a free connection)
+    late, loop_late, app = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     start = time.perf_counter() + 0.05
 
     async def one(i: int) -> None:
         sched = start + i / rate
+        loop_late[i] = (time.perf_counter() - sched) * 1000
         method, path, body = make(i)
         try:
-            status, data = await pool.request(method, path, body)
+            status, data, written, app[i] = await pool.request(method, path, body)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             return
         lat[i] = (time.perf_counter() - sched) * 1000
+        late[i] = (written - sched) * 1000
         took = TOOK.search(data)
         if took:
             handler[i] = float(took.group(1))
@@ -340,6 +370,16 @@ async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any =
     if len(served):
         out["handler_p99_ms"] = round(float(np.percentile(served, 99)), 2)
         out["handler_max_ms"] = round(float(served.max()), 2)
+    timed = np.isfinite(app) & np.isfinite(lat)
+    if timed.any():  # each answer split into: the client's delay, the app, and the rest (outside both)
+        outside = lat[timed] - late[timed] - app[timed]
+        out["split_p99_ms"] = {"client_loop": round(float(np.percentile(loop_late[timed], 99)), 2),
+                               "client_delay": round(float(np.percentile(late[timed], 99)), 2),
+                               "app": round(float(np.percentile(app[timed], 99)), 2),
+                               "outside_app": round(float(np.percentile(outside, 99)), 2)}
+    if trace is not None:
+        trace.append({"sched_s": np.arange(n) / rate, "latency_ms": lat, "client_loop_ms": loop_late,
+                      "client_delay_ms": late, "app_ms": app, "handler_ms": handler})
     if flags:
         out["flag_share"] = round(sum(flags) / len(flags), 3)
     if errors:
@@ -378,9 +418,12 @@ async def run(args: argparse.Namespace, port: int, parts: dict[str, list[int]]) 
         ev_pool = Pool(port, 4)
         await ev_pool.open()
         with Observed(parts, port, "/users/{user_id}/recommendations") as seen:
-            recs, events = await asyncio.gather(phase(pool, args.rec_rate, args.seconds, rec),
+            trace: list[dict[str, np.ndarray]] | None = [] if args.trace else None
+            recs, events = await asyncio.gather(phase(pool, args.rec_rate, args.seconds, rec, trace=trace),
                                                 phase(ev_pool, args.event_rate, args.seconds, event))
         results["recs"], results["events_during_recs"] = seen.into(recs), events
+        if trace:
+            np.savez(args.trace, **trace[0])
     if "search" in args.phases and queries:
         def search(_i: int) -> tuple[str, str, bytes]:
             return "GET", f"/search?q={urllib.parse.quote(rng.choice(queries))}&page_size=20", b""
@@ -582,6 +625,9 @@ def main() -> None:
                     help="Exploration of cold items ([explore], its other settings from AISLE_EXPLORE__*): off (the "
                          "default setting) or on.")
     ap.add_argument("--out", help="Write the results as JSON here.")
+    ap.add_argument("--trace", help="Write each `recs` request's schedule and timings here (.npz): scheduled send "
+                    "(s); latency, the client's loop delay, its delay to the write (loop + a free connection), the "
+                    "app's time (Server-Timing), the handler's (took_ms), in ms.")
     args = ap.parse_args()
     args.phases = args.phases.split(",")
     unknown = set(args.phases) - {"recs", "search", "search-distinct", "closed", "noop-closed"}
@@ -610,6 +656,10 @@ def main() -> None:
               f"{r['load_average']:>6.2f}{_handler(r):>17}{r.get('server_p99_ms_at_most') or '':>15}  {_cpu(r)}")
         if r.get("gc_pauses"):
             print(f"{'':<18}collector pauses in the workers: {_gc(r['gc_pauses'])}")
+        if r.get("split_p99_ms"):
+            print(f"{'':<18}p99 split (ms): " + ", ".join(f"{k} {v}" for k, v in r["split_p99_ms"].items())
+                  + "; mean wait for a CPU per run (us): "
+                  + " ".join(f"{k} {v}" for k, v in r.get("run_queue_wait_us", {}).items()))
     if closed:
         print(f"{'closed loop':<18}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
               f"{'load':>6}{'worker CPU ms/req':>18}  CPU cores used")

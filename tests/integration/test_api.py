@@ -116,6 +116,21 @@ def test_unknown_user_and_item_get_fallbacks_not_errors(client: TestClient) -> N
     assert r.status_code == 200 and r.json()["fallback"] == "trending" and r.json()["items"]
 
 
+def test_every_answer_says_its_time_in_the_app_in_server_timing(client: TestClient, shop: Dataset) -> None:
+    """`Server-Timing: app;dur=<ms>`: the app's share of an answer, so a client (the load benchmark, a browser's
+    developer tools) tells time in the server from time queued outside it; errors carry it too."""
+    user = _user_with_history(client, shop)
+    for path, status in ((f"/users/{user}/recommendations", 200), ("/trending", 200), ("/search?q=boots", 200),
+                         ("/users/u/recommendations?k=0", 422), ("/no-such-route", 404)):
+        t0 = time.perf_counter()
+        r = client.get(path)
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        assert r.status_code == status, path
+        name, dur = r.headers["server-timing"].split(";")
+        assert name == "app" and dur.startswith("dur="), r.headers["server-timing"]
+        assert 0 < float(dur.removeprefix("dur=")) < elapsed_ms, (path, dur, elapsed_ms)
+
+
 def test_requests_are_served_on_the_event_loop_without_a_thread_hop(client: TestClient, shop: Dataset,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The hot routes and their dependencies run inline: a hop to the thread pool per request (what FastAPI does

@@ -3,11 +3,14 @@
 One pure-ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request) enforces the body
 size limit, times every request into the metrics under its route *template* (never the raw path, whose user
 ids would explode label cardinality), stamps every answer with `X-Aisle-Worker` (pid) and `X-Aisle-Version` (the
-bundle served) so a client can tell the workers behind a port apart, and turns any unexpected exception into a
-JSON 500 without a stack trace. Every error is one JSON body, `aisle.serve.schemas.ErrorOut` (`{"error": ...,
-"detail": ...}`; `detail` lists the issues of a 422), with the headers its status needs (Allow on a 405). The
-published OpenAPI states the server's limits (`k` up to `max_k`). The storefront ("/"), the dashboard
-("/dashboard"), their read-only helpers (/api/web/*) and their files (/web/*) come from `aisle.web`.
+bundle served) so a client can tell the workers behind a port apart, and `Server-Timing: app;dur=<ms>` (the time
+from the request reaching the app to its answer starting, the standard header browsers' developer tools show), so a
+client can tell the server's share of a slow answer from the time it waited in sockets and queues outside the app;
+and turns any unexpected exception into a JSON 500 without a stack trace. Every error is one JSON body,
+`aisle.serve.schemas.ErrorOut` (`{"error": ..., "detail": ...}`; `detail` lists the issues of a 422), with the
+headers its status needs (Allow on a 405). The published OpenAPI states the server's limits (`k` up to `max_k`).
+The storefront ("/"), the dashboard ("/dashboard"), their read-only helpers (/api/web/*) and their files (/web/*)
+come from `aisle.web`.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class ServeMiddleware:
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 # which worker answered, serving which bundle: two header pairs, prebuilt at each load
-                message["headers"] = [*message.get("headers", ()), *self.services.identity]
+                took = f"app;dur={(time.perf_counter() - t0) * 1000:.3f}".encode()
+                message["headers"] = [*message.get("headers", ()), *self.services.identity, (b"server-timing", took)]
             await send(message)
 
         try:
