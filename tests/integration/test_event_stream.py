@@ -395,6 +395,10 @@ def _children(pid: int) -> dict[int, bytes]:
     return out
 
 
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _consumer_pid(server: subprocess.Popen[bytes], seconds: float = 60) -> int:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -412,7 +416,8 @@ def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundl
     """`aisle serve --workers 2` with Redis and a store runs the stream consumers in one process of its own (every
     consumer of the group is that process, none a worker); a kill -9 of it mid-load is followed by a new one that
     claims what the dead one held: every acknowledged event is stored exactly once. A kill -9 of the server's
-    parent process takes the consumer process with it."""
+    parent process takes the consumer process with it. The consumer process yields the CPU to the workers: it runs
+    `consumer_nice` (10) levels nicer than they do, the restarted one too."""
     port, store, log = free_port(), str(tmp_path / "live.duckdb"), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
     server = _serve(bundle_dir, port, redis_url, store, log)
@@ -433,6 +438,10 @@ def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundl
             names = {c["name"] for c in r.xinfo_consumers(stream_key(), "aisle-store")}
         second = _consumer_pid(server, seconds=30)
         assert second != first  # the supervisor started another
+        workers = [pid for pid, cmd in _children(server.pid).items() if b"spawn_main" in cmd]
+        assert len(workers) == 2, _children(server.pid)
+        assert {_nice(w) for w in workers} == {_nice(server.pid)}
+        assert _nice(second) == min(19, _nice(server.pid) + 10)  # background writing yields to the requests
         assert names and all(f"-{first}-" in n or f"-{second}-" in n for n in names), names  # no worker consumes
         deadline = time.monotonic() + 60
         while r.xlen(stream_key()) and time.monotonic() < deadline:  # what the dead one held is claimed after 1 s

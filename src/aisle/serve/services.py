@@ -62,9 +62,11 @@ class StoreSink:
     waiting, appends them in one store transaction and then wakes each request; a failed append fails every
     request of that commit (each answers 503 and can be retried: appends are idempotent by event key)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
+        """`threads`: DuckDB's threads per opened store (`Store`); default one per core."""
         from aisle.store import describe, is_postgres_url
 
+        self.threads = threads
         self.postgres = is_postgres_url(str(path))
         self.url = str(path) if self.postgres else None
         self.path: Path | str = describe(path) if self.postgres else Path(path)  # what logs and /api/web show
@@ -87,7 +89,7 @@ class StoreSink:
                     self._pg = open_store(self.url)
             yield self._pg
             return
-        with store_lock(self.path), Store(self.path) as store:
+        with store_lock(self.path), Store(self.path, threads=self.threads) as store:
             yield store
 
     def write(self, frame: pl.DataFrame) -> Future[int]:

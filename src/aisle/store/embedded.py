@@ -80,13 +80,15 @@ def store_lock(path: str | Path) -> contextlib.AbstractContextManager[None]:
 class Store(StoreBackend):
     """Catalog, users and events in one DuckDB file (or `:memory:`). Use as a context manager."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False, threads: int | None = None) -> None:
+        """`threads`: DuckDB's worker threads for this connection (default: one per core); a background writer
+        beside a server takes 1, so a write never takes every core from the requests at once."""
         self.path = str(path)
         if self.path != ":memory:":
             if read_only and not Path(self.path).exists():
                 raise FileNotFoundError(f"{self.path}: no Aisle store here (create one with `aisle ingest`)")
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con = duckdb.connect(self.path, read_only=read_only, config={"threads": threads} if threads else {})
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")  # Aisle draws its own progress bars
         if not read_only:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -102,3 +103,23 @@ def test_stats_counts_types_span_and_density(store: Store) -> None:
 def test_read_only_store_must_exist(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no Aisle store"):
         Store(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_a_store_opened_for_background_writing_runs_one_duckdb_thread(tmp_path) -> None:
+    """The stream consumer beside the API workers opens its store through `StoreSink(path, threads=1)`: its writes
+    never take every core at once (DuckDB's default is one thread per core)."""
+    from aisle.serve.services import StoreSink
+
+    def threads(store: Store) -> int:
+        return int(store.con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+    sink = StoreSink(tmp_path / "s.duckdb", threads=1)
+    try:
+        with sink.locked() as store:
+            assert threads(store) == 1
+            store.append_events(_events(3, ids=True))
+    finally:
+        sink.close()
+    with Store(tmp_path / "s.duckdb") as store:
+        assert store.events().height == 3
+        assert threads(store) == duckdb.connect(":memory:").execute("SELECT current_setting('threads')").fetchone()[0]
