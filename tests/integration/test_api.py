@@ -438,6 +438,23 @@ def test_redis_catalog_upserts_reach_other_workers(bundle_dir: Path, shop: Datas
         assert np.isclose(card["price"], 1.0)
 
 
+def test_a_shoppers_reads_see_an_upsert_made_through_another_worker_at_once(bundle_dir: Path, shop: Dataset,
+                                                                           redis_url: str) -> None:
+    """The /users/{id}/... reads check the catalog version in the same Redis round trip as the history read
+    (`Services.shopper`), not in the middleware: the first read after a PUT through another worker shows it."""
+    settings = Settings(bundle=bundle_dir, state=redis_url)
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        user = _user_with_history(b, shop)
+        for price in (1234.5, 2345.5):
+            card = b.get(f"/users/{user}/recommendations").json()["items"][0]
+            body = {k: card[k] for k in ("item_id", "title", "brand", "category")}
+            body["categories"] = body.pop("category")
+            assert a.put("/items", json={"items": [{**body, "price": price}]}).status_code == 200
+            after = {c["item_id"]: c for c in b.get(f"/users/{user}/recommendations").json()["items"]}
+            assert np.isclose(after[card["item_id"]]["price"], price)
+        assert b.app.state.services.catalog_version == a.app.state.services.catalog_version
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_the_loaded_bundle_is_kept_out_of_garbage_collection_while_serving(bundle_dir: Path, freeze: bool) -> None:
     """gc_freeze: after a load the bundle's objects are frozen (full collections skip them); a shutdown thaws."""

@@ -47,8 +47,9 @@ def _json(status: int, error: str, detail: Any, headers: dict[str, str] | None =
                     media_type="application/json", headers=headers)
 
 
-# reads that do not look at the catalog skip the catalog version check
-_CATALOG_FREE = ("/health", "/ready", "/metrics", "/web/", "/openapi.json", "/docs", "/redoc")
+# reads that do not look at the catalog skip the catalog version check; the shopper's reads (/users/{id}/...)
+# make it in the same Redis round trip as their history read (`Services.shopper`)
+_CATALOG_FREE = ("/health", "/ready", "/metrics", "/web/", "/openapi.json", "/docs", "/redoc", "/users/")
 
 
 class ServeMiddleware:

@@ -103,7 +103,7 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
     svc: Services = request.app.state.services
     k = _k(svc, k)
     f = _filters(category, brand, price_min, price_max)
-    live, erased = await svc.state.history(user_id)
+    live, erased = await svc.shopper(user_id)
     arm, rt = svc.serving(user_id, session_id)
     query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude or ())
     out = rt.recommend(query, k)
@@ -135,7 +135,7 @@ async def recently_viewed(user_id: str, svc: Svc, k: K = 10, session_id: Session
     """Recently viewed: the shopper's (or anonymous session's) viewed items, newest first, each once, in stock
     only; gone with the shopper when they are erased. Logged as shown, like every list."""
     k = _k(svc, k)
-    live, erased = await svc.state.history(user_id)
+    live, erased = await svc.shopper(user_id)
     arm, rt = svc.serving(user_id, session_id)
     out = {"user_id": user_id, "items": rt.recently_viewed(user_id, live, erased, k), "model_version": rt.version}
     return _list(svc, "recently_viewed", rt, arm, out, user=user_id, session=session_id)
@@ -153,7 +153,7 @@ async def buy_again(user_id: str, svc: Svc, k: K = 10,
     a durable good, or anything bought too recently, is not proposed. Logged as shown, like every list."""
     k = _k(svc, k)
     when = datetime.now(UTC) if at is None else _instant(at)
-    live, erased = await svc.state.history(user_id)
+    live, erased = await svc.shopper(user_id)
     arm, rt = svc.serving(user_id, session_id)
     items = rt.buy_again(user_id, live, erased, k, int(when.timestamp() * 1_000_000))
     if items is None:

@@ -568,6 +568,19 @@ class Services:
             log.warning("catalog version check failed (%s: %s); answering from the catalog this worker has",
                         type(exc).__name__, exc)
 
+    async def shopper(self, user_id: str) -> tuple[list[Any], bool]:
+        """The shopper's live history and erased mark, for a read under /users/{id}/: with Redis state read in the
+        same round trip as the catalog version, whose upserts are applied first when it moved (what
+        `catalog_fresh` does for the other reads; the middleware leaves these routes to this)."""
+        live, erased, version = await self.state.history_at(user_id)
+        if self.state.backend == "redis" and self._runtime is not None and version > self.catalog_version:
+            try:
+                await self.sync_catalog()
+            except Exception as exc:
+                log.warning("catalog sync failed (%s: %s); answering from the catalog this worker has",
+                            type(exc).__name__, exc)
+        return live, erased
+
     async def _apply(self, items: list[dict[str, Any]], version: int) -> None:
         """Swap in the runtime with `items` upserted (caller holds `_sync`), and record `version` as applied."""
         self.upserts.update({it["item_id"]: it for it in items})

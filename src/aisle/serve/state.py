@@ -50,6 +50,11 @@ class StateStore(Protocol):
         """The user's live events (oldest first) and whether they were erased."""
         ...
 
+    async def history_at(self, user_id: str) -> tuple[list[LiveEvent], bool, int]:
+        """`history` and the current catalog version (`catalog_version`) read together: what a recommendation
+        needs before it answers, in one round trip to Redis instead of two."""
+        ...
+
     async def erase(self, user_id: str) -> int:
         """Forget the user's live events and duplicate-detection keys, and mark them erased; returns the number
         of live events dropped."""
@@ -127,6 +132,9 @@ class MemoryState:
 
     async def history(self, user_id: str) -> tuple[list[LiveEvent], bool]:
         return list(self._events.get(user_id, ())), user_id in self._erased
+
+    async def history_at(self, user_id: str) -> tuple[list[LiveEvent], bool, int]:
+        return list(self._events.get(user_id, ())), user_id in self._erased, self._version
 
     async def erase(self, user_id: str) -> int:
         n = len(self._events.pop(user_id, ()))
@@ -368,24 +376,38 @@ class RedisState:
         await self._append(keys=keys, args=args)
 
     async def history(self, user_id: str) -> tuple[list[LiveEvent], bool]:
+        live, erased, _ = await self._read_user(user_id, version=False)
+        return live, erased
+
+    async def history_at(self, user_id: str) -> tuple[list[LiveEvent], bool, int]:
+        return await self._read_user(user_id, version=True)
+
+    async def _read_user(self, user_id: str, *, version: bool) -> tuple[list[LiveEvent], bool, int]:
+        """LRANGE of the history and SISMEMBER of the erased set (and with `version` a GET of the catalog
+        version, -1 without), pipelined in one round trip: each round trip is a wake-up of the worker's event
+        loop, which on a busy machine waits for a CPU."""
         if "connection_class" not in self._where:
             user = user_id.encode()
             payload = (_command(b"LRANGE", f"{self.p}h:".encode() + user, b"0", b"-1")
                        + _command(b"SISMEMBER", self._erased_key, user))
+            if version:
+                payload += _command(b"GET", f"{self.p}items:version".encode())
             r = self._reader
             try:
                 if r is None or r.closed or r.loop is not asyncio.get_running_loop():
                     r = await self._read_connection()
-                raw, erased = await r.call(payload, 2)
+                raw, erased, *at = await r.call(payload, 3 if version else 2)
             except (OSError, ConnectionError, TimeoutError, _ReplyError) as exc:
                 log.warning("redis history read failed (%s: %s), retrying through redis-py", type(exc).__name__, exc)
             else:
-                return [tuple(json.loads(x)) for x in raw], bool(erased)  # type: ignore[misc]
+                return [tuple(json.loads(x)) for x in raw], bool(erased), int(at[0] or 0) if at else -1  # type: ignore[misc]
         pipe = self.r.pipeline(transaction=False)
         pipe.lrange(f"{self.p}h:{user_id}", 0, -1)
         pipe.sismember(f"{self.p}erased", user_id)
-        raw, erased = await pipe.execute()
-        return [tuple(json.loads(x)) for x in raw], bool(erased)  # type: ignore[misc]
+        if version:
+            pipe.get(f"{self.p}items:version")
+        raw, erased, *at = await pipe.execute()
+        return [tuple(json.loads(x)) for x in raw], bool(erased), int(at[0] or 0) if at else -1  # type: ignore[misc]
 
     async def script(self, body: str, keys: list[bytes], args: list[bytes]) -> Any:
         """Run the Lua script `body` (EVALSHA, loading it on NOSCRIPT) over the pipelined connection: the bulk
