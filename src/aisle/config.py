@@ -242,10 +242,11 @@ class Settings(_Frozen):
     """With Redis state and a store: `aisle serve` runs the stream consumers (stream -> store, events and
     impressions) in one process beside its workers (an app made by `create_app` alone: in threads), so a plain
     deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
-    consumer_nice: int = Field(default=10, ge=0, le=19)
-    """The nice level of that consumer process (and its DuckDB runs one thread): background writing yields the
-    CPU to the workers' requests (a store write every 0.5-2 s took both cores at once for tens of ms, the load
-    benchmark's tail), and catches up when they are idle. 0 treats it as the workers' equal."""
+    consumer_nice: int = Field(default=5, ge=0, le=19)
+    """How many levels nicer than the workers that consumer process runs (and its DuckDB with one thread):
+    background writing yields the CPU to the requests (a store write every 0.5-2 s took both cores at once for
+    tens of ms, the load benchmark's tail). 5 gives it a third of a worker's weight when the CPU is saturated, so
+    its lag still drains under a sustained write load; higher starves it more; 0 makes it the workers' equal."""
     events_store_s: float = Field(default=0.5, ge=0, le=60)
     """Redis state: a consumer of the event stream that found less than a full round (1,000 entries) waits this long
     before the next, so the store gets fewer, larger transactions (a DuckDB one costs ~80 ms of CPU whatever its

@@ -417,7 +417,7 @@ def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundl
     consumer of the group is that process, none a worker); a kill -9 of it mid-load is followed by a new one that
     claims what the dead one held: every acknowledged event is stored exactly once. A kill -9 of the server's
     parent process takes the consumer process with it. The consumer process yields the CPU to the workers: it runs
-    `consumer_nice` (10) levels nicer than they do, the restarted one too."""
+    `consumer_nice` (5) levels nicer than they do, the restarted one too."""
     port, store, log = free_port(), str(tmp_path / "live.duckdb"), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
     server = _serve(bundle_dir, port, redis_url, store, log)
@@ -441,7 +441,7 @@ def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundl
         workers = [pid for pid, cmd in _children(server.pid).items() if b"spawn_main" in cmd]
         assert len(workers) == 2, _children(server.pid)
         assert {_nice(w) for w in workers} == {_nice(server.pid)}
-        assert _nice(second) == min(19, _nice(server.pid) + 10)  # background writing yields to the requests
+        assert _nice(second) == min(19, _nice(server.pid) + 5)  # background writing yields to the requests
         assert names and all(f"-{first}-" in n or f"-{second}-" in n for n in names), names  # no worker consumes
         deadline = time.monotonic() + 60
         while r.xlen(stream_key()) and time.monotonic() < deadline:  # what the dead one held is claimed after 1 s

@@ -85,8 +85,8 @@ def main(settings_file: str) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    # beside the API workers: yield the CPU to their requests (nice), and never take every core at once (DuckDB's
-    # default is a thread per core: each store write took both cores from the workers for tens of ms)
+    # beside the API workers: yield the CPU to their requests (`consumer_nice`), and never take every core at once
+    # (DuckDB's default is a thread per core: each store write took both cores from the workers for tens of ms)
     os.nice(settings.consumer_nice)
     sink = StoreSink(settings.store, threads=1)  # type: ignore[arg-type]
     running = start(settings, sink.locked, stop)
