@@ -8,7 +8,10 @@ then for each phase sends requests at a fixed arrival rate for `--seconds` and r
 latency percentiles, errors, and the CPU cores each part used (server, redis, this client). Latency is
 measured from each request's *scheduled* send time, so a stalled server or client counts against it (no
 coordinated omission). The client is a minimal asyncio HTTP/1.1 client over a pool of keep-alive connections,
-on uvloop: it runs on the same 2 cores as the server, so it must be cheap.
+on uvloop: it runs on the same 2 cores as the server, so it must be cheap. Each answer's latency is split into the
+client's own delay (its event loop, then a free connection), the app's time (the server's `Server-Timing` header)
+and the rest outside both (sockets, the worker's event loop before it reads the request, waiting for a CPU), with
+each process's mean wait for a CPU per run beside the cores it used: where a tail far above the handler's goes.
 
 Phases: `recs` GET /users/{random known user}/recommendations (k=10) while `--event-rate` events/s are posted
 for random users, so part of the traffic is shoppers whose live state changed; `search` GET /search with
@@ -331,6 +334,7 @@ async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any =
     # (the delay itself split: the client's event loop late to start the request, then waiting for a free connection)
     late, loop_late, app = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     start = time.perf_counter() + 0.05
+    start_unix = time.time() + 0.05  # to line the requests up with other logs (a trace's `start_unix`)
 
     async def one(i: int) -> None:
         sched = start + i / rate
@@ -378,8 +382,8 @@ async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any =
                                "app": round(float(np.percentile(app[timed], 99)), 2),
                                "outside_app": round(float(np.percentile(outside, 99)), 2)}
     if trace is not None:
-        trace.append({"sched_s": np.arange(n) / rate, "latency_ms": lat, "client_loop_ms": loop_late,
-                      "client_delay_ms": late, "app_ms": app, "handler_ms": handler})
+        trace.append({"start_unix": np.array(start_unix), "sched_s": np.arange(n) / rate, "latency_ms": lat,
+                      "client_loop_ms": loop_late, "client_delay_ms": late, "app_ms": app, "handler_ms": handler})
     if flags:
         out["flag_share"] = round(sum(flags) / len(flags), 3)
     if errors:
@@ -626,8 +630,8 @@ def main() -> None:
                          "default setting) or on.")
     ap.add_argument("--out", help="Write the results as JSON here.")
     ap.add_argument("--trace", help="Write each `recs` request's schedule and timings here (.npz): scheduled send "
-                    "(s); latency, the client's loop delay, its delay to the write (loop + a free connection), the "
-                    "app's time (Server-Timing), the handler's (took_ms), in ms.")
+                    "(s after `start_unix`); latency, the client's loop delay, its delay to the write (loop + a free "
+                    "connection), the app's time (Server-Timing), the handler's (took_ms), in ms.")
     args = ap.parse_args()
     args.phases = args.phases.split(",")
     unknown = set(args.phases) - {"recs", "search", "search-distinct", "closed", "noop-closed"}
