@@ -245,8 +245,8 @@ class Settings(_Frozen):
     consumer_nice: int = Field(default=5, ge=0, le=19)
     """How many levels nicer than the workers that consumer process runs (and its DuckDB with one thread):
     background writing yields the CPU to the requests (a store write every 0.5-2 s took both cores at once for
-    tens of ms, the load benchmark's tail). 5 gives it a third of a worker's weight when the CPU is saturated, so
-    its lag still drains under a sustained write load; higher starves it more; 0 makes it the workers' equal."""
+    tens of ms, the load benchmark's tail). 5 leaves it a third of a worker's weight when the CPU is saturated, so
+    it still makes progress under a sustained write load; higher starves it more; 0 makes it the workers' equal."""
     events_store_s: float = Field(default=0.5, ge=0, le=60)
     """Redis state: a consumer of the event stream that found less than a full round (1,000 entries) waits this long
     before the next, so the store gets fewer, larger transactions (a DuckDB one costs ~80 ms of CPU whatever its
