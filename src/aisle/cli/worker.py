@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -26,7 +27,7 @@ def worker(
     refresh_seconds: Annotated[float | None, typer.Option(help="Overrides [worker] refresh_seconds.")] = None,
 ) -> None:
     """Keep the served bundle current: refresh it from new events, refit and gate it, publish to the registry."""
-    from aisle.cli.train import load_config
+    from aisle.cli.train import adapt_settings, load_config
     from aisle.config import ConfigError, load_settings
     from aisle.pipeline import PipelineConfig
     from aisle.worker import LeaseLostError, Worker
@@ -41,12 +42,10 @@ def worker(
                 update={"refresh_seconds": refresh_seconds})})
         params = load_config(settings.worker.pipeline) if settings.worker.pipeline is not None else {}
         pipeline = PipelineConfig().updated(params.get("pipeline", {}))
-        if params.get("search", {}).get("adapt"):  # said, not silently dropped: refits do not fine-tune yet
-            err.print("[yellow]warning:[/] [search] adapt is not applied by the worker: its refits build search with "
-                      "the packaged encoder (refreshes keep a bundle's adapted one); adapt with `aisle train --adapt`")
-        runner = Worker(settings, pipeline=pipeline)
+        adapt = adapt_settings(params, None, settings.worker.seed)  # as `aisle train --config` reads [search]
+        runner = Worker(settings, pipeline=pipeline, adapt=adapt)
     except (ConfigError, ValueError, OSError, typer.BadParameter) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")  # a message naming a [table] is not markup
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aisle").setLevel(logging.INFO)

@@ -50,12 +50,17 @@ class Outcome:
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None
-                 ) -> None:
+    def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None,
+                 adapt: Any = None) -> None:
+        """`adapt`: `aisle.search.adapt.AdaptSettings` (the `[search]` table of the `[worker] pipeline` file, read
+        by `aisle.cli.train.adapt_settings`) when refits fine-tune search's encoder as `aisle train --adapt` does."""
         if settings.store is None:
             raise ValueError("aisle worker needs a store to read events from (--store, AISLE_STORE or store = ...)")
+        if adapt is not None and not settings.worker.dense:
+            raise ValueError("[search] adapt fine-tunes the dense search encoder: it needs [worker] dense = true")
         self.settings, self.cfg = settings, settings.worker
         self.pipeline = pipeline or PipelineConfig()
+        self.adapt = adapt
         self.registry = Registry(settings.bundle, keep=settings.registry_keep)
         self.lease = lease or open_lease(settings.state, settings.store, self.registry.root,
                                          ttl_s=self.cfg.lease_ttl_seconds)
@@ -226,10 +231,15 @@ class Worker:
 
             folder = self.registry.path(version) / "explore"
             serving_state = ExploreState.load(folder) if folder.exists() else None
+        previous_encoder = None
+        if self.adapt is not None and version is not None:
+            from aisle.bundle import saved_search_encoder
+
+            previous_encoder = saved_search_encoder(self.registry.path(version))
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
                          base=version, embedder=self.embedder(), impressions=impressions,
-                         explore=serving_state)
+                         explore=serving_state, adapt=self.adapt, previous_encoder=previous_encoder)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:
