@@ -167,15 +167,18 @@ PIPELINE = "pipeline"
 
 
 def _config(path: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    """The --config file's tables, read by `aisle train`'s parser; every table must name a model of --models."""
+    """The --config file's tables that --models uses, read by `aisle train`'s parser (so the file `aisle train
+    --config` reads is accepted as it is, and a typo in a table or a key is refused by name either way). Tables
+    evaluate does not use (`[search]`, which only a bundle's search index needs, and models --models does not
+    name) are left out with a one-line note naming them: said, not silently dropped."""
     from aisle.cli.train import load_config
 
     params = load_config(path)
-    extra = sorted(set(params) - set(names))
-    if extra:
-        raise typer.BadParameter(f"{path} configures {', '.join(extra)}, which --models does not name",
-                                 param_hint="--config")
-    return params
+    unused = [name for name in params if name not in names]
+    if unused:
+        err.print(f"note: {path}: ignoring {', '.join(f'[{n}]' for n in unused)} (not used by evaluate "
+                  f"--models {','.join(names)})", markup=False, highlight=False, soft_wrap=True)
+    return {name: table for name, table in params.items() if name in names}
 
 
 def _pipeline_model(params: dict[str, dict[str, Any]], path: Path | None) -> type:
