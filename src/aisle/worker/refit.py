@@ -30,7 +30,8 @@ from aisle.worker.refresh import fold
 def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, settings: Settings,
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
           base: str | None = None, embedder: Any = None, impressions: pl.DataFrame | None = None,
-          explore: Any = None, adapt: Any = None, previous_encoder: Path | None = None) -> Decision:
+          explore: Any = None, adapt: Any = None, previous_encoder: Path | None = None,
+          catalog_log: Any = None) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
@@ -39,7 +40,8 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
     `explore`: the serving version's exploration state, carried into the candidate (a refit does not forget what
     exploration learned). `adapt` (`AdaptSettings`, the `[search]` table of the worker's pipeline file): search's
     encoder is fine-tuned on the searches before the hold-out, as `aisle train --adapt` does on everything, or,
-    with too few pairs, `previous_encoder` (the serving version's fine-tune) is carried forward."""
+    with too few pairs, `previous_encoder` (the serving version's fine-tune) is carried forward. `catalog_log`: the
+    servers' upsert log as read before the store (`aisle.serve.catalog_log`), whose coverage the decision records."""
     cfg = settings.worker
     t0 = time.perf_counter()
     events = data.events
@@ -83,6 +85,10 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
     if encoder is not None:
         reason += f"; search encoder: {encoder['what']}"
         learned["search_encoder"] = encoder
+    if catalog_log is not None:
+        from aisle.serve.catalog_log import covered
+
+        learned["catalog_version"] = covered(candidate.catalog, catalog_log)
     return Decision("refit", promoted, reason, candidate=cand, serving=serv, checks=checks, extra={
         "watermark": watermark, "refit_at": time.time(), "events_since_refit": 0, "base": base, "refit": version,
         "baseline": "scored on events it never saw (after its watermark or its newest event)" if unseen is not None
