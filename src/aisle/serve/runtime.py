@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -44,6 +44,9 @@ from aisle.serve.conversation import refiner_for
 from aisle.serve.impressions import DETERMINISTIC, Policy
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
+
+if TYPE_CHECKING:
+    from aisle.web.suggest import Suggester
 
 _POSITIVE = {t for t, w in EVENT_WEIGHTS.items() if w > 0}
 _CARD_COLUMNS = ("title", "brand", "price", "currency", "categories")
@@ -101,6 +104,7 @@ class Runtime:
         self.policy: Policy = DETERMINISTIC  # what the impression log records as each shown item's propensity
         self.explore_state: ExploreState = bundle.explore or ExploreState()
         self.explorer: Explorer | None = self._explorer()
+        self._suggester: Suggester | None = None  # built on first use (`suggester`), then kept up by upserts
 
     def _explorer(self) -> Explorer | None:
         """The exploring slot policy over this catalog and state ([explore] on and a pipeline to explore beside)."""
@@ -172,7 +176,19 @@ class Runtime:
         out.online = len(out.item_ids) <= self.settings.online_max_items or indexed_online(out.pipeline)
         out._search_cache = OrderedDict()
         out.explorer = out._explorer()  # new items join the pool
+        if self._suggester is not None:  # the changed items only, not a rebuild over the catalog
+            out._suggester = self._suggester.with_rows(self, out, rows)
         return out
+
+    @property
+    def suggester(self) -> Suggester:
+        """The search box's completions over this catalog (`aisle.web.suggest`): built on the first suggestion
+        after a bundle load; each upsert after that updates it by the changed items (`with_upserts`)."""
+        if self._suggester is None:
+            from aisle.web.suggest import Suggester  # aisle.web imports the serving app: not at module level
+
+            self._suggester = Suggester.from_runtime(self)
+        return self._suggester
 
     @property
     def catalog(self) -> pl.DataFrame:
