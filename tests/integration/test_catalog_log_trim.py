@@ -21,9 +21,9 @@ from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.pipeline import PipelineConfig
 from aisle.registry import Registry
 from aisle.store import open_store
-from aisle.worker import Worker
 from tests.redisserver import free_port, redis_server
 from tests.serving import aisle_process, clients_per_worker, wait_ready
+from tests.workers import run_job
 
 SOURCES = [{"key": "itemknn", "model": "itemknn", "kind": "i2i", "decay": 0.7},
            {"key": "trending", "model": "trending", "kind": "trending"}]
@@ -42,12 +42,8 @@ def _shop(root: Path) -> pl.DataFrame:
     (root / "pipeline.json").write_text(json.dumps({"pipeline": {"rounds": 10, "sources": SOURCES}}))
     settings = load_settings(None, env={**WORKER_ENV, "AISLE_WORKER__PIPELINE": str(root / "pipeline.json")},
                              bundle=root / "registry", store=str(root / "shop.duckdb"))
-    worker = Worker(settings, pipeline=PipelineConfig().updated({"rounds": 10, "sources": SOURCES}))
-    worker.start()
-    try:
-        assert worker.run("refit").decision.promoted  # type: ignore[union-attr]
-    finally:
-        worker.lease.release()
+    pipeline = PipelineConfig().updated({"rounds": 10, "sources": SOURCES})
+    assert run_job(settings, pipeline=pipeline).decision.promoted  # type: ignore[union-attr]
     return s.items
 
 
