@@ -71,8 +71,9 @@ def _die_with_parent() -> None:
         return
 
 
-def main(settings_file: str) -> None:
-    """The consumer process: the settings from the file `aisle serve` wrote; runs until SIGTERM or SIGINT."""
+def main(settings_file: str, streams: tuple[str, ...] | None = None) -> None:
+    """The consumer process: the settings from the file `aisle serve` wrote; runs until SIGTERM or SIGINT.
+    `streams`: which streams this process consumes (default: `streams_of(settings)`)."""
     from aisle.config import Settings
     from aisle.serve.services import StoreSink
 
@@ -86,7 +87,7 @@ def main(settings_file: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sink = StoreSink(settings.store)  # type: ignore[arg-type]
-    running = start(settings, sink.locked, stop)
+    running = start(settings, sink.locked, stop, streams=streams)
     try:
         while not stop.wait(1.0):
             if not any(t.is_alive() for _, t in running):
@@ -98,10 +99,13 @@ def main(settings_file: str) -> None:
 
 class ConsumerProcess:
     """`aisle serve`'s consumer process: started before the workers, restarted when it exits (after a pause that
-    grows to 30 s while it keeps failing), stopped (SIGTERM, then SIGKILL after `grace_s`) by `stop`."""
+    grows to 30 s while it keeps failing), stopped (SIGTERM, then SIGKILL after `grace_s`) by `stop`. `streams`:
+    the streams it consumes (default: the events, and the impressions where the workers log them)."""
 
-    def __init__(self, settings_file: Path, *, grace_s: float = 20.0) -> None:
+    def __init__(self, settings_file: Path, *, streams: tuple[str, ...] | None = None, grace_s: float = 20.0
+                 ) -> None:
         self.settings_file = settings_file
+        self.streams = streams
         self.grace_s = grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -117,7 +121,8 @@ class ConsumerProcess:
     def _spawn(self) -> None:
         with self._lock:
             if not self._stop.is_set():
-                self.proc = subprocess.Popen([sys.executable, "-m", "aisle.serve.consumers", str(self.settings_file)])
+                args = [str(self.settings_file), *([",".join(self.streams)] if self.streams else [])]
+                self.proc = subprocess.Popen([sys.executable, "-m", "aisle.serve.consumers", *args])
 
     def _supervise(self) -> None:
         pause = 1.0
@@ -153,8 +158,17 @@ class ConsumerProcess:
             proc.wait(timeout=10)
 
 
-__all__ = ["ConsumerProcess", "main", "start", "stop_all", "streams_of"]
+__all__ = ["ConsumerProcess", "main", "processes", "start", "stop_all", "streams_of"]
+
+
+def processes(settings: Any, settings_file: Path) -> list[ConsumerProcess]:
+    """The consumer processes `aisle serve` runs (not started): `settings.consumers` of them share the event
+    stream's group (a PostgreSQL store takes their writes in parallel; a DuckDB file takes them in turn, so there
+    more than one only helps while the JSON-to-frame work, not the file, is what lags); the first also consumes
+    the impressions."""
+    rest = tuple(s for s in streams_of(settings) if s != "impressions")
+    return [ConsumerProcess(settings_file, streams=None if i == 0 else rest) for i in range(settings.consumers)]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else None)
