@@ -552,9 +552,9 @@ def test_a_consumer_deletes_what_it_wrote_while_the_user_was_erased(bundle_dir: 
         def __init__(self, store: Any) -> None:
             self.store = store
 
-        def append_events(self, frame: pl.DataFrame) -> Any:
+        def append_events(self, frame: pl.DataFrame, *, fresh: bool = False) -> Any:
             r.eval(_ERASURE, 2, stream_key(), "aisle:stream:erasures", "racer")  # DELETE /users/racer meanwhile
-            return self.store.append_events(frame)
+            return self.store.append_events(frame, fresh=fresh)
 
         def delete_user(self, user: str) -> int:
             return self.store.delete_user(user)

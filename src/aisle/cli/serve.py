@@ -201,10 +201,10 @@ def consume(
 
     `aisle serve` already runs a consumer process beside its workers when the state is Redis and a store is set;
     this command adds consumers (or is the only one, with `consume = false` in the server's settings)."""
-    import signal
     import threading
 
     from aisle.config import ConfigError, load_settings
+    from aisle.serve.consumers import stop_on_signals
     from aisle.serve.services import StoreSink
     from aisle.serve.stream import Consumer
     from aisle.store import describe
@@ -230,8 +230,7 @@ def consume(
                         stream=stream, count=1_000, pace_s=settings.impressions_store_s if stream == "impressions"
                         else settings.events_store_s)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     console.print(f"Consuming the {stream} stream of {settings.state} into {describe(str(settings.store))} as "
                   f"{consumer.name}. Press Ctrl-C to stop.")
     try:
