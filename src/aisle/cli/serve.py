@@ -204,9 +204,9 @@ def consume(
     import threading
 
     from aisle.config import ConfigError, load_settings
-    from aisle.serve.consumers import stop_on_signals
     from aisle.serve.services import StoreSink
     from aisle.serve.stream import Consumer
+    from aisle.stopping import stop_on_signals
     from aisle.store import describe
 
     try:

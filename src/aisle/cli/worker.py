@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from aisle.stopping import stop_on_signals
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -62,6 +63,5 @@ def worker(
             raise typer.Exit(3)  # refused: cron and scripts can tell
         return
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     runner.run_forever(stop)

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aisle.stopping import stop_on_signals
+
 log = logging.getLogger("aisle.serve")
 
 #: The server's pid, given to its consumer process: a process that starts slowly (seconds of imports on a busy
@@ -60,17 +62,6 @@ def stop_all(running: list[tuple[Any, threading.Thread]], stop: threading.Event)
         thread.join(timeout=15)
     for consumer, _ in running:
         consumer.close()
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """Set `stop` on SIGINT or SIGTERM. Not from the handler itself: Python runs a handler in the main thread between
-    two bytecodes, possibly while that thread holds the Event's internal lock inside `stop.wait()`, and `stop.set()`
-    there would wait on that lock forever. A short thread sets it once the main thread lets go."""
-    def handler(*_: object) -> None:
-        threading.Thread(target=stop.set, name="aisle-stop", daemon=True).start()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
 
 
 def _die_with_parent() -> None:
@@ -173,7 +164,7 @@ class ConsumerProcess:
             proc.wait(timeout=10)
 
 
-__all__ = ["ConsumerProcess", "main", "processes", "start", "stop_all", "stop_on_signals", "streams_of"]
+__all__ = ["ConsumerProcess", "main", "processes", "start", "stop_all", "streams_of"]
 
 
 def processes(settings: Any, settings_file: Path) -> list[ConsumerProcess]:
