@@ -89,8 +89,11 @@ class Featurizer:
         counts[unknown] = 0  # an unknown category or brand is no share
         x[:, 2:4] = counts[self.codes(items) if codes is None else codes] / n
         total, priced = np.add.reduce(price[history], axis=0)
-        if priced:  # the mean log price of what the shopper looked at (items without a price left out)
-            x[:, 4] = -np.abs(5.0 * x[:, 6] - total / priced)
+        if priced:  # minus the distance to the mean log price of what the shopper looked at (unpriced left out)
+            fit = x[:, 4]
+            np.subtract(5.0 * x[:, 6], total / priced, out=fit)
+            np.abs(fit, out=fit)
+            np.negative(fit, out=fit)
         x[:, 5] = 1.0
 
     def __call__(self, user_ids: list[str | None], item_ids: list[str], timestamps: pl.Series) -> np.ndarray:

@@ -47,6 +47,9 @@ class Explored:
     source: np.ndarray  # per position, the index into the greedy list of the item shown there (-1: explored)
 
 
+_CERTAIN = np.ones(1)
+_CERTAIN.flags.writeable = False  # LinUCB's one pick: put in its slot with probability 1
+
 _SHORTLIST = 16
 """Thompson sampling: how many of each draw's best pool items are kept in order when the state loads. A request
 picks, per draw, the first eligible items of that short list; only when some draw has fewer eligible ones than
@@ -112,8 +115,7 @@ class Explorer:
             keep = self._stock.copy()
         else:
             keep = np.r_[admissible(self.pool, attrs=self.features.attrs, rules=self.rules, filters=filters), False]
-        keep[self._at[greedy]] = False
-        keep[self._at[np.asarray(excluded, np.int64)]] = False
+        keep[self._at[np.concatenate((greedy, excluded)).astype(np.int64, copy=False)]] = False
         return keep[:-1]
 
     def room(self, kept: np.ndarray, cand: np.ndarray) -> np.ndarray | None:
@@ -186,7 +188,7 @@ class Explorer:
         width = z[:, 1:]
         bound = z[:, 0] + np.sqrt(np.einsum("ij,ij->i", width, width))
         if m == 1 and room is None:
-            return cand[np.argmax(bound[cand])][None], np.ones(1)
+            return cand[np.argmax(bound[cand])][None], _CERTAIN
         return cand[_best(bound[None, cand], room, self._brand[cand], m)[0]], np.ones(m)
 
     def _shortlisted(self, keep: np.ndarray, m: int) -> np.ndarray | None:
