@@ -281,7 +281,7 @@ class Runtime:
         out = []
         for row, at, p in zip(res.rows.tolist(), res.source.tolist(), res.propensities.tolist(), strict=True):
             card = greedy.make[at]() if at >= 0 else self.card(row, None, dict(EXPLANATION))
-            card["propensity"] = round(p, 6)
+            card["propensity"] = p if p == 1.0 else round(p, 6)  # most are 1: no rounding call for them
             out.append(card)
         return out
 
