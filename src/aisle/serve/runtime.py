@@ -76,26 +76,27 @@ def _catalog(bundle: Bundle, upserts: Sequence[dict[str, Any]]) -> tuple[list[st
 
 @dataclass(frozen=True)
 class _Greedy:
-    """A greedy list before its cards are built: the item rows, which are pins, and how to build each card. Why
-    not the cards themselves: a card's explanation is its costly part, and an exploring list drops a greedy item
-    for each slot it fills, so it builds only the cards it shows."""
+    """A greedy list before its cards are built: the item rows, which are pins, and `build(i)`, the card of the
+    i-th. Why not the cards themselves: a card's explanation is its costly part, and an exploring list drops a
+    greedy item for each slot it fills, so it builds only the cards it shows."""
 
     rows: list[int]
     pinned: list[bool]
-    make: list[Callable[[], dict[str, Any]]]
+    build: Callable[[int], dict[str, Any]]
 
     def filled(self, more: _Greedy, k: int) -> _Greedy:
         """This list, then the items of `more` not in it, up to `k`."""
         have = set(self.rows)
         add = [j for j, row in enumerate(more.rows) if row not in have][: max(k - len(self.rows), 0)]
+        n, build = len(self.rows), self.build
         return _Greedy(self.rows + [more.rows[j] for j in add], self.pinned + [more.pinned[j] for j in add],
-                       self.make + [more.make[j] for j in add])
+                       lambda i: build(i) if i < n else more.build(add[i - n]))
 
     def cards(self) -> list[dict[str, Any]]:
-        return [make() for make in self.make]
+        return [self.build(i) for i in range(len(self.rows))]
 
 
-_NOTHING = _Greedy([], [], [])
+_NOTHING = _Greedy([], [], lambda i: {})
 
 
 class Runtime:
@@ -280,7 +281,7 @@ class Runtime:
                                    excluded=excluded, filters=query.filters, history=history)
         out = []
         for row, at, p in zip(res.rows.tolist(), res.source.tolist(), res.propensities.tolist(), strict=True):
-            card = greedy.make[at]() if at >= 0 else self.card(row, None, dict(EXPLANATION))
+            card = greedy.build(at) if at >= 0 else self.card(row, None, dict(EXPLANATION))
             card["propensity"] = p if p == 1.0 else round(p, 6)  # most are 1: no rounding call for them
             out.append(card)
         return out
@@ -317,14 +318,12 @@ class Runtime:
         `anchors[i]`, for the candidate at position i)."""
         rows, scores, positions = chosen.rows.tolist(), chosen.scores.tolist(), chosen.positions.tolist()
 
-        def maker(row: int, score: float, position: int) -> Callable[[], dict[str, Any]]:
-            if position < 0:
-                return lambda: self.card(row, score, _PINNED)
-            return lambda: self.card(row, score, self._explain(row, int(sources[position]), int(anchors[position]),
-                                                               query))
+        def build(i: int) -> dict[str, Any]:
+            row, at = rows[i], positions[i]
+            why = _PINNED if at < 0 else self._explain(row, int(sources[at]), int(anchors[at]), query)
+            return self.card(row, scores[i], why)
 
-        return _Greedy(rows, [p < 0 for p in positions],
-                       [maker(r, s, p) for r, s, p in zip(rows, scores, positions, strict=True)])
+        return _Greedy(rows, [p < 0 for p in positions], build)
 
     def _explain(self, row: int, source: int, anchor: int, query: Query) -> dict[str, Any]:
         assert self.pipeline is not None
@@ -427,18 +426,15 @@ class Runtime:
         key = trend.astype(np.float64) + 1e-6 * popularity
         top = np.argsort(-key, kind="stable")[: max(k * 20, 200)]
         chosen = self._rules(top, key[top], k, exclude, filters)
+        rows, scores = chosen.rows.tolist(), chosen.scores.tolist()
 
-        def maker(row: int, score: float) -> Callable[[], dict[str, Any]]:
-            def card() -> dict[str, Any]:
-                where = self.category(row)
-                return self.card(row, score, {"type": "trending",
-                                              "text": f"Trending in {where}" if where else "Trending now"})
-            return card
+        def build(i: int) -> dict[str, Any]:
+            where = self.category(rows[i])
+            return self.card(rows[i], scores[i], {"type": "trending",
+                                                  "text": f"Trending in {where}" if where else "Trending now"})
 
-        rows = chosen.rows.tolist()
         # a pin placed in trending's own list is no pin of the list it fills (its position there means nothing)
-        return _Greedy(rows, [False] * len(rows), [maker(r, s) for r, s in zip(rows, chosen.scores.tolist(),
-                                                                               strict=True)])
+        return _Greedy(rows, [False] * len(rows), build)
 
     # ---- the shopper's own surfaces: recently viewed, buy it again ----------------------------------
 
