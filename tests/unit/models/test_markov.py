@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
+import pytest
 
 from aisle.models.base import QueryBatch, TrainData, Vocab
 from aisle.models.markov import MarkovChain, transition_counts
@@ -71,3 +74,15 @@ def test_two_hop_neighbours_after_new_events_match_a_refit() -> None:
     got, want = model.similar(everything, 3), refit.similar(everything, 3)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+
+def test_hops_survive_save_and_load(tmp_path: Path) -> None:
+    data = TrainData.from_events(sequences_frame({"u1": ["a", "b", "c"], "u2": ["a", "b", "d"]}))
+    MarkovChain(hops=2).fit(data).save(tmp_path)
+    idx, _ = MarkovChain.load(tmp_path).similar(np.array([0]), 3)
+    assert list(idx[0]) == [1, 2, 3]
+
+
+def test_hops_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="hops must be at least 1"):
+        MarkovChain(hops=0)
