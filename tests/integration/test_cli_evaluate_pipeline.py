@@ -18,6 +18,7 @@ from aisle.testing.toy import toy_sequences
 runner = CliRunner()
 DOCUMENTED = Path(__file__).parents[2] / "benchmarks" / "pipeline_fast.toml"
 DEEP = Path(__file__).parents[2] / "benchmarks" / "pipeline_deep.toml"
+HOPS = Path(__file__).parents[2] / "benchmarks" / "pipeline_hops.toml"
 
 
 def _flat(output: str) -> str:
@@ -150,3 +151,13 @@ def test_the_deep_pipeline_measured_is_the_one_served(tmp_path: Path) -> None:
     assert served == measured
     deep = next(s for s in served["sources"] if s["kind"] == "sequential")
     assert deep["model"] == "sasrec" and deep["fit_once"] and deep["params"]["max_seconds"] > 0
+
+
+def test_the_two_hop_pipeline_measured_is_the_one_served(tmp_path: Path) -> None:
+    """The same for `benchmarks/pipeline_hops.toml`: deeper lists and a Markov source whose neighbours are two
+    transitions away, in both."""
+    measured, served = _served_config(tmp_path, HOPS)
+    assert served == measured
+    two = next(s for s in served["sources"] if s["key"] == "markov2")
+    assert two["model"] == "markov" and two["params"] == {"hops": 2}
+    assert served["neighbours"] == 100 and served["per_source"] == 100
