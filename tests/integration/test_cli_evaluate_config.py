@@ -73,7 +73,7 @@ def test_an_unknown_model_table_or_parameter_is_an_error_naming_it(tmp_path: Pat
     result = runner.invoke(app, ["evaluate", toy, "--models", "markov,sasrec", "--config", str(cfg)])
     message = _flat(result.output)
     assert result.exit_code == 2 and "[markov] has unknown parameter windwo" in message, message
-    assert "accepted: decay, smoothing, window" in message
+    assert "accepted: decay, hops, smoothing, window" in message
     cfg.write_text("[sasrec]\ndrop_out = 0.2\n")
     result = runner.invoke(app, ["train", toy, "--model", "sasrec", "--out", str(tmp_path / "b"), "--config",
                                  str(cfg)])

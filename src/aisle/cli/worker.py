@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from aisle.cli.console import error_line
 from aisle.stopping import stop_on_signals
 
 err = Console(stderr=True, soft_wrap=True)
@@ -34,7 +34,7 @@ def worker(
     from aisle.worker import LeaseLostError, Worker
 
     if once is not None and once not in ("refresh", "refit"):
-        err.print(f"[red]error:[/] --once takes refresh or refit, not {once!r}")
+        err.print(error_line(f"--once takes refresh or refit, not {once!r}"))
         raise typer.Exit(2)
     try:
         settings = load_settings(config, bundle=bundle, store=store, state=state)
@@ -46,7 +46,7 @@ def worker(
         adapt = adapt_settings(params, None, settings.worker.seed)  # as `aisle train --config` reads [search]
         runner = Worker(settings, pipeline=pipeline, adapt=adapt)
     except (ConfigError, ValueError, OSError, typer.BadParameter) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")  # a message naming a [table] is not markup
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aisle").setLevel(logging.INFO)
@@ -55,7 +55,7 @@ def worker(
         try:
             out = runner.run(once)
         except LeaseLostError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(error_line(exc))
             raise typer.Exit(1) from None
         finally:
             runner.lease.release()
