@@ -20,8 +20,9 @@ Reports p50/p99/max of the PUT as the client saw it, how many checks failed (a f
 checks' latency, and what the per-read catalog version check (one Redis GET) costs. The client shares the
 machine's 2 cores with the workers and Redis. `--in-process` times `Runtime.with_upserts` alone (wall and CPU),
 what one PUT costs a worker without HTTP, Redis or a second worker beside it (`--profile N`: where that CPU goes,
-the top N functions on thread CPU time). With `PYTHONPATH` pointing at older code that lacks the pid in /health,
-one unpinned client does everything and the table says the workers could not be told apart.
+the top N functions on thread CPU time; `--suggest`: and the CPU the storefront's suggestion index then costs).
+With `PYTHONPATH` pointing at older code that lacks the pid in /health, one unpinned client does everything and the
+table says the workers could not be told apart.
 """
 
 from __future__ import annotations
@@ -147,9 +148,13 @@ def in_process(args: argparse.Namespace, catalog: pl.DataFrame, rng: np.random.G
 
     settings = Settings(bundle=args.bundle)
     rt = Runtime(Bundle.load(args.bundle, require_serving=True), settings)
+    if args.suggest:
+        t0 = time.thread_time()
+        suggester(rt)  # the storefront asked for suggestions once before the upserts
+        first_build_ms = (time.thread_time() - t0) * 1000
     gc.collect()
     gc.freeze()  # as a serving worker does after loading (settle_heap)
-    wall, cpu = [], []
+    wall, cpu, suggest_cpu = [], [], []
     profile = cProfile.Profile(time.thread_time) if args.profile else None  # CPU of this thread: load-independent
     for n in range(args.puts):
         new, changed = upserts(catalog, n, args.size, rng)
@@ -163,12 +168,35 @@ def in_process(args: argparse.Namespace, catalog: pl.DataFrame, rng: np.random.G
             profile.disable()
         wall.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)  # this thread: not the idle spinning of library pools
+        if args.suggest:  # the next suggestion's index over the catalog after this upsert
+            c0 = time.thread_time()
+            suggester(rt)
+            suggest_cpu.append((time.thread_time() - c0) * 1000)
     if profile is not None:
         pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
-    return {"bundle": str(args.bundle), "items": catalog.height, "upserts": args.puts, "size": args.size,
-            "wall_ms": {"p50": float(np.percentile(wall, 50)), "p99": float(np.percentile(wall, 99))},
-            "cpu_ms": {"p50": float(np.percentile(cpu, 50)), "p99": float(np.percentile(cpu, 99))},
-            "machine": machine.describe()}
+    out = {"bundle": str(args.bundle), "items": catalog.height, "upserts": args.puts, "size": args.size,
+           "wall_ms": {"p50": float(np.percentile(wall, 50)), "p99": float(np.percentile(wall, 99))},
+           "cpu_ms": {"p50": float(np.percentile(cpu, 50)), "p99": float(np.percentile(cpu, 99))},
+           "load_average": os.getloadavg()[0], "machine": machine.describe()}
+    if args.suggest:
+        both = np.asarray(cpu) + np.asarray(suggest_cpu)
+        out |= {"suggester_first_build_cpu_ms": first_build_ms,
+                "suggest_cpu_ms": {"p50": float(np.percentile(suggest_cpu, 50)),
+                                   "p99": float(np.percentile(suggest_cpu, 99))},
+                "upsert_and_suggest_cpu_ms": {"p50": float(np.percentile(both, 50)),
+                                              "p99": float(np.percentile(both, 99))}}
+    return out
+
+
+def suggester(rt: Any) -> Any:
+    """The search box's suggestion index for runtime `rt`, as the first `/api/web/suggest` after a change gets it:
+    the runtime's own, kept up by each upsert (this code), or, in code before that (`PYTHONPATH` at an older
+    checkout), a rebuild over the whole catalog, which is what `aisle.web.api` did on every runtime change."""
+    if hasattr(rt, "suggester"):
+        return rt.suggester
+    from aisle.web.suggest import Suggester
+
+    return Suggester.from_runtime(rt)
 
 
 def main() -> None:
@@ -180,6 +208,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     ap.add_argument("--in-process", action="store_true", help="time Runtime.with_upserts alone, no server")
+    ap.add_argument("--suggest", action="store_true",
+                    help="with --in-process: also time the search box's suggestion index after each upsert")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="with --in-process: cProfile the upserts on thread CPU time, print the top N functions")
     args = ap.parse_args()

@@ -2,15 +2,19 @@
 
     .venv/bin/python benchmarks/events.py --store duckdb --seconds 300
     .venv/bin/python benchmarks/events.py --store postgresql --seconds 300   # a throwaway server (tests/pgserver.py)
+    .venv/bin/python benchmarks/events.py --store duckdb --seconds 300 --rate 20000   # paced: open loop
 
 Starts redis-server (AOF on, `--appendfsync`, everysec by default) and `aisle serve --workers 2 --state redis://
---store ...` on a small synthetic bundle (every worker runs a stream consumer, the default), then keeps
-`--connections` keep-alive connections each posting its next batch of `--batch` distinct events to POST /events as
-soon as the previous answer arrives, for `--seconds`. Reports acknowledged events/s, the p50/p99 of POST /events,
-the stream lag (entries acknowledged to clients, not yet in the store) sampled every 5 s from /metrics with its
-trend over the run, and, after the clients stop, how long the consumers take to drain the lag and whether the
-store holds exactly the acknowledged events. The client shares the machine's 2 cores with the server, Redis and
-the store; its CPU is reported.
+--store ... --consumers N` on a small synthetic bundle (the server's consumer processes write the stream to the
+store), then posts batches of `--batch` distinct events to POST /events over `--connections` keep-alive connections
+for `--seconds`: flat out (each connection posts its next batch as soon as the previous answer arrives), or with
+`--rate` paced, open loop (a batch is due every batch/rate seconds whatever the answers; its latency counts from
+when it was due, so a server that falls behind shows it). Reports acknowledged events/s, the p50/p99 of POST
+/events, the stream lag (entries acknowledged to clients, not yet in the store) read from /metrics every second
+with its trend (`lag_trend`: least-squares slope with a 95% interval, first- and second-half means, a verdict), and,
+after the clients stop, how long the consumers take to drain the lag and whether the store holds exactly the
+acknowledged events. The client shares the machine's 2 cores with the server, Redis and the store; its CPU is
+reported.
 """
 
 from __future__ import annotations
@@ -56,6 +60,28 @@ def store_url(kind: str, folder: Path) -> Any:
         yield url
 
 
+def prefill(url: str, n: int) -> float:
+    """`n` stored events before the run (ids `pre-N`, one a millisecond, ending a day before the posted ones): a
+    store that already holds a history, as a running shop's does. Returns the seconds it took."""
+    import polars as pl
+
+    from aisle.data.readers.base import Dataset
+    from aisle.store import open_store
+    from aisle.types import EVENT_SCHEMA
+
+    t0 = time.perf_counter()
+    k = pl.int_range(0, n, eager=True)
+    start = datetime.now(UTC) - timedelta(days=1, milliseconds=n)
+    frame = pl.DataFrame({"event_id": "pre-" + k.cast(pl.String), "user_id": "u" + (k % 5000).cast(pl.String),
+                          "item_id": "i" + (k % 2000).cast(pl.String).str.zfill(5)})
+    frame = frame.with_columns(pl.lit("view").alias("event_type"),
+                               (pl.lit(start) + pl.duration(milliseconds=k)).cast(EVENT_SCHEMA["timestamp"])
+                               .alias("timestamp"))
+    with open_store(url) as store:
+        store.ingest(Dataset(name="prefill", events=frame))
+    return time.perf_counter() - t0
+
+
 def build_bundle(folder: Path) -> Path:
     from aisle.bundle import build_serving_bundle, fingerprint
     from aisle.data.readers.base import Dataset
@@ -84,8 +110,55 @@ def batches(n_items: int, size: int) -> Any:
         yield json.dumps({"events": events}).encode()
 
 
-async def post_loop(port: int, seconds: float, connections: int, size: int, n_items: int, base: str
-                    ) -> dict[str, Any]:
+def lag_trend(samples: list[tuple[float, int]], events_per_s: float, events_per_entry: int,
+              small_s_per_min: float = 0.1, warmup_s: float = 10.0) -> dict[str, Any]:
+    """Does the lag grow? `samples`: (seconds, lag entries), one a second; those of the first `warmup_s` (the lag
+    filling up from an empty stream) are left out. The least-squares slope of lag on time (entries per minute) with
+    a 95% interval, the mean lag of the first and second half, and a verdict.
+
+    Successive samples are not independent (a lag high at one second is high at the next), so the interval uses the
+    effective number of samples n (1 - r) / (1 + r), r the lag-1 autocorrelation of the residuals: with the plain
+    n it would be several times too narrow and call noise "growth". The verdict: "flat" when the interval holds 0;
+    "flat (slope small)" when the slope is above 0 but the lag gains less than `small_s_per_min` seconds of the
+    posted traffic per minute (at that pace it would take 10 minutes to add one second of events); "GROWS"
+    otherwise; "too few samples" under 10."""
+    from scipy import stats
+
+    points = np.array([(t, v) for t, v in samples if v >= 0 and t >= warmup_s], dtype=float)
+    out: dict[str, Any] = {"samples": len(points)}
+    if len(points) < 10:
+        return {**out, "verdict": "too few samples"}
+    t, y = points[:, 0] / 60.0, points[:, 1]
+    fit = stats.linregress(t, y)
+    resid = y - (fit.intercept + fit.slope * t)
+    r = float(np.corrcoef(resid[:-1], resid[1:])[0, 1]) if resid.std() > 0 else 0.0
+    n_eff = max(3.0, len(y) * (1 - max(r, 0.0)) / (1 + max(r, 0.0)))
+    se = fit.stderr * np.sqrt((len(y) - 2) / max(n_eff - 2, 1.0))
+    half = stats.t.ppf(0.975, max(n_eff - 2, 1.0)) * se
+    low, high = fit.slope - half, fit.slope + half
+    small = small_s_per_min * events_per_s / events_per_entry  # entries per minute
+    middle = len(y) // 2
+    if low <= 0 <= high:
+        verdict = "flat: the slope's 95% interval holds 0"
+    elif high < 0:
+        verdict = "flat: falling"
+    elif fit.slope < small:
+        verdict = (f"flat (slope small): +{fit.slope:.1f} entries/min, under {small_s_per_min} s of traffic "
+                   f"({small:.0f} entries) a minute")
+    else:
+        verdict = (f"GROWS: +{fit.slope:.1f} entries/min ({fit.slope * events_per_entry / events_per_s:.2f} s of "
+                   "traffic a minute)")
+    return {**out, "slope_entries_per_min": round(float(fit.slope), 2),
+            "slope_95": [round(float(low), 2), round(float(high), 2)], "residual_autocorrelation": round(r, 3),
+            "effective_samples": round(n_eff, 1), "mean_first_half": round(float(y[:middle].mean()), 1),
+            "mean_second_half": round(float(y[middle:].mean()), 1), "max": int(y.max()),
+            "small_slope_entries_per_min": round(small, 1), "verdict": verdict}
+
+
+async def post_loop(port: int, seconds: float, connections: int, size: int, n_items: int, base: str,
+                    rate: float = 0.0) -> dict[str, Any]:
+    """Post for `seconds`: flat out (`rate` 0) or paced to `rate` events/s, open loop (latency counted from when a
+    batch was due, so waiting for a free connection counts)."""
     pool = Pool(port, connections)
     await pool.open()
     source = batches(n_items, size)
@@ -95,27 +168,39 @@ async def post_loop(port: int, seconds: float, connections: int, size: int, n_it
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
 
-    async def client() -> None:
+    async def post(due: float) -> None:
         nonlocal acked, errors
+        status, _ = await pool.request("POST", "/events", next(source))
+        latencies.append(time.perf_counter() - due)
+        if status == 200:
+            acked += size
+        else:
+            errors += 1
+
+    async def client() -> None:
         while time.perf_counter() < deadline:
-            body = next(source)
-            sent = time.perf_counter()
-            status, _ = await pool.request("POST", "/events", body)
-            latencies.append(time.perf_counter() - sent)
-            if status == 200:
-                acked += size
-            else:
-                errors += 1
+            await post(time.perf_counter())
+
+    async def paced() -> None:
+        interval, k, running = size / rate, 0, set()
+        while (due := t0 + k * interval) < deadline:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            task = asyncio.create_task(post(due))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            k += 1
+        await asyncio.gather(*running)
 
     async def sample() -> None:
         async with httpx.AsyncClient() as http:
             while time.perf_counter() < deadline:
-                await asyncio.sleep(5)
+                await asyncio.sleep(1)
                 found = LAG.search((await http.get(f"{base}/metrics")).content)
                 lag.append((time.perf_counter() - t0, int(found.group(1)) if found else -1))
 
     cpu0 = sum(os.times()[:2])
-    await asyncio.gather(*(client() for _ in range(connections)), sample())
+    senders = [paced()] if rate > 0 else [client() for _ in range(connections)]
+    await asyncio.gather(*senders, sample())
     wall = time.perf_counter() - t0
     ms = np.array(latencies) * 1000
     return {"acked_events": acked, "events_per_s": round(acked / wall, 1), "requests": len(latencies),
@@ -177,6 +262,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec")
+    ap.add_argument("--rate", type=float, default=0.0, help="events/s, paced open loop (0: flat out)")
+    ap.add_argument("--consumers", type=int, default=1, help="the server's consumer processes ([serve] consumers)")
+    ap.add_argument("--prefill", type=int, default=0, help="events stored before the run (a store with a history)")
     ap.add_argument("--out")
     args = ap.parse_args()
     with ExitStack() as stack:
@@ -184,9 +272,11 @@ def main() -> None:
         bundle = build_bundle(folder)
         state = stack.enter_context(redis_server(folder, fsync=args.appendfsync))
         url = stack.enter_context(store_url(args.store, folder))
+        prefill_s = prefill(url, args.prefill) if args.prefill else 0.0
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port",
-                                   str(port), "--workers", str(args.workers), "--state", state, "--store", url],
+                                   str(port), "--workers", str(args.workers), "--state", state, "--store", url,
+                                   *(["--consumers", str(args.consumers)] if args.consumers != 1 else [])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         stack.callback(lambda: (server.terminate(), server.wait(30)))
         base = f"http://127.0.0.1:{port}"
@@ -195,7 +285,7 @@ def main() -> None:
         parts = {"supervisor": [server.pid], "workers": _children(server.pid),
                  "consumer": _children(server.pid, consumers=True), "redis": redis_pid(state)}
         cpu0 = {k: cpu_seconds(v) for k, v in parts.items()}
-        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base))
+        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate))
         result["drain_seconds"] = round(drain(base), 1)
         cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in parts.items()}
         acked = max(result["acked_events"], 1)
@@ -209,14 +299,16 @@ def main() -> None:
         server.terminate()
         server.wait(60)
         result["stored"], result["stored_distinct"] = stored(url)
-        lag = result["lag_samples"]
-        half = len(lag) // 2
-        result["lag_mean_first_half"] = float(np.mean([v for _, v in lag[:half]])) if half else None
-        result["lag_mean_second_half"] = float(np.mean([v for _, v in lag[half:]])) if half else None
-        result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch,
-                      connections=args.connections, seconds=args.seconds, machine=machine.describe())
+        result["stored"] -= args.prefill
+        result["stored_distinct"] -= args.prefill
+        result["lag_trend"] = lag_trend(result["lag_samples"], args.rate or result["events_per_s"], args.batch)
+        result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch, rate=args.rate or None,
+                      consumers=args.consumers, prefill=args.prefill, prefill_s=round(prefill_s, 1),
+                      connections=args.connections, seconds=args.seconds,
+                      machine=machine.describe())
     print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))
     print("lag (s, entries):", " ".join(f"{t:.0f}:{v}" for t, v in result["lag_samples"]))
+    print("lag verdict:", result["lag_trend"]["verdict"])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -309,10 +309,13 @@ class Bundle:
 
 
 def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search: bool = True, dense: bool = True,
-                         history_length: int = 50, progress: Any = None, adapt: Any = None) -> Bundle:
+                         history_length: int = 50, progress: Any = None, adapt: Any = None,
+                         previous_encoder: Path | None = None) -> Bundle:
     """Everything `aisle serve` needs from a Dataset: pipeline (+ per-user lists), search engine, catalog,
     histories. `manifest["metrics"]["parts"]` says what was built and how long each part took. `adapt` (an
-    `aisle.search.adapt.AdaptSettings`) fine-tunes search's dense encoder on the data's own search log first."""
+    `aisle.search.adapt.AdaptSettings`) fine-tunes search's dense encoder on the data's own search log first;
+    `previous_encoder` (the fine-tune of the bundle this one replaces: `saved_search_encoder`) serves instead when
+    the log has too few pairs to adapt."""
     import time
 
     from aisle.evaluate.protocol import item_vocab
@@ -345,12 +348,12 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     if search and catalog is not None:
         t0 = time.perf_counter()
         say("search index")
-        engine, adaptation = _search_engine(data, dense, adapt)
+        engine, adaptation = _search_engine(data, dense, adapt, previous_encoder)
         if adaptation is not None:
             say(f"search encoder: {adaptation.reason}")
             parts["search_encoder"] = {"what": adaptation.reason, "seconds": adaptation.seconds,
                                        "adapted": adaptation.adapted, "pairs": adaptation.pairs,
-                                       "encoder": adaptation.encoder}
+                                       "encoder": adaptation.encoder, "carried": adaptation.carried}
         parts["search"] = {"what": f"{len(engine.catalog):,} items, dense={dense}, reranker="
                                    f"{'yes' if engine.reranker is not None else 'no'}",
                            "seconds": time.perf_counter() - t0}
@@ -361,7 +364,22 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     return bundle
 
 
-def _search_engine(data: Any, dense: bool, adapt: Any = None) -> tuple[SearchEngine, Any]:
+def saved_search_encoder(path: str | Path) -> Path | None:
+    """The fine-tuned search encoder folder inside a saved bundle (`search/encoder`), or None when its search
+    serves the packaged encoder (or it has no search): what a refit carries forward when it cannot adapt anew."""
+    root = Path(path)
+    try:
+        search = json.loads((root / "manifest.json").read_text()).get("parts", {}).get("search")
+        if search is None:
+            return None
+        encoder = json.loads((root / search / "manifest.json").read_text()).get("encoder")
+    except (OSError, ValueError):
+        return None
+    return root / search / encoder if encoder else None
+
+
+def _search_engine(data: Any, dense: bool, adapt: Any = None, previous: Path | None = None
+                   ) -> tuple[SearchEngine, Any]:
     """The search engine and, when `adapt` asks for it, what adapting its encoder did (`Adaptation`)."""
     from aisle.search import evaluate as ev
     from aisle.search.embed import Embedder, default_cache_dir
@@ -375,7 +393,7 @@ def _search_engine(data: Any, dense: bool, adapt: Any = None) -> tuple[SearchEng
     if adapt is not None:
         from aisle.search.adapt import adapt_engine
 
-        engine, adaptation = adapt_engine(engine, judgments, adapt)
+        engine, adaptation = adapt_engine(engine, judgments, adapt, previous=previous)
     if judgments.height:
         judged = ev.judged_queries(judgments, engine)
         prep = ev.prepare(engine, [j.query for j in judged])

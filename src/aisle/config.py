@@ -35,6 +35,7 @@ NESTED = "__"
 OTHER_VARIABLES = {
     "AISLE_CACHE": "where models, embeddings and exports are cached",
     "AISLE_SERVE_SETTINGS": "set by `aisle serve` for its worker processes",
+    "AISLE_CONSUMER_PARENT": "set by `aisle serve` for its stream consumer processes (its pid)",
 }
 """`AISLE_*` variables that are not settings but are still Aisle's (so they are not typos)."""
 
@@ -242,6 +243,10 @@ class Settings(_Frozen):
     """With Redis state and a store: `aisle serve` runs the stream consumers (stream -> store, events and
     impressions) in one process beside its workers (an app made by `create_app` alone: in threads), so a plain
     deployment needs no `aisle consume` process; False leaves that to `aisle consume`."""
+    consumers: int = Field(default=1, ge=1, le=64)
+    """With `consume`: how many consumer processes `aisle serve` runs; they share the event stream (one consumer
+    group), so where one cannot keep up (its lag grows on `/metrics`) more write in parallel: PostgreSQL takes their
+    transactions at once; a DuckDB file takes one writer at a time."""
     consumer_nice: int = Field(default=5, ge=0, le=19)
     """How many levels nicer than the workers that consumer process runs (and its DuckDB with one thread):
     background writing yields the CPU to the requests (a store write every 0.5-2 s took both cores at once for

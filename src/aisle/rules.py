@@ -105,11 +105,17 @@ def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: 
 def allowed(rows: np.ndarray, *, attrs: ItemAttributes, rules: RulesConfig, excluded: np.ndarray,
             filters: Filters | None) -> np.ndarray:
     """The hard rules as a mask over `rows`: not excluded (`excluded` is a mask over the catalog: seen, asked not
-    to show), in stock when the rules want it, passing the request's filters. What every list, and every item an
-    exploring list adds (`aisle.explore`), must pass."""
-    keep = ~excluded[rows]
-    if rules.only_available:
-        keep &= attrs.available[rows]
+    to show) and `admissible`. What every list, and every item an exploring list adds (`aisle.explore`), must
+    pass."""
+    return ~excluded[rows] & admissible(rows, attrs=attrs, rules=rules, filters=filters)
+
+
+def admissible(rows: np.ndarray, *, attrs: ItemAttributes, rules: RulesConfig, filters: Filters | None
+               ) -> np.ndarray:
+    """The hard rules that do not depend on the shopper, as a mask over `rows`: in stock when the rules want it,
+    passing the request's filters. Apart from `allowed` so that a fixed set of rows (exploration's pool) can
+    keep the unfiltered mask and check a request's exclusions against its own rows, not a catalog-wide mask."""
+    keep = attrs.available[rows] if rules.only_available else np.ones(len(rows), bool)
     if filters is not None and not filters.is_empty():
         keep &= attrs.passes(rows, filters)
     return keep
@@ -175,4 +181,4 @@ def _greedy(rows: np.ndarray, scores: np.ndarray, k: int, attrs: ItemAttributes,
     return np.asarray(picked, np.int64)
 
 
-__all__ = ["ItemAttributes", "Selected", "allowed", "apply_rules"]
+__all__ = ["ItemAttributes", "Selected", "admissible", "allowed", "apply_rules"]

@@ -132,6 +132,20 @@ def test_repeats_inside_one_batch_are_stored_once(store: StoreBackend, ids: bool
     assert store.events().height == 6
 
 
+@pytest.mark.parametrize("ids", [True, False])
+def test_a_fresh_batch_still_skips_the_stored_copies_of_its_events(store: StoreBackend, ids: bool) -> None:
+    """`fresh=True` (what the stream consumer says of entries it reads for the first time) narrows where a backend
+    looks for stored copies to the batch's time span; it never changes what counts as one: an entry delivered
+    again stores nothing twice, also with stored events before and after its span and copies on its very edges."""
+    store.append_events(_events(10, ids=ids))  # minutes 0..9
+    batch = pl.concat([_events(7, ids=ids, start=3), _events(12, ids=ids, start=10), _events(11, ids=ids, start=10)])
+    got = store.append_events(batch, fresh=True)  # minutes 3..6 stored, 10 and 11 new (10 twice in the batch)
+    assert (got.offered, got.inserted) == (7, 2)
+    assert store.append_events(batch, fresh=True).inserted == 0
+    assert store.append_events(_events(12, ids=ids), fresh=True).inserted == 0
+    assert store.events().height == store.stats().events == 12
+
+
 def test_events_without_ids_are_keyed_by_user_item_type_time_and_query(store: StoreBackend) -> None:
     base = Event("u1", "i1", EventType.SEARCH, T0, query="boots")
     assert store.append_events(events_frame([base])).inserted == 1
@@ -152,6 +166,7 @@ def test_an_id_is_the_identity_whatever_the_content(store: StoreBackend) -> None
     a = _events(1, ids=True)
     store.append_events(a)
     assert store.append_events(a.with_columns(pl.lit("other-item").alias("item_id"))).inserted == 0
+    assert store.append_events(a.with_columns(pl.col("timestamp") + timedelta(days=30))).inserted == 0
     assert store.append_events(a.with_columns(pl.lit("e-new").alias("event_id"))).inserted == 1
 
 

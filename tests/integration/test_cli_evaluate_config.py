@@ -37,11 +37,26 @@ def test_config_pins_parameters(tmp_path: Path) -> None:
     assert all(t["params"]["window"] == 2 for t in entry["trials"])
 
 
-def test_config_naming_an_unselected_model_is_an_error(tmp_path: Path) -> None:
-    cfg = tmp_path / "cfg.toml"
-    cfg.write_text("[sasrec]\ndim = 8\n")
+def test_the_file_aisle_train_reads_is_accepted_and_unused_tables_are_named(tmp_path: Path) -> None:
+    """A serving bundle's config ([pipeline], [search] with adapt, a model table) evaluates as it is: the tables
+    evaluate does not use are left out with one line naming them, the ones it uses still apply."""
+    cfg = tmp_path / "train.toml"
+    cfg.write_text('[pipeline]\nsources = [{key = "trending", model = "trending", kind = "trending"}]\n'
+                   "[search]\nadapt = true\nmin_pairs = 50\n[sasrec]\ndim = 8\n[markov]\nwindow = 2\n")
+    out = tmp_path / "res.json"
+    result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "pipeline,markov", "--config",
+                                 str(cfg), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {cfg}: ignoring [search], [sasrec] (not used by evaluate --models pipeline,markov)"], \
+        result.output
+    models = json.loads(out.read_text())["models"]
+    assert models["markov"]["params"]["window"] == 2
+    assert set(models["pipeline"]["candidate_recall"]["recall"]) == {"merged", "trending"}  # the file's sources
+    cfg.write_text("[search]\nadapt = true\nepohcs = 2\n")  # a typo inside a table is still refused by name
     result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "pop", "--config", str(cfg)])
-    assert result.exit_code == 2 and "sasrec" in result.output
+    message = _flat(result.output)
+    assert result.exit_code == 2 and "[search] has unknown parameter epohcs" in message, message
 
 
 def test_an_unknown_model_table_or_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
@@ -58,7 +73,7 @@ def test_an_unknown_model_table_or_parameter_is_an_error_naming_it(tmp_path: Pat
     result = runner.invoke(app, ["evaluate", toy, "--models", "markov,sasrec", "--config", str(cfg)])
     message = _flat(result.output)
     assert result.exit_code == 2 and "[markov] has unknown parameter windwo" in message, message
-    assert "accepted: decay, smoothing, window" in message
+    assert "accepted: decay, hops, smoothing, window" in message
     cfg.write_text("[sasrec]\ndrop_out = 0.2\n")
     result = runner.invoke(app, ["train", toy, "--model", "sasrec", "--out", str(tmp_path / "b"), "--config",
                                  str(cfg)])

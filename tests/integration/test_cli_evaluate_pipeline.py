@@ -18,6 +18,7 @@ from aisle.testing.toy import toy_sequences
 runner = CliRunner()
 DOCUMENTED = Path(__file__).parents[2] / "benchmarks" / "pipeline_fast.toml"
 DEEP = Path(__file__).parents[2] / "benchmarks" / "pipeline_deep.toml"
+HOPS = Path(__file__).parents[2] / "benchmarks" / "pipeline_hops.toml"
 
 
 def _flat(output: str) -> str:
@@ -111,10 +112,10 @@ def test_a_bad_pipeline_table_is_refused_before_reading(tmp_path: Path, text: st
     assert result.exit_code == 2 and message in _flat(result.output), result.output
 
 
-def test_a_pipeline_table_needs_the_pipeline_model(tmp_path: Path) -> None:
+def test_a_pipeline_table_without_the_pipeline_model_is_named_as_ignored(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", f"s3rec:{_toy(tmp_path)}", "--models", "markov",
                                  "--config", str(DOCUMENTED)])
-    assert result.exit_code == 2 and "configures pipeline, which --models does not name" in \
+    assert result.exit_code == 0 and "ignoring [pipeline] (not used by evaluate --models markov)" in \
         _flat(result.output), result.output
 
 
@@ -150,3 +151,13 @@ def test_the_deep_pipeline_measured_is_the_one_served(tmp_path: Path) -> None:
     assert served == measured
     deep = next(s for s in served["sources"] if s["kind"] == "sequential")
     assert deep["model"] == "sasrec" and deep["fit_once"] and deep["params"]["max_seconds"] > 0
+
+
+def test_the_two_hop_pipeline_measured_is_the_one_served(tmp_path: Path) -> None:
+    """The same for `benchmarks/pipeline_hops.toml`: deeper lists and a Markov source whose neighbours are two
+    transitions away, in both."""
+    measured, served = _served_config(tmp_path, HOPS)
+    assert served == measured
+    two = next(s for s in served["sources"] if s["key"] == "markov2")
+    assert two["model"] == "markov" and two["params"] == {"hops": 2}
+    assert served["neighbours"] == 100 and served["per_source"] == 100

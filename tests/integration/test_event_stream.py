@@ -173,8 +173,8 @@ def test_a_dead_consumers_entries_are_claimed_by_another_and_stored_once(bundle_
             store.append_events(decode([taken[0][1][0][1]["e"]]))
         alive = Consumer(redis_url, sink.locked, name="alive", claim_idle_s=0.3)
         try:
-            stored = alive.step()  # the entry nobody took (and the dead one's two, if 0.3 s already passed)
-            assert stored in (10, 30)
+            stored = alive.step()  # the entry nobody took, or (once 0.3 s passed: a busy machine) the dead one's two
+            assert stored in (10, 20)
             deadline = time.monotonic() + 30
             while stored < 30 and time.monotonic() < deadline:  # the dead one's two, claimed once 0.3 s idle
                 time.sleep(0.1)
@@ -243,9 +243,9 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1", **extra}
 
 
-def _serve(bundle: Path, port: int, redis_url: str, store: str, log: Path) -> subprocess.Popen[bytes]:
+def _serve(bundle: Path, port: int, redis_url: str, store: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port", str(port),
-                             "--workers", "2", "--state", redis_url, "--store", store],
+                             "--workers", "2", "--state", redis_url, "--store", store, *extra],
                             env=_env(AISLE_STREAM_CLAIM_IDLE_S="1"), stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group: kill -9 takes the workers too
 
@@ -399,33 +399,46 @@ def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def _consumer_pid(server: subprocess.Popen[bytes], seconds: float = 60) -> int:
+def _consumer_pids(server: subprocess.Popen[bytes], n: int = 1, seconds: float = 60) -> list[int]:
+    """The `n` consumer processes of `server` (once all are up), oldest first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = [pid for pid, cmd in _children(server.pid).items() if b"aisle.serve.consumers" in cmd]
-        if found:
-            assert len(found) == 1, found
-            return found[0]
+        found = sorted(pid for pid, cmd in _children(server.pid).items() if b"aisle.serve.consumers" in cmd)
+        assert len(found) <= n, found
+        if len(found) == n:
+            return found
         time.sleep(0.1)
-    raise AssertionError("aisle serve runs no consumer process")
+    raise AssertionError(f"aisle serve does not run {n} consumer process(es)")
 
 
 @pytest.mark.slow
-def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundle_dir: Path, tmp_path: Path,
-                                                                           redis_url: str) -> None:
-    """`aisle serve --workers 2` with Redis and a store runs the stream consumers in one process of its own (every
-    consumer of the group is that process, none a worker); a kill -9 of it mid-load is followed by a new one that
-    claims what the dead one held: every acknowledged event is stored exactly once. A kill -9 of the server's
-    parent process takes the consumer process with it. The consumer process yields the CPU to the workers: it runs
-    `consumer_nice` (5) levels nicer than they do, the restarted one too."""
-    port, store, log = free_port(), str(tmp_path / "live.duckdb"), tmp_path / "serve.log"
+@pytest.mark.parametrize(("backend", "consumers"), [("duckdb", 1), ("postgresql", 2)])
+def test_serve_consumes_in_supervised_processes_whose_kill_9_loses_nothing(
+        bundle_dir: Path, tmp_path: Path, redis_url: str, backend: str, consumers: int) -> None:
+    """`aisle serve --workers 2 --consumers N` with Redis and a store runs the stream consumers in N processes of
+    their own (every consumer of the group is one of them, none a worker; with 2 both take entries); a kill -9 of
+    one mid-load is followed by a new one, and what the dead one held is claimed: every acknowledged event is
+    stored exactly once. A kill -9 of the server's parent process takes the consumer processes with it."""
+    port, log = free_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
-    server = _serve(bundle_dir, port, redis_url, store, log)
+    with contextlib.ExitStack() as stack:
+        store = str(tmp_path / "live.duckdb")
+        if backend == "postgresql":
+            from tests.pgserver import fresh_database, postgres_server
+
+            store = fresh_database(stack.enter_context(postgres_server()), "consumers")
+        _serve_and_kill_consumer(bundle_dir, port, url, redis_url, store, log, consumers)
+
+
+def _serve_and_kill_consumer(bundle_dir: Path, port: int, url: str, redis_url: str, store: str, log: Path,
+                             consumers: int) -> None:
+    server = _serve(bundle_dir, port, redis_url, store, log, "--consumers", str(consumers))
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     acked: set[str] = set()
     try:
         wait_ready(url, server, seconds=90, output=log.read_text)
-        first = _consumer_pid(server)
+        pids = _consumer_pids(server, consumers)
+        first = pids[0]
         batches = [[{"user_id": f"p{(b * 100 + i) % 97}", "item_id": f"i{i % 150:05d}", "event_type": "view",
                      "event_id": f"p-{b}-{i}"} for i in range(100)] for b in range(40)]
         with httpx.Client(base_url=url, timeout=10) as http:
@@ -436,29 +449,32 @@ def test_serve_consumes_in_a_supervised_process_whose_kill_9_loses_nothing(bundl
                 assert resp.status_code == 200, resp.text
                 acked.update(e["event_id"] for e in batch)
             names = {c["name"] for c in r.xinfo_consumers(stream_key(), "aisle-store")}
-        second = _consumer_pid(server, seconds=30)
-        assert second != first  # the supervisor started another
+        now = _consumer_pids(server, consumers, seconds=30)
+        assert first not in now and len(set(now) - set(pids)) == 1  # the supervisor started another
         workers = [pid for pid, cmd in _children(server.pid).items() if b"spawn_main" in cmd]
         assert len(workers) == 2, _children(server.pid)
         assert {_nice(w) for w in workers} == {_nice(server.pid)}
-        nicer = min(19, _nice(server.pid) + 5)  # background writing yields to the requests
-        deadline = time.monotonic() + 30  # set by the process itself once its imports are done
-        while _nice(second) != nicer and time.monotonic() < deadline:
+        nicer = min(19, _nice(server.pid) + 5)  # background writing yields to the requests (`consumer_nice`)
+        deadline = time.monotonic() + 30  # set by each consumer process itself once its imports are done
+        while any(_nice(c) != nicer for c in now) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _nice(second) == nicer
-        assert names and all(f"-{first}-" in n or f"-{second}-" in n for n in names), names  # no worker consumes
+        assert [_nice(c) for c in now] == [nicer] * consumers
+        everyone = {*pids, *now}
+        assert names and all(any(f"-{p}-" in n for p in everyone) for n in names), names  # no worker consumes
+        assert all(any(f"-{p}-" in n for n in names) for p in pids[1:]), names  # the others read the group too
         deadline = time.monotonic() + 60
         while r.xlen(stream_key()) and time.monotonic() < deadline:  # what the dead one held is claimed after 1 s
             time.sleep(0.2)
         assert r.xlen(stream_key()) == 0
-        server.send_signal(signal.SIGKILL)  # the parent alone: the consumer process must not outlive it
+        server.send_signal(signal.SIGKILL)  # the parent alone: no consumer process may outlive it
         server.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{second}").exists() and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(second, os.WNOHANG)
-            time.sleep(0.1)
-        assert not Path(f"/proc/{second}").exists() or b"Z" in Path(f"/proc/{second}/stat").read_bytes()[:60]
+        for pid in now:
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.1)
+            assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()[:60]
     finally:
         _kill_group(server)
     ids = _stored_at(store)["event_id"]
@@ -548,9 +564,9 @@ def test_a_consumer_deletes_what_it_wrote_while_the_user_was_erased(bundle_dir: 
         def __init__(self, store: Any) -> None:
             self.store = store
 
-        def append_events(self, frame: pl.DataFrame) -> Any:
+        def append_events(self, frame: pl.DataFrame, *, fresh: bool = False) -> Any:
             r.eval(_ERASURE, 2, stream_key(), "aisle:stream:erasures", "racer")  # DELETE /users/racer meanwhile
-            return self.store.append_events(frame)
+            return self.store.append_events(frame, fresh=fresh)
 
         def delete_user(self, user: str) -> int:
             return self.store.delete_user(user)

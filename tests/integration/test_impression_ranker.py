@@ -25,7 +25,7 @@ from aisle.registry import Decision, Registry
 from aisle.serve import create_app
 from aisle.simulate import WorldConfig, build_world, make_policy, simulate
 from aisle.store import open_store
-from aisle.worker import Worker
+from tests.workers import run_job
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
 COMBINER = PipelineConfig(sources=SOURCES, rounds=10)
@@ -46,12 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             store.append_events(world.dataset.events)
             store.append_events(res.events)
             assert store.append_impressions(res.impressions).inserted == res.impressions.height
-    worker = Worker(_settings(root, root / "registry"), pipeline=COMBINER)
-    worker.start()
-    try:
-        assert worker.run("refit").decision.promoted  # type: ignore[union-attr]
-    finally:
-        worker.lease.release()
+    assert run_job(_settings(root, root / "registry"), pipeline=COMBINER).decision.promoted  # type: ignore[union-attr]
     return {"root": root}
 
 
@@ -64,14 +59,9 @@ def _settings(root: Path, registry: Path, **extra: str):  # type: ignore[no-unty
 def _refit(served: dict[str, Path], tmp_path: Path, **env: str) -> tuple[Path, Decision]:
     registry = tmp_path / "registry"
     shutil.copytree(served["root"] / "registry", registry)
-    worker = Worker(_settings(served["root"], registry, **env), pipeline=IMPRESSIONS)
-    worker.start()
-    try:
-        decision = worker.run("refit").decision
-        assert decision is not None
-        return registry, decision
-    finally:
-        worker.lease.release()
+    decision = run_job(_settings(served["root"], registry, **env), pipeline=IMPRESSIONS).decision
+    assert decision is not None
+    return registry, decision
 
 
 def _bundles_list(registry: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -140,12 +130,7 @@ def test_once_promoted_it_serves_and_a_refresh_keeps_it(served: dict[str, Path],
                                                       pl.lit(None, pl.String).alias("event_id"))).inserted == 60
     settings = load_settings(None, env={"AISLE_WORKER__DENSE": "false", "AISLE_WORKER__LATENCY_BUDGET_MS": "2000"},
                              bundle=registry, store=str(copy))
-    worker = Worker(settings, pipeline=IMPRESSIONS)
-    worker.start()
-    try:
-        outcome = worker.run("refresh")
-    finally:
-        worker.lease.release()
+    outcome = run_job(settings, "refresh", pipeline=IMPRESSIONS)
     assert outcome.kind == "refresh" and outcome.decision is not None and outcome.decision.promoted
     current = Registry(registry).current()
     assert current == outcome.version
@@ -172,12 +157,7 @@ def test_the_same_from_a_postgresql_store(served: dict[str, Path], tmp_path: Pat
                                             "AISLE_WORKER__LATENCY_BUDGET_MS": "2000",
                                             "AISLE_WORKER__IMPRESSION_RANKER_MIN": "200"},
                                  bundle=tmp_path / "registry", store=url)
-        worker = Worker(settings, pipeline=IMPRESSIONS)
-        worker.start()
-        try:
-            decision = worker.run("refit").decision
-        finally:
-            worker.lease.release()
+        decision = run_job(settings, pipeline=IMPRESSIONS).decision
     assert decision is not None
     learned = decision.extra["impression_ranker"]
     assert learned["trained"] and 200 <= learned["served_lists"] < lists

@@ -31,6 +31,7 @@ from aisle.types import Event, EventType, events_frame
 from aisle.worker import Worker
 from tests.redisserver import free_port, redis_server
 from tests.serving import aisle_process, wait_ready
+from tests.workers import run_job
 
 PIPELINE = """[pipeline]
 rounds = 10
@@ -67,12 +68,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from aisle.cli.train import load_config
     from aisle.pipeline import PipelineConfig
 
-    worker = Worker(settings, pipeline=PipelineConfig().updated(load_config(root / "pipeline.toml")["pipeline"]))
-    worker.start()
-    try:
-        assert worker.run("refit").decision.promoted  # type: ignore[union-attr]
-    finally:
-        worker.lease.release()
+    pipeline = PipelineConfig().updated(load_config(root / "pipeline.toml")["pipeline"])
+    assert run_job(settings, pipeline=pipeline).decision.promoted  # type: ignore[union-attr]
     return {"root": root}
 
 
@@ -266,13 +263,8 @@ def test_a_version_published_by_hand_is_compared_only_on_events_it_never_saw(sho
     first = reg.publish(shop["tmp"] / "hand", Decision("manual", True, "published by hand"))
     _append(shop["store"], pl.read_parquet(shop["later"]))
     settings = load_settings(None, env=_settings_env(shop["pipeline"]), bundle=reg.root, store=str(shop["store"]))
-    worker = Worker(settings, pipeline=pipeline)
-    assert worker.due() == "refit"  # no watermark: nothing to refresh from
-    worker.start()
-    try:
-        out = worker.run("refit")
-    finally:
-        worker.lease.release()
+    assert Worker(settings, pipeline=pipeline).due() == "refit"  # no watermark: nothing to refresh from
+    out = run_job(settings, pipeline=pipeline)
     d = out.decision
     assert d is not None and "never saw" in d.extra["baseline"]
     assert d.candidate["users"] == d.serving["users"] > 50 and d.extra["holdout_events"] <= 1500

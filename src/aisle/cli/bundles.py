@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aisle.cli.console import error_line
+
 if TYPE_CHECKING:
     from aisle.registry import Registry
 
@@ -32,7 +34,7 @@ def _open(root: Path | None, config: Path | None, state: str | None = None) -> t
     try:
         settings = load_settings(config, bundle=root, state=state)
     except (ConfigError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     return Registry(settings.bundle, keep=settings.registry_keep), settings.state
 
@@ -89,13 +91,13 @@ def publish(bundle: Annotated[Path, typer.Argument(help="A bundle folder written
 
     problem = serving_problem(bundle)
     if problem is not None:
-        err.print(f"[red]error:[/] {problem}")
+        err.print(error_line(f"{problem}"))
         raise typer.Exit(2)
     reg, st = _open(root, config, state)
     try:
         version = reg.publish(bundle, Decision("manual", promote, "published by hand"))
     except RegistryError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     console.print(f"published {version}" + (" and made it current" if promote else ""))
     if promote:
@@ -111,7 +113,7 @@ def promote(version: Annotated[str, typer.Argument(help="A version from `aisle b
     try:
         reg.promote(version)
     except RegistryError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     console.print(f"{version} is current")
     _tell(st, "promote", version)
@@ -125,7 +127,7 @@ def rollback(root: Root = None, config: Config = None, state: State = None) -> N
     try:
         version = reg.rollback()
     except RegistryError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     console.print(f"rolled back: {version} is current")
     _tell(st, "promote", version)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from aisle.cli.console import error_line
 from aisle.data.readers import READERS, DataSpec, read_dataspec
 from aisle.data.validation import DataError
 from aisle.store import DEFAULT_DB, StoreStats, describe, is_postgres_url, open_store
@@ -84,11 +85,11 @@ def ingest(
             data = read_dataspec(spec, on_error=on_error)  # type: ignore[arg-type]
         read_s = time.perf_counter() - t0
     except DataError as exc:
-        err.print(f"[red]error:[/] {exc}\n(use --on-error skip to load the good rows and write the bad ones to a "
-                  "rejects file)")
+        err.print(error_line(f"{exc}\n(use --on-error skip to load the good rows and write the bad ones to a "
+                  "rejects file)"))
         raise typer.Exit(1) from None
     except (ValueError, FileNotFoundError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     rejects_path = None
     if data.log.rejects:
@@ -102,7 +103,7 @@ def ingest(
             appended = store.ingest(data, progress=lambda n: bar.advance(task, n))
             totals = store.stats()
     except _store_errors(db) as exc:
-        err.print(f"[red]error:[/] {describe(db)}: {exc}")
+        err.print(error_line(f"{describe(db)}: {exc}"))
         raise typer.Exit(2) from None
     write_s = time.perf_counter() - t1
     ev = data.events
@@ -147,7 +148,7 @@ def stats(
         with open_store(db, read_only=True) as store:
             s = store.stats()
     except _store_errors(db) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(s.as_dict(), indent=2))
@@ -168,7 +169,7 @@ def export(
             paths = store.export_parquet(out)
             s = store.stats()
     except _store_errors(db) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     console.print(f"Exported {describe(db)} ({s.catalog_items:,} catalog items, {s.events:,} events) to "
                   f"{', '.join(p.name for p in paths.values())} in [bold]{out}[/]. Read it back with: "
@@ -199,7 +200,7 @@ def compact(
             with store_lock(db), open_store(db) as store:
                 done = store.compact()
     except _store_errors(db) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     console.print(f"Compacted {describe(db)}: {done.before_bytes / 2**20:,.1f} MiB -> {done.after_bytes / 2**20:,.1f} "
                   f"MiB in {done.seconds:.1f}s")

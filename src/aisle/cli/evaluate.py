@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from aisle.cli.console import error_line
 from aisle.data.readers import READERS
 
 console = Console()
@@ -99,12 +100,12 @@ def evaluate(
     try:
         from aisle.models.registry import MODELS
     except ImportError as exc:
-        err.print(f"[red]error:[/] no model registry available (aisle.models.registry): {exc}")
+        err.print(error_line(f"no model registry available (aisle.models.registry): {exc}"))
         raise typer.Exit(2) from None
     unknown = [n for n in names if n not in MODELS and n != PIPELINE]
     if unknown:
-        err.print(f"[red]error:[/] unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                  f"known: {', '.join(sorted([*MODELS, PIPELINE]))}")
+        err.print(error_line(f"unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                  f"known: {', '.join(sorted([*MODELS, PIPELINE]))}"))
         raise typer.Exit(2)
     params = _config(config, names)
     classes = {n: _pipeline_model(params, config) if n == PIPELINE else _pinned(MODELS[n], params.get(n))
@@ -114,23 +115,23 @@ def evaluate(
         with err.status(f"Reading and validating {spec} ..."):
             data = read_dataspec(spec)
     except DataError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(1) from None
     except (ValueError, FileNotFoundError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     if data.events.is_empty():
-        err.print(f"[red]error:[/] {spec} holds no events to evaluate on")
+        err.print(error_line(f"{spec} holds no events to evaluate on"))
         raise typer.Exit(2)
     try:
         exp = run_experiment(data, classes, protocol=protocol, ks=ks, max_trials=max_trials,
                              seed=seed, sampled=sampled, target_types=_names(target_types) if target_types else None,
                              console=err, name=spec.path.stem)
     except ModelError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(1) from None
     except ValueError as exc:  # e.g. a temporal split of an event log without time
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     result = exp.to_dict()
     to_stdout = json_out is not None and str(json_out) == "-"
@@ -167,15 +168,18 @@ PIPELINE = "pipeline"
 
 
 def _config(path: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    """The --config file's tables, read by `aisle train`'s parser; every table must name a model of --models."""
+    """The --config file's tables that --models uses, read by `aisle train`'s parser (so the file `aisle train
+    --config` reads is accepted as it is, and a typo in a table or a key is refused by name either way). Tables
+    evaluate does not use (`[search]`, which only a bundle's search index needs, and models --models does not
+    name) are left out with a one-line note naming them: said, not silently dropped."""
     from aisle.cli.train import load_config
 
     params = load_config(path)
-    extra = sorted(set(params) - set(names))
-    if extra:
-        raise typer.BadParameter(f"{path} configures {', '.join(extra)}, which --models does not name",
-                                 param_hint="--config")
-    return params
+    unused = [name for name in params if name not in names]
+    if unused:
+        err.print(f"note: {path}: ignoring {', '.join(f'[{n}]' for n in unused)} (not used by evaluate "
+                  f"--models {','.join(names)})", markup=False, highlight=False, soft_wrap=True)
+    return {name: table for name, table in params.items() if name in names}
 
 
 def _pipeline_model(params: dict[str, dict[str, Any]], path: Path | None) -> type:

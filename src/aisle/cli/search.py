@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aisle.cli.console import error_line
+
 console = Console()
 err = Console(stderr=True)
 
@@ -29,10 +31,10 @@ def _read(spec: str, option: str) -> Any:
     try:
         data = read_dataspec(spec)
     except (DataError, ValueError, FileNotFoundError, OSError) as exc:
-        err.print(f"[red]error:[/] {option}: {exc}")
+        err.print(error_line(f"{option}: {exc}"))
         raise typer.Exit(2) from None
     if "judgments" not in data.extras and option != "--catalog":
-        err.print(f"[red]error:[/] {option}: {spec} has no relevance judgments (e.g. use the homedepot format)")
+        err.print(error_line(f"{option}: {spec} has no relevance judgments (e.g. use the homedepot format)"))
         raise typer.Exit(2)
     return data
 
@@ -107,7 +109,7 @@ def search_eval(
     try:
         embedder = Embedder(cache or default_cache_dir(), model_path=encoder) if dense else None
     except ValueError as exc:
-        err.print(f"[red]error:[/] --encoder: {exc}")
+        err.print(error_line(f"--encoder: {exc}"))
         raise typer.Exit(2) from None
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -125,8 +127,8 @@ def search_eval(
     else:
         fit_idx, test_idx = ev.holdout_split(judged)
         if not len(fit_idx) or not len(test_idx):
-            err.print("[red]error:[/] the holdout protocol needs queries on both sides of the split; "
-                      "use --protocol cv")
+            err.print(error_line("the holdout protocol needs queries on both sides of the split; "
+                      "use --protocol cv"))
             raise typer.Exit(2)
 
     t1 = time.perf_counter()

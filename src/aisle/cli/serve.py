@@ -84,6 +84,9 @@ def serve(
     follow: Annotated[float | None, typer.Option(help="A registry: check its current version every N seconds, the "
                                                  "fallback to Redis notices (default 2; 0 = notices only).")]
     = None,
+    consumers: Annotated[int | None, typer.Option(help="With --state redis:// and --store: stream consumer processes "
+                                                  "sharing the event stream (default 1; more where the lag grows).")]
+    = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve recommendations and search over HTTP (OpenAPI docs at /docs)."""
@@ -93,7 +96,7 @@ def serve(
         keys = tuple(api_key or ()) + (read_key_file(api_key_file) if api_key_file else ())
         settings = load_settings(config, bundle=bundle, host=host, port=port, workers=workers, state=state,
                                  store=store, api_keys=keys or None, watch_seconds=watch,
-                                 follow_seconds=follow)
+                                 follow_seconds=follow, consumers=consumers)
     except (ConfigError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -167,18 +170,18 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
     os.environ[_ENV] = str(settings_file)
     if settings.workers > 1:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="aisle-prom-"))
-    consumers = None
+    consumers: list[Any] = []
     try:
         if consumer_process:
-            from aisle.serve.consumers import ConsumerProcess
+            from aisle.serve.consumers import processes
 
-            consumers = ConsumerProcess(settings_file).start()
+            consumers = [c.start() for c in processes(settings, settings_file)]
         uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
                     workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop",
                     http="httptools")
     finally:
-        if consumers is not None:  # after the workers: their last impressions are in the stream by now
-            consumers.stop()
+        for c in consumers:  # after the workers: their last impressions are in the stream by now
+            c.stop()
         shutil.rmtree(settings_file.parent, ignore_errors=True)
 
 
@@ -198,12 +201,12 @@ def consume(
 
     `aisle serve` already runs a consumer process beside its workers when the state is Redis and a store is set;
     this command adds consumers (or is the only one, with `consume = false` in the server's settings)."""
-    import signal
     import threading
 
     from aisle.config import ConfigError, load_settings
     from aisle.serve.services import StoreSink
     from aisle.serve.stream import Consumer
+    from aisle.stopping import stop_on_signals
     from aisle.store import describe
 
     try:
@@ -227,8 +230,7 @@ def consume(
                         stream=stream, count=1_000, pace_s=settings.impressions_store_s if stream == "impressions"
                         else settings.events_store_s)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     console.print(f"Consuming the {stream} stream of {settings.state} into {describe(str(settings.store))} as "
                   f"{consumer.name}. Press Ctrl-C to stop.")
     try:

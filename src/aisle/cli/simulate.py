@@ -16,6 +16,8 @@ import polars as pl
 import typer
 from rich.console import Console
 
+from aisle.cli.console import error_line
+
 console = Console()
 err = Console(stderr=True)
 experiment_app = typer.Typer(help="A/B experiments: per-arm outcomes with intervals and significance tests.",
@@ -23,7 +25,7 @@ experiment_app = typer.Typer(help="A/B experiments: per-arm outcomes with interv
 
 
 def _fail(msg: str) -> None:
-    err.print(f"[red]error:[/] {msg}")
+    err.print(error_line(f"{msg}"))
     raise typer.Exit(2)
 
 

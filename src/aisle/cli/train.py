@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aisle.cli.console import error_line
 from aisle.data.readers import READERS
 
 console = Console()
@@ -151,14 +152,14 @@ def train(
     names = [m.strip() for m in model.split(",") if m.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown or not names:
-        err.print(f"[red]error:[/] unknown model {', '.join(unknown) or '(none)'}; known: {', '.join(MODELS)}")
+        err.print(error_line(f"unknown model {', '.join(unknown) or '(none)'}; known: {', '.join(MODELS)}"))
         raise typer.Exit(2)
     params = load_config(config)
     ctx = DistContext.from_env()
     try:
         data = read_dataspec(dataspec)
     except (DataError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2 if not isinstance(exc, DataError) else 1) from None
     items = item_vocab(data.events, data.items)
     train_data = TrainData.from_events(data.events, items=items, catalog=data.items if data.items.height else None)
@@ -216,7 +217,7 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
             raise ValueError("--adapt fine-tunes the dense search encoder: it needs --dense")
         data = read_dataspec(dataspec)
     except (DataError, ValueError, FileNotFoundError, TypeError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2 if not isinstance(exc, DataError) else 1) from None
     ctx = DistContext.from_env()
     t0 = time.perf_counter()

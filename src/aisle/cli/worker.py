@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from aisle.cli.console import error_line
+from aisle.stopping import stop_on_signals
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -26,13 +28,13 @@ def worker(
     refresh_seconds: Annotated[float | None, typer.Option(help="Overrides [worker] refresh_seconds.")] = None,
 ) -> None:
     """Keep the served bundle current: refresh it from new events, refit and gate it, publish to the registry."""
-    from aisle.cli.train import load_config
+    from aisle.cli.train import adapt_settings, load_config
     from aisle.config import ConfigError, load_settings
     from aisle.pipeline import PipelineConfig
     from aisle.worker import LeaseLostError, Worker
 
     if once is not None and once not in ("refresh", "refit"):
-        err.print(f"[red]error:[/] --once takes refresh or refit, not {once!r}")
+        err.print(error_line(f"--once takes refresh or refit, not {once!r}"))
         raise typer.Exit(2)
     try:
         settings = load_settings(config, bundle=bundle, store=store, state=state)
@@ -41,12 +43,10 @@ def worker(
                 update={"refresh_seconds": refresh_seconds})})
         params = load_config(settings.worker.pipeline) if settings.worker.pipeline is not None else {}
         pipeline = PipelineConfig().updated(params.get("pipeline", {}))
-        if params.get("search", {}).get("adapt"):  # said, not silently dropped: refits do not fine-tune yet
-            err.print("[yellow]warning:[/] [search] adapt is not applied by the worker: its refits build search with "
-                      "the packaged encoder (refreshes keep a bundle's adapted one); adapt with `aisle train --adapt`")
-        runner = Worker(settings, pipeline=pipeline)
+        adapt = adapt_settings(params, None, settings.worker.seed)  # as `aisle train --config` reads [search]
+        runner = Worker(settings, pipeline=pipeline, adapt=adapt)
     except (ConfigError, ValueError, OSError, typer.BadParameter) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aisle").setLevel(logging.INFO)
@@ -55,7 +55,7 @@ def worker(
         try:
             out = runner.run(once)
         except LeaseLostError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(error_line(exc))
             raise typer.Exit(1) from None
         finally:
             runner.lease.release()
@@ -63,6 +63,5 @@ def worker(
             raise typer.Exit(3)  # refused: cron and scripts can tell
         return
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     runner.run_forever(stop)

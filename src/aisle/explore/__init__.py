@@ -3,7 +3,8 @@ bandit picks (Thompson sampling or LinUCB), logs each shown item's exact propens
 rules or the request's filters, and learns from the clicks (or purchases) the impression log attributes to it.
 
 `state` is what is learned (it travels in the bundle, updated by `aisle worker`), `features` the context LinUCB
-sees, `policy` the per-request choice, `serving` how a runtime and the worker build and update them.
+sees, `policy` the per-request choice (everything a request does not change is computed when a state loads), `learn`
+the update the worker (and the simulator) runs.
 """
 
 from aisle.explore.features import Featurizer

@@ -11,6 +11,7 @@ server used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -58,21 +59,41 @@ class Featurizer:
         x[:, 6] = np.log1p(np.nan_to_num(self.attrs.price[items], nan=0.0)) / 5.0
         return x
 
-    def shopper_part(self, history: np.ndarray, items: np.ndarray, x: np.ndarray) -> None:
-        """Fill the shopper's columns of `x` (contexts of `items`): category and brand shares, price fit."""
-        if not len(history):
-            return
+    @cached_property
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """Per catalog row, computed once so that a request's shopper columns are a few array operations: its
+        (leaf, brand) slots in one table of counts (the leaf codes, then the brand codes, an unknown code of
+        either in a slot of its own that is kept at 0), those two slots, the table's size, and its (log price,
+        has a price) pair."""
         a = self.attrs
-        for col, codes, names in ((2, a.leaf, a.leaf_names), (3, a.brand, a.brand_names)):
-            # the share of the history in each code (a trailing 0 for unknown codes), read per item
-            seen = codes[history]
-            share = np.bincount(seen[seen >= 0], minlength=len(names) + 1)[: len(names) + 1] / len(history)
-            share[-1] = 0.0
-            x[:, col] = share[codes[items]]  # code -1 reads the trailing 0
-        seen_price = a.price[history]
-        seen_price = seen_price[~np.isnan(seen_price)]
-        if len(seen_price):
-            x[:, 4] = -np.abs(5.0 * x[:, 6] - float(np.log1p(seen_price).mean()))
+        n_leaf = max(len(a.leaf_names), int(a.leaf.max(initial=-1)) + 1) + 1
+        n_brand = max(len(a.brand_names), int(a.brand.max(initial=-1)) + 1) + 1
+        slots = np.column_stack([a.leaf.astype(np.int64) + 1, a.brand.astype(np.int64) + 1 + n_leaf])
+        price = np.column_stack([np.log1p(np.nan_to_num(a.price, nan=0.0)), ~np.isnan(a.price)])
+        return slots, np.array([0, n_leaf]), n_leaf + n_brand, price
+
+    def codes(self, items: np.ndarray) -> np.ndarray:
+        """What `shopper_part` reads of `items` (their leaf and brand slots): serving computes it once for its
+        pool, not per request."""
+        return self._tables[0][items]
+
+    def shopper_part(self, history: np.ndarray, items: np.ndarray, x: np.ndarray,
+                     codes: np.ndarray | None = None) -> None:
+        """Fill the shopper's columns of `x` (contexts of `items`, whose `codes` may be given): category and brand
+        shares, price fit."""
+        n = len(history)
+        if not n:
+            return
+        slots, unknown, size, price = self._tables
+        counts = np.bincount(slots[history].ravel(), minlength=size)  # the history's leaves and brands at once
+        counts[unknown] = 0  # an unknown category or brand is no share
+        x[:, 2:4] = counts[self.codes(items) if codes is None else codes] / n
+        total, priced = np.add.reduce(price[history], axis=0)
+        if priced:  # minus the distance to the mean log price of what the shopper looked at (unpriced left out)
+            fit = x[:, 4]
+            np.subtract(5.0 * x[:, 6], total / priced, out=fit)
+            np.abs(fit, out=fit)
+            np.negative(fit, out=fit)
         x[:, 5] = 1.0
 
     def __call__(self, user_ids: list[str | None], item_ids: list[str], timestamps: pl.Series) -> np.ndarray:

@@ -15,6 +15,13 @@ Propensities are exact: the probability that the item shown at a position was pu
 draw: (1 - share) [the greedy list has it there] + share [the exploring list has it there], where an exploration
 slot's probability is the share of draws that put the item in it (1 for LinUCB's pick). A position before the
 first slot is 1 either way.
+
+Cost. Everything that does not depend on the request is computed when the state loads (a new `Explorer` per
+state or catalog change, built off the request path and swapped in): where each catalog row sits in the pool, the
+pool's unfiltered rules mask and brands, LinUCB's item-side features and one matrix holding theta and a square
+root of A^-1 (a request's bounds are one small matmul), and each Thompson draw's best items in order (a request
+reads the first eligible ones of each draw's short list, and scans whole draws only when filters exclude a
+draw's whole short list). A request then does a few numpy operations over the pool of at most `pool` items.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 from aisle.config import ExploreConfig, RulesConfig
 from aisle.explore.features import Featurizer
 from aisle.query import Filters
-from aisle.rules import allowed
+from aisle.rules import admissible
 
 EXPLANATION = {"type": "exploration", "text": "New to our recommendations: we are trying it out"}
 
@@ -37,6 +44,16 @@ class Explored:
     rows: np.ndarray  # the list's item rows
     propensities: np.ndarray  # per position
     explored: np.ndarray  # bool per position: a cold item placed by exploration
+    source: np.ndarray  # per position, the index into the greedy list of the item shown there (-1: explored)
+
+
+_CERTAIN = np.ones(1)
+_CERTAIN.flags.writeable = False  # LinUCB's one pick: put in its slot with probability 1
+
+_SHORTLIST = 16
+"""Thompson sampling: how many of each draw's best pool items are kept in order when the state loads. A request
+picks, per draw, the first eligible items of that short list; only when some draw has fewer eligible ones than
+the list's slots (filters that exclude most of the pool) are whole draws scanned."""
 
 
 def pool_rows(cfg: ExploreConfig, counts: np.ndarray, available: np.ndarray, shown: np.ndarray,
@@ -64,6 +81,14 @@ class Explorer:
         self.pool = np.asarray(pool, np.int64)
         self.pool_ids = [item_ids[r] for r in self.pool.tolist()]
         self.rng = rng or np.random.default_rng()
+        attrs = featurizer.attrs
+        n = len(self.pool)
+        # each catalog row's place in the pool, n (a spare slot past the pool) when not in it: a request clears
+        # its exclusions from a copy of the pool's mask with two writes, whatever they hold
+        self._at = np.full(len(attrs), n, np.int64)
+        self._at[self.pool] = np.arange(n)
+        self._stock = np.r_[admissible(self.pool, attrs=attrs, rules=rules, filters=None), False]
+        self._brand = attrs.brand[self.pool]
         shown, rewards = featurizer.state.counts(self.pool_ids)
         self.rate = featurizer.rate(self.pool_ids)
         a0, b0 = cfg.prior_clicks, cfg.prior_misses
@@ -72,99 +97,125 @@ class Explorer:
             # exact; a new state (every worker refresh) draws afresh
             draw_rng = np.random.default_rng([cfg.seed, featurizer.state.updates])
             self.draws = draw_rng.beta(rewards + a0, np.maximum(shown - rewards, 0.0) + b0,
-                                       size=(cfg.draws, len(self.pool))) if len(self.pool) else \
-                np.zeros((cfg.draws, 0))
+                                       size=(cfg.draws, n)) if n else np.zeros((cfg.draws, 0))
+            self._shortlist = np.argsort(-self.draws, axis=1, kind="stable")[:, :_SHORTLIST]
         else:
-            self.a_inv = np.linalg.inv(featurizer.state.a)
-            self.theta = self.a_inv @ featurizer.state.b
+            a_inv = np.linalg.inv(featurizer.state.a)
+            theta = a_inv @ featurizer.state.b
+            # alpha^2 x A^-1 x = |x alpha L|^2 for L L' = A^-1 (symmetric, positive definite; clipped against
+            # rounding): a request's means and widths come from one matmul, x [theta | alpha L]
+            w, v = np.linalg.eigh((a_inv + a_inv.T) / 2)
+            self._weights = np.column_stack([theta, cfg.alpha * v * np.sqrt(np.maximum(w, 0.0))])
             self.items_x = featurizer.item_part(self.pool, self.rate)  # the shopper's columns per request
+            self._codes = featurizer.codes(self.pool)
 
     def eligible(self, greedy: np.ndarray, excluded: list[int], filters: Filters | None) -> np.ndarray:
         """Mask over the pool: what the hard rules let this request show (not on the list already)."""
-        if not len(self.pool):
-            return np.zeros(0, bool)
-        mask = np.zeros(len(self.features.attrs), bool)
-        mask[np.asarray(excluded, np.int64)] = True
-        mask[greedy] = True
-        return allowed(self.pool, attrs=self.features.attrs, rules=self.rules, excluded=mask, filters=filters)
+        if filters is None or filters.is_empty():
+            keep = self._stock.copy()
+        else:
+            keep = np.r_[admissible(self.pool, attrs=self.features.attrs, rules=self.rules, filters=filters), False]
+        keep[self._at[np.concatenate((greedy, excluded)).astype(np.int64, copy=False)]] = False
+        return keep[:-1]
 
-    def room(self, kept: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    def room(self, kept: np.ndarray, cand: np.ndarray) -> np.ndarray | None:
         """How many more items of each candidate's brand the list may take (`max_per_brand` minus those of the
-        greedy items `kept` on the exploring list); a large number when there is no cap or no brand."""
+        greedy items `kept` on the exploring list; a large number for an item without a brand); None when there
+        is no cap."""
         cap = self.rules.max_per_brand
-        brand = self.features.attrs.brand
-        b = brand[self.pool[cand]]
         if cap is None:
-            return np.full(len(cand), 1 << 30)
+            return None
+        brand = self.features.attrs.brand
+        b = self._brand[cand]
         have = np.bincount(brand[kept][brand[kept] >= 0], minlength=len(self.features.attrs.brand_names) + 1)
         return np.where(b < 0, 1 << 30, cap - have[np.maximum(b, 0)])
 
-    def capacity(self, room: np.ndarray, cand: np.ndarray) -> int:
+    def capacity(self, room: np.ndarray | None, cand: np.ndarray) -> int:
         """The most cold items the brand caps let a list take: each brand contributes min(room, its candidates).
         Any pick uses one unit of it, so sequential picks never get stuck before this many."""
-        if self.rules.max_per_brand is None:
+        if room is None:
             return len(cand)
-        b = self.features.attrs.brand[self.pool[cand]]
+        b = self._brand[cand]
         branded = b >= 0
         _codes, first, counts = np.unique(b[branded], return_index=True, return_counts=True)
         return int((~branded).sum() + np.minimum(counts, np.maximum(room[branded][first], 0)).sum())
 
     def choose(self, greedy: np.ndarray, pinned: np.ndarray, k: int, *, excluded: list[int],
                filters: Filters | None, history: np.ndarray) -> Explored:
-        """The list to show for the greedy list `greedy` (item rows, `pinned` marks promoted positions)."""
+        """The list to show for the greedy list `greedy` (item rows, `pinned` marks promoted positions; distinct
+        items, as the rules leave them)."""
         greedy = np.asarray(greedy, np.int64)
-        pinned = np.asarray(pinned, bool)
-        cand = np.flatnonzero(self.eligible(greedy, excluded, filters))
+        keep = self.eligible(greedy, excluded, filters)
+        cand = np.flatnonzero(keep)
         m = min(len(self.cfg.slots), len(cand))
+        pins = tuple(np.flatnonzero(pinned).tolist()) if len(pinned) else ()
+        room = None
         while m:  # fewer slots keep more greedy items, which may leave less room under the brand caps
-            template, slots = _template(len(greedy), tuple(np.flatnonzero(pinned).tolist()),
-                                        tuple(self.cfg.slots[:m]), k)
-            room = self.room(greedy[template[template >= 0]], cand)
+            layout = _layout(len(greedy), pins, tuple(self.cfg.slots[:m]), k)
+            if self.rules.max_per_brand is None:
+                break
+            room = self.room(greedy[layout.kept], cand)
             if self.capacity(room, cand) >= m:
                 break
             m -= 1
         if m == 0:
-            return Explored(greedy, np.ones(len(greedy)), np.zeros(len(greedy), bool))
+            return Explored(greedy, np.ones(len(greedy)), np.zeros(len(greedy), bool), np.arange(len(greedy)))
         share = self.cfg.share
-        explore = bool(self.rng.random() < share)
-        if not explore:
-            same = template[: len(greedy)] == np.arange(len(greedy))  # the exploring list has g_p at p too
-            return Explored(greedy, (1 - share) + share * same, np.zeros(len(greedy), bool))
-        picks, probs = self._pick(cand, room, len(slots), history)
-        shown = np.where(template >= 0, greedy[np.maximum(template, 0)], -1)
-        shown[slots] = self.pool[picks]
-        props = np.full(len(shown), share)
-        props[slots] = share * probs
-        same = np.zeros(len(shown), bool)
-        head = min(len(shown), len(greedy))
-        same[:head] = (template[:head] >= 0) & (greedy[:head] == shown[:head])
-        props[same] = 1.0  # the same item there either way
-        explored = np.zeros(len(shown), bool)
-        explored[slots] = True
-        return Explored(shown, props, explored)
+        if not self.rng.random() < share:  # the greedy list: where the exploring one has the same item, either way
+            return Explored(greedy, (1 - share) + share * layout.same[: len(greedy)], np.zeros(len(greedy), bool),
+                            np.arange(len(greedy)))
+        picks, probs = self._pick(keep, cand, room, m, history)
+        shown = greedy[layout.gather]
+        shown[layout.slots] = self.pool[picks]
+        props = np.where(layout.same, 1.0, share)
+        props[layout.slots] = share * probs
+        return Explored(shown, props, layout.explored, layout.source)
 
-    def _pick(self, cand: np.ndarray, room: np.ndarray, m: int, history: np.ndarray
+    def _pick(self, keep: np.ndarray, cand: np.ndarray, room: np.ndarray | None, m: int, history: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-        """(pool positions for the m slots in order, each one's probability of being put in its slot)."""
+        """(pool positions for the m slots in order, each one's probability of being put in its slot); `keep`
+        masks the pool, `cand` lists its True positions, `room` is per candidate (None: no brand cap)."""
         if self.cfg.policy == "thompson":
-            top = _best(self.draws[:, cand], room, self.features.attrs.brand[self.pool[cand]], m)
+            top = self._shortlisted(keep, m) if room is None else None
+            if top is None:  # a brand cap, or filters that exclude some draw's whole short list
+                top = cand[_best(self.draws[:, cand], room, self._brand[cand], m)]
             row = int(self.rng.integers(len(top)))
             picks = top[row]
-            return cand[picks], (top == picks[None, :]).mean(axis=0)
-        x = self.items_x[cand]
-        self.features.shopper_part(history, self.pool[cand], x)
-        bound = x @ self.theta + self.cfg.alpha * np.sqrt(np.maximum(((x @ self.a_inv) * x).sum(axis=1), 0.0))
-        best = _best(bound[None, :], room, self.features.attrs.brand[self.pool[cand]], m)[0]
-        return cand[best], np.ones(m)
+            return picks, np.add.reduce(top == picks[None, :], axis=0) / len(top)  # ndarray.mean: slower, same
+        x = self.items_x.copy()
+        self.features.shopper_part(history, self.pool, x, codes=self._codes)
+        z = x @ self._weights
+        width = z[:, 1:]
+        bound = z[:, 0] + np.sqrt(np.einsum("ij,ij->i", width, width))
+        if m == 1 and room is None:
+            return cand[np.argmax(bound[cand])][None], _CERTAIN
+        return cand[_best(bound[None, cand], room, self._brand[cand], m)[0]], np.ones(m)
+
+    def _shortlisted(self, keep: np.ndarray, m: int) -> np.ndarray | None:
+        """Per draw, the pool positions of its m best eligible items in order, read from the draws' short lists
+        (what `_best` over whole draws gives without a brand cap); None when some draw's short list holds fewer
+        than m eligible items."""
+        short = self._shortlist
+        ok = keep[short]
+        rows = np.arange(len(short))
+        if m == 1:
+            first = ok.argmax(axis=1)
+            if not ok[rows, first].all():
+                return None
+            return short[rows, first][:, None]
+        seen = np.cumsum(ok, axis=1)
+        if not (seen[:, -1] >= m).all():
+            return None
+        return np.stack([short[rows, (seen >= j + 1).argmax(axis=1)] for j in range(m)], axis=1)
 
 
-def _best(scores: np.ndarray, room: np.ndarray, brand: np.ndarray, m: int) -> np.ndarray:
+def _best(scores: np.ndarray, room: np.ndarray | None, brand: np.ndarray, m: int) -> np.ndarray:
     """Per row of `scores` (rows x candidates), the m best candidates in order, taking no more of a brand than its
-    `room`. Vectorised over the rows; without binding caps it is a plain top-m."""
+    `room` (None: no cap). Vectorised over the rows; without binding caps it is a plain top-m."""
     rows = np.arange(len(scores))
     if m == 1:  # one slot (the default): the best with room, per row
-        return np.argmax(np.where(room >= 1, scores, -np.inf), axis=1)[:, None]
-    if (room >= m).all():
+        return np.argmax(scores if room is None else np.where(room >= 1, scores, -np.inf), axis=1)[:, None]
+    if room is None or (room >= m).all():
         if m < scores.shape[1]:
             top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
         else:
@@ -182,11 +233,23 @@ def _best(scores: np.ndarray, room: np.ndarray, brand: np.ndarray, m: int) -> np
     return out
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where an exploring list puts what, for one shape of request (read-only arrays: shared by every request of
+    that shape)."""
+
+    source: np.ndarray  # per position, the index into the greedy list it shows (-1: an exploration slot)
+    slots: np.ndarray  # the slot positions, in order
+    gather: np.ndarray  # `source` with 0 at the slots: greedy[gather] is the list before its slots are filled
+    kept: np.ndarray  # the greedy indices the exploring list keeps
+    same: np.ndarray  # per position: the greedy list shows the same item there (greedy items are distinct)
+    explored: np.ndarray  # per position: a slot
+
+
 @lru_cache(maxsize=4_096)
-def _template(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The exploring list's layout: per position, the index into the greedy list it shows (-1: an exploration
-    slot), and the slot positions. Pins (positions in the greedy list) keep their positions; slots skip them;
-    greedy items fill the rest in order. Cached: a handful of layouts serve every request (do not modify them)."""
+def _layout(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int) -> _Layout:
+    """The exploring list's layout for a greedy list of n items with pins at `pinned`: pins keep their positions;
+    slots skip them; greedy items fill the rest in order. Cached: a handful of layouts serve every request."""
     length = min(k, n + len(slots))
     fixed = {p for p in pinned if p < length}
     at: list[int] = []
@@ -197,17 +260,19 @@ def _template(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int) -
         if p >= length:  # past the end: the last free position instead
             p = max(q for q in range(length) if q not in fixed and q not in at)
         at.append(p)
-    template = np.full(length, -1, np.int64)
+    source = np.full(length, -1, np.int64)
     for p in fixed:
-        template[p] = p
+        source[p] = p
     rest = iter([i for i in range(n) if i not in fixed])
     for p in range(length):
         if p not in fixed and p not in at:
-            template[p] = next(rest)
-    template.flags.writeable = False
-    slots_at = np.asarray(sorted(at), np.int64)
-    slots_at.flags.writeable = False
-    return template, slots_at
+            source[p] = next(rest)
+    explored = source < 0
+    out = _Layout(source=source, slots=np.flatnonzero(explored), gather=np.maximum(source, 0),
+                  kept=source[~explored], same=source == np.arange(length), explored=explored)
+    for array in (out.source, out.slots, out.gather, out.kept, out.same, out.explored):
+        array.flags.writeable = False
+    return out
 
 
 __all__ = ["EXPLANATION", "Explored", "Explorer", "pool_rows"]

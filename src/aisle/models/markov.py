@@ -10,6 +10,11 @@ cheap to count, and the right answer for "what next" widgets. Design choices:
 - A query is scored from its last `window` items, the item at distance d from the end weighted `decay ** d`
   and the mixture normalised, so a one-item session and a long history live on the same scale. An empty
   history gets p (popularity). Everything is one sparse product per batch.
+- `hops` shapes only `similar`, the neighbour table that item pages and the pipeline's item-to-item source read:
+  with hops = h an item's neighbours are ranked by the chance of reaching them within h steps (P + P^2 + ...,
+  observed transitions only). One step leaves most items with a handful of observed successors, so the source
+  runs dry long before its 50 neighbours; the second step reaches the items shoppers go on to one visit later,
+  which is where the pipeline's candidate pool was missing targets (benchmarks/RESULTS.md, issue 24).
 """
 
 from __future__ import annotations
@@ -47,13 +52,16 @@ class MarkovChain:
         "decay": [0.5, 0.3],
     }
 
-    def __init__(self, smoothing: float = 30.0, window: int = 5, decay: float = 0.5) -> None:
+    def __init__(self, smoothing: float = 30.0, window: int = 5, decay: float = 0.5, hops: int = 1) -> None:
         if smoothing <= 0:
             raise ValueError("smoothing must be positive (it is what keeps every score finite)")
-        self.smoothing, self.window, self.decay = smoothing, window, decay
+        if hops < 1:
+            raise ValueError(f"hops must be at least 1, got {hops}")
+        self.smoothing, self.window, self.decay, self.hops = smoothing, window, decay, hops
         self.transitions: sp.csr_matrix | None = None
         self.prior: np.ndarray | None = None
         self._p: sp.csr_matrix | None = None
+        self._reach: sp.csr_matrix | None = None  # P + P^2 + ... + P^hops: what `similar` ranks by
         self._rest: np.ndarray | None = None
         self.observed = 0.0  # positive events behind the prior
 
@@ -88,7 +96,10 @@ class MarkovChain:
         counts = self.prior * self.observed + np.bincount(items[new], minlength=n)[:n]
         self.observed = float(counts.sum())
         self._set(self.transitions + added, counts / max(self.observed, 1e-12))
-        return np.unique(items[:-1][pairs])
+        changed = np.unique(items[:-1][pairs])
+        for _ in range(self.hops - 1):  # an item that reaches a changed one in one step reaches new places too
+            changed = np.union1d(changed, self.transitions[:, changed].nonzero()[0])
+        return changed
 
     def _set(self, transitions: sp.csr_matrix, prior: np.ndarray) -> None:
         self.transitions, self.prior = transitions.tocsr(), np.asarray(prior, dtype=np.float64)
@@ -96,6 +107,11 @@ class MarkovChain:
         denom = out + self.smoothing
         self._p = (sp.diags(1.0 / denom) @ self.transitions).tocsr().astype(np.float32)  # observed part of P(j|i)
         self._rest = (self.smoothing / denom).astype(np.float32)  # mass each row gives to the prior
+        reach, step = self._p, self._p
+        for _ in range(self.hops - 1):
+            step = (step @ self._p).tocsr()
+            reach = reach + step
+        self._reach = reach.tocsr()
 
     def next_item_probabilities(self, items: np.ndarray) -> np.ndarray:
         """Dense P(j | i) for each item i of `items` (rows sum to 1)."""
@@ -112,15 +128,16 @@ class MarkovChain:
         return scores.astype(np.float32)
 
     def similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Observed successors, most frequent first (by P(j | i))."""
-        if self._p is None:
+        """Observed successors within `hops` steps, the likeliest first (by P(j | i), plus P^2 ... with hops)."""
+        if self._reach is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        return sparse_rows_topk(self._p, np.asarray(items), k)
+        return sparse_rows_topk(self._reach, np.asarray(items), k)
 
     def save(self, path: Path) -> None:
         if self.transitions is None or self.prior is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        write_config(path, self.name, {"smoothing": self.smoothing, "window": self.window, "decay": self.decay})
+        write_config(path, self.name, {"smoothing": self.smoothing, "window": self.window, "decay": self.decay,
+                                       "hops": self.hops})
         save_sparse(path / "transitions.npz", self.transitions)
         np.save(path / "prior.npy", self.prior)
         np.save(path / "observed.npy", np.array([self.observed]))

@@ -220,13 +220,19 @@ class Adaptation:
     pairs: int
     seconds: float
     reason: str
-    encoder: str | None = None  # the encoder's name (with its content digest) when adapted
+    encoder: str | None = None  # the encoder's name (with its content digest) when adapted or carried forward
+    carried: bool = False  # too few pairs, and the previous fine-tune (`adapt_engine(previous=...)`) serves on
 
 
 def adapt_engine(engine: SearchEngine, judgments: pl.DataFrame, settings: AdaptSettings, *,
-                 cache_dir: Path | None = None, progress: bool = False) -> tuple[SearchEngine, Adaptation]:
+                 cache_dir: Path | None = None, progress: bool = False, previous: Path | None = None
+                 ) -> tuple[SearchEngine, Adaptation]:
     """The engine with its dense side re-encoded by an encoder fine-tuned on `judgments` (a store's search log
     read by `judgments_from_events`, or human labels), or the engine unchanged with the reason.
+
+    `previous`: the fine-tuned encoder folder the bundle being replaced served (a worker's refit). When the log
+    now holds too few pairs to adapt (a quiet week, a trimmed log), that encoder is carried forward instead of
+    falling back to the packaged one: what the store taught search is not forgotten for lack of new lessons.
 
     Fine-tunes are cached under `$AISLE_CACHE/encoders/<digest of the pairs, the settings and the base>`: training
     is deterministic under the seed, so the same pairs give the same encoder, and a rebuild from unchanged logs
@@ -245,9 +251,16 @@ def adapt_engine(engine: SearchEngine, judgments: pl.DataFrame, settings: AdaptS
     texts = {engine.catalog.item_ids[i]: engine.catalog.embedding_text(i) for i in range(len(engine.catalog))}
     pairs = training_pairs(judgments, texts, engine_lexical(engine), settings)
     if len(pairs) < settings.min_pairs:
+        few = (f"{len(pairs):,} (query, clicked item) pairs in the search log, fewer than "
+               f"min_pairs={settings.min_pairs:,}")
+        if previous is not None:
+            carried = engine.with_encoder(engine.embedder.for_model(Path(previous)), progress=progress)
+            name = carried.embedder.model_name
+            return carried, Adaptation(False, len(pairs), time.perf_counter() - t0,
+                                       f"not re-adapted: {few}; the previous fine-tune {name} carries forward",
+                                       name, carried=True)
         return engine, Adaptation(False, len(pairs), time.perf_counter() - t0,
-                                  f"not adapted: {len(pairs):,} (query, clicked item) pairs in the search log, fewer "
-                                  f"than min_pairs={settings.min_pairs:,}; the packaged encoder serves")
+                                  f"not adapted: {few}; the packaged encoder serves")
     h = hashlib.sha256(json.dumps([MODEL_NAME, asdict(settings)]).encode())
     for p in pairs:
         h.update("\x00".join((p.query, p.positive, *p.negatives)).encode() + b"\x01")

@@ -26,7 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aisle.stopping import stop_on_signals
+
 log = logging.getLogger("aisle.serve")
+
+#: The server's pid, given to its consumer process: a process that starts slowly (seconds of imports on a busy
+#: machine) may only look at its parent after the server died, when `os.getppid()` already names another process.
+PARENT_ENV = "AISLE_CONSUMER_PARENT"
 
 def streams_of(settings: Any) -> tuple[str, ...]:
     """The streams to consume: the events, and the impressions where the workers log them."""
@@ -71,28 +77,28 @@ def _die_with_parent() -> None:
         return
 
 
-def main(settings_file: str) -> None:
-    """The consumer process: the settings from the file `aisle serve` wrote; runs until SIGTERM or SIGINT."""
+def main(settings_file: str, streams: tuple[str, ...] | None = None) -> None:
+    """The consumer process: the settings from the file `aisle serve` wrote; runs until SIGTERM or SIGINT.
+    `streams`: which streams this process consumes (default: `streams_of(settings)`)."""
     from aisle.config import Settings
     from aisle.serve.services import StoreSink
 
-    parent = os.getppid()
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
     _die_with_parent()
-    if os.getppid() != parent:  # the parent died before the request above: nobody will stop us
+    if os.getppid() != parent:  # the server died before the request above (while we started): nobody will stop us
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.model_validate_json(Path(settings_file).read_text(encoding="utf-8"))
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     # beside the API workers: yield the CPU to their requests (`consumer_nice`), and never take every core at once
     # (DuckDB's default is a thread per core: each store write took both cores from the workers for tens of ms)
     os.nice(settings.consumer_nice)
     sink = StoreSink(settings.store, threads=1)  # type: ignore[arg-type]
-    running = start(settings, sink.locked, stop)
+    running = start(settings, sink.locked, stop, streams=streams)
     try:
         while not stop.wait(1.0):
-            if not any(t.is_alive() for _, t in running):
+            if not any(t.is_alive() for _, t in running) or os.getppid() != parent:  # the parent gone: belt and braces
                 break
     finally:
         stop_all(running, stop)
@@ -101,10 +107,13 @@ def main(settings_file: str) -> None:
 
 class ConsumerProcess:
     """`aisle serve`'s consumer process: started before the workers, restarted when it exits (after a pause that
-    grows to 30 s while it keeps failing), stopped (SIGTERM, then SIGKILL after `grace_s`) by `stop`."""
+    grows to 30 s while it keeps failing), stopped (SIGTERM, then SIGKILL after `grace_s`) by `stop`. `streams`:
+    the streams it consumes (default: the events, and the impressions where the workers log them)."""
 
-    def __init__(self, settings_file: Path, *, grace_s: float = 20.0) -> None:
+    def __init__(self, settings_file: Path, *, streams: tuple[str, ...] | None = None, grace_s: float = 20.0
+                 ) -> None:
         self.settings_file = settings_file
+        self.streams = streams
         self.grace_s = grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -120,7 +129,9 @@ class ConsumerProcess:
     def _spawn(self) -> None:
         with self._lock:
             if not self._stop.is_set():
-                self.proc = subprocess.Popen([sys.executable, "-m", "aisle.serve.consumers", str(self.settings_file)])
+                args = [str(self.settings_file), *([",".join(self.streams)] if self.streams else [])]
+                self.proc = subprocess.Popen([sys.executable, "-m", "aisle.serve.consumers", *args],
+                                             env={**os.environ, PARENT_ENV: str(os.getpid())})
 
     def _supervise(self) -> None:
         pause = 1.0
@@ -156,8 +167,17 @@ class ConsumerProcess:
             proc.wait(timeout=10)
 
 
-__all__ = ["ConsumerProcess", "main", "start", "stop_all", "streams_of"]
+__all__ = ["ConsumerProcess", "main", "processes", "start", "stop_all", "streams_of"]
+
+
+def processes(settings: Any, settings_file: Path) -> list[ConsumerProcess]:
+    """The consumer processes `aisle serve` runs (not started): `settings.consumers` of them share the event
+    stream's group (a PostgreSQL store takes their writes in parallel; a DuckDB file takes them in turn, so there
+    more than one only helps while the JSON-to-frame work, not the file, is what lags); the first also consumes
+    the impressions."""
+    rest = tuple(s for s in streams_of(settings) if s != "impressions")
+    return [ConsumerProcess(settings_file, streams=None if i == 0 else rest) for i in range(settings.consumers)]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else None)

@@ -18,10 +18,11 @@ import copy
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -44,6 +45,9 @@ from aisle.serve.conversation import refiner_for
 from aisle.serve.impressions import DETERMINISTIC, Policy
 from aisle.serve.state import LiveEvent
 from aisle.types import EVENT_TYPES, ITEM_SCHEMA, conform
+
+if TYPE_CHECKING:
+    from aisle.web.suggest import Suggester
 
 _POSITIVE = {t for t, w in EVENT_WEIGHTS.items() if w > 0}
 _CARD_COLUMNS = ("title", "brand", "price", "currency", "categories")
@@ -71,6 +75,31 @@ def _catalog(bundle: Bundle, upserts: Sequence[dict[str, Any]]) -> tuple[list[st
     frame = pl.DataFrame({"item_id": pl.Series(ids, dtype=pl.String)})
     return ids, frame.join(table.unique("item_id", keep="last"), on="item_id", how="left", maintain_order="left"), \
         new_ids
+
+
+@dataclass(frozen=True)
+class _Greedy:
+    """A greedy list before its cards are built: the item rows, which are pins, and `build(i)`, the card of the
+    i-th. Why not the cards themselves: a card's explanation is its costly part, and an exploring list drops a
+    greedy item for each slot it fills, so it builds only the cards it shows."""
+
+    rows: list[int]
+    pinned: list[bool]
+    build: Callable[[int], dict[str, Any]]
+
+    def filled(self, more: _Greedy, k: int) -> _Greedy:
+        """This list, then the items of `more` not in it, up to `k`."""
+        have = set(self.rows)
+        add = [j for j, row in enumerate(more.rows) if row not in have][: max(k - len(self.rows), 0)]
+        n, build = len(self.rows), self.build
+        return _Greedy(self.rows + [more.rows[j] for j in add], self.pinned + [more.pinned[j] for j in add],
+                       lambda i: build(i) if i < n else more.build(add[i - n]))
+
+    def cards(self) -> list[dict[str, Any]]:
+        return [self.build(i) for i in range(len(self.rows))]
+
+
+_NOTHING = _Greedy([], [], lambda i: {})
 
 
 class Runtime:
@@ -101,6 +130,7 @@ class Runtime:
         self.policy: Policy = DETERMINISTIC  # what the impression log records as each shown item's propensity
         self.explore_state: ExploreState = bundle.explore or ExploreState()
         self.explorer: Explorer | None = self._explorer()
+        self._suggester: Suggester | None = None  # built on first use (`suggester`), then kept up by upserts
 
     def _explorer(self) -> Explorer | None:
         """The exploring slot policy over this catalog and state ([explore] on and a pipeline to explore beside)."""
@@ -172,7 +202,19 @@ class Runtime:
         out.online = len(out.item_ids) <= self.settings.online_max_items or indexed_online(out.pipeline)
         out._search_cache = OrderedDict()
         out.explorer = out._explorer()  # new items join the pool
+        if self._suggester is not None:  # the changed items only, not a rebuild over the catalog
+            out._suggester = self._suggester.with_rows(self, out, rows)
         return out
+
+    @property
+    def suggester(self) -> Suggester:
+        """The search box's completions over this catalog (`aisle.web.suggest`): built on the first suggestion
+        after a bundle load; each upsert after that updates it by the changed items (`with_upserts`)."""
+        if self._suggester is None:
+            from aisle.web.suggest import Suggester  # aisle.web imports the serving app: not at module level
+
+            self._suggester = Suggester.from_runtime(self)
+        return self._suggester
 
     @property
     def catalog(self) -> pl.DataFrame:
@@ -234,39 +276,33 @@ class Runtime:
     def recommend(self, query: Query, k: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         excluded = [*self._seen(query), *query.exclude]
-        picks = self._from_bundle(query, k, excluded)
-        if picks is None:
-            picks = self._from_pipeline(query, k, excluded) if self.pipeline is not None else []
-        if len(picks) < k:  # unknown shopper under narrow filters, or no pipeline: trending fills the list
-            seen = {p["item_id"] for p in picks}
-            picks += [p for p in self._trending_cards(k, query.filters, excluded) if p["item_id"] not in seen]
-            picks = picks[:k]
-        if self.explorer is not None:
-            picks = self._explore(picks, query, k, excluded)
+        greedy = self._from_bundle(query, k, excluded)
+        if greedy is None:
+            greedy = self._from_pipeline(query, k, excluded) if self.pipeline is not None else _NOTHING
+        if len(greedy.rows) < k:  # unknown shopper under narrow filters, or no pipeline: trending fills the list
+            greedy = greedy.filled(self._trending(k, query.filters, excluded), k)
+        picks = self._explore(greedy, query, k, excluded) if self.explorer is not None else greedy.cards()
         return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "model_version": self.version, "history_length": len(query.history), "live_events": query.live}
 
-    def _explore(self, picks: list[dict[str, Any]], query: Query, k: int, excluded: list[int]
-                 ) -> list[dict[str, Any]]:
-        """The greedy list `picks` with the exploration slots filled on a share of requests; every card carries
-        its exact `propensity` (`aisle.explore.policy`)."""
+    def _explore(self, greedy: _Greedy, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]]:
+        """The cards of the greedy list with the exploration slots filled on a share of requests (the greedy items
+        they push off the list are never built); every card carries its exact `propensity`
+        (`aisle.explore.policy`)."""
         assert self.explorer is not None
-        rows = np.fromiter((self.index[p["item_id"]] for p in picks), np.int64, len(picks))
-        pinned = np.fromiter(((p.get("explanation") or {}).get("type") == _PINNED["type"] for p in picks), bool,
-                             len(picks))
         user = query.user_idx
         history = self.bundle.histories.of(user)[0] if user >= 0 and self.bundle.histories is not None else \
             np.zeros(0, np.int64)
-        res = self.explorer.choose(rows, pinned, k, excluded=excluded, filters=query.filters, history=history)
-        by_row = dict(zip(rows.tolist(), picks, strict=True))
+        res = self.explorer.choose(np.asarray(greedy.rows, np.int64), np.asarray(greedy.pinned, bool), k,
+                                   excluded=excluded, filters=query.filters, history=history)
         out = []
-        for row, p, explored in zip(res.rows.tolist(), res.propensities.tolist(), res.explored.tolist(), strict=True):
-            card = self.card(row, None, dict(EXPLANATION)) if explored else by_row[row]
-            card["propensity"] = round(p, 6)
+        for row, at, p in zip(res.rows.tolist(), res.source.tolist(), res.propensities.tolist(), strict=True):
+            card = greedy.build(at) if at >= 0 else self.card(row, None, dict(EXPLANATION))
+            card["propensity"] = p if p == 1.0 else round(p, 6)  # most are 1: no rounding call for them
             out.append(card)
         return out
 
-    def _from_pipeline(self, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]]:
+    def _from_pipeline(self, query: Query, k: int, excluded: list[int]) -> _Greedy:
         pipe = self.pipeline
         assert pipe is not None
         positive = np.array([t in _POSITIVE for t in query.types], bool)
@@ -276,9 +312,9 @@ class Runtime:
         scores = pipe.rank(cands)
         chosen = self._rules(cands.item, scores, k, excluded, query.filters)
         chosen = self._expose_new(chosen, cands.item, scores, k, excluded, query.filters)
-        return self._cards(chosen, cands.best_source, cands.anchor, query)
+        return self._pending(chosen, cands.best_source, cands.anchor, query)
 
-    def _from_bundle(self, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]] | None:
+    def _from_bundle(self, query: Query, k: int, excluded: list[int]) -> _Greedy | None:
         """A known shopper with nothing new since the bundle: their ranked list from the bundle, under the rules.
         None (run the pipeline) when they have live events, the rules keep seen items, or filters leave < k."""
         ranked, histories = self.bundle.ranked, self.bundle.histories
@@ -291,19 +327,19 @@ class Runtime:
         chosen = self._rules(items[ok], ranked["scores"][user][ok], k, excluded, query.filters)
         if len(chosen.rows) < k:
             return None
-        return self._cards(chosen, ranked["source"][user][ok], ranked["anchor"][user][ok], query)
+        return self._pending(chosen, ranked["source"][user][ok], ranked["anchor"][user][ok], query)
 
-    def _cards(self, chosen: Selected, sources: np.ndarray, anchors: np.ndarray, query: Query
-               ) -> list[dict[str, Any]]:
-        """The cards of the chosen items, each explained by the source that ranked it best (`sources[i]`, with its
-        anchor `anchors[i]`, for the candidate at position i)."""
-        out = []
-        for row, score, position in zip(chosen.rows.tolist(), chosen.scores.tolist(), chosen.positions.tolist(),
-                                        strict=True):
-            why = _PINNED if position < 0 else self._explain(row, int(sources[position]), int(anchors[position]),
-                                                             query)
-            out.append(self.card(row, score, why))
-        return out
+    def _pending(self, chosen: Selected, sources: np.ndarray, anchors: np.ndarray, query: Query) -> _Greedy:
+        """The chosen items, each to be explained by the source that ranked it best (`sources[i]`, with its anchor
+        `anchors[i]`, for the candidate at position i)."""
+        rows, scores, positions = chosen.rows.tolist(), chosen.scores.tolist(), chosen.positions.tolist()
+
+        def build(i: int) -> dict[str, Any]:
+            row, at = rows[i], positions[i]
+            why = _PINNED if at < 0 else self._explain(row, int(sources[at]), int(anchors[at]), query)
+            return self.card(row, scores[i], why)
+
+        return _Greedy(rows, [p < 0 for p in positions], build)
 
     def _explain(self, row: int, source: int, anchor: int, query: Query) -> dict[str, Any]:
         assert self.pipeline is not None
@@ -398,20 +434,23 @@ class Runtime:
         return {"item": self.card(row), "items": items, "model_version": self.version}
 
     def trending(self, k: int, filters: Filters | None = None) -> list[dict[str, Any]]:
-        return self._trending_cards(k, filters, [])
+        return self._trending(k, filters, []).cards()
 
-    def _trending_cards(self, k: int, filters: Filters | None, exclude: list[int]) -> list[dict[str, Any]]:
+    def _trending(self, k: int, filters: Filters | None, exclude: list[int]) -> _Greedy:
         trend = self.pipeline.trend if self.pipeline is not None else np.zeros(len(self.item_ids), np.float32)
         popularity = self.pipeline.popularity if self.pipeline is not None else trend
         key = trend.astype(np.float64) + 1e-6 * popularity
         top = np.argsort(-key, kind="stable")[: max(k * 20, 200)]
         chosen = self._rules(top, key[top], k, exclude, filters)
-        out = []
-        for row, score in zip(chosen.rows, chosen.scores, strict=True):
-            where = self.category(int(row))
-            why = {"type": "trending", "text": f"Trending in {where}" if where else "Trending now"}
-            out.append(self.card(int(row), float(score), why))
-        return out
+        rows, scores = chosen.rows.tolist(), chosen.scores.tolist()
+
+        def build(i: int) -> dict[str, Any]:
+            where = self.category(rows[i])
+            return self.card(rows[i], scores[i], {"type": "trending",
+                                                  "text": f"Trending in {where}" if where else "Trending now"})
+
+        # a pin placed in trending's own list is no pin of the list it fills (its position there means nothing)
+        return _Greedy(rows, [False] * len(rows), build)
 
     # ---- the shopper's own surfaces: recently viewed, buy it again ----------------------------------
 

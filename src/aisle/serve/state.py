@@ -490,25 +490,27 @@ class RedisState:
     async def put_items(self, items: list[dict[str, Any]]) -> int:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{self.p}items", mapping={it["item_id"]: json.dumps(it, default=str) for it in items})
-        pipe.rpush(f"{self.p}items:log", json.dumps(items, default=str))  # entry v - 1 is version v's batch
+        pipe.rpush(f"{self.p}items:log", json.dumps(items, default=str))  # entry v - 1 - base: version v's batch
         pipe.incr(f"{self.p}items:version")
         _, _, version = await pipe.execute()
         return int(version)
 
     async def items_since(self, version: int) -> tuple[int, list[dict[str, Any]]]:
         """Read from the log of batches (one entry per version, written in the same transaction as the version),
-        so a worker catching up reads what changed, not the whole hash; a log that does not match the version
-        (state written by an older Aisle) falls back to the hash."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(f"{self.p}items:version")
-        pipe.lrange(f"{self.p}items:log", version, -1)
-        current, batches = await pipe.execute()
-        current = int(current or 0)
+        so a worker catching up reads what changed, not the whole hash. Batches the log no longer holds (trimmed
+        by `aisle worker` once every version in the registry carries them: `aisle.serve.catalog_log`) are in the
+        bundle a worker loads. A log that does not match the version (state written by an older Aisle) falls back
+        to the hash."""
+        from aisle.serve.catalog_log import ITEMS_SINCE, keys
+
+        k = keys(self.p)
+        current, base, batches = await self.r.eval(ITEMS_SINCE, 3, k["version"], k["base"], k["log"], version)
+        current, base = int(current), int(base)
         if current <= version:
             return current, []
-        if len(batches) == current - version:
+        if len(batches) == current - max(version, base):
             return current, _latest(it for b in batches for it in json.loads(b))
-        raw = await self.r.hgetall(f"{self.p}items")
+        raw = await self.r.hgetall(k["hash"])
         return current, [json.loads(v) for v in raw.values()]
 
     async def catalog_version(self) -> int:

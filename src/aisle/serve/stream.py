@@ -228,12 +228,12 @@ class EventStream:
         return ("\n".join(lines) + "\n").encode()
 
 
-def _append_events(store: Any, frame: pl.DataFrame) -> None:
-    store.append_events(frame)
+def _append_events(store: Any, frame: pl.DataFrame, fresh: bool) -> None:
+    store.append_events(frame, fresh=fresh)
 
 
-def _append_impressions(store: Any, frame: pl.DataFrame) -> None:
-    store.append_impressions(frame)
+def _append_impressions(store: Any, frame: pl.DataFrame, fresh: bool) -> None:
+    store.append_impressions(frame)  # keyed by (request, position) and checked within its time span already
 
 
 class Consumer:
@@ -296,6 +296,7 @@ class Consumer:
             self.ensure_group()
         entries: list[tuple[str, dict[str, str]]] = []
         claimed = 0
+        fresh = False  # entries delivered before (this consumer's own, or claimed) may be in the store already
         if self._own:  # entries this consumer took and did not acknowledge (its last write failed)
             got = self.r.xreadgroup(GROUP, self.name, {self.key: "0"}, count=self.count)
             entries = [e for e in got[0][1] if e and e[1]] if got else []
@@ -315,10 +316,11 @@ class Consumer:
         if not entries:
             got = self.r.xreadgroup(GROUP, self.name, {self.key: ">"}, count=self.count, block=self.block_ms)
             entries = [e for e in got[0][1] if e and e[1]] if got else []
+            fresh = True
         self.full = len(entries) >= self.count
         if not entries:
             return 0
-        frame, dropped = self._write(entries)
+        frame, dropped = self._write(entries, fresh=fresh)
         ids = [entry_id for entry_id, _ in entries]
         second = int(time.time())
         pipe = self.r.pipeline(transaction=True)
@@ -358,10 +360,11 @@ class Consumer:
         got = self.r.hmget(key, users)
         return {u: _id(e) for u, e in zip(users, got, strict=True) if e}
 
-    def _write(self, entries: list[tuple[str, dict[str, str]]]) -> tuple[pl.DataFrame, int]:
+    def _write(self, entries: list[tuple[str, dict[str, str]]], *, fresh: bool = False) -> tuple[pl.DataFrame, int]:
         """Write the events of `entries` to the store, without those of users erased after the entry (the erasure
-        came first); afterwards, a user erased while this was written is deleted from the store again. Returns the
-        frame written and the number of events dropped."""
+        came first); afterwards, a user erased while this was written is deleted from the store again. `fresh`:
+        the entries were never delivered before (`StoreBackend.append_events`). Returns the frame written and the
+        number of events dropped."""
         parts = [(_id(entry_id), fields[self.field]) for entry_id, fields in entries if self.field in fields]
         if not parts:
             return self._decode([]), 0
@@ -383,7 +386,7 @@ class Consumer:
         dropped = offered - frame.height
         with self.store() as store:
             if frame.height:
-                self._append(store, frame.drop("_ms", "_seq"))
+                self._append(store, frame.drop("_ms", "_seq"), fresh)
         after = self._erasures(users)
         late = {u: e for u, e in after.items() if before.get(u) != e}
         if late and _without_erased(frame, late).height < frame.height:  # erased while this was written

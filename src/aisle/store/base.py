@@ -84,8 +84,17 @@ class StoreBackend(ABC):
     # ---- writes -----------------------------------------------------------------------------------
 
     @abstractmethod
-    def append_events(self, events: pl.DataFrame) -> Appended:
-        """Append events, skipping any whose key is already stored or repeated earlier in the batch."""
+    def append_events(self, events: pl.DataFrame, *, fresh: bool = False) -> Appended:
+        """Append events, skipping any whose key is already stored or repeated earlier in the batch.
+
+        `fresh=True` is the caller's word that any copy of these events the store may already hold has the same
+        timestamp (so the same key and time): then a backend may look for duplicates among the stored events of
+        the batch's time span only, a cost that does not grow with the table. The stream consumer says it for
+        entries read for the first time: an event reaches the stream only when the API's duplicate-detection key
+        for it was absent (a re-send of the same event has the same key and, for an event without an id, the key
+        includes the time). It does not say it for a redelivered entry, whose events a dead consumer may have
+        committed (those get the full check). DuckDB uses it; PostgreSQL's unique index makes every check cheap
+        and ignores it."""
 
     @abstractmethod
     def upsert_items(self, items: pl.DataFrame) -> int:

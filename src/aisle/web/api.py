@@ -43,9 +43,9 @@ class _WebCache:
     def __init__(self, rt: Any) -> None:
         self.runtime = rt
 
-    @cached_property
+    @property
     def suggester(self) -> Suggester:
-        return Suggester.from_runtime(self.runtime)
+        return self.runtime.suggester  # kept by the runtime: an upsert updates it rather than rebuilding it
 
     @cached_property
     def users(self) -> list[dict[str, Any]]:

@@ -50,12 +50,17 @@ class Outcome:
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None
-                 ) -> None:
+    def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None,
+                 adapt: Any = None) -> None:
+        """`adapt`: `aisle.search.adapt.AdaptSettings` (the `[search]` table of the `[worker] pipeline` file, read
+        by `aisle.cli.train.adapt_settings`) when refits fine-tune search's encoder as `aisle train --adapt` does."""
         if settings.store is None:
             raise ValueError("aisle worker needs a store to read events from (--store, AISLE_STORE or store = ...)")
+        if adapt is not None and not settings.worker.dense:
+            raise ValueError("[search] adapt fine-tunes the dense search encoder: it needs [worker] dense = true")
         self.settings, self.cfg = settings, settings.worker
         self.pipeline = pipeline or PipelineConfig()
+        self.adapt = adapt
         self.registry = Registry(settings.bundle, keep=settings.registry_keep)
         self.lease = lease or open_lease(settings.state, settings.store, self.registry.root,
                                          ttl_s=self.cfg.lease_ttl_seconds)
@@ -139,6 +144,7 @@ class Worker:
             return self.refit()
         watermark = int(extra["watermark"])
         clock = _Clock()
+        upserts = self._catalog_log()  # before the store: what the catalog read next may cover
         with self._store() as store:
             events, mark = store.read_events_since(watermark)
             items = store.items()
@@ -173,7 +179,7 @@ class Worker:
                             f"health checks failed: {failures(checks)}", checks=checks,
                             extra={**extra, "watermark": mark, "base": version,
                                    "events_since_refit": int(extra.get("events_since_refit", 0)) + folded.events,
-                                   **folded.as_dict(), "seconds": clock.laps})
+                                   **folded.as_dict(), "seconds": clock.laps, **_coverage(bundle, upserts)})
         published = self._publish(tmp, decision, new_version)
         if ok:
             self._last = (published, bundle)
@@ -205,6 +211,7 @@ class Worker:
         version, extra = self.serving()
         baseline, since = self._baseline(version, extra)
         unseen = None
+        upserts = self._catalog_log()
         with self._store() as store:
             data, events_mark = _read_all(store)
             if since is not None:
@@ -226,10 +233,16 @@ class Worker:
 
             folder = self.registry.path(version) / "explore"
             serving_state = ExploreState.load(folder) if folder.exists() else None
+        previous_encoder = None
+        if self.adapt is not None and version is not None:
+            from aisle.bundle import saved_search_encoder
+
+            previous_encoder = saved_search_encoder(self.registry.path(version))
         decision = refit(data, events_mark, baseline, tmp, self.settings, self.pipeline,
                          unseen=unseen, version=new_version,
                          base=version, embedder=self.embedder(), impressions=impressions,
-                         explore=serving_state)
+                         explore=serving_state, adapt=self.adapt, previous_encoder=previous_encoder,
+                         catalog_log=upserts)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:
@@ -257,13 +270,52 @@ class Worker:
         if not self.lease.held():  # the fence: someone else trains now; their versions win
             raise LeaseLostError("the training lease was lost during the job; its candidate is not published")
         self.registry.publish(tmp, decision, version=version)
-        if decision.promoted and self.settings.state.startswith(("redis://", "rediss://", "unix://")):
+        if decision.promoted and self._redis:
             try:
                 notify(self.settings.state, "promote", version)
             except Exception as exc:  # the pointer is written; servers still follow by polling
                 log.warning("could not notify the servers through Redis: %s", exc)
         self._checkpoint(version, decision)
+        self._trim_catalog_log()
         return version
+
+    @property
+    def _redis(self) -> bool:
+        return self.settings.state.startswith(("redis://", "rediss://", "unix://"))
+
+    def _catalog_log(self) -> Any:
+        """The servers' log of catalog upserts (Redis state), read before the store's catalog: each version records
+        how much of it its catalog covers (`aisle.serve.catalog_log`). None without Redis or when it cannot be read
+        (the version then covers nothing, which only delays trimming)."""
+        if not self._redis:
+            return None
+        from aisle.serve.catalog_log import read_log
+
+        try:
+            return read_log(self.settings.state)
+        except Exception as exc:
+            log.warning("could not read the catalog upsert log from Redis: %s", exc)
+            return None
+
+    def _trim_catalog_log(self) -> None:
+        """Drop the upsert batches every version in the registry carries (the lowest coverage among them: the
+        current one, the rollback target and any version a person could promote), so the log does not grow
+        without bound; a server starting later loads one of those versions and reads only the batches after."""
+        if not self._redis:
+            return
+        from aisle.serve.catalog_log import trim_log
+
+        versions = self.registry.list()
+        upto = min((int(v.decision.extra.get("catalog_version", 0)) if v.decision is not None else 0
+                    for v in versions), default=0)
+        try:
+            done = trim_log(self.settings.state, upto)
+        except Exception as exc:  # the log only stays longer
+            log.warning("could not trim the catalog upsert log in Redis: %s", exc)
+            return
+        if done["dropped"]:
+            log.info("catalog upsert log: dropped %d batch(es) every version carries (up to catalog version %d)",
+                     done["dropped"], done["base"])
 
     def _checkpoint(self, version: str, decision: Decision) -> None:
         """ROOT/worker.json: the last job (written after the publish; the version's own watermark is what counts)."""
@@ -290,7 +342,7 @@ class Worker:
             done = store.compact()
         out: dict[str, Any] = {"before_bytes": done.before_bytes, "after_bytes": done.after_bytes,
                                "seconds": round(done.seconds, 2)}
-        if self.settings.state.startswith(("redis://", "rediss://", "unix://")):
+        if self._redis:
             out |= compact_redis(self.settings.state)
         state = {**self.checkpoint(), "compacted_at": time.time(), "compaction": out}
         tmp = self.registry.root / f".{CHECKPOINT}.tmp"
@@ -352,6 +404,15 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self._t, 3)
         self._t = now
+
+
+def _coverage(bundle: Bundle, upserts: Any) -> dict[str, int]:
+    """`{"catalog_version": N}`: the upserts (`CatalogLog`, read before the store) that `bundle`'s catalog holds."""
+    if upserts is None:
+        return {}
+    from aisle.serve.catalog_log import covered
+
+    return {"catalog_version": covered(bundle.catalog, upserts)}
 
 
 def _read_all(store: Any) -> tuple[Any, int]:

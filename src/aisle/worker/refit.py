@@ -30,14 +30,18 @@ from aisle.worker.refresh import fold
 def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, settings: Settings,
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
           base: str | None = None, embedder: Any = None, impressions: pl.DataFrame | None = None,
-          explore: Any = None) -> Decision:
+          explore: Any = None, adapt: Any = None, previous_encoder: Path | None = None,
+          catalog_log: Any = None) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
     (after its watermark); the hold-out is the newest of them. None: the newest events of the whole log.
     `impressions`: the store's impression log, for a pipeline that ranks with what it learns from them.
     `explore`: the serving version's exploration state, carried into the candidate (a refit does not forget what
-    exploration learned)."""
+    exploration learned). `adapt` (`AdaptSettings`, the `[search]` table of the worker's pipeline file): search's
+    encoder is fine-tuned on the searches before the hold-out, as `aisle train --adapt` does on everything, or,
+    with too few pairs, `previous_encoder` (the serving version's fine-tune) is carried forward. `catalog_log`: the
+    servers' upsert log as read before the store (`aisle.serve.catalog_log`), whose coverage the decision records."""
     cfg = settings.worker
     t0 = time.perf_counter()
     events = data.events
@@ -47,7 +51,9 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
     before = events.join(holdout, on=list(events.columns), how="anti", nulls_equal=True) if holdout.height \
         else events
     train = Dataset(name=data.name, log=data.log, items=data.items, users=data.users, events=before)
-    candidate = build_serving_bundle(train, pipeline, seed=cfg.seed, dense=cfg.dense)
+    candidate = build_serving_bundle(train, pipeline, seed=cfg.seed, dense=cfg.dense, adapt=adapt,
+                                     previous_encoder=previous_encoder)
+    encoder = candidate.manifest.get("metrics", {}).get("parts", {}).get("search_encoder")
     learned: dict[str, Any] = {}
     if pipeline.ranker == "impressions":
         candidate, learned = learn_from_impressions(candidate, baseline, impressions, events, before, cut, settings)
@@ -76,6 +82,13 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
                   f"({'within' if promoted else 'below'} the {cfg.tolerance:.0%} tolerance: floor {floor:.4f})")
     if learned.get("off_policy", {}).get("candidate"):
         reason += "; " + off_policy_summary(learned["off_policy"])
+    if encoder is not None:
+        reason += f"; search encoder: {encoder['what']}"
+        learned["search_encoder"] = encoder
+    if catalog_log is not None:
+        from aisle.serve.catalog_log import covered
+
+        learned["catalog_version"] = covered(candidate.catalog, catalog_log)
     return Decision("refit", promoted, reason, candidate=cand, serving=serv, checks=checks, extra={
         "watermark": watermark, "refit_at": time.time(), "events_since_refit": 0, "base": base, "refit": version,
         "baseline": "scored on events it never saw (after its watermark or its newest event)" if unseen is not None

@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from aisle.bundle import Histories
 from aisle.config import ExploreConfig, RulesConfig
 from aisle.explore import Explorer, ExploreState, Featurizer, pool_rows
 from aisle.models.base import Vocab
 from aisle.query import Filters
-from aisle.rules import ItemAttributes
+from aisle.rules import ItemAttributes, allowed
 from aisle.types import IMPRESSION_SCHEMA
 
 N = 30  # items 0..9 are the greedy list, 10..29 are cold
@@ -154,3 +155,85 @@ def test_slots_are_distinct_positions_and_come_sorted() -> None:
     for bad in ((), (0,), (3, 3)):
         with pytest.raises(ValueError, match="distinct 1-based positions"):
             ExploreConfig(slots=bad)
+
+
+def _random_requests(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, list[int], Filters | None]]:
+    """Shopper histories, exclusions and filters of all kinds (a filter, or a request excluding all but a few cold
+    items, leaves some of Thompson's short lists of best draws without enough of them: whole draws are read)."""
+    out = []
+    for _ in range(n):
+        history = rng.choice(N, int(rng.integers(0, 6)), replace=False)
+        hidden = int(rng.integers(0, 8)) if rng.random() < 0.7 else N - 10 - int(rng.integers(1, 4))
+        excluded = [*history.tolist(), *rng.choice(np.arange(10, N), hidden, replace=False).tolist()]
+        r = rng.random()
+        filters = (Filters.of(brands=[ATTRS.brand_names[int(rng.integers(3))]]) if r < 0.25 else
+                   Filters.of(categories=[ATTRS.leaf_names[int(rng.integers(4))]]) if r < 0.5 else
+                   Filters.of(price_max=float(rng.uniform(30, 150))) if r < 0.7 else None)
+        out.append((history, excluded, filters))
+    return out
+
+
+def _eligible(excluded: list[int], filters: Filters | None) -> np.ndarray:
+    """The cold rows (10..29) the hard rules let a request show, by the rules' own check."""
+    rows = np.arange(10, N)
+    mask = np.zeros(N, bool)
+    mask[excluded] = True
+    return rows[allowed(rows, attrs=ATTRS, rules=RulesConfig(), excluded=mask, filters=filters)]
+
+
+def test_linucb_shows_the_eligible_item_of_highest_upper_confidence_bound() -> None:
+    """Serving's bounds (one matmul with a square root of A^-1, computed when the state loads) pick what the
+    textbook formula theta'x + alpha sqrt(x'A^-1 x) picks, for each shopper, request and learned state."""
+    rng = np.random.default_rng(3)
+    users = Vocab.of([f"u{n}" for n in range(6)])
+    lengths = rng.integers(0, 6, 6)
+    hist = Histories(np.r_[0, np.cumsum(lengths)], rng.integers(0, N, lengths.sum()).astype(np.int32),
+                     np.zeros(lengths.sum(), np.int8), np.zeros(lengths.sum(), np.int64))
+    for trial in range(5):
+        x = rng.normal(size=(300, 7))
+        state = ExploreState(item_ids=tuple(IDS[10:]), shown=rng.integers(0, 50, N - 10).astype(float),
+                             rewards=rng.integers(0, 5, N - 10).astype(float), a=np.eye(7) + x.T @ x,
+                             b=rng.normal(size=7) * 3)
+        cfg = ExploreConfig(enabled=True, policy="linucb", alpha=float(rng.uniform(0.1, 2.0)))
+        feats = Featurizer(ATTRS, {i: r for r, i in enumerate(IDS)}, users, hist, state, (1.0, 20.0))
+        ex = Explorer(cfg, RulesConfig(), feats, np.arange(10, N), IDS)
+        a_inv = np.linalg.inv(state.a)
+        theta = a_inv @ state.b
+        for user in range(6):
+            history = hist.of(user)[0]
+            for _, excluded, filters in _random_requests(rng, 10):
+                ok = _eligible([*history.tolist(), *excluded], filters)
+                res = ex.choose(GREEDY, np.zeros(10, bool), 10, excluded=[*history.tolist(), *excluded],
+                                filters=filters, history=history)
+                if not len(ok):
+                    assert not res.explored.any()
+                    continue
+                ctx = feats.rows(history, ok, feats.rate([IDS[r] for r in ok]))
+                bound = ctx @ theta + cfg.alpha * np.sqrt(np.einsum("ij,jk,ik->i", ctx, a_inv, ctx))
+                assert res.rows[res.explored].tolist() == [ok[np.argmax(bound)]], (trial, user)
+                assert res.propensities[res.explored].tolist() == [1.0]
+
+
+def test_thompson_picks_and_propensities_are_those_of_whole_draws() -> None:
+    """Each draw's best eligible cold items, read from the draws' short lists when the state loads (whole draws when
+    a request's filters leave a short list without enough of them): the list is one draw's, and each slot's
+    propensity is the share of draws that put the same item there."""
+    rng = np.random.default_rng(4)
+    state = _state({f"i{r}": (float(rng.integers(0, 60)), float(rng.integers(0, 6))) for r in range(10, N)})
+    for slots in ((3,), (2, 6)):
+        cfg = ExploreConfig(enabled=True, share=1.0, slots=slots, policy="thompson", draws=64)
+        ex = _explorer(cfg, state, seed=5)
+        pool = ex.pool
+        for history, excluded, filters in _random_requests(rng, 150):
+            ok = np.isin(pool, _eligible(excluded, filters))
+            res = ex.choose(GREEDY, np.zeros(10, bool), 10, excluded=excluded, filters=filters, history=history)
+            m = min(len(slots), int(ok.sum()))
+            assert int(res.explored.sum()) == m
+            if not m:
+                continue
+            # per draw, its m best eligible items in order, from the whole draw
+            masked = np.where(ok[None, :], ex.draws, -np.inf)
+            best = pool[np.argsort(-masked, axis=1, kind="stable")[:, :m]]
+            shown = res.rows[res.explored]
+            assert (best == shown[None, :]).all(axis=1).any()  # the list is some draw's
+            assert res.propensities[res.explored] == pytest.approx((best == shown[None, :]).mean(axis=0))

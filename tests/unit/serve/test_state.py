@@ -95,3 +95,51 @@ async def _pipelined_reads(state: RedisState) -> None:
 
 def test_redis_history_reads_are_pipelined_and_fail_over(redis_url: str) -> None:
     _run(lambda: _pipelined_reads(RedisState(redis_url, prefix="t2:")))
+
+
+async def _trimmed(state: RedisState, url: str) -> None:
+    from aisle.serve.catalog_log import read_log, trim_log
+
+    for batch in ([{"item_id": "a", "title": "A"}], [{"item_id": "b", "title": "B"}],
+                  [{"item_id": "a", "title": "A2"}, {"item_id": "c", "title": "C"}]):
+        await state.put_items(batch)
+    assert trim_log(url, 2, prefix="t3:") == {"base": 2, "dropped": 2}
+    assert trim_log(url, 1, prefix="t3:") == {"base": 2, "dropped": 0}  # never backwards
+    log = read_log(url, prefix="t3:")
+    assert (log.base, log.version, log.batches) == (2, 3, [[{"item_id": "a", "title": "A2"},
+                                                            {"item_id": "c", "title": "C"}]])
+    # a worker that starts (version 0) or lags behind the base reads what is left; one past it, only what is newer
+    assert await state.items_since(0) == (3, [{"item_id": "a", "title": "A2"}, {"item_id": "c", "title": "C"}])
+    assert await state.items_since(3) == (3, [])
+    assert await state.put_items([{"item_id": "d", "title": "D"}]) == 4
+    assert await state.items_since(3) == (4, [{"item_id": "d", "title": "D"}])
+    assert sorted(await state.r.hkeys("t3:items")) == ["a", "c", "d"]  # b went with its batch; a is still named
+    assert trim_log(url, 99, prefix="t3:") == {"base": 4, "dropped": 2}  # at most what the log holds
+    assert await state.items_since(0) == (4, []) and await state.r.hkeys("t3:items") == []
+    await state.close()
+
+
+def test_redis_catalog_log_trims_only_old_batches(redis_url: str) -> None:
+    _run(lambda: _trimmed(RedisState(redis_url, prefix="t3:"), redis_url))
+
+
+def test_coverage_stops_before_an_upsert_the_catalog_lacks() -> None:
+    import polars as pl
+
+    from aisle.serve.catalog_log import CatalogLog, covered
+    from aisle.serve.runtime import upsert_frame
+
+    def rec(item: str, title: str) -> dict:
+        return {"item_id": item, "title": title, "price": 1.0, "categories": ["x"], "attributes": "{}"}
+
+    batches = [[rec("a", "A")], [rec("b", "B")], [rec("c", "C")], [rec("b", "B2")]]
+    log = CatalogLog(base=10, version=14, batches=batches)
+    full = upsert_frame([rec("a", "A"), rec("c", "C"), rec("b", "B2")])
+    assert covered(full, log) == 14
+    # the store write of batch 13 ("c") came after the catalog was read: coverage stops at 12
+    assert covered(full.filter(pl.col("item_id") != "c"), log) == 12
+    # "b" as batch 12 had it, not as batch 14 re-recorded it: 14 is what "b" needs, so 13 is covered
+    stale = upsert_frame([rec("a", "A"), rec("c", "C"), rec("b", "B")])
+    assert covered(stale, log) == 13
+    assert covered(None, log) == 10
+    assert covered(full, CatalogLog(base=0, version=3, batches=[])) == 0  # no log for those versions: nothing vouched

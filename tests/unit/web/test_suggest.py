@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aisle.web.suggest import Phrase, Suggester, suggest_json
+from aisle.web.suggest import Phrase, Suggester, suggest_json, words
 
 PHRASES = [
     Phrase("Headphones", "category", 9.0, items=3),
@@ -53,3 +53,41 @@ def test_a_spelling_correction_when_nothing_completes() -> None:
     assert {"text": "Headphones", "kind": "category", "items": 3} in out and len(out) <= 4
     assert suggest_json(Suggester(PHRASES), "zzz", 4, _Engine())["suggestions"] == []
     assert suggest_json(Suggester(PHRASES), "volt", 4, None)["suggestions"][0]["kind"] == "brand"
+
+
+def _upserts(rt, n: int) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Upsert batch `n`: a new item in an existing category under a new brand, one retitled item, one made
+    unavailable, one moved to another category and brand (what changes phrases and the weights of their names)."""
+    rows = [rt.item_record(r) for r in range(10 * n, 10 * n + 4)]
+    new = {**rows[0], "item_id": f"new-{n}", "title": f"zorbix{chr(97 + n)} kettle", "brand": f"Brandnew{n}"}
+    retitled = {**rows[1], "title": f"quixel{chr(97 + n)} {rows[1]['title']}"}
+    gone = {**rows[2], "available": False}
+    moved = {**rows[3], "brand": rows[0]["brand"], "categories": rows[0]["categories"]}
+    return [new, retitled, gone, moved]
+
+
+def test_upserts_update_the_suggester_as_a_rebuild_would(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from aisle.bundle import Bundle
+    from aisle.config import Settings
+    from aisle.data.synthetic import SyntheticConfig
+    from aisle.pipeline import SourceSpec
+    from aisle.serve.runtime import Runtime
+    from tests.bundles import save_bundle, synthetic_shop
+
+    shop = synthetic_shop(SyntheticConfig(n_items=300, n_users=100, n_events=3_000, seed=2))
+    save_bundle(shop, [SourceSpec("trending", "trending", "trending")], tmp_path / "b", search=False)
+    rt = Runtime(Bundle.load(tmp_path / "b"), Settings())
+    base = rt.suggester
+    queries = {w for p in base.phrases[:400] for w in words(p.text)[:2]} | {"zorbix", "quixel", "brandnew"}
+    for n in range(3):
+        rt = rt.with_upserts(_upserts(rt, n))
+        rebuilt = Suggester.from_runtime(rt)
+
+        def key(p: Phrase) -> tuple:  # type: ignore[type-arg]
+            return p.kind, p.text, p.item_id, p.items, round(p.weight, 6), p.kind_words
+
+        assert sorted(map(key, rt.suggester.phrases)) == sorted(map(key, rebuilt.phrases))
+        for q in sorted(queries):
+            assert [key(p) for p in rt.suggester.complete(q, 8)] == [key(p) for p in rebuilt.complete(q, 8)], q
+    assert [p.item_id for p in rt.suggester.complete("zorbixb")] == ["new-1"]
+    assert [(p.kind, p.text, p.items) for p in rt.suggester.complete("brandnew2")] == [("brand", "Brandnew2", 1)]

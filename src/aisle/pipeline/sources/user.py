@@ -33,7 +33,9 @@ class UserModelSource(CandidateSource):
         return Contributions.of_lists(items, scores)
 
     def precompute(self, data: TrainData, *, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        n = self.config.per_source
+        # a catalog smaller than `per_source` gives every item (top_n's width): a list longer than the catalog
+        # failed `aisle train` with a shape error
+        n = min(self.config.per_source, data.n_items)
         sequences = data.sequences()
         items = np.zeros((data.n_users, n), np.int32)
         scores = np.zeros((data.n_users, n), np.float32)
