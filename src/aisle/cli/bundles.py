@@ -91,7 +91,7 @@ def publish(bundle: Annotated[Path, typer.Argument(help="A bundle folder written
 
     problem = serving_problem(bundle)
     if problem is not None:
-        err.print(error_line(f"{problem}"))
+        err.print(error_line(problem))
         raise typer.Exit(2)
     reg, st = _open(root, config, state)
     try:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from aisle.cli.console import error_line
+
 if TYPE_CHECKING:
     from aisle.config import Settings
 
@@ -98,20 +100,20 @@ def serve(
                                  store=store, api_keys=keys or None, watch_seconds=watch,
                                  follow_seconds=follow, consumers=consumers)
     except (ConfigError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     problem = _store_problem(settings.store)
     if problem is not None:
-        err.print(f"[red]error:[/] {problem}")
+        err.print(error_line(problem))
         raise typer.Exit(2)
     problem = _bundle_problem(settings.bundle)
     if problem is not None:
-        err.print(f"[red]error:[/] {problem}")
+        err.print(error_line(problem))
         raise typer.Exit(2)
     for arm in settings.experiment.arms if settings.experiment is not None else ():
         problem = _bundle_problem(arm.bundle) if arm.bundle is not None else None
         if problem is not None:  # each arm's bundle is loaded beside the server's: refuse a wrong one now
-            err.print(f"[red]error:[/] experiment arm {arm.name!r}: {problem}")
+            err.print(error_line(f"experiment arm {arm.name!r}: {problem}"))
             raise typer.Exit(2)
     run(settings, log_level=log_level)
 
@@ -212,19 +214,19 @@ def consume(
     try:
         settings = load_settings(config, state=state, store=store, stream_claim_idle_s=claim_idle)
     except (ConfigError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from None
     if settings.state == "memory" or settings.store is None:
-        err.print("[red]error:[/] aisle consume needs --state redis://... and --store (a DuckDB file or a "
-                  "postgresql:// URL)")
+        err.print(error_line("aisle consume needs --state redis://... and --store (a DuckDB file or a "
+                  "postgresql:// URL)"))
         raise typer.Exit(2)
     problem = _store_problem(settings.store)
     if problem is not None:
-        err.print(f"[red]error:[/] {problem}")
+        err.print(error_line(problem))
         raise typer.Exit(2)
     sink = StoreSink(settings.store)
     if stream not in ("events", "impressions"):
-        err.print(f"[red]error:[/] --stream must be events or impressions, not {stream!r}")
+        err.print(error_line(f"--stream must be events or impressions, not {stream!r}"))
         raise typer.Exit(2)
     consumer = Consumer(settings.state, sink.locked, name=name, claim_idle_s=settings.stream_claim_idle_s,
                         stream=stream, count=1_000, pace_s=settings.impressions_store_s if stream == "impressions"

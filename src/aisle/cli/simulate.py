@@ -25,7 +25,7 @@ experiment_app = typer.Typer(help="A/B experiments: per-arm outcomes with interv
 
 
 def _fail(msg: str) -> None:
-    err.print(error_line(f"{msg}"))
+    err.print(error_line(msg))
     raise typer.Exit(2)
 
 
