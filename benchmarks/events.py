@@ -170,7 +170,7 @@ async def post_loop(port: int, seconds: float, connections: int, size: int, n_it
 
     async def post(due: float) -> None:
         nonlocal acked, errors
-        status, _ = await pool.request("POST", "/events", next(source))
+        status, *_ = await pool.request("POST", "/events", next(source))
         latencies.append(time.perf_counter() - due)
         if status == 200:
             acked += size
