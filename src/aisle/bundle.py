@@ -242,6 +242,14 @@ class Bundle:
         tmp.replace(out / "manifest.json")
         return out
 
+    @staticmethod
+    def read_catalog(path: str | Path) -> pl.DataFrame | None:
+        """The catalog of the bundle saved at `path` alone (None when it has none), without loading its models:
+        what a worker reads to learn which upserts a version published by hand carries."""
+        root = Path(path)
+        parts = json.loads((root / "manifest.json").read_text()).get("parts", {})
+        return pl.read_parquet(root / parts["catalog"]) if "catalog" in parts else None
+
     def write_report(self, path: str | Path, report: dict[str, Any]) -> None:
         """Attach an offline evaluation report to a saved bundle (the manifest is rewritten atomically)."""
         root = Path(path)

@@ -10,7 +10,8 @@ the bundle it serves; a worker that starts holds none and applies every batch in
 once every bundle a worker could still load has its items: `aisle worker` records, with each version it publishes,
 the catalog version its catalog covers (`covered`: checked item by item against the records, since a server writes
 an upsert to the store after Redis and a version may have read the store in between), and trims up to the lowest
-coverage among the registry's versions (a version published by hand covers 0), so the current one, the rollback
+coverage among the registry's versions (a version published by hand records none: its catalog is checked against
+the log as it is when trimming, `registry_coverage`), so the current one, the rollback
 target and any version promoted by hand all hold what was trimmed. A worker that was running keeps the upserts it
 applied in memory and applies them to every version it loads; a worker that starts later loads a version that covers
 the trimmed batches and reads the rest from the log. The log then holds the batches since the oldest version the
@@ -21,9 +22,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from aisle.registry import VersionInfo
 
 PREFIX = "aisle:"
 
@@ -130,4 +134,17 @@ def covered(catalog: pl.DataFrame | None, log: CatalogLog) -> int:
     return min(last[i][0] for i in missing) - 1
 
 
-__all__ = ["ITEMS_SINCE", "CatalogLog", "covered", "keys", "read_log", "trim_log"]
+def registry_coverage(versions: list[VersionInfo], log: CatalogLog) -> int:
+    """The catalog version every one of `versions` carries, i.e. how far the log may be trimmed: the lowest among
+    them. A version `aisle worker` published records its coverage; one published by hand records none, so its
+    catalog is checked against `log` now (it can vouch for no batch already trimmed: at least `log.base`)."""
+    from aisle.bundle import Bundle
+
+    def of(v: VersionInfo) -> int:
+        recorded = v.decision.extra.get("catalog_version") if v.decision is not None else None
+        return int(recorded) if recorded is not None else covered(Bundle.read_catalog(v.path), log)
+
+    return min((of(v) for v in versions), default=0)
+
+
+__all__ = ["ITEMS_SINCE", "CatalogLog", "covered", "keys", "read_log", "registry_coverage", "trim_log"]

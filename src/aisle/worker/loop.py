@@ -299,16 +299,18 @@ class Worker:
 
     def _trim_catalog_log(self) -> None:
         """Drop the upsert batches every version in the registry carries (the lowest coverage among them: the
-        current one, the rollback target and any version a person could promote), so the log does not grow
-        without bound; a server starting later loads one of those versions and reads only the batches after."""
+        current one, the rollback target and any version a person could promote, a version published by hand
+        checked by its catalog), so the log does not grow without bound; a server starting later loads one of
+        those versions and reads only the batches after."""
         if not self._redis:
             return
-        from aisle.serve.catalog_log import trim_log
+        from aisle.serve.catalog_log import registry_coverage, trim_log
 
-        versions = self.registry.list()
-        upto = min((int(v.decision.extra.get("catalog_version", 0)) if v.decision is not None else 0
-                    for v in versions), default=0)
+        log_now = self._catalog_log()
+        if log_now is None:
+            return
         try:
+            upto = registry_coverage(self.registry.list(), log_now)
             done = trim_log(self.settings.state, upto)
         except Exception as exc:  # the log only stays longer
             log.warning("could not trim the catalog upsert log in Redis: %s", exc)
