@@ -38,7 +38,8 @@ import httpx
 import numpy as np
 
 import machine
-from load import Pool, _children, free_port
+from load import Pool, free_port
+from procs import cpu_seconds, redis_figures, redis_pid, redis_report, server_children
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
@@ -228,30 +229,19 @@ def stored(url: str) -> tuple[int, int]:
     return len(ids), ids.n_unique()
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of `pids` so far (a process that is gone counts 0)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+def redis_info(url: str) -> dict[str, Any]:
+    """What Redis holds and what its append-only file cost after the run: memory, keys, the AOF's size and how
+    often it was rewritten (a rewrite forks Redis; the child's CPU is not in redis-server's figure)."""
+    import redis
 
-
-def redis_pid(url: str) -> list[int]:
-    """The redis-server serving `url` (it titles itself `redis-server HOST:PORT`)."""
-    port = b":" + url.rsplit(":", 1)[1].split("/", 1)[0].encode()
-    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            line = cmd.read_bytes().replace(b"\0", b" ").strip()
-        except OSError:
-            continue
-        if b"redis-server" in line and line.endswith(port):
-            return [int(cmd.parent.name)]
-    return []
+    r = redis.Redis.from_url(url)
+    try:
+        info = {**r.info("memory"), **r.info("persistence"), **r.info("keyspace")}
+        return {"used_memory_mb": round(info["used_memory"] / 2**20, 1), "keys": info.get("db0", {}).get("keys", 0),
+                "aof_mb": round(info.get("aof_current_size", 0) / 2**20, 1),
+                "aof_rewrites": info.get("aof_rewrites", 0)}
+    finally:
+        r.close()
 
 
 def main() -> None:
@@ -282,12 +272,15 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, server)
         time.sleep(3)  # every worker up (ready answers with the first)
-        parts = {"supervisor": [server.pid], "workers": _children(server.pid),
-                 "consumer": _children(server.pid, consumers=True), "redis": redis_pid(state)}
+        parts = {"supervisor": [server.pid], "workers": server_children(server.pid),
+                 "consumer": server_children(server.pid, consumers=True), "redis": redis_pid(state)}
         cpu0 = {k: cpu_seconds(v) for k, v in parts.items()}
+        redis0 = redis_figures(state)
         result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate))
         result["drain_seconds"] = round(drain(base), 1)
         cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in parts.items()}
+        redis1 = redis_figures(state)
+        result["redis_info"] = redis_info(state)
         acked = max(result["acked_events"], 1)
         # until the lag was drained (with the old code the workers' CPU includes their consumer threads)
         spent = {"workers": cpu["workers"] + cpu["supervisor"], "consumer": cpu["consumer"], "redis": cpu["redis"]}
@@ -308,6 +301,7 @@ def main() -> None:
                       machine=machine.describe())
     print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))
     print("lag (s, entries):", " ".join(f"{t:.0f}:{v}" for t, v in result["lag_samples"]))
+    print(redis_report(redis0, redis1, max(result["acked_events"], 1)))
     print("lag verdict:", result["lag_trend"]["verdict"])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
