@@ -25,8 +25,10 @@ def server_children(pid: int, consumers: bool = False) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of `pids` so far (a process that is gone counts 0)."""
+def cpu_seconds(pids: list[int], children: bool = False) -> float:
+    """User + system CPU seconds of `pids` so far (a process that is gone counts 0); with `children`, also that of
+    their children that exited and were waited for (redis-server's AOF-rewrite forks: a rewrite's CPU is spent in
+    a child, not in the server's own figure)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
@@ -34,7 +36,7 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
+        total += sum(int(f) for f in fields[11:15 if children else 13]) / tick
     return total
 
 

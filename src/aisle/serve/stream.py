@@ -47,7 +47,7 @@ _ROW_SCHEMA = {**EVENT_SCHEMA, "timestamp": pl.Int64}  # a stream row: the time 
 # would write while it is out of memory before it starts, so a key is never set for an event that is not in the
 # stream. Each user's keys are indexed in <prefix>seenby:<user> (one SADD per user of the batch; erasing the user
 # deletes them). The new events with an item join their users' live histories (<prefix>h:<user>,
-# `aisle.serve.state.RedisState`) in the same call: one round trip per batch.
+# `aisle.serve.state.RedisState`; one RPUSH per user, in time order) in the same call: one round trip per batch.
 _PUBLISH = """
 local n = #KEYS - 1
 local dup, fresh, new, known = {}, {}, {}, {}
@@ -86,16 +86,24 @@ if #fresh > 0 then
     end
     redis.call('EXPIRE', idx, ARGV[1])
   end
-  local touched = {}
+  local live = {}
   for j = 2 * n + 4, #ARGV, 2 do
     local i = tonumber(ARGV[j])
     if dup[i] == 0 then
-      local h = ARGV[2] .. 'h:' .. ARGV[n + 3 + i]
-      redis.call('RPUSH', h, ARGV[j + 1])
-      touched[h] = true
+      local user = ARGV[n + 3 + i]
+      local mine = live[user]
+      if mine then
+        mine[#mine + 1] = ARGV[j + 1]
+      else
+        live[user] = {ARGV[j + 1]}
+      end
     end
   end
-  for h, _ in pairs(touched) do
+  for user, mine in pairs(live) do
+    local h = ARGV[2] .. 'h:' .. user
+    for j = 1, #mine, 4000 do
+      redis.call('RPUSH', h, unpack(mine, j, math.min(j + 3999, #mine)))
+    end
     redis.call('LTRIM', h, -tonumber(ARGV[3]), -1)
   end
 end
