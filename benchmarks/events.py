@@ -97,15 +97,17 @@ def build_bundle(folder: Path) -> Path:
     return folder / "bundle"
 
 
-def batches(n_items: int, size: int) -> Any:
-    """Endless distinct batches: event ids are unique, so every acknowledged event must be stored once."""
+def batches(n_items: int, size: int, per_user: int = 1) -> Any:
+    """Endless distinct batches: event ids are unique, so every acknowledged event must be stored once. `per_user`
+    events in a row come from one shopper (1: a batch of 100 holds 100 shoppers, as a collector forwarding many
+    users' events sends; more: a session's clicks sent together)."""
     start = datetime.now(UTC) - timedelta(hours=1)
     serial = 0
     while True:
         events = []
         for _ in range(size):
             serial += 1
-            events.append({"event_id": f"bench-{serial}", "user_id": f"u{serial % 5000}",
+            events.append({"event_id": f"bench-{serial}", "user_id": f"u{(serial // per_user) % 5000}",
                            "item_id": f"i{random.randrange(n_items):05d}", "event_type": "view",
                            "timestamp": (start + timedelta(milliseconds=serial)).isoformat()})
         yield json.dumps({"events": events}).encode()
@@ -157,12 +159,12 @@ def lag_trend(samples: list[tuple[float, int]], events_per_s: float, events_per_
 
 
 async def post_loop(port: int, seconds: float, connections: int, size: int, n_items: int, base: str,
-                    rate: float = 0.0) -> dict[str, Any]:
+                    rate: float = 0.0, per_user: int = 1) -> dict[str, Any]:
     """Post for `seconds`: flat out (`rate` 0) or paced to `rate` events/s, open loop (latency counted from when a
     batch was due, so waiting for a free connection counts)."""
     pool = Pool(port, connections)
     await pool.open()
-    source = batches(n_items, size)
+    source = batches(n_items, size, per_user)
     latencies: list[float] = []
     acked = errors = 0
     lag: list[tuple[float, int]] = []
@@ -254,6 +256,7 @@ def main() -> None:
     ap.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec")
     ap.add_argument("--rate", type=float, default=0.0, help="events/s, paced open loop (0: flat out)")
     ap.add_argument("--consumers", type=int, default=1, help="the server's consumer processes ([serve] consumers)")
+    ap.add_argument("--per-user", type=int, default=1, help="events in a row from one shopper (batches())")
     ap.add_argument("--prefill", type=int, default=0, help="events stored before the run (a store with a history)")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -278,7 +281,8 @@ def main() -> None:
         cpu0 = {k: cpu_seconds(v, children=k == "redis") for k, v in parts.items()}
         redis0 = redis_figures(state)
         cpu0_own = cpu_seconds(parts["redis"])
-        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate))
+        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate,
+                                            args.per_user))
         result["drain_seconds"] = round(drain(base), 1)
         cpu = {k: cpu_seconds(v, children=k == "redis") - cpu0[k] for k, v in parts.items()}
         result["redis_rewrite_cpu_us_per_event"] = round(
@@ -300,7 +304,8 @@ def main() -> None:
         result["stored_distinct"] -= args.prefill
         result["lag_trend"] = lag_trend(result["lag_samples"], args.rate or result["events_per_s"], args.batch)
         result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch, rate=args.rate or None,
-                      consumers=args.consumers, prefill=args.prefill, prefill_s=round(prefill_s, 1),
+                      consumers=args.consumers, per_user=args.per_user, prefill=args.prefill,
+                      prefill_s=round(prefill_s, 1),
                       connections=args.connections, seconds=args.seconds,
                       machine=machine.describe())
     print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))

@@ -44,7 +44,7 @@ async def measure(state: str, folder: Path, bundle: Path, args: argparse.Namespa
     headers = {"content-type": "application/json"}
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                                    base_url="http://aisle") as client:
-        source = batches(2_000, args.batch)
+        source = batches(2_000, args.batch, args.per_user)
         for _ in range(20):  # warm-up: scripts loaded, connections open
             await client.post("/events", content=next(source), headers=headers)
         bodies = [next(source) for _ in range(args.requests)]
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--per-user", type=int, default=1, help="events in a row from one shopper (events.batches)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="aisle-events-cpu-") as tmp:
         folder = Path(tmp)
