@@ -42,12 +42,14 @@ _ROW_SCHEMA = {**EVENT_SCHEMA, "timestamp": pl.Int64}  # a stream row: the time 
 
 # KEYS[1] = the stream, KEYS[2..n+1] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2] = the prefix,
 # ARGV[3] = the live history length, ARGV[4..n+3] = the events (JSON), ARGV[n+4..2n+3] = their users, then pairs
-# (event index, live history entry) in time order. Read first (one MGET: a command per key was a third of the
-# script's calls), then XADD, then SET: an error before the XADD writes nothing, and Redis refuses a script that
-# would write while it is out of memory before it starts, so a key is never set for an event that is not in the
-# stream. Each user's keys are indexed in <prefix>seenby:<user> (one SADD per user of the batch; erasing the user
-# deletes them). The new events with an item join their users' live histories (<prefix>h:<user>,
-# `aisle.serve.state.RedisState`; one RPUSH per user, in time order) in the same call: one round trip per batch.
+# (event index, live history entry) in time order. Read first (one MGET), then XADD, then SET: an error before the
+# XADD writes nothing, and Redis refuses a script that would write while it is out of memory before it starts, so a
+# key is never set for an event that is not in the stream. Each user's keys are indexed in <prefix>seenby:<user>
+# (erasing the user deletes them). The new events with an item join their users' live histories (<prefix>h:<user>,
+# `aisle.serve.state.RedisState`, in time order) in the same call: one round trip per batch. The index and the
+# histories take one SADD and one RPUSH per user of the batch, not per event: a batch holding a session (several
+# events of one shopper) costs Redis fewer calls and instructions, one of all different shoppers slightly more
+# (the Lua tables that group them; benchmarks/events_redis.py, RESULTS.md "CPU per event on each hop").
 _PUBLISH = """
 local n = #KEYS - 1
 local dup, fresh, new, known = {}, {}, {}, {}
