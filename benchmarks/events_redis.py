@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -56,13 +57,13 @@ def instructions(pid: int, out: Path) -> int:
     raise RuntimeError("callgrind wrote no dump")
 
 
-async def publish_all(url: str, bodies: list[bytes], warmup: int, pid: int, out: Path) -> tuple[int, dict]:
+async def publish_all(url: str, bodies: list[bytes], warmup: int, pid: int, out: Path) -> tuple[int, dict[str, Any]]:
     from aisle.serve import state as state_module
     from aisle.serve.schemas import EventsIn
     from aisle.serve.state import RedisState
     from aisle.serve.stream import EventStream
 
-    state_module._TIMEOUT_S = 600.0  # type: ignore[attr-defined]  # under valgrind a call takes ~50 times longer
+    state_module._TIMEOUT_S = 600.0  # under valgrind a call takes ~50 times longer
     state = RedisState(url)
     stream = EventStream(state)
     records = [[e.record() for e in EventsIn.model_validate(orjson.loads(b)).events] for b in bodies]
