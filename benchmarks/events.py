@@ -38,7 +38,8 @@ import httpx
 import numpy as np
 
 import machine
-from load import Pool, _children, free_port
+from load import Pool, free_port
+from procs import cpu_seconds, redis_figures, redis_pid, redis_report, server_children
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
@@ -96,15 +97,17 @@ def build_bundle(folder: Path) -> Path:
     return folder / "bundle"
 
 
-def batches(n_items: int, size: int) -> Any:
-    """Endless distinct batches: event ids are unique, so every acknowledged event must be stored once."""
+def batches(n_items: int, size: int, per_user: int = 1) -> Any:
+    """Endless distinct batches: event ids are unique, so every acknowledged event must be stored once. `per_user`
+    events in a row come from one shopper (1: a batch of 100 holds 100 shoppers, as a collector forwarding many
+    users' events sends; more: a session's clicks sent together)."""
     start = datetime.now(UTC) - timedelta(hours=1)
     serial = 0
     while True:
         events = []
         for _ in range(size):
             serial += 1
-            events.append({"event_id": f"bench-{serial}", "user_id": f"u{serial % 5000}",
+            events.append({"event_id": f"bench-{serial}", "user_id": f"u{(serial // per_user) % 5000}",
                            "item_id": f"i{random.randrange(n_items):05d}", "event_type": "view",
                            "timestamp": (start + timedelta(milliseconds=serial)).isoformat()})
         yield json.dumps({"events": events}).encode()
@@ -156,12 +159,12 @@ def lag_trend(samples: list[tuple[float, int]], events_per_s: float, events_per_
 
 
 async def post_loop(port: int, seconds: float, connections: int, size: int, n_items: int, base: str,
-                    rate: float = 0.0) -> dict[str, Any]:
+                    rate: float = 0.0, per_user: int = 1) -> dict[str, Any]:
     """Post for `seconds`: flat out (`rate` 0) or paced to `rate` events/s, open loop (latency counted from when a
     batch was due, so waiting for a free connection counts)."""
     pool = Pool(port, connections)
     await pool.open()
-    source = batches(n_items, size)
+    source = batches(n_items, size, per_user)
     latencies: list[float] = []
     acked = errors = 0
     lag: list[tuple[float, int]] = []
@@ -228,30 +231,19 @@ def stored(url: str) -> tuple[int, int]:
     return len(ids), ids.n_unique()
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of `pids` so far (a process that is gone counts 0)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+def redis_info(url: str) -> dict[str, Any]:
+    """What Redis holds and what its append-only file cost after the run: memory, keys, the AOF's size and how
+    often it was rewritten (a rewrite forks Redis; the child's CPU is not in redis-server's figure)."""
+    import redis
 
-
-def redis_pid(url: str) -> list[int]:
-    """The redis-server serving `url` (it titles itself `redis-server HOST:PORT`)."""
-    port = b":" + url.rsplit(":", 1)[1].split("/", 1)[0].encode()
-    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            line = cmd.read_bytes().replace(b"\0", b" ").strip()
-        except OSError:
-            continue
-        if b"redis-server" in line and line.endswith(port):
-            return [int(cmd.parent.name)]
-    return []
+    r = redis.Redis.from_url(url)
+    try:
+        info = {**r.info("memory"), **r.info("persistence"), **r.info("keyspace")}
+        return {"used_memory_mb": round(info["used_memory"] / 2**20, 1), "keys": info.get("db0", {}).get("keys", 0),
+                "aof_mb": round(info.get("aof_current_size", 0) / 2**20, 1),
+                "aof_rewrites": info.get("aof_rewrites", 0)}
+    finally:
+        r.close()
 
 
 def main() -> None:
@@ -264,6 +256,7 @@ def main() -> None:
     ap.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec")
     ap.add_argument("--rate", type=float, default=0.0, help="events/s, paced open loop (0: flat out)")
     ap.add_argument("--consumers", type=int, default=1, help="the server's consumer processes ([serve] consumers)")
+    ap.add_argument("--per-user", type=int, default=1, help="events in a row from one shopper (batches())")
     ap.add_argument("--prefill", type=int, default=0, help="events stored before the run (a store with a history)")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -282,12 +275,20 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, server)
         time.sleep(3)  # every worker up (ready answers with the first)
-        parts = {"supervisor": [server.pid], "workers": _children(server.pid),
-                 "consumer": _children(server.pid, consumers=True), "redis": redis_pid(state)}
-        cpu0 = {k: cpu_seconds(v) for k, v in parts.items()}
-        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate))
+        parts = {"supervisor": [server.pid], "workers": server_children(server.pid),
+                 "consumer": server_children(server.pid, consumers=True), "redis": redis_pid(state)}
+        # Redis with its AOF-rewrite children (forked as the file grows; each writes the whole data set)
+        cpu0 = {k: cpu_seconds(v, children=k == "redis") for k, v in parts.items()}
+        redis0 = redis_figures(state)
+        cpu0_own = cpu_seconds(parts["redis"])
+        result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate,
+                                            args.per_user))
         result["drain_seconds"] = round(drain(base), 1)
-        cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in parts.items()}
+        cpu = {k: cpu_seconds(v, children=k == "redis") - cpu0[k] for k, v in parts.items()}
+        result["redis_rewrite_cpu_us_per_event"] = round(
+            (cpu["redis"] - (cpu_seconds(parts["redis"]) - cpu0_own)) / max(result["acked_events"], 1) * 1e6, 1)
+        redis1 = redis_figures(state)
+        result["redis_info"] = redis_info(state)
         acked = max(result["acked_events"], 1)
         # until the lag was drained (with the old code the workers' CPU includes their consumer threads)
         spent = {"workers": cpu["workers"] + cpu["supervisor"], "consumer": cpu["consumer"], "redis": cpu["redis"]}
@@ -303,11 +304,13 @@ def main() -> None:
         result["stored_distinct"] -= args.prefill
         result["lag_trend"] = lag_trend(result["lag_samples"], args.rate or result["events_per_s"], args.batch)
         result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch, rate=args.rate or None,
-                      consumers=args.consumers, prefill=args.prefill, prefill_s=round(prefill_s, 1),
+                      consumers=args.consumers, per_user=args.per_user, prefill=args.prefill,
+                      prefill_s=round(prefill_s, 1),
                       connections=args.connections, seconds=args.seconds,
                       machine=machine.describe())
     print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))
     print("lag (s, entries):", " ".join(f"{t:.0f}:{v}" for t, v in result["lag_samples"]))
+    print(redis_report(redis0, redis1, max(result["acked_events"], 1)))
     print("lag verdict:", result["lag_trend"]["verdict"])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -7,8 +7,9 @@ benchmark (`events.py`) is not.
 The app (`create_app`, Redis state with AOF everysec, a DuckDB store, no consumers) answers batches of `--batch`
 distinct events through an in-process ASGI client; the thread CPU time of the loop (the route: parsing,
 validation, duplicate keys, the stream append and the live state, plus the in-process client's own share) is
-divided by the events acknowledged. Redis' CPU is not counted (`events.py` reports it). Compare two trees with
-`PYTHONPATH=<tree>/src`, back to back.
+divided by the events acknowledged. Redis' CPU per event is reported beside it (its `INFO cpu` over the timed
+requests) with `INFO commandstats`: the commands a batch's script runs, per event, and Redis' microseconds in each,
+so a change to the script shows where Redis' time went. Compare two trees with `PYTHONPATH=<tree>/src`, back to back.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import httpx
 
 import machine
 from events import batches, build_bundle
+from procs import redis_figures, redis_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,11 +44,12 @@ async def measure(state: str, folder: Path, bundle: Path, args: argparse.Namespa
     headers = {"content-type": "application/json"}
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                                    base_url="http://aisle") as client:
-        source = batches(2_000, args.batch)
+        source = batches(2_000, args.batch, args.per_user)
         for _ in range(20):  # warm-up: scripts loaded, connections open
             await client.post("/events", content=next(source), headers=headers)
         bodies = [next(source) for _ in range(args.requests)]
         profile = cProfile.Profile() if args.profile else None
+        redis0 = redis_figures(state)
         t0 = time.thread_time()
         if profile is not None:
             profile.enable()
@@ -57,10 +60,12 @@ async def measure(state: str, folder: Path, bundle: Path, args: argparse.Namespa
         if profile is not None:
             profile.disable()
         cpu = time.thread_time() - t0
+        redis1 = redis_figures(state)
     events = args.requests * args.batch
     print(f"{events} events in {args.requests} requests: {cpu / args.requests * 1000:.3f} ms CPU per request, "
           f"{cpu / events * 1e6:.1f} us per event, {events / cpu:,.0f} events per CPU-second"
           f"{' (under the profiler)' if profile else ''}; machine: {machine.describe()}")
+    print(redis_report(redis0, redis1, events))
     return pstats.Stats(profile) if profile is not None else None
 
 
@@ -69,6 +74,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--per-user", type=int, default=1, help="events in a row from one shopper (events.batches)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="aisle-events-cpu-") as tmp:
         folder = Path(tmp)

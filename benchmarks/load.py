@@ -54,6 +54,7 @@ import numpy as np
 from fastapi import Query  # the no-op peer's parameters: its annotations are resolved in this module
 
 import machine
+from procs import server_children
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway Redis
 
@@ -304,23 +305,6 @@ def noop_app() -> Any:
     return app
 
 
-def _children(pid: int, consumers: bool = False) -> list[int]:
-    """uvicorn's workers under `pid` (not multiprocessing's resource tracker, nor the stream consumer process of
-    `aisle serve`), or with `consumers` that consumer process."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) != pid or b"resource_tracker" in cmdline:
-            continue
-        if (b"aisle.serve.consumers" in cmdline) == consumers:
-            out.append(int(stat.parent.name))
-    return out
-
-
 async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None,
                 trace: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Send `make(i)` -> (method, path, body) at `rate`/s for `seconds`; latencies from scheduled times."""
@@ -556,9 +540,9 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit("the server did not become ready")
             time.sleep(1)
         time.sleep(3)
-        parts = {"supervisor": [procs[-1].pid], "worker": _children(procs[-1].pid)}
-        if _children(procs[-1].pid, consumers=True):  # with a store: the stream consumers' own process
-            parts["consumer"] = _children(procs[-1].pid, consumers=True)
+        parts = {"supervisor": [procs[-1].pid], "worker": server_children(procs[-1].pid)}
+        if server_children(procs[-1].pid, consumers=True):  # with a store: the stream consumers' own process
+            parts["consumer"] = server_children(procs[-1].pid, consumers=True)
         if args.state == "redis":
             parts["redis"] = [procs[0].pid]
         import uvloop  # what the server's workers run on; it halves the client's own CPU per request
@@ -587,14 +571,14 @@ def _serve_noop(args: argparse.Namespace) -> dict[str, Any]:
             if time.time() - t0 > 120 or proc.poll() is not None:
                 raise SystemExit("the no-op peer did not become ready")
             try:
-                if (len(_children(proc.pid)) >= args.workers
+                if (len(server_children(proc.pid)) >= args.workers
                         and httpx.get(url, timeout=5).status_code == 200):
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         time.sleep(3)  # the second worker's imports
-        parts = {"supervisor": [proc.pid], "worker": _children(proc.pid)}
+        parts = {"supervisor": [proc.pid], "worker": server_children(proc.pid)}
         users = json.loads((Path(args.bundle) / "users.json").read_text())
         gc.collect()
         gc.freeze()

@@ -38,20 +38,30 @@ GROUP = "aisle-store"
 RATE_WINDOW_S = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_ROW_SCHEMA = {**EVENT_SCHEMA, "timestamp": pl.Int64}  # a stream row: the time in microseconds since the epoch
 
 # KEYS[1] = the stream, KEYS[2..n+1] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2] = the prefix,
 # ARGV[3] = the live history length, ARGV[4..n+3] = the events (JSON), ARGV[n+4..2n+3] = their users, then pairs
-# (event index, live history entry) in time order. Read first, then XADD, then SET: an error before the XADD
-# writes nothing, and Redis refuses a script that would write while it is out of memory before it starts, so a key
-# is never set for an event that is not in the stream. Each user's keys are indexed in <prefix>seenby:<user>
-# (erasing the user deletes them). The new events with an item join their users' live histories
-# (<prefix>h:<user>, `aisle.serve.state.RedisState`) in the same call: one round trip per batch.
+# (event index, live history entry) in time order. Read first (one MGET), then XADD, then SET: an error before the
+# XADD writes nothing, and Redis refuses a script that would write while it is out of memory before it starts, so a
+# key is never set for an event that is not in the stream. Each user's keys are indexed in <prefix>seenby:<user>
+# (erasing the user deletes them). The new events with an item join their users' live histories (<prefix>h:<user>,
+# `aisle.serve.state.RedisState`, in time order) in the same call: one round trip per batch. The index and the
+# histories take one SADD and one RPUSH per user of the batch, not per event: a batch holding a session (several
+# events of one shopper) costs Redis fewer calls and instructions, one of all different shoppers slightly more
+# (the Lua tables that group them; benchmarks/events_redis.py, RESULTS.md "CPU per event on each hop").
 _PUBLISH = """
 local n = #KEYS - 1
-local dup, fresh, new = {}, {}, {}
+local dup, fresh, new, known = {}, {}, {}, {}
+for j = 2, n + 1, 4000 do
+  local got = redis.call('MGET', unpack(KEYS, j, math.min(j + 3999, n + 1)))
+  for i = 1, #got do
+    known[j + i - 2] = got[i]
+  end
+end
 for i = 1, n do
   local k = KEYS[i + 1]
-  if new[k] or redis.call('EXISTS', k) == 1 then
+  if new[k] or known[i] then
     dup[i] = 1
   else
     dup[i] = 0
@@ -64,23 +74,38 @@ if #fresh > 0 then
   local by = {}
   for k, user in pairs(new) do
     redis.call('SET', k, '1', 'EX', ARGV[1])
-    local idx = ARGV[2] .. 'seenby:' .. user
-    redis.call('SADD', idx, k)
-    by[idx] = true
+    local mine = by[user]
+    if mine then
+      mine[#mine + 1] = k
+    else
+      by[user] = {k}
+    end
   end
-  for idx, _ in pairs(by) do
+  for user, mine in pairs(by) do
+    local idx = ARGV[2] .. 'seenby:' .. user
+    for j = 1, #mine, 4000 do
+      redis.call('SADD', idx, unpack(mine, j, math.min(j + 3999, #mine)))
+    end
     redis.call('EXPIRE', idx, ARGV[1])
   end
-  local touched = {}
+  local live = {}
   for j = 2 * n + 4, #ARGV, 2 do
     local i = tonumber(ARGV[j])
     if dup[i] == 0 then
-      local h = ARGV[2] .. 'h:' .. ARGV[n + 3 + i]
-      redis.call('RPUSH', h, ARGV[j + 1])
-      touched[h] = true
+      local user = ARGV[n + 3 + i]
+      local mine = live[user]
+      if mine then
+        mine[#mine + 1] = ARGV[j + 1]
+      else
+        live[user] = {ARGV[j + 1]}
+      end
     end
   end
-  for h, _ in pairs(touched) do
+  for user, mine in pairs(live) do
+    local h = ARGV[2] .. 'h:' .. user
+    for j = 1, #mine, 4000 do
+      redis.call('RPUSH', h, unpack(mine, j, math.min(j + 3999, #mine)))
+    end
     redis.call('LTRIM', h, -tonumber(ARGV[3]), -1)
   end
 end
@@ -115,22 +140,22 @@ def decode(payloads: list[str | bytes]) -> pl.DataFrame:
 
 def decode_entries(payloads: list[str | bytes]) -> tuple[pl.DataFrame, list[int]]:
     """`decode`, and how many events each entry held (in order): a consumer's batch becomes one frame in one pass,
-    not a frame per entry (those small frames were most of a consumer's CPU)."""
-    names = list(EVENT_SCHEMA)
-    width = len(names)
+    not a frame per entry (those small frames were most of a consumer's CPU). The rows go to polars as rows
+    (`orient="row"`): transposing them in Python first cost as much again as decoding the JSON."""
     rows: list[list[Any]] = []
     counts: list[int] = []
     for p in payloads:
         got = orjson.loads(p)
         counts.append(len(got))
         rows += got
-    if any(len(row) != width for row in rows):
+    try:
+        frame = pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
+    except pl.exceptions.ShapeError:
         # an entry written before a column was added (request_id) is shorter: the missing fields are null
+        width = len(_ROW_SCHEMA)
         rows = [row if len(row) == width else [*row, *[None] * (width - len(row))] for row in rows]
-    cols = list(zip(*rows, strict=True)) if rows else [()] * width
-    data: dict[str, Any] = {n: list(c) for n, c in zip(names, cols, strict=True)}
-    data["timestamp"] = pl.Series(data["timestamp"], dtype=pl.Int64).cast(EVENT_SCHEMA["timestamp"])
-    return pl.DataFrame(data, schema=EVENT_SCHEMA), counts
+        frame = pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
+    return frame.with_columns(pl.col("timestamp").cast(EVENT_SCHEMA["timestamp"])), counts
 
 
 def _id(entry_id: str) -> tuple[int, int]:
