@@ -267,8 +267,11 @@ async def closed_loop(port: int, parts: dict[str, list[int]], users: list[str], 
     task = asyncio.create_task(cl.run())
     await cl.measuring.wait()
     print(f"closed loop on port {port}: measuring for {args.closed_seconds:g} s", file=sys.stderr, flush=True)
+    spies = _profile(parts.get("worker", []), args.profile, args.closed_seconds)
     with Observed(parts, port, route) as seen:
         out = await task
+    for spy in spies:
+        spy.wait(timeout=60)
     out = seen.into(out)
     # what a request cost the server's workers: on a shared machine steadier than requests/s
     workers = sum(v for k, v in out["cpu_cores"].items() if k.startswith("worker"))
@@ -302,6 +305,17 @@ def noop_app() -> Any:
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app
+
+
+def _profile(pids: list[int], prefix: str | None, seconds: float) -> list[subprocess.Popen]:
+    """`--profile PREFIX`: py-spy samples each worker for the measured closed loop into PREFIX.<pid>.txt, collapsed
+    stacks (one line per stack and its count) to attribute a request's CPU by function."""
+    if not prefix:
+        return []
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [subprocess.Popen([spy, "record", "--rate", "200", "--duration", str(max(1, int(seconds))), "--pid",
+                              str(pid), "--format", "raw", "--nonblocking", "--output", f"{prefix}.{pid}.txt"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
 
 def _children(pid: int, consumers: bool = False) -> list[int]:
@@ -618,6 +632,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--closed-connections", type=int, default=32)
     ap.add_argument("--closed-seconds", type=float, default=20)
+    ap.add_argument("--profile", help="Closed loop: py-spy each worker into PROFILE.<pid>.txt (collapsed stacks).")
     ap.add_argument("--phases", default="recs,search,search-distinct",
                     help="Comma-separated: recs, search, search-distinct, closed, noop-closed.")
     ap.add_argument("--seed", type=int, default=0)

@@ -7,6 +7,7 @@ says all of them; write and admin routes check their key before their body is re
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -101,11 +102,17 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
     `request_id` (also the `X-Request-Id` header) names this list: send it with the events it leads to."""
     # the services straight from the app, not through `Svc`: a sub-dependency FastAPI solves on every request
     svc: Services = request.app.state.services
-    k = _k(svc, k)
-    f = _filters(category, brand, price_min, price_max)
+    return await recommend(svc, user_id, _k(svc, k), _filters(category, brand, price_min, price_max), context_item,
+                           exclude or (), session_id)
+
+
+async def recommend(svc: Services, user_id: str, k: int, f: Filters, context_item: str | None,
+                    exclude: Sequence[str], session_id: str) -> Response:
+    """The recommendations route once its parameters are valid: what FastAPI's route and the quick way in for
+    certainly valid requests (`aisle.serve.quick`) both call."""
     live, erased = await svc.shopper(user_id)
     arm, rt = svc.serving(user_id, session_id)
-    query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude or ())
+    query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude)
     out = rt.recommend(query, k)
     out["user_id"] = user_id
     out["known_user"] = query.user_idx >= 0
