@@ -23,12 +23,14 @@ sending its next GET /users/{random known user}/recommendations?k=10 as soon as 
 `--closed-seconds` after a 2-second warm-up, and reports requests/s, p50/p99 and errors. It runs first, before
 `recs` posts events, so every shopper is answered as a new user of the bundle would be. `noop-closed` does the same
 against a no-op peer: a minimal FastAPI app with the same route and query parameters that returns a fixed answer of
-the same shape (10 cards), under uvicorn with the same workers, loop (uvloop) and HTTP parser (httptools) as
-`aisle serve`, started after Aisle is stopped; with both phases the ratio Aisle / no-op is printed. The closed-loop
-client is an asyncio Protocol over raw sockets (~30 us of CPU per request) but it shares the machine's cores with
-the server: its CPU share is reported, and it weighs more on the faster peer. Beside requests/s each closed loop
-reports the workers' CPU milliseconds per request, which moves less than requests/s when other jobs share the
-cores. Its connections are opened one by one (at once, one worker may accept them all).
+the same shape (10 cards), under uvicorn with the same workers, loop (uvloop) and HTTP protocol (httptools, one
+write per answer: `aisle.serve.http`) as `aisle serve`, started after Aisle is stopped; with both phases the ratio
+Aisle / no-op is printed. The closed-loop client is an asyncio Protocol over raw sockets (~30 us of CPU per
+request) but it shares the machine's cores with the server: its CPU share is reported, and it weighs more on the
+faster peer. Beside requests/s each closed loop reports the workers' CPU milliseconds per request, which moves less
+than requests/s when other jobs share the cores. Its connections are opened one by one (at once, one worker may
+accept them all). `--profile PREFIX` samples each worker with py-spy during the measured closed loop into
+PREFIX.<pid>.txt (collapsed stacks, one line per stack and its count), to attribute a request's CPU by function.
 
     .venv/bin/python benchmarks/load.py --bundle BUNDLE --workers 2 --phases closed,noop-closed
 """
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -590,9 +593,11 @@ def _serve_noop(args: argparse.Namespace) -> dict[str, Any]:
     import uvloop
 
     port = free_port()
+    # the HTTP protocol `aisle serve` runs (one write per answer), where the tree measured has it
+    http = "aisle.serve.http:OneWriteProtocol" if importlib.util.find_spec("aisle.serve.http") else "httptools"
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "load:noop_app", "--factory", "--app-dir",
                              str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(args.workers), "--loop", "uvloop", "--http", "httptools",
+                             "--workers", str(args.workers), "--loop", "uvloop", "--http", http,
                              "--log-level", "warning", "--no-access-log"], stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/users/u/recommendations"
     try:
