@@ -32,9 +32,11 @@ router = APIRouter(route_class=KeyedRoute)
 MAX_K_MARK = "x-aisle-max-k"
 
 
-def _ok(body: dict[str, Any]) -> Response:
-    """JSON straight from orjson: the hot read routes skip FastAPI's response validation (a third of a request)."""
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+def _ok(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """JSON straight from orjson: the hot read routes skip FastAPI's response validation (a third of a request).
+    `headers` go in with the answer's own (cheaper than setting them on the built response)."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
+                    headers=headers)
 
 
 def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[str, Any], *, user: str | None,
@@ -45,9 +47,7 @@ def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[s
     explored = bool(out["items"]) and "propensity" in out["items"][0]  # an exploring list ([explore])
     rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None,
                      propensities=[c["propensity"] for c in out["items"]] if explored else None)
-    response = _ok(out)
-    response.headers["X-Request-Id"] = rid
-    return response
+    return _ok(out, {"X-Request-Id": rid})
 
 K = Annotated[int, Query(ge=1, description="How many items (at most the server's max_k).",
                          json_schema_extra={MAX_K_MARK: True})]
@@ -260,9 +260,7 @@ async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, conver
     shown = [(h["item_id"], h.get("score")) for h in body.get("hits", [])]
     rid = svc.served("search", rt, body, shown, arm=arm, user_id=user or None, session_id=session_id or None,
                      query=q, offset=(page - 1) * page_size)
-    response = _ok(body)
-    response.headers["X-Request-Id"] = rid
-    return response
+    return _ok(body, {"X-Request-Id": rid})
 
 
 # ---- writes --------------------------------------------------------------------------------------------
