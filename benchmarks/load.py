@@ -23,12 +23,14 @@ sending its next GET /users/{random known user}/recommendations?k=10 as soon as 
 `--closed-seconds` after a 2-second warm-up, and reports requests/s, p50/p99 and errors. It runs first, before
 `recs` posts events, so every shopper is answered as a new user of the bundle would be. `noop-closed` does the same
 against a no-op peer: a minimal FastAPI app with the same route and query parameters that returns a fixed answer of
-the same shape (10 cards), under uvicorn with the same workers, loop (uvloop) and HTTP parser (httptools) as
-`aisle serve`, started after Aisle is stopped; with both phases the ratio Aisle / no-op is printed. The closed-loop
-client is an asyncio Protocol over raw sockets (~30 us of CPU per request) but it shares the machine's cores with
-the server: its CPU share is reported, and it weighs more on the faster peer. Beside requests/s each closed loop
-reports the workers' CPU milliseconds per request, which moves less than requests/s when other jobs share the
-cores. Its connections are opened one by one (at once, one worker may accept them all).
+the same shape (10 cards), under uvicorn with the same workers, loop (uvloop) and HTTP protocol (httptools, one
+write per answer: `aisle.serve.http`) as `aisle serve`, started after Aisle is stopped; with both phases the ratio
+Aisle / no-op is printed. The closed-loop client is an asyncio Protocol over raw sockets (~30 us of CPU per
+request) but it shares the machine's cores with the server: its CPU share is reported, and it weighs more on the
+faster peer. Beside requests/s each closed loop reports the workers' CPU milliseconds per request, which moves less
+than requests/s when other jobs share the cores. Its connections are opened one by one (at once, one worker may
+accept them all). `--profile PREFIX` samples each worker with py-spy during the measured closed loop into
+PREFIX.<pid>.txt (collapsed stacks, one line per stack and its count), to attribute a request's CPU by function.
 
     .venv/bin/python benchmarks/load.py --bundle BUNDLE --workers 2 --phases closed,noop-closed
 """
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -268,8 +271,11 @@ async def closed_loop(port: int, parts: dict[str, list[int]], users: list[str], 
     task = asyncio.create_task(cl.run())
     await cl.measuring.wait()
     print(f"closed loop on port {port}: measuring for {args.closed_seconds:g} s", file=sys.stderr, flush=True)
+    spies = _profile(parts.get("worker", []), args.profile, args.closed_seconds)
     with Observed(parts, port, route) as seen:
         out = await task
+    for spy in spies:
+        spy.wait(timeout=60)
     out = seen.into(out)
     # what a request cost the server's workers: on a shared machine steadier than requests/s
     workers = sum(v for k, v in out["cpu_cores"].items() if k.startswith("worker"))
@@ -303,6 +309,17 @@ def noop_app() -> Any:
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app
+
+
+def _profile(pids: list[int], prefix: str | None, seconds: float) -> list[subprocess.Popen]:
+    """`--profile PREFIX`: py-spy samples each worker for the measured closed loop into PREFIX.<pid>.txt, collapsed
+    stacks (one line per stack and its count) to attribute a request's CPU by function."""
+    if not prefix:
+        return []
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [subprocess.Popen([spy, "record", "--rate", "200", "--duration", str(max(1, int(seconds))), "--pid",
+                              str(pid), "--format", "raw", "--nonblocking", "--output", f"{prefix}.{pid}.txt"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
 
 async def phase(pool: Pool, rate: float, seconds: float, make: Any, check: Any = None,
@@ -560,9 +577,11 @@ def _serve_noop(args: argparse.Namespace) -> dict[str, Any]:
     import uvloop
 
     port = free_port()
+    # the HTTP protocol `aisle serve` runs (one write per answer), where the tree measured has it
+    http = "aisle.serve.http:OneWriteProtocol" if importlib.util.find_spec("aisle.serve.http") else "httptools"
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "load:noop_app", "--factory", "--app-dir",
                              str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(args.workers), "--loop", "uvloop", "--http", "httptools",
+                             "--workers", str(args.workers), "--loop", "uvloop", "--http", http,
                              "--log-level", "warning", "--no-access-log"], stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/users/u/recommendations"
     try:
@@ -602,6 +621,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--closed-connections", type=int, default=32)
     ap.add_argument("--closed-seconds", type=float, default=20)
+    ap.add_argument("--profile", help="Closed loop: py-spy each worker into PROFILE.<pid>.txt (collapsed stacks).")
     ap.add_argument("--phases", default="recs,search,search-distinct",
                     help="Comma-separated: recs, search, search-distinct, closed, noop-closed.")
     ap.add_argument("--seed", type=int, default=0)

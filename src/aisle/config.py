@@ -275,6 +275,9 @@ class Settings(_Frozen):
     gc_freeze: bool = True
     """After each bundle load: one full garbage collection, then `gc.freeze()` (the bundle's objects are never
     walked again by the collector; see `aisle.serve.services.settle_heap`)."""
+    quick_routes: bool = True
+    """Answer certainly valid `GET /users/{id}/recommendations` without FastAPI's per-request validation
+    (`aisle.serve.quick`; anything else still takes the FastAPI route). False: every request through FastAPI."""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)

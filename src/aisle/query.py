@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -103,10 +103,12 @@ class Query:
 
     def last_action(self, item: int) -> str:
         """The shopper's latest event type on `item` ("view" when they never touched it)."""
-        for i, t in zip(self.history[::-1], self.types[::-1], strict=True):
-            if i == item:
-                return t
-        return "view"
+        return self._last_actions.get(item, "view")
+
+    @cached_property
+    def _last_actions(self) -> dict[int, str]:
+        # one pass, once per request: a list explains up to k items by their anchors, each asking this
+        return dict(zip(self.history.tolist(), self.types, strict=True))
 
 
 __all__ = ["FilterError", "Filters", "Query", "fold"]

@@ -132,15 +132,19 @@ def apply_rules(rows: np.ndarray, scores: np.ndarray, k: int, *, attrs: ItemAttr
     keep = allowed(rows, attrs=attrs, rules=rules, excluded=excluded, filters=filters)
     positions = np.flatnonzero(keep)
     rows, scores = rows[keep], scores[keep]
-    span = float(scores.max() - scores.min()) if len(scores) > 1 else 1.0
-    span = span or 1.0
-    if rules.boost_items or rules.boost_brands or rules.boost_categories:
+    boosted = bool(rules.boost_items or rules.boost_brands or rules.boost_categories)
+    span = 1.0  # the scores' spread: the unit of boosts and of the diversity penalty, only computed for them
+    if (boosted or rules.diversity) and len(scores) > 1:
+        span = float(scores.max() - scores.min()) or 1.0
+    if boosted:
         scores = scores + span * _boosts(rows, attrs, rules, index)
     pins = [(index[p.item_id], p.position) for p in rules.pins if p.item_id in index]
     if pins:
         free = ~np.isin(rows, np.array([r for r, _ in pins], np.int64))
         rows, scores, positions = rows[free], scores[free], positions[free]
     picked = _greedy(rows, scores, k, attrs, rules, span)
+    if not pins:  # the common case, as arrays without a round trip through Python tuples
+        return Selected(rows[picked], scores[picked], np.zeros(len(picked), bool), positions[picked].astype(np.int64))
     chosen = [(int(r), float(v), False, int(p)) for r, v, p in zip(rows[picked], scores[picked], positions[picked],
                                                                     strict=True)]
     top = max((c[1] for c in chosen), default=0.0)

@@ -180,7 +180,7 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
             consumers = [c.start() for c in processes(settings, settings_file)]
         uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
                     workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop",
-                    http="httptools")
+                    http="aisle.serve.http:OneWriteProtocol")  # httptools, one write per answer
     finally:
         for c in consumers:  # after the workers: their last impressions are in the stream by now
             c.stop()

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aisle import __version__
 from aisle.config import Settings
+from aisle.serve import quick
 from aisle.serve.errors import STATUSES
 from aisle.serve.errors import name as error_name
 from aisle.serve.routes import MAX_K_MARK, router
@@ -53,9 +54,10 @@ _CATALOG_FREE = ("/health", "/ready", "/metrics", "/web/", "/openapi.json", "/do
 
 
 class ServeMiddleware:
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    def __init__(self, app: ASGIApp, services: Services, quick_route: Any = None) -> None:
         self.app, self.services = app, services
         self.limit = services.settings.max_body_bytes
+        self.quick_route = quick_route  # the recommendations route, which `aisle.serve.quick` may answer first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,8 +103,15 @@ class ServeMiddleware:
             await send(message)
 
         try:
-            if scope.get("method") == "GET" and not scope.get("path", "").startswith(_CATALOG_FREE):
-                await self.services.catalog_fresh()  # upserts made through another worker are applied first
+            if scope.get("method") == "GET":
+                if self.quick_route is not None:
+                    response = await quick.answer(self.services, scope)
+                    if response is not None:
+                        scope["route"] = self.quick_route  # the metrics' name for it, as the router would set
+                        await response(scope, limited_receive, tracking_send)
+                        return
+                if not scope.get("path", "").startswith(_CATALOG_FREE):
+                    await self.services.catalog_fresh()  # upserts made through another worker are applied first
             await self.app(scope, limited_receive, tracking_send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
@@ -202,7 +211,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(ServeMiddleware, services=svc)
+    route = next(r for r in router.routes if getattr(r, "path", None) == quick.PATH)
+    app.add_middleware(ServeMiddleware, services=svc, quick_route=route if svc.settings.quick_routes else None)
     return app
 
 

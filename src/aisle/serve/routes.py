@@ -7,6 +7,7 @@ says all of them; write and admin routes check their key before their body is re
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -31,9 +32,11 @@ router = APIRouter(route_class=KeyedRoute)
 MAX_K_MARK = "x-aisle-max-k"
 
 
-def _ok(body: dict[str, Any]) -> Response:
-    """JSON straight from orjson: the hot read routes skip FastAPI's response validation (a third of a request)."""
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+def _ok(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """JSON straight from orjson: the hot read routes skip FastAPI's response validation (a third of a request).
+    `headers` go in with the answer's own (cheaper than setting them on the built response)."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
+                    headers=headers)
 
 
 def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[str, Any], *, user: str | None,
@@ -44,9 +47,7 @@ def _list(svc: Services, surface: str, rt: Runtime, arm: str | None, out: dict[s
     explored = bool(out["items"]) and "propensity" in out["items"][0]  # an exploring list ([explore])
     rid = svc.served(surface, rt, out, shown, arm=arm, user_id=user or None, session_id=session or None,
                      propensities=[c["propensity"] for c in out["items"]] if explored else None)
-    response = _ok(out)
-    response.headers["X-Request-Id"] = rid
-    return response
+    return _ok(out, {"X-Request-Id": rid})
 
 K = Annotated[int, Query(ge=1, description="How many items (at most the server's max_k).",
                          json_schema_extra={MAX_K_MARK: True})]
@@ -101,11 +102,17 @@ async def recommendations(user_id: str, request: Request, k: K = 10, category: C
     `request_id` (also the `X-Request-Id` header) names this list: send it with the events it leads to."""
     # the services straight from the app, not through `Svc`: a sub-dependency FastAPI solves on every request
     svc: Services = request.app.state.services
-    k = _k(svc, k)
-    f = _filters(category, brand, price_min, price_max)
+    return await recommend(svc, user_id, _k(svc, k), _filters(category, brand, price_min, price_max), context_item,
+                           exclude or (), session_id)
+
+
+async def recommend(svc: Services, user_id: str, k: int, f: Filters, context_item: str | None,
+                    exclude: Sequence[str], session_id: str) -> Response:
+    """The recommendations route once its parameters are valid: what FastAPI's route and the quick way in for
+    certainly valid requests (`aisle.serve.quick`) both call."""
     live, erased = await svc.shopper(user_id)
     arm, rt = svc.serving(user_id, session_id)
-    query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude or ())
+    query = rt.query(user_id, live, erased, context_item, filters=f, exclude=exclude)
     out = rt.recommend(query, k)
     out["user_id"] = user_id
     out["known_user"] = query.user_idx >= 0
@@ -253,9 +260,7 @@ async def _conversation_turn(svc: Services, rt: Runtime, arm: str | None, conver
     shown = [(h["item_id"], h.get("score")) for h in body.get("hits", [])]
     rid = svc.served("search", rt, body, shown, arm=arm, user_id=user or None, session_id=session_id or None,
                      query=q, offset=(page - 1) * page_size)
-    response = _ok(body)
-    response.headers["X-Request-Id"] = rid
-    return response
+    return _ok(body, {"X-Request-Id": rid})
 
 
 # ---- writes --------------------------------------------------------------------------------------------
