@@ -69,7 +69,10 @@ def test_candidate_recall_per_source_and_merged(default_run: tuple[dict, pl.Data
     assert recall["mean_candidates"] > 10
     # which ranker serves (the combiner, or the single source that beat it on held-out queries), and why
     assert set(recall["selection"]) == {"combiner", *(s["key"] for s in DEMO_SOURCES_FAST)}
-    assert recall["ranker"] == max(recall["selection"], key=lambda k: (recall["selection"][k], k == "combiner"))
+    # the combiner unless a single source beat it on those queries (by more than chance: combiner.choose_ranker)
+    best = max(recall["selection"], key=lambda k: (recall["selection"][k], k == "combiner"))
+    assert recall["ranker"] in ("combiner", best)
+    assert recall["ranker"] == "combiner" or recall["selection"][best] > recall["selection"]["combiner"]
     assert "candidate_recall" not in report["models"]["markov"]
 
 
