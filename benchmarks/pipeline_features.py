@@ -34,7 +34,6 @@ from aisle.data.splits import leave_one_out
 from aisle.evaluate.protocol import build_queries, item_vocab
 from aisle.models.base import TrainData
 from aisle.pipeline import Combiner, FeatureFrame, Pipeline
-from aisle.pipeline.features import feature_names
 
 
 def main() -> None:
@@ -63,7 +62,7 @@ def main() -> None:
     frame: FeatureFrame = captured["frame"]
     combiners: dict[str, tuple[list[str], Combiner]] = {}
     for name, groups in variants.items():
-        columns = feature_names(pipe.source_keys, groups)
+        columns = pipe.feature_names(groups)
         with console.status(f"{name}: training its combiner ..."):
             rng = np.random.default_rng(config.seed)
             combiner = Combiner(pipe.source_keys, rounds=config.rounds, seed=config.seed)

@@ -21,7 +21,6 @@ import polars as pl
 
 from aisle.models.base import EVENT_WEIGHTS, QueryBatch
 from aisle.pipeline import FeatureFrame
-from aisle.pipeline.features import feature_names
 from aisle.pipeline.impression_ranker import ImpressionRanker
 
 GRADES: dict[str, int] = {"click": 1, "add_to_cart": 2, "purchase": 3}
@@ -106,7 +105,7 @@ def training_lists(bundle: Any, impressions: pl.DataFrame, events: pl.DataFrame,
     reqs = requests_of(rows).sort("timestamp", maintain_order=True)
     older = max(0, reqs.height - max_lists) if max_lists is not None else 0
     reqs = reqs.tail(reqs.height - older)
-    names = tuple(feature_names(pipe.source_keys, pipe.config.features))
+    names = tuple(pipe.feature_names())
     frames, labels, sizes, positions, dropped = [], [], [], [], 0
     index, n_ext = bundle.items.index, len(pipe.facts)
     for start in range(0, reqs.height, _CHUNK):

@@ -10,6 +10,7 @@ model within a nightly budget) once, on the events without each user's last one.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,15 @@ import polars as pl
 from aisle.models.base import QueryBatch, TrainData, read_config, write_config
 from aisle.pipeline.combiner import Combiner
 from aisle.pipeline.config import PipelineConfig
-from aisle.pipeline.features import Candidates, FeatureFrame, ItemFacts, Tags, feature_names, merge
+from aisle.pipeline.features import (
+    Candidates,
+    FeatureFrame,
+    ItemFacts,
+    Tags,
+    feature_names,
+    merge,
+    rank_within,
+)
 from aisle.pipeline.impression_ranker import IMPRESSIONS, ImpressionRanker
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Describe, SourceBatch, TrendingSource, Window
 from aisle.query import Query
@@ -57,6 +66,15 @@ class Pipeline:
     def per_user_keys(self) -> list[str]:
         """The sources whose per-user lists a bundle precomputes (full-catalog models)."""
         return [s.key for s in self.sources if s.per_user]
+
+    @property
+    def scorer_keys(self) -> list[str]:
+        """The sources that score any (query, item), which the "full" feature group asks about every candidate."""
+        return [s.key for s in self.sources if s.scores_items]
+
+    def feature_names(self, groups: tuple[str, ...] | None = None) -> list[str]:
+        """The combiner's columns with `groups` (default: the configuration's feature groups)."""
+        return feature_names(self.source_keys, self.config.features if groups is None else groups, self.scorer_keys)
 
     def source(self, key: str) -> CandidateSource:
         for source in self.sources:
@@ -150,7 +168,7 @@ class Pipeline:
             frames.append(cands.features.rows(keep).values)
             labels.append(hit[keep])
             sizes += np.bincount(cands.query, minlength=len(chunk))[found].tolist()
-        names = tuple(feature_names(self.source_keys, self.config.features))
+        names = tuple(self.feature_names())
         values = np.vstack(frames) if frames else np.zeros((0, len(names)), np.float32)
         return (FeatureFrame(names, values), np.concatenate(labels) if labels else np.zeros(0, np.float32),
                 np.asarray(sizes, np.int64))
@@ -179,8 +197,10 @@ class Pipeline:
         source_batch = SourceBatch(np.asarray(batch.user_idx), histories, [h[h < self.n_items] for h in histories],
                                    window, precomputed or {})
         found = [s.candidates(source_batch) for s in self.sources]
+        scorers = {s.key: functools.partial(s.score_items, source_batch) for s in self.sources if s.scores_items} \
+            if "full" in self.config.features else None
         return merge(found, self.source_keys, facts, histories, window, exclude_history=exclude_history,
-                     groups=self.config.features, include=include)
+                     groups=self.config.features, include=include, scorers=scorers)
 
     def rank(self, candidates: Candidates) -> np.ndarray:
         """The ranking score per candidate: the ranker learned from impressions when the configuration chooses it
@@ -229,9 +249,9 @@ class Pipeline:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return hits / valid[:, None]
 
-        out = {"merged": share(_rank_within(cands.query, self.rank(cands), np.ones(len(cands), bool)))}
+        out = {"merged": share(rank_within(cands.query, self.rank(cands), np.ones(len(cands), bool)))}
         for key in self.source_keys:
-            out[key] = share(_rank_within(cands.query, cands.features.column(f"{key}_score"),
+            out[key] = share(rank_within(cands.query, cands.features.column(f"{key}_score"),
                                           cands.features.column(f"{key}_rr") > 0))
         out["pool"] = np.bincount(cands.query, minlength=n_queries).astype(np.float64)
         return out
@@ -391,17 +411,6 @@ class Pipeline:
         if (path / IMPRESSIONS).is_dir():
             model.impression_ranker = ImpressionRanker.load(path / IMPRESSIONS)
         return model
-
-
-def _rank_within(query: np.ndarray, score: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """Per row, its 0-based position among its query's `member` rows by descending score (inf when not a member;
-    ties keep row order, which is item order inside a query)."""
-    rows = np.flatnonzero(member)
-    order = rows[np.lexsort((-score[rows], query[rows]))]
-    grouped = query[order]
-    out = np.full(len(query), np.inf)
-    out[order] = np.arange(len(order)) - np.searchsorted(grouped, grouped)
-    return out
 
 
 def as_model(config: PipelineConfig) -> type[Pipeline]:

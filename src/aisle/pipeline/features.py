@@ -9,6 +9,7 @@ this runs inside every request.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,14 +26,32 @@ CONTEXT = ("popularity", "trending", "log_price", "leaf_share", "brand_share", "
 #:   e.g. the Amazon files' brand and category ids) and the share of its tags the last item has
 #: Two more groups were measured and dropped (RESULTS.md, "Pipeline on the public benchmarks"): each source's
 #: score over its best for the query, and the session's popularity.
+#: - full: every source that can score any item (a user or sequential model: `CandidateSource.scores_items`) scores
+#:   EVERY merged candidate, not only the top-N it proposed: `{key}_full`, the model's score, and `{key}_full_rr`,
+#:   1 / (1 + its rank among the query's candidates by that score). Without it a strong model says nothing about
+#:   the candidates other sources found, which is most of the pool; serving pays one query encoding and a dot
+#:   product per candidate.
 GROUPS: dict[str, tuple[str, ...]] = {
     "tags": ("tag_share", "tag_last"),
+    "full": ("full", "full_rr"),  # per scoring source: {key}_full, {key}_full_rr
 }
+SOURCE_GROUPS = frozenset({"full"})
+"""The groups whose columns repeat for each scoring source (named `{key}_{column}`) rather than once."""
+
+#: (query, item) -> the source's score of each pair; what the "full" group asks of each scoring source
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def feature_names(source_keys: list[str], groups: tuple[str, ...] = ()) -> list[str]:
-    return [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT,
-            *(name for group in groups for name in GROUPS[group])]
+def feature_names(source_keys: list[str], groups: tuple[str, ...] = (), scorer_keys: list[str] | None = None
+                  ) -> list[str]:
+    """The frame's columns in order; `scorer_keys`: the sources that score any item (the "full" group's)."""
+    names = [*(f"{key}_{part}" for key in source_keys for part in PER_SOURCE), *CONTEXT]
+    for group in groups:
+        if group in SOURCE_GROUPS:
+            names += [f"{key}_{part}" for key in scorer_keys or () for part in GROUPS[group]]
+        else:
+            names += GROUPS[group]
+    return names
 
 
 @dataclass(frozen=True)
@@ -143,9 +162,11 @@ class Candidates:
 
 def merge(contributions: list[Contributions], source_keys: list[str], facts: ItemFacts, histories: list[np.ndarray],
           window: Window, *, exclude_history: bool, groups: tuple[str, ...] = (),
-          include: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
+          include: tuple[np.ndarray, np.ndarray] | None = None, scorers: Mapping[str, PairScorer] | None = None
+          ) -> Candidates:
     """One candidate per (query, item) with its feature row; `contributions[i]` comes from `source_keys[i]`;
-    `groups`: the optional feature groups (GROUPS) after the base columns, in that order. `include` (queries,
+    `groups`: the optional feature groups (GROUPS) after the base columns, in that order; `scorers`: per scoring
+    source (in order), how it scores (query, item) pairs, for the "full" group. `include` (queries,
     items): pairs that are candidates even when no source proposes them (no source columns, the context ones all
     the same): the items a logged list showed, which a ranker learned from impressions must see as rows."""
     n_queries, n_sources, n_ext = len(histories), len(source_keys), len(facts)
@@ -175,12 +196,16 @@ def merge(contributions: list[Contributions], source_keys: list[str], facts: Ite
         keep = ~np.isin(pairs, seen)
     per_source = np.stack([cell_score, cell_rr, cell_recent], axis=2).reshape(n_pairs, len(PER_SOURCE) * n_sources)
     context = _context(cand_query, cand_item, facts, window, lengths, cell_rr)
-    optional = [column for group in groups for column in _GROUP_COLUMNS[group](cand_query, cand_item, facts, window,
-                                                                                n_queries)]
+    optional = []
+    for group in groups:
+        if group in SOURCE_GROUPS:
+            optional += _full(cand_query, cand_item, keep, scorers or {})
+        else:
+            optional += _GROUP_COLUMNS[group](cand_query, cand_item, facts, window, n_queries)
     values = np.column_stack([per_source, *context, *optional]).astype(np.float32)
     best = np.argmax(cell_rr, axis=1) if n_sources else np.zeros(n_pairs, np.int64)
     best_anchor = cell_anchor[np.arange(n_pairs), best] if n_sources else np.full(n_pairs, -1)
-    frame = FeatureFrame(tuple(feature_names(source_keys, groups)), values[keep])
+    frame = FeatureFrame(tuple(feature_names(source_keys, groups, list(scorers or ()))), values[keep])
     return Candidates(cand_query[keep], cand_item[keep], frame, best[keep], best_anchor[keep])
 
 
@@ -274,9 +299,34 @@ def _tags(query: np.ndarray, item: np.ndarray, facts: ItemFacts, window: Window,
     return out
 
 
+def _full(query: np.ndarray, item: np.ndarray, keep: np.ndarray, scorers: Mapping[str, PairScorer]
+          ) -> list[np.ndarray]:
+    """The "full" group: per scorer, its score of every kept candidate and 1 / (1 + the candidate's rank among its
+    query's kept candidates by that score). Rows that are dropped (history) are not scored: they cost a model
+    pass and are never seen."""
+    out = []
+    for score_pairs in scorers.values():
+        score = np.zeros(len(query))
+        score[keep] = score_pairs(query[keep], item[keep])
+        rank = rank_within(query, score, keep)
+        out += [score, np.where(np.isfinite(rank), 1.0 / (1.0 + rank), 0.0)]
+    return out
+
+
+def rank_within(query: np.ndarray, score: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Per row, its 0-based position among its query's `member` rows by descending score (inf when not a member;
+    ties keep row order, which is item order inside a query)."""
+    rows = np.flatnonzero(member)
+    order = rows[np.lexsort((-score[rows], query[rows]))]
+    grouped = query[order]
+    out = np.full(len(query), np.inf)
+    out[order] = np.arange(len(order)) - np.searchsorted(grouped, grouped)
+    return out
+
+
 _DENSE_TAG_CELLS = 1 << 22  # (queries x tag ids) up to which _tags counts in a dense array (32 MiB of int64)
 _GROUP_COLUMNS = {"tags": _tags}
 
 
-__all__ = ["CONTEXT", "GROUPS", "PER_SOURCE", "Candidates", "FeatureFrame", "ItemFacts", "Tags", "feature_names",
-           "merge"]
+__all__ = ["CONTEXT", "GROUPS", "PER_SOURCE", "SOURCE_GROUPS", "Candidates", "FeatureFrame", "ItemFacts", "PairScorer",
+           "Tags", "feature_names", "merge", "rank_within"]

@@ -48,24 +48,60 @@ def test_an_unknown_group_is_an_error_and_old_configurations_have_none() -> None
     saved = PipelineConfig().to_json()
     del saved["features"]
     assert PipelineConfig.from_json(saved).features == ()
-    assert set(GROUPS) == {"tags"} and PipelineConfig().features == ("tags",)
+    assert set(GROUPS) == {"tags", "full"} and PipelineConfig().features == ("tags",)
 
 
-def test_a_pipeline_with_every_group_answers_the_same_after_save_and_load(tmp_path: Path) -> None:
+def _toy_train(tmp_path: Path) -> TrainData:
     seqs = toy_sequences(150, 60, seed=2)
     (tmp_path / "Toy.txt").write_text("\n".join(f"{u} {' '.join(s)}" for u, s in seqs.items()) + "\n")
     items = sorted({i for s in seqs.values() for i in s})
     (tmp_path / "Toy_item2attributes.json").write_text(json.dumps({i: [n % 7, 100 + n % 3]
                                                                   for n, i in enumerate(items)}))
     data = read_dataspec(f"s3rec:{tmp_path / 'Toy.txt'}")
-    train = TrainData.from_events(data.events, items=item_vocab(data.events, data.items), catalog=data.items)
+    return TrainData.from_events(data.events, items=item_vocab(data.events, data.items), catalog=data.items)
+
+
+_ALS = {"key": "als", "model": "als", "kind": "user", "params": {"factors": 8, "iterations": 3}}
+
+
+def test_full_scores_every_candidate_with_each_user_model(tmp_path: Path) -> None:
+    """The "full" group: the ALS source's own score of every merged candidate, also the ones only Markov proposed,
+    and the candidate's rank among its query's candidates by that score; sources that cannot score any item (an
+    item-to-item table) get no such columns."""
+    train = _toy_train(tmp_path)
+    config = PipelineConfig.from_json({**PipelineConfig().to_json(), "features": ["full"], "per_source": 3,
+                                       "sources": [_ALS, {"key": "markov", "model": "markov", "kind": "i2i"}]})
+    pipe = Pipeline(config).fit(train)
+    assert pipe.feature_names()[-2:] == ["als_full", "als_full_rr"]
+    sequences = train.sequences()
+    users = np.arange(10)
+    cands = pipe.candidates(QueryBatch(users, [sequences[u] for u in users]))
+    als = pipe.source("als").model
+    expected = als.score(QueryBatch(users, [sequences[u] for u in users]))[cands.query, cands.item]
+    np.testing.assert_allclose(cands.features.column("als_full"), expected, rtol=1e-4, atol=1e-5)
+    # the pool is wider than ALS's own 3 per query, and every candidate has an ALS score and rank
+    only_markov = cands.features.column("als_rr") == 0
+    assert only_markov.sum() > 0 and (cands.features.column("als_full_rr")[only_markov] > 0).all()
+    for q in range(len(users)):
+        rows = cands.query == q
+        order = np.argsort(-cands.features.column("als_full")[rows], kind="stable")
+        ranks = 1.0 / cands.features.column("als_full_rr")[rows][order] - 1.0
+        np.testing.assert_allclose(ranks, np.arange(rows.sum()), atol=1e-3)
+    without = Pipeline(config.updated({"features": []})).fit(train)
+    assert "als_full" not in without.candidates(QueryBatch(users, [sequences[u] for u in users])).features.names
+
+
+def test_a_pipeline_with_every_group_answers_the_same_after_save_and_load(tmp_path: Path) -> None:
+    train = _toy_train(tmp_path)
     config = PipelineConfig.from_json({**PipelineConfig().to_json(), "features": list(GROUPS), "sources": [
-        {"key": "markov", "model": "markov", "kind": "i2i"}, {"key": "hot", "model": "trending", "kind": "trending"}]})
+        _ALS, {"key": "markov", "model": "markov", "kind": "i2i"}, {"key": "hot", "model": "trending",
+                                                                      "kind": "trending"}]})
     pipe = Pipeline(config).fit(train)
     sequences = train.sequences()
     batch = QueryBatch(np.arange(20), [sequences[u] for u in range(20)])
     before = pipe.candidates(batch)
     assert before.features.column("tag_share").max() > 0  # the catalog's ids reached the features
+    assert before.features.column("als_full_rr").min() > 0  # ALS scored every candidate
     pipe.save(tmp_path / "pipe")
     loaded = Pipeline.load(tmp_path / "pipe")
     after = loaded.candidates(batch)

@@ -113,6 +113,7 @@ class CandidateSource(ABC):
     kind: ClassVar[str]
     models: ClassVar[tuple[str, ...] | None] = None
     per_user: ClassVar[bool] = False  # True: `precompute` gives per-user lists that serving reads for known users
+    scores_items: ClassVar[bool] = False  # True: `score_items` scores any (query, item), not only its own top-N
 
     def __init__(self, spec: SourceSpec, config: PipelineConfig) -> None:
         self.spec, self.config = spec, config
@@ -184,6 +185,11 @@ class CandidateSource(ABC):
     @abstractmethod
     def candidates(self, batch: SourceBatch) -> Contributions:
         """This source's candidates for every query of `batch`."""
+
+    def score_items(self, batch: SourceBatch, query: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """The model's score of each (query of `batch`, item) pair, whether or not this source proposed the item
+        (the "full" feature group); only kinds with `scores_items` can."""
+        raise NotImplementedError(f"source kind {self.kind!r} does not score arbitrary items")
 
     def neighbours(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Items next to `item` (best first, scores > 0) for an item page; None when the kind has no such notion."""

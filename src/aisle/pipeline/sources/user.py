@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from aisle.index.vectors import VectorModel, as_vector_model
 from aisle.models.base import QueryBatch, TrainData
 from aisle.pipeline.sources.base import CandidateSource, Contributions, Describe, SourceBatch, top_n
 from aisle.query import Query
@@ -21,6 +22,34 @@ from aisle.query import Query
 class UserModelSource(CandidateSource):
     kind: ClassVar[str] = "user"
     per_user: ClassVar[bool] = True
+    scores_items: ClassVar[bool] = True
+
+    def score_items(self, batch: SourceBatch, query: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """A dot product of the query's vector and each candidate's (every model here scores that way, and a
+        serving retriever keeps the vector model it wraps), so a request pays one history encoding and a few
+        hundred dot products, never a catalog pass; a model without vectors is scored in full and read at the
+        pairs. Items the model was not fitted on (added to the catalog since) score 0."""
+        query, item = np.asarray(query, np.int64), np.asarray(item, np.int64)
+        out = np.zeros(len(item), np.float32)
+        vectors = as_vector_model(self.model) or as_vector_model(getattr(self.model, "model", None))
+        if vectors is not None:
+            table = self._item_vectors(vectors)
+            known = (item >= 0) & (item < len(table))
+            users = vectors.user_vectors(batch.model_queries())
+            out[known] = np.einsum("ij,ij->i", users[query[known]], table[item[known]])
+        else:
+            scores = self.model.score(batch.model_queries())
+            known = (item >= 0) & (item < scores.shape[1])
+            out[known] = scores[query[known], item[known]]
+        return out
+
+    def _item_vectors(self, vectors: VectorModel) -> np.ndarray:
+        """The model's item table, computed once per model (SASRec builds it from its layers on every call)."""
+        cached = self.__dict__.get("_item_table")
+        if cached is None or cached[0] is not vectors:
+            cached = (vectors, np.asarray(vectors.item_vectors(), np.float32))
+            self.__dict__["_item_table"] = cached
+        return cached[1]
 
     def candidates(self, batch: SourceBatch) -> Contributions:
         n = self.config.per_source
