@@ -16,10 +16,10 @@ brand-new session is computed from what it did (no user id needed). Here
 
 Scores are cosine similarities divided by `temperature`. The defaults (CE, temperature 0.2, 128 sequences per
 batch) replace an in-batch recipe (temperature 0.05, 512 sequences) that learned too slowly to be usable: 512
-sequences made an epoch only a few optimiser steps (two on MovieLens-100K, 44 on Amazon Beauty), so the 50-step
-warm-up spanned many epochs and the hold-out early stopping ended the fit while the learning rate was still
-rising; and a temperature of 0.05 made the softmax so peaked that the model fell back on a few popular items.
-benchmarks/RESULTS.md ("Two-tower: the recipe") has the validation trials behind the change.
+sequences made an epoch only a few optimiser steps (two on MovieLens-100K), so the 50-step warm-up spanned many
+epochs and the hold-out early stopping ended the fit while the learning rate was still rising; and a temperature
+of 0.05 made the softmax so peaked that the model fell back on a few popular items. benchmarks/RESULTS.md
+("GRU4Rec and two-tower rows on Beauty and Sports, and the two-tower's new recipe") has the validation trials.
 """
 
 from __future__ import annotations
