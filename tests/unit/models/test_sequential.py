@@ -33,9 +33,11 @@ def test_every_loss_learns_the_planted_chains(data: TrainData, loss: str) -> Non
     assert loss != "ce" or _continues_chain(model, data)
 
 
-def test_two_tower_learns_with_in_batch_negatives(data: TrainData) -> None:
-    model = TwoTower(epochs=10, **{**SMALL, "batch_size": 32}).fit(data)
-    assert model.seq.loss == "inbatch"
+@pytest.mark.parametrize("loss", [None, "inbatch"])
+def test_two_tower_learns_with_its_default_ce_and_in_batch_negatives(data: TrainData, loss: str | None) -> None:
+    options = {"loss": loss} if loss else {}
+    model = TwoTower(epochs=10, **{**SMALL, "batch_size": 32}, **options).fit(data)
+    assert model.seq.loss == (loss or "ce")
     assert model.result is not None and model.result.best_metric > 0.3
     assert _continues_chain(model, data)
 
