@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-seq-length", type=int, default=32)
-    ap.add_argument("--hard-negatives", type=int, default=1)
+    ap.add_argument("--hard-negatives", type=int, default=AdaptSettings.hard_negatives)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--encoder", type=Path, default=None,
                     help="score this already fine-tuned encoder (e.g. a previous run's --out/encoder) instead of "
