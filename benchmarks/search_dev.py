@@ -106,6 +106,9 @@ def main() -> None:
     ap.add_argument("--variants", default="default", help=f"reranker variants: {', '.join(VARIANTS)}")
     ap.add_argument("--prf", type=int, default=0, help="also test the PRF features over the first N candidates")
     ap.add_argument("--prep-cache", type=Path, default=None, help="keep / reuse the prepared candidates here")
+    ap.add_argument("--dev-fold", type=int, choices=(1, 2, 3, 4), default=1,
+                    help="the fitted fold judged (the other three train the reranker): a second fold confirms a "
+                         "gain seen on the first")
     args = ap.parse_args()
     depths = sorted(int(d) for d in args.depths.split(","))
     names = args.variants.split(",")
@@ -125,9 +128,10 @@ def main() -> None:
             with args.prep_cache.open("wb") as f:
                 pickle.dump((sub, prep, vectors), f)
     fold = np.array([ev.fold_of(j.query, 5) for j in sub])
-    dev, train = np.flatnonzero(fold == 1), np.flatnonzero(fold != 1)
+    dev, train = np.flatnonzero(fold == args.dev_fold), np.flatnonzero(fold != args.dev_fold)
     dev_judged = [sub[i] for i in dev]
-    print(f"train {len(train):,} queries (folds 2-4), development {len(dev):,} (fold 1); held-out fold 0 unused")
+    print(f"train {len(train):,} queries (the other fitted folds), development {len(dev):,} (fold {args.dev_fold}); "
+          "held-out fold 0 unused")
     m = ev.metrics([prep[i].rows for i in dev], dev_judged, recall_at_k=(100, 150, 200, 300, 400))
     print("fused candidates:", {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()})
     extras = [0, args.prf] if args.prf else [0]
