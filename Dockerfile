@@ -8,6 +8,8 @@ ARG BASE=python:3.11-slim-bookworm
 
 # ---- build: a virtual environment in /opt/aisle ------------------------------------------------------------
 FROM ${BASE} AS build
+# the legacy builder keeps this stage as an untagged image; the label lets a rebuild's cleanup find it
+LABEL org.aisle.stage="build"
 # python:3.11-slim has Python 3.11; a Debian base (deploy/base.sh) gets bookworm's python3, which is 3.11 too.
 RUN if ! command -v python3 >/dev/null; then \
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

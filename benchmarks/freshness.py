@@ -14,6 +14,7 @@ twice the refresh interval.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -125,6 +126,7 @@ def main() -> None:
           f"{len(arr)} trials: p50 {p50:.2f} s, p99 {p99:.2f} s, max {arr.max():.2f} s "
           f"(refresh interval {args.refresh_seconds:g} s; target <= {target:g} s: "
           f"{'met' if p99 <= target else 'NOT met'}); load average at the end {load_average():.1f}")
+    shutil.rmtree(work, ignore_errors=True)  # kept only when a trial failed (its logs are the evidence)
 
 
 if __name__ == "__main__":

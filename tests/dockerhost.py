@@ -109,7 +109,16 @@ def build_images(env: dict[str, str]) -> float:
     parallel = ["--parallel"] if compose == ["docker-compose"] else []
     subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "build", "-q", *parallel], check=True, cwd=ROOT,
                    env=env)
+    prune_superseded()
     return time.monotonic() - start
+
+
+def prune_superseded() -> None:
+    """Remove the untagged Aisle images a rebuild leaves behind (the image the new tag replaced, the build
+    stage): every source change makes a new 2.7 GB image, and repeated runs filled this machine's disk."""
+    for label in ("org.opencontainers.image.title=aisle", "org.aisle.stage=build"):
+        subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={label}"], check=True,
+                       capture_output=True)
 
 
 def image_size(tag: str) -> int:

@@ -170,8 +170,9 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
         settings = settings.model_copy(update={"consume": False})
     settings_file = write_settings_file(settings)
     os.environ[_ENV] = str(settings_file)
-    if settings.workers > 1:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="aisle-prom-"))
+    own_metrics_dir = settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_metrics_dir:  # the workers' metric files, removed with the settings when the server stops
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aisle-prom-")
     consumers: list[Any] = []
     try:
         if consumer_process:
@@ -185,6 +186,8 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
         for c in consumers:  # after the workers: their last impressions are in the stream by now
             c.stop()
         shutil.rmtree(settings_file.parent, ignore_errors=True)
+        if own_metrics_dir:
+            shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
 
 
 def consume(
