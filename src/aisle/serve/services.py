@@ -623,7 +623,7 @@ class Services:
                                             f"{exc}") from exc
         else:
             if self.sink is not None:
-                known = await self.state.peek_seen(keys)
+                known = await self.state.peek_seen(keys, [e["user_id"] for e in events])
                 new = [e for e, dup in zip(events, known, strict=True) if not dup]
                 if new:
                     try:

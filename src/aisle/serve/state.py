@@ -20,9 +20,10 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from aisle.serve import marks
+
 LiveEvent = tuple[str, str, int]  # item_id, event_type, timestamp (microseconds)
 
-SEEN_TTL_S = 7 * 24 * 3600
 CONVERSATION_TTL_S = 24 * 3600  # a search conversation is forgotten a day after its last turn
 CONVERSATION_STEPS = 20  # how far back "undo" can go
 _SESSIONS_MAX = 100_000
@@ -35,13 +36,13 @@ log = logging.getLogger("aisle.serve")
 class StateStore(Protocol):
     backend: str
 
-    async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
-        """Remember `keys` (each of the event of `users[i]`, so erasing the user forgets it); True for each one
-        that was already there."""
+    async def mark_seen(self, keys: list[str], users: list[str]) -> list[bool]:
+        """Remember `keys`, each for the shopper `users[i]` who sent its event (a duplicate is the same key from
+        the same shopper; erasing the shopper forgets theirs); True for each one that was already there."""
         ...
 
-    async def peek_seen(self, keys: list[str]) -> list[bool]:
-        """True for each of `keys` already remembered (remembers nothing)."""
+    async def peek_seen(self, keys: list[str], users: list[str]) -> list[bool]:
+        """True for each of `keys` already remembered for `users[i]` (remembers nothing)."""
         ...
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None: ...
@@ -103,7 +104,7 @@ class MemoryState:
     def __init__(self, history_length: int = 50) -> None:
         self.history_length = history_length
         self._events: dict[str, deque[LiveEvent]] = {}
-        self._seen: OrderedDict[str, str | None] = OrderedDict()  # key -> its user
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()  # (user, key)
         self._erased: set[str] = set()
         self._items: dict[str, dict[str, Any]] = {}
         self._log: list[list[dict[str, Any]]] = []  # the batch of each version
@@ -111,19 +112,19 @@ class MemoryState:
         self._sessions: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
         self._sessions_of: dict[str, set[str]] = {}
 
-    async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
+    async def mark_seen(self, keys: list[str], users: list[str]) -> list[bool]:
         out = []
-        for i, k in enumerate(keys):
-            known = k in self._seen
+        for mark in zip(users, keys, strict=True):
+            known = mark in self._seen
             out.append(known)
             if not known:
-                self._seen[k] = users[i] if users is not None else None
+                self._seen[mark] = None
         while len(self._seen) > _SEEN_MAX:
             self._seen.popitem(last=False)
         return out
 
-    async def peek_seen(self, keys: list[str]) -> list[bool]:
-        return [k in self._seen for k in keys]
+    async def peek_seen(self, keys: list[str], users: list[str]) -> list[bool]:
+        return [mark in self._seen for mark in zip(users, keys, strict=True)]
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None:
         for user, evs in events.items():
@@ -138,8 +139,8 @@ class MemoryState:
 
     async def erase(self, user_id: str) -> int:
         n = len(self._events.pop(user_id, ()))
-        for k in [k for k, u in self._seen.items() if u == user_id]:
-            del self._seen[k]
+        for mark in [m for m in self._seen if m[0] == user_id]:
+            del self._seen[mark]
         for sid in self._sessions_of.pop(user_id, set()):
             self._sessions.pop(sid, None)
         self._erased.add(user_id)
@@ -183,6 +184,30 @@ class MemoryState:
         return None
 
 
+# ARGV[1] = how many hours a mark counts, ARGV[2] = the prefix, ARGV[3] = the hour now, ARGV[4] = n, then n keys and
+# their n users. _PEEK checks; _MARK checks and marks the new ones (`aisle.serve.marks`), 1 for each duplicate.
+_MARKS_ARGS = """
+local n = tonumber(ARGV[4])
+local p, hours, now = ARGV[2], tonumber(ARGV[1]), tonumber(ARGV[3])
+local keys, users = {}, {}
+for i = 1, n do
+  keys[i] = ARGV[4 + i]
+  users[i] = ARGV[4 + n + i]
+end
+local fields, dup = check_marks(p, now, hours, keys, users)
+"""
+_PEEK = marks.LUA + _MARKS_ARGS + "return dup\n"
+_MARK = marks.LUA + _MARKS_ARGS + """
+local fresh = {}
+for i = 1, n do
+  if dup[i] == 0 then
+    fresh[#fresh + 1] = i
+  end
+end
+set_marks(p, now, hours, fields, users, fresh)
+return dup
+"""
+
 _ERASE = """
 local n = redis.call('LLEN', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -190,7 +215,7 @@ local keys = redis.call('SMEMBERS', KEYS[2])
 for i = 1, #keys, 500 do
   redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[5])
 local sessions = redis.call('SMEMBERS', KEYS[4])
 for i = 1, #sessions, 500 do
   redis.call('DEL', unpack(sessions, i, math.min(i + 499, #sessions)))
@@ -319,7 +344,8 @@ class _Reader(asyncio.Protocol):
 
 
 class RedisState:
-    """The same state in Redis: `aisle:h:<user>` lists, `aisle:seen:<key>` with a TTL, `aisle:erased` set,
+    """The same state in Redis: `aisle:h:<user>` lists, `aisle:marks:<user>` hashes (`aisle.serve.marks`),
+    `aisle:erased` set,
     `aisle:items` hash + `aisle:items:version` counter (workers pick upserts up by polling the version).
 
     Every command goes through redis-py, except the per-request read of `history` and the catalog version, which
@@ -343,26 +369,20 @@ class RedisState:
         self._erased_key = f"{prefix}erased".encode()
         self._append = self.r.register_script(_APPEND)
 
-    async def mark_seen(self, keys: list[str], users: list[str] | None = None) -> list[bool]:
-        if not keys:
-            return []
-        pipe = self.r.pipeline(transaction=False)
-        for k in keys:
-            pipe.set(f"{self.p}seen:{k}", 1, nx=True, ex=SEEN_TTL_S)
-        if users is not None:  # each user's keys, so that erasing the user can delete them
-            for user in set(users):
-                pipe.sadd(f"{self.p}seenby:{user}", *[f"{self.p}seen:{k}" for k, u in zip(keys, users, strict=True)
-                                                      if u == user])
-                pipe.expire(f"{self.p}seenby:{user}", SEEN_TTL_S)
-        return [not bool(ok) for ok in (await pipe.execute())[:len(keys)]]
+    async def mark_seen(self, keys: list[str], users: list[str]) -> list[bool]:
+        """The marks of `aisle.serve.marks` (one hash per shopper), checked and set in one script."""
+        return await self._marks(_MARK, keys, users)
 
-    async def peek_seen(self, keys: list[str]) -> list[bool]:
+    async def peek_seen(self, keys: list[str], users: list[str]) -> list[bool]:
+        return await self._marks(_PEEK, keys, users)
+
+    async def _marks(self, body: str, keys: list[str], users: list[str]) -> list[bool]:
         if not keys:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        for k in keys:
-            pipe.exists(f"{self.p}seen:{k}")
-        return [bool(n) for n in await pipe.execute()]
+        out = await self.script(body, [], [b"%d" % marks.ttl_hours(), self.p.encode(), b"%d" % marks.hour_now(),
+                                           b"%d" % len(keys), *(k.encode() for k in keys),
+                                           *(u.encode() for u in users)])
+        return [bool(d) for d in out]
 
     async def append(self, events: dict[str, list[LiveEvent]]) -> None:
         if not events:
@@ -461,10 +481,11 @@ class RedisState:
         return reader
 
     async def erase(self, user_id: str) -> int:
-        """One script: the live history, every duplicate-detection key of the user (indexed in
-        `aisle:seenby:<user>`: they hold the user's id and search text), then the erased mark."""
-        n = await self.r.eval(_ERASE, 4, f"{self.p}h:{user_id}", f"{self.p}seenby:{user_id}", f"{self.p}erased",
-                              f"{self.p}sessby:{user_id}", user_id)
+        """One script: the live history, the user's duplicate-detection marks (their hash `aisle:marks:<user>`,
+        and the string keys of the old layout, indexed in `aisle:seenby:<user>`: a key without an event id holds
+        the user's id and search text), then the erased mark."""
+        n = await self.r.eval(_ERASE, 5, f"{self.p}h:{user_id}", f"{self.p}seenby:{user_id}", f"{self.p}erased",
+                              f"{self.p}sessby:{user_id}", marks.marks_key(self.p, user_id), user_id)
         return int(n)
 
     async def erased_among(self, user_ids: list[str]) -> list[bool]:

@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from aisle.serve import marks
 from aisle.types import EVENT_SCHEMA
 
 log = logging.getLogger("aisle.stream")
@@ -40,59 +41,38 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ROW_SCHEMA = {**EVENT_SCHEMA, "timestamp": pl.Int64}  # a stream row: the time in microseconds since the epoch
 
-# KEYS[1] = the stream, KEYS[2..n+1] = duplicate-detection keys; ARGV[1] = their TTL, ARGV[2] = the prefix,
-# ARGV[3] = the live history length, ARGV[4..n+3] = the events (JSON), ARGV[n+4..2n+3] = their users, then pairs
-# (event index, live history entry) in time order. Read first (one MGET), then XADD, then SET: an error before the
-# XADD writes nothing, and Redis refuses a script that would write while it is out of memory before it starts, so a
-# key is never set for an event that is not in the stream. Each user's keys are indexed in <prefix>seenby:<user>
-# (erasing the user deletes them). The new events with an item join their users' live histories (<prefix>h:<user>,
-# `aisle.serve.state.RedisState`, in time order) in the same call: one round trip per batch. The index and the
-# histories take one SADD and one RPUSH per user of the batch, not per event: a batch holding a session (several
-# events of one shopper) costs Redis fewer calls and instructions, one of all different shoppers slightly more
-# (the Lua tables that group them; benchmarks/events_redis.py, RESULTS.md "CPU per event on each hop").
-_PUBLISH = """
-local n = #KEYS - 1
-local dup, fresh, new, known = {}, {}, {}, {}
-for j = 2, n + 1, 4000 do
-  local got = redis.call('MGET', unpack(KEYS, j, math.min(j + 3999, n + 1)))
-  for i = 1, #got do
-    known[j + i - 2] = got[i]
-  end
-end
+# KEYS[1] = the stream; ARGV[1] = how many hours a mark counts, ARGV[2] = the prefix, ARGV[3] = the live history
+# length, ARGV[4] = the hour now, ARGV[5] = n, ARGV[6..n+5] = the events' keys, ARGV[n+6..2n+5] = the events (JSON),
+# ARGV[2n+6..3n+5] = their users, then pairs (event index, live history entry) in time order. Read first (the
+# marks: `aisle.serve.marks`, one hash per shopper), then XADD, then the marks: an error before the XADD writes
+# nothing, and Redis refuses a script that would write while it is out of memory before it starts, so an event is
+# never marked that is not in the stream. The new events with an item join their users' live histories
+# (<prefix>h:<user>, `aisle.serve.state.RedisState`, in time order) in the same call: one round trip per batch. The
+# marks and the histories take one HMGET, one HSET and one RPUSH per user of the batch, not per event (a batch
+# holding a session costs Redis fewer calls; benchmarks/events_redis.py, RESULTS.md "CPU per event on each hop").
+_PUBLISH = marks.LUA + """
+local n = tonumber(ARGV[5])
+local p, hours, now = ARGV[2], tonumber(ARGV[1]), tonumber(ARGV[4])
+local keys, users, fresh, events = {}, {}, {}, {}
 for i = 1, n do
-  local k = KEYS[i + 1]
-  if new[k] or known[i] then
-    dup[i] = 1
-  else
-    dup[i] = 0
-    new[k] = ARGV[n + 3 + i]
-    fresh[#fresh + 1] = ARGV[i + 3]
+  keys[i] = ARGV[5 + i]
+  users[i] = ARGV[5 + 2 * n + i]
+end
+local fields, dup = check_marks(p, now, hours, keys, users)
+for i = 1, n do
+  if dup[i] == 0 then
+    fresh[#fresh + 1] = i
+    events[#events + 1] = ARGV[5 + n + i]
   end
 end
 if #fresh > 0 then
-  redis.call('XADD', KEYS[1], '*', 'e', '[' .. table.concat(fresh, ',') .. ']')
-  local by = {}
-  for k, user in pairs(new) do
-    redis.call('SET', k, '1', 'EX', ARGV[1])
-    local mine = by[user]
-    if mine then
-      mine[#mine + 1] = k
-    else
-      by[user] = {k}
-    end
-  end
-  for user, mine in pairs(by) do
-    local idx = ARGV[2] .. 'seenby:' .. user
-    for j = 1, #mine, 4000 do
-      redis.call('SADD', idx, unpack(mine, j, math.min(j + 3999, #mine)))
-    end
-    redis.call('EXPIRE', idx, ARGV[1])
-  end
+  redis.call('XADD', KEYS[1], '*', 'e', '[' .. table.concat(events, ',') .. ']')
+  set_marks(p, now, hours, fields, users, fresh)
   local live = {}
-  for j = 2 * n + 4, #ARGV, 2 do
+  for j = 3 * n + 6, #ARGV, 2 do
     local i = tonumber(ARGV[j])
     if dup[i] == 0 then
-      local user = ARGV[n + 3 + i]
+      local user = users[i]
       local mine = live[user]
       if mine then
         mine[#mine + 1] = ARGV[j + 1]
@@ -102,7 +82,7 @@ if #fresh > 0 then
     end
   end
   for user, mine in pairs(live) do
-    local h = ARGV[2] .. 'h:' .. user
+    local h = p .. 'h:' .. user
     for j = 1, #mine, 4000 do
       redis.call('RPUSH', h, unpack(mine, j, math.min(j + 3999, #mine)))
     end
@@ -179,21 +159,20 @@ class EventStream:
     """The API's side (async): publish accepted events, report the stream's figures. `state` is the worker's
     `RedisState`: the stream lives in its Redis, and a published event joins its live state in the same step."""
 
-    def __init__(self, state: Any, seen_ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(self, state: Any, seen_ttl_s: int = marks.SEEN_TTL_S) -> None:
         self.state = state
         self.r = state.r
         self.p = state.p
         self.key = stream_key(self.p)
-        self.ttl = seen_ttl_s
+        self.hours = marks.ttl_hours(seen_ttl_s)
         self._erasure = self.r.register_script(_ERASURE)
 
     async def publish(self, keys: list[str], events: list[dict[str, Any]]) -> list[bool]:
-        """Mark `keys` seen, append the events whose key was new to the stream and to their users' live histories,
-        atomically, in one round trip; True for each duplicate."""
+        """Mark `keys` seen (each for its event's user), append the events whose key was new to the stream and to
+        their users' live histories, atomically, in one round trip; True for each duplicate."""
         if not keys:
             return []
         p = self.p.encode()
-        seen = [b"%bseen:%b" % (p, k.encode()) for k in keys]
         users = [e["user_id"].encode() for e in events]
         live: list[bytes] = []
         # the live history is in time order; a batch need not be (ties keep the batch's order)
@@ -201,8 +180,9 @@ class EventStream:
         for ts, i in timed:
             e = events[i]
             live += [b"%d" % (i + 1), orjson.dumps([e["item_id"], e["event_type"], (ts - _EPOCH) // _US])]
-        out = await self.state.script(_PUBLISH, [self.key.encode(), *seen],
-                                      [b"%d" % self.ttl, p, b"%d" % self.state.history_length,
+        out = await self.state.script(_PUBLISH, [self.key.encode()],
+                                      [b"%d" % self.hours, p, b"%d" % self.state.history_length,
+                                       b"%d" % marks.hour_now(), b"%d" % len(keys), *(k.encode() for k in keys),
                                        *(encode(e) for e in events), *users, *live])
         return [bool(d) for d in out]
 

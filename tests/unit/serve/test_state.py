@@ -19,8 +19,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def _contract(state: StateStore) -> None:
-    assert await state.mark_seen(["a", "b"]) == [False, False]
-    assert await state.mark_seen(["b", "c", "c"]) == [True, False, True]
+    assert await state.mark_seen(["a", "b"], ["u0", "u0"]) == [False, False]
+    assert await state.mark_seen(["b", "c", "c"], ["u0"] * 3) == [True, False, True]
+    assert await state.mark_seen(["a"], ["u9"]) == [False]  # a duplicate is the same key from the same shopper
     await state.append({"u1": [("i2", "view", 20), ("i1", "view", 10)]})
     await state.append({"u1": [(f"x{i}", "click", 100 + i) for i in range(5)]})
     events, erased = await state.history("u1")
@@ -29,11 +30,12 @@ async def _contract(state: StateStore) -> None:
     assert await state.history("u1") == ([], True)
     assert await state.history("nobody") == ([], False)
     # duplicate-detection keys: peeking remembers nothing; erasing a user forgets the keys of their events only
-    assert await state.peek_seen(["p1", "a"]) == [False, True]
-    assert await state.peek_seen(["p1"]) == [False]
+    assert await state.peek_seen(["p1", "a"], ["u0", "u0"]) == [False, True]
+    assert await state.peek_seen(["p1"], ["u0"]) == [False]
     assert await state.mark_seen(["u2|i1|view", "e-9", "e-other"], ["u2", "u2", "u3"]) == [False, False, False]
     assert await state.erase("u2") == 0
-    assert await state.peek_seen(["u2|i1|view", "e-9", "e-other", "a"]) == [False, False, True, True]
+    assert await state.peek_seen(["u2|i1|view", "e-9", "e-other", "a"], ["u2", "u2", "u3", "u0"]) == [
+        False, False, True, True]
     assert await state.erased_among(["u1", "u2", "u3"]) == [True, True, False]
     v0, _ = await state.items_since(0)
     v1 = await state.put_items([{"item_id": "n1", "title": "new"}])

@@ -1,0 +1,158 @@
+"""Duplicate-detection marks in Redis: one hash per shopper, not one key per event.
+
+`POST /events` refuses an event its shopper already sent (same `event_id`, else user|item|type|timestamp|query)
+within `SEEN_TTL_S` (7 days). The marks that remember this are most of Redis' memory under a steady stream of
+events, and every AOF rewrite (a fork that writes the whole data set) walks them, so their size is the stream's
+cost: the old layout, a `<prefix>seen:<key>` string with a TTL per event plus the key's copy in the shopper's
+`<prefix>seenby:<user>` set (for erasure), took about 200 bytes per event (benchmarks/RESULTS.md).
+
+Here a shopper's marks are the fields of one hash, `<prefix>marks:<user>`:
+
+* the field is the first 16 hex digits of the event key's SHA-1 (`redis.sha1hex`, in the script): a fixed 16 bytes
+  whatever the key's length (a key without an id holds the search text, and a field over 64 bytes would turn the
+  whole hash from Redis' compact listpack into a hash table); two keys of one shopper sharing 64 bits of digest
+  is a ~1e-11 chance at 10,000 marks, and would answer the second as a duplicate (counted, never silent);
+* the value is the hour (since the epoch) the mark was written: a mark counts while the current hour is at most
+  its hour + ceil(TTL / 1 h), so it lives between TTL and TTL + 1 h: duplicate detection never shorter than the
+  TTL (a mark is never forgotten early), at most an hour longer;
+* the hash expires (TTL + 1 h) after the shopper's last accepted event, so the marks of a shopper who stops
+  leave with the key; a shopper who never stops for 7 days keeps the key, so once the hash is past
+  `_PRUNE_FLOOR` fields a write that doubles it since the last pruning drops the fields past their time
+  (amortised: a pruning reads the hash once per doubling, so a constant cost per mark, and the hash holds at
+  most about twice the shopper's marks of the last TTL);
+* erasing the shopper deletes one key (the old layout needed the index set to find theirs).
+
+A duplicate is thereby per shopper: the same `event_id` sent by two shoppers is accepted for each (the old layout
+refused the second). The store keys events by `event_id` alone, so it keeps one of them: PostgreSQL's unique
+index drops the second, a DuckDB consumer drops it when the two carry the same time (its first read compares the
+batch with stored events of the batch's time span only: `aisle.store.embedded.Store.append_events`) and stores it
+a second time otherwise. Event ids are meant to be unique (a UUID per event); a client whose ids repeat across
+shoppers should send none and let the natural key, which holds the user, identify the event.
+
+Marks of the old layout (written before this version) are honoured until they expire: a shopper who has them has
+their index set `<prefix>seenby:<user>` (it outlives each of its keys: its TTL was refreshed on every write), so
+the check looks up the old string keys of a batch's events only for the shoppers whose index set exists, one
+EXISTS per shopper of the batch; 7 days after the upgrade none is left and the check costs that EXISTS alone. An
+old key counts while it exists (its own TTL) and for the shopper whose index holds it: per shopper, as above.
+Erasure deletes both layouts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+SEEN_TTL_S = 7 * 24 * 3600
+_PRUNE_FLOOR = 128  # Redis' hash-max-listpack-entries: below it a hash is a compact listpack, never pruned
+
+
+def ttl_hours(ttl_s: int = SEEN_TTL_S) -> int:
+    """How many hours after the hour it was written a mark still counts."""
+    return max(1, math.ceil(ttl_s / 3600))
+
+
+def hour_now() -> int:
+    return int(time.time() // 3600)
+
+
+def marks_key(prefix: str, user: str) -> str:
+    return f"{prefix}marks:{user}"
+
+
+# Lua shared by the scripts that check and set marks (the stream's publish script, `RedisState.mark_seen`).
+# `check_marks(p, now, hours, keys, users)`: each event's field and whether it is a duplicate (marked in either
+# layout, or repeated earlier in the batch by the same shopper); `set_marks(p, now, hours, fields, users, fresh)`
+# writes the fields of the events `fresh` (indexes) with one HSET and one EXPIRE per shopper, pruning as above.
+LUA = """
+local function check_marks(p, now, hours, keys, users)
+  local n = #keys
+  local fields, groups, dup = {}, {}, {}
+  for i = 1, n do
+    fields[i] = string.sub(redis.sha1hex(keys[i]), 1, 16)
+    local g = groups[users[i]]
+    if g then
+      g[#g + 1] = i
+    else
+      groups[users[i]] = {i}
+    end
+  end
+  for user, idx in pairs(groups) do
+    local f = {}
+    for j = 1, #idx do
+      f[j] = fields[idx[j]]
+    end
+    local h = p .. 'marks:' .. user
+    for j = 1, #f, 4000 do
+      local got = redis.call('HMGET', h, unpack(f, j, math.min(j + 3999, #f)))
+      for t = 1, #got do
+        if got[t] and tonumber(got[t]) + hours >= now then
+          dup[idx[j + t - 1]] = 1
+        end
+      end
+    end
+    local index = p .. 'seenby:' .. user
+    if redis.call('EXISTS', index) == 1 then
+      local old = {}
+      for j = 1, #idx do
+        old[j] = p .. 'seen:' .. keys[idx[j]]
+      end
+      for j = 1, #old, 4000 do
+        local got = redis.call('MGET', unpack(old, j, math.min(j + 3999, #old)))
+        local mine = redis.call('SMISMEMBER', index, unpack(old, j, math.min(j + 3999, #old)))
+        for t = 1, #got do
+          if got[t] and mine[t] == 1 then
+            dup[idx[j + t - 1]] = 1
+          end
+        end
+      end
+    end
+  end
+  local new = {}
+  for i = 1, n do
+    local k = users[i] .. '\\n' .. fields[i]
+    if new[k] then
+      dup[i] = 1
+    elseif not dup[i] then
+      dup[i] = 0
+      new[k] = true
+    end
+  end
+  return fields, dup
+end
+
+local function set_marks(p, now, hours, fields, users, fresh)
+  local groups = {}
+  for _, i in ipairs(fresh) do
+    local g = groups[users[i]]
+    if g then
+      g[#g + 1] = fields[i]
+      g[#g + 1] = now
+    else
+      groups[users[i]] = {fields[i], now}
+    end
+  end
+  for user, g in pairs(groups) do
+    local h = p .. 'marks:' .. user
+    for j = 1, #g, 4000 do
+      redis.call('HSET', h, unpack(g, j, math.min(j + 3999, #g)))
+    end
+    redis.call('EXPIRE', h, (hours + 1) * 3600)
+    local size = redis.call('HLEN', h)
+    if size > PRUNE_FLOOR then
+      local last = tonumber(redis.call('HGET', h, 'n') or '0')
+      if size > 2 * math.max(last, PRUNE_FLOOR) then
+        local all, stale = redis.call('HGETALL', h), {}
+        for j = 1, #all, 2 do
+          if all[j] ~= 'n' and tonumber(all[j + 1]) + hours < now then
+            stale[#stale + 1] = all[j]
+          end
+        end
+        for j = 1, #stale, 4000 do
+          redis.call('HDEL', h, unpack(stale, j, math.min(j + 3999, #stale)))
+        end
+        redis.call('HSET', h, 'n', size - #stale)
+      end
+    end
+  end
+end
+""".replace("PRUNE_FLOOR", str(_PRUNE_FLOOR))
