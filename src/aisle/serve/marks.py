@@ -15,11 +15,14 @@ Here a shopper's marks are the fields of one hash, `<prefix>marks:<user>`:
 * the value is the hour (since the epoch) the mark was written: a mark counts while the current hour is at most
   its hour + ceil(TTL / 1 h), so it lives between TTL and TTL + 1 h: duplicate detection never shorter than the
   TTL (a mark is never forgotten early), at most an hour longer;
-* the hash expires (TTL + 1 h) after the shopper's last accepted event, so the marks of a shopper who stops
-  leave with the key; a shopper who never stops for 7 days keeps the key, so once the hash is past
+* the hash expires at the end of the hour TTL + 1 h after the shopper's last accepted event (EXPIREAT, set on the
+  shopper's first write of each hour), so it outlives every mark in it, and the marks of a shopper who stops leave
+  with the key; a shopper who never stops for 7 days keeps the key, so once the hash is past
   `_PRUNE_FLOOR` fields a write that doubles it since the last pruning drops the fields past their time
   (amortised: a pruning reads the hash once per doubling, so a constant cost per mark, and the hash holds at
-  most about twice the shopper's marks of the last TTL);
+  most about twice the shopper's marks of the last TTL). The size is looked at (HLEN) only on a write one of whose
+  new fields starts with '0' (the digests are uniform: about once per 16 marks), so a shopper's single-event
+  writes mostly skip it, and a doubling is noticed a few tens of marks late at most;
 * erasing the shopper deletes one key (the old layout needed the index set to find theirs).
 
 A duplicate is thereby per shopper: the same `event_id` sent by two shoppers is accepted for each (the old layout
@@ -60,14 +63,20 @@ def marks_key(prefix: str, user: str) -> str:
 
 
 # Lua shared by the scripts that check and set marks (the stream's publish script, `RedisState.mark_seen`).
-# `check_marks(p, now, hours, keys, users)`: each event's field and whether it is a duplicate (marked in either
-# layout, or repeated earlier in the batch by the same shopper); `set_marks(p, now, hours, fields, users, fresh)`
-# writes the fields of the events `fresh` (indexes) with one HSET and one EXPIRE per shopper, pruning as above.
+# `check_marks(p, now, hours, keys, users)`: each event's field, whether it is a duplicate (marked in either layout,
+# or repeated earlier in the batch by the same shopper), and what the check read of each shopper's hash;
+# `set_marks(now, now_s, hours, fields, users, fresh, seen)` writes the fields of the events `fresh` (indexes), the
+# hour `now` as the string `now_s` (a Lua number would be formatted again for every field).
+# A shopper of the batch costs one HMGET and one HSET: the hash's own bookkeeping rides in them as short fields
+# (never 16 characters, the marks' length): 'x' the hour of its last EXPIREAT (one per shopper per hour, not per
+# write), 'n' its size after the last pruning, 'o' the hour until which marks of the old layout may exist for
+# this shopper (set when the hash is made where the old index exists: one EXISTS per new hash).
+# The script's own work is most of Redis' CPU per event (benchmarks/events_redis.py counts it), so the Lua is
+# written for few allocations: no string built per event but the digest, one table per shopper.
 LUA = """
 local function check_marks(p, now, hours, keys, users)
-  local n = #keys
-  local fields, groups, dup = {}, {}, {}
-  for i = 1, n do
+  local fields, groups, dup, seen = {}, {}, {}, {}
+  for i = 1, #keys do
     fields[i] = string.sub(redis.sha1hex(keys[i]), 1, 16)
     local g = groups[users[i]]
     if g then
@@ -77,81 +86,110 @@ local function check_marks(p, now, hours, keys, users)
     end
   end
   for user, idx in pairs(groups) do
-    local f = {}
-    for j = 1, #idx do
-      f[j] = fields[idx[j]]
-    end
     local h = p .. 'marks:' .. user
-    for j = 1, #f, 4000 do
-      local got = redis.call('HMGET', h, unpack(f, j, math.min(j + 3999, #f)))
-      for t = 1, #got do
-        if got[t] and tonumber(got[t]) + hours >= now then
-          dup[idx[j + t - 1]] = 1
+    local m, mine = {h = h}, {}
+    for j = 1, #idx, 4000 do
+      local last = math.min(j + 3999, #idx)
+      local args = {}
+      for t = j, last do
+        args[t - j + 1] = fields[idx[t]]
+      end
+      local k = #args
+      if j == 1 then
+        args[k + 1], args[k + 2], args[k + 3] = 'x', 'o', 'n'
+      end
+      local got = redis.call('HMGET', h, unpack(args))
+      for t = 1, k do
+        local i, v = idx[j + t - 1], got[t]
+        if (v and tonumber(v) + hours >= now) or mine[args[t]] then
+          dup[i] = 1
+        else
+          dup[i] = 0
+          mine[args[t]] = true
         end
       end
+      if j == 1 then
+        m.x, m.o, m.n = got[k + 1], got[k + 2], got[k + 3]
+      end
     end
-    local index = p .. 'seenby:' .. user
-    if redis.call('EXISTS', index) == 1 then
-      local old = {}
+    if not m.x and redis.call('EXISTS', p .. 'seenby:' .. user) == 1 then
+      m.o = tostring(now + hours + 1)
+      m.new_o = true
+    end
+    if m.o and tonumber(m.o) >= now then
+      local index, old = p .. 'seenby:' .. user, {}
       for j = 1, #idx do
         old[j] = p .. 'seen:' .. keys[idx[j]]
       end
       for j = 1, #old, 4000 do
         local got = redis.call('MGET', unpack(old, j, math.min(j + 3999, #old)))
-        local mine = redis.call('SMISMEMBER', index, unpack(old, j, math.min(j + 3999, #old)))
+        local kept = redis.call('SMISMEMBER', index, unpack(old, j, math.min(j + 3999, #old)))
         for t = 1, #got do
-          if got[t] and mine[t] == 1 then
+          if got[t] and kept[t] == 1 then
             dup[idx[j + t - 1]] = 1
           end
         end
       end
     end
+    seen[user] = m
   end
-  local new = {}
-  for i = 1, n do
-    local k = users[i] .. '\\n' .. fields[i]
-    if new[k] then
-      dup[i] = 1
-    elseif not dup[i] then
-      dup[i] = 0
-      new[k] = true
-    end
-  end
-  return fields, dup
+  return fields, dup, seen
 end
 
-local function set_marks(p, now, hours, fields, users, fresh)
+local function set_marks(now, now_s, hours, fields, users, fresh, seen)
   local groups = {}
   for _, i in ipairs(fresh) do
     local g = groups[users[i]]
     if g then
       g[#g + 1] = fields[i]
-      g[#g + 1] = now
+      g[#g + 1] = now_s
     else
-      groups[users[i]] = {fields[i], now}
+      groups[users[i]] = {fields[i], now_s}
     end
   end
+  local expire_at = tostring((now + hours + 2) * 3600)
   for user, g in pairs(groups) do
-    local h = p .. 'marks:' .. user
-    for j = 1, #g, 4000 do
-      redis.call('HSET', h, unpack(g, j, math.min(j + 3999, #g)))
+    local m = seen[user]
+    local size = 0
+    for j = 1, #g, 2 do
+      if string.byte(g[j]) == 48 then
+        size = -1
+        break
+      end
     end
-    redis.call('EXPIRE', h, (hours + 1) * 3600)
-    local size = redis.call('HLEN', h)
-    if size > PRUNE_FLOOR then
-      local last = tonumber(redis.call('HGET', h, 'n') or '0')
-      if size > 2 * math.max(last, PRUNE_FLOOR) then
-        local all, stale = redis.call('HGETALL', h), {}
-        for j = 1, #all, 2 do
-          if all[j] ~= 'n' and tonumber(all[j + 1]) + hours < now then
+    local expire = m.x ~= now_s
+    if expire then
+      g[#g + 1] = 'x'
+      g[#g + 1] = now_s
+    end
+    if m.new_o then
+      g[#g + 1] = 'o'
+      g[#g + 1] = m.o
+    end
+    for j = 1, #g, 4000 do
+      redis.call('HSET', m.h, unpack(g, j, math.min(j + 3999, #g)))
+    end
+    if expire then
+      redis.call('EXPIREAT', m.h, expire_at)
+    end
+    if size < 0 then
+      size = redis.call('HLEN', m.h)
+    end
+    if size > 2 * math.max(tonumber(m.n) or 0, PRUNE_FLOOR) then
+      local all, stale, kept = redis.call('HGETALL', m.h), {}, 0
+      for j = 1, #all, 2 do
+        if #all[j] == 16 then
+          if tonumber(all[j + 1]) + hours < now then
             stale[#stale + 1] = all[j]
+          else
+            kept = kept + 1
           end
         end
-        for j = 1, #stale, 4000 do
-          redis.call('HDEL', h, unpack(stale, j, math.min(j + 3999, #stale)))
-        end
-        redis.call('HSET', h, 'n', size - #stale)
       end
+      for j = 1, #stale, 4000 do
+        redis.call('HDEL', m.h, unpack(stale, j, math.min(j + 3999, #stale)))
+      end
+      redis.call('HSET', m.h, 'n', tostring(kept))
     end
   end
 end

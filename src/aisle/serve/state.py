@@ -194,7 +194,7 @@ for i = 1, n do
   keys[i] = ARGV[4 + i]
   users[i] = ARGV[4 + n + i]
 end
-local fields, dup = check_marks(p, now, hours, keys, users)
+local fields, dup, seen = check_marks(p, now, hours, keys, users)
 """
 _PEEK = marks.LUA + _MARKS_ARGS + "return dup\n"
 _MARK = marks.LUA + _MARKS_ARGS + """
@@ -204,7 +204,7 @@ for i = 1, n do
     fresh[#fresh + 1] = i
   end
 end
-set_marks(p, now, hours, fields, users, fresh)
+set_marks(now, ARGV[3], hours, fields, users, fresh, seen)
 return dup
 """
 

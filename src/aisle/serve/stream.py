@@ -1,7 +1,8 @@
 """The durable event stream between the API and the store (Redis state + a store).
 
-`POST /events` runs one Lua script (`EventStream.publish`): it checks each event's duplicate-detection key, XADDs
-the new events as one entry of the stream `aisle:stream:events`, then sets their keys; Redis runs a script
+`POST /events` runs one Lua script (`EventStream.publish`): it checks each event's duplicate-detection mark
+(`aisle.serve.marks`), XADDs the new events as one entry of the stream `aisle:stream:events`, then sets their
+marks; Redis runs a script
 atomically and writes its effects to the AOF as one transaction, so an event is marked seen exactly when its
 entry is in the stream, and the request answers 2xx only after that. A failed script marks nothing: a retry of
 the batch is accepted again. What an acknowledged event survives then depends on Redis' AOF setting (README,
@@ -58,7 +59,7 @@ for i = 1, n do
   keys[i] = ARGV[5 + i]
   users[i] = ARGV[5 + 2 * n + i]
 end
-local fields, dup = check_marks(p, now, hours, keys, users)
+local fields, dup, seen = check_marks(p, now, hours, keys, users)
 for i = 1, n do
   if dup[i] == 0 then
     fresh[#fresh + 1] = i
@@ -67,7 +68,7 @@ for i = 1, n do
 end
 if #fresh > 0 then
   redis.call('XADD', KEYS[1], '*', 'e', '[' .. table.concat(events, ',') .. ']')
-  set_marks(p, now, hours, fields, users, fresh)
+  set_marks(now, ARGV[4], hours, fields, users, fresh, seen)
   local live = {}
   for j = 3 * n + 6, #ARGV, 2 do
     local i = tonumber(ARGV[j])
@@ -81,12 +82,13 @@ if #fresh > 0 then
       end
     end
   end
+  local keep = '-' .. ARGV[3]
   for user, mine in pairs(live) do
     local h = p .. 'h:' .. user
     for j = 1, #mine, 4000 do
       redis.call('RPUSH', h, unpack(mine, j, math.min(j + 3999, #mine)))
     end
-    redis.call('LTRIM', h, -tonumber(ARGV[3]), -1)
+    redis.call('LTRIM', h, keep, '-1')
   end
 end
 return dup
