@@ -63,18 +63,20 @@ def marks_key(prefix: str, user: str) -> str:
 
 
 # Lua shared by the scripts that check and set marks (the stream's publish script, `RedisState.mark_seen`).
-# `check_marks(p, now, hours, keys, users)`: each event's field, whether it is a duplicate (marked in either layout,
-# or repeated earlier in the batch by the same shopper), and what the check read of each shopper's hash;
+# `check_marks(p, now, now_s, hours, keys, users)`: each event's field, whether it is a duplicate (marked in either
+# layout, or repeated earlier in the batch by the same shopper), and what the check read of each shopper's hash;
 # `set_marks(now, now_s, hours, fields, users, fresh, seen)` writes the fields of the events `fresh` (indexes), the
 # hour `now` as the string `now_s` (a Lua number would be formatted again for every field).
-# A shopper of the batch costs one HMGET and one HSET: the hash's own bookkeeping rides in them as short fields
-# (never 16 characters, the marks' length): 'x' the hour of its last EXPIREAT (one per shopper per hour, not per
-# write), 'n' its size after the last pruning, 'o' the hour until which marks of the old layout may exist for
-# this shopper (set when the hash is made where the old index exists: one EXISTS per new hash).
+# A shopper of the batch costs one HMGET and one HSET. The hash's own bookkeeping is one short field, 'x' (never
+# 16 characters, the marks' length), written first so that it sits at the head of the listpack (a listpack lookup
+# scans from the head; a field that is absent costs a scan of the whole hash): the hour of the hash's last
+# EXPIREAT (one EXPIREAT per shopper per hour, not per write), followed by ':' and the hour until which marks of
+# the old layout may exist for this shopper, where they may (found when the hash is made: one EXISTS per new
+# hash). Its size after the last pruning, 'n', is read only when the sampled HLEN says a pruning may be due.
 # The script's own work is most of Redis' CPU per event (benchmarks/events_redis.py counts it), so the Lua is
 # written for few allocations: no string built per event but the digest, one table per shopper.
 LUA = """
-local function check_marks(p, now, hours, keys, users)
+local function check_marks(p, now, now_s, hours, keys, users)
   local fields, groups, dup, seen = {}, {}, {}, {}
   for i = 1, #keys do
     fields[i] = string.sub(redis.sha1hex(keys[i]), 1, 16)
@@ -90,17 +92,16 @@ local function check_marks(p, now, hours, keys, users)
     local m, mine = {h = h}, {}
     for j = 1, #idx, 4000 do
       local last = math.min(j + 3999, #idx)
-      local args = {}
+      local args = {'x'}
       for t = j, last do
-        args[t - j + 1] = fields[idx[t]]
-      end
-      local k = #args
-      if j == 1 then
-        args[k + 1], args[k + 2], args[k + 3] = 'x', 'o', 'n'
+        args[t - j + 2] = fields[idx[t]]
       end
       local got = redis.call('HMGET', h, unpack(args))
-      for t = 1, k do
-        local i, v = idx[j + t - 1], got[t]
+      if j == 1 then
+        m.x = got[1]
+      end
+      for t = 2, #args do
+        local i, v = idx[j + t - 2], got[t]
         if (v and tonumber(v) + hours >= now) or mine[args[t]] then
           dup[i] = 1
         else
@@ -108,15 +109,21 @@ local function check_marks(p, now, hours, keys, users)
           mine[args[t]] = true
         end
       end
-      if j == 1 then
-        m.x, m.o, m.n = got[k + 1], got[k + 2], got[k + 3]
+    end
+    if m.x ~= now_s then
+      if m.x then
+        local colon = string.find(m.x, ':', 1, true)
+        if colon then
+          m.o = tonumber(string.sub(m.x, colon + 1))
+        end
+      elseif redis.call('EXISTS', p .. 'seenby:' .. user) == 1 then
+        m.o = now + hours + 1
+      end
+      if m.o and m.o < now then
+        m.o = nil
       end
     end
-    if not m.x and redis.call('EXISTS', p .. 'seenby:' .. user) == 1 then
-      m.o = tostring(now + hours + 1)
-      m.new_o = true
-    end
-    if m.o and tonumber(m.o) >= now then
+    if m.o then
       local index, old = p .. 'seenby:' .. user, {}
       for j = 1, #idx do
         old[j] = p .. 'seen:' .. keys[idx[j]]
@@ -144,52 +151,49 @@ local function set_marks(now, now_s, hours, fields, users, fresh, seen)
       g[#g + 1] = fields[i]
       g[#g + 1] = now_s
     else
-      groups[users[i]] = {fields[i], now_s}
+      local m = seen[users[i]]
+      if m.x ~= now_s then
+        m.expire = true
+        groups[users[i]] = {'x', m.o and (now_s .. ':' .. m.o) or now_s, fields[i], now_s}
+      else
+        groups[users[i]] = {fields[i], now_s}
+      end
     end
   end
   local expire_at = tostring((now + hours + 2) * 3600)
   for user, g in pairs(groups) do
     local m = seen[user]
-    local size = 0
+    local sample = false
     for j = 1, #g, 2 do
       if string.byte(g[j]) == 48 then
-        size = -1
+        sample = true
         break
       end
-    end
-    local expire = m.x ~= now_s
-    if expire then
-      g[#g + 1] = 'x'
-      g[#g + 1] = now_s
-    end
-    if m.new_o then
-      g[#g + 1] = 'o'
-      g[#g + 1] = m.o
     end
     for j = 1, #g, 4000 do
       redis.call('HSET', m.h, unpack(g, j, math.min(j + 3999, #g)))
     end
-    if expire then
+    if m.expire then
       redis.call('EXPIREAT', m.h, expire_at)
     end
-    if size < 0 then
-      size = redis.call('HLEN', m.h)
-    end
-    if size > 2 * math.max(tonumber(m.n) or 0, PRUNE_FLOOR) then
-      local all, stale, kept = redis.call('HGETALL', m.h), {}, 0
-      for j = 1, #all, 2 do
-        if #all[j] == 16 then
-          if tonumber(all[j + 1]) + hours < now then
-            stale[#stale + 1] = all[j]
-          else
-            kept = kept + 1
+    local size = sample and redis.call('HLEN', m.h) or 0
+    if size > 2 * PRUNE_FLOOR then
+      if size > 2 * math.max(tonumber(redis.call('HGET', m.h, 'n')) or 0, PRUNE_FLOOR) then
+        local all, stale, kept = redis.call('HGETALL', m.h), {}, 0
+        for j = 1, #all, 2 do
+          if #all[j] == 16 then
+            if tonumber(all[j + 1]) + hours < now then
+              stale[#stale + 1] = all[j]
+            else
+              kept = kept + 1
+            end
           end
         end
+        for j = 1, #stale, 4000 do
+          redis.call('HDEL', m.h, unpack(stale, j, math.min(j + 3999, #stale)))
+        end
+        redis.call('HSET', m.h, 'n', tostring(kept))
       end
-      for j = 1, #stale, 4000 do
-        redis.call('HDEL', m.h, unpack(stale, j, math.min(j + 3999, #stale)))
-      end
-      redis.call('HSET', m.h, 'n', tostring(kept))
     end
   end
 end

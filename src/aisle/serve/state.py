@@ -194,7 +194,7 @@ for i = 1, n do
   keys[i] = ARGV[4 + i]
   users[i] = ARGV[4 + n + i]
 end
-local fields, dup, seen = check_marks(p, now, hours, keys, users)
+local fields, dup, seen = check_marks(p, now, ARGV[3], hours, keys, users)
 """
 _PEEK = marks.LUA + _MARKS_ARGS + "return dup\n"
 _MARK = marks.LUA + _MARKS_ARGS + """

@@ -59,7 +59,7 @@ for i = 1, n do
   keys[i] = ARGV[5 + i]
   users[i] = ARGV[5 + 2 * n + i]
 end
-local fields, dup, seen = check_marks(p, now, hours, keys, users)
+local fields, dup, seen = check_marks(p, now, ARGV[4], hours, keys, users)
 for i = 1, n do
   if dup[i] == 0 then
     fresh[#fresh + 1] = i
