@@ -18,7 +18,7 @@ Here a shopper's marks are the fields of one hash, `<prefix>marks:<user>`:
 * the hash expires at the end of the hour TTL + 1 h after the shopper's last accepted event (EXPIREAT, set on the
   shopper's first write of each hour), so it outlives every mark in it, and the marks of a shopper who stops leave
   with the key; a shopper who never stops for 7 days keeps the key, so once the hash is past
-  `_PRUNE_FLOOR` fields a write that doubles it since the last pruning drops the fields past their time
+  2 x `_PRUNE_FLOOR` fields, a write that doubles it since the last pruning drops the fields past their time
   (amortised: a pruning reads the hash once per doubling, so a constant cost per mark, and the hash holds at
   most about twice the shopper's marks of the last TTL). The size is looked at (HLEN) only on a write one of whose
   new fields starts with '0' (the digests are uniform: about once per 16 marks), so a shopper's single-event
@@ -34,9 +34,10 @@ shoppers should send none and let the natural key, which holds the user, identif
 
 Marks of the old layout (written before this version) are honoured until they expire: a shopper who has them has
 their index set `<prefix>seenby:<user>` (it outlives each of its keys: its TTL was refreshed on every write), so
-the check looks up the old string keys of a batch's events only for the shoppers whose index set exists, one
-EXISTS per shopper of the batch; 7 days after the upgrade none is left and the check costs that EXISTS alone. An
-old key counts while it exists (its own TTL) and for the shopper whose index holds it: per shopper, as above.
+the check looks up the old string keys of a batch's events only for the shoppers whose index set existed when
+their hash was made (one EXISTS per new hash; the hash's bookkeeping field keeps that window, TTL + 1 h, so the
+check costs nothing for everyone else and nothing at all a week after the upgrade). An old key counts while it
+exists (its own TTL) and for the shopper whose index holds it: per shopper, as above.
 Erasure deletes both layouts.
 """
 
@@ -46,7 +47,7 @@ import math
 import time
 
 SEEN_TTL_S = 7 * 24 * 3600
-_PRUNE_FLOOR = 128  # Redis' hash-max-listpack-entries: below it a hash is a compact listpack, never pruned
+_PRUNE_FLOOR = 128  # redis.conf's hash-max-listpack-entries: a hash under twice this is never pruned
 
 
 def ttl_hours(ttl_s: int = SEEN_TTL_S) -> int:
