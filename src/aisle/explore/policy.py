@@ -21,7 +21,10 @@ state or catalog change, built off the request path and swapped in): where each 
 pool's unfiltered rules mask and brands, LinUCB's item-side features and one matrix holding theta and a square
 root of A^-1 (a request's bounds are one small matmul), and each Thompson draw's best items in order (a request
 reads the first eligible ones of each draw's short list, and scans whole draws only when filters exclude a
-draw's whole short list). A request then does a few numpy operations over the pool of at most `pool` items.
+draw's whole short list), the bounds of every shopper without a history, and per shape of list (its length, pins,
+slots) the layout with its propensities. A request then does a few numpy operations over the pool of at most `pool`
+items; at that size each operation's fixed overhead (~1 us) outweighs its work, so what is cut is their number
+(benchmarks/RESULTS.md "Exploration's request path in fewer numpy calls").
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class Explorer:
             self._no_history = self._bounds_of(self._contexts.base.T)  # every shopper without one: the same bounds
             self._no_history.flags.writeable = False
 
-    def eligible(self, greedy: np.ndarray, excluded: list[int], filters: Filters | None) -> np.ndarray:
+    def eligible(self, greedy: np.ndarray, excluded: np.ndarray | Sequence[int], filters: Filters | None) -> np.ndarray:
         """Mask over the pool: what the hard rules let this request show (not on the list already)."""
         if filters is None or filters.is_empty():
             keep = self._stock.copy()
@@ -145,7 +148,7 @@ class Explorer:
         _codes, first, counts = np.unique(b[branded], return_index=True, return_counts=True)
         return int((~branded).sum() + np.minimum(counts, np.maximum(room[branded][first], 0)).sum())
 
-    def choose(self, greedy: np.ndarray, pinned: Sequence[bool], k: int, *, excluded: list[int],
+    def choose(self, greedy: np.ndarray, pinned: Sequence[bool], k: int, *, excluded: np.ndarray | Sequence[int],
                filters: Filters | None, history: np.ndarray) -> Explored:
         """The list to show for the greedy list `greedy` (item rows, `pinned` marks promoted positions; distinct
         items, as the rules leave them)."""
