@@ -536,14 +536,17 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
     """Start redis-server (unless --state says otherwise) and `aisle serve`, run the Aisle phases, stop both."""
     procs: list[subprocess.Popen] = []
     state = args.state
+    # redis-server's folder and the new store, removed after the run: each run left ~10 MB behind in /tmp, and a
+    # session's runs filled the machine's disk
+    work = tempfile.TemporaryDirectory(prefix="aisle-load-")
     try:
         if state == "redis":
             rport = free_port()
-            procs.append(start_redis(Path(tempfile.mkdtemp()), rport, aof=False))
+            procs.append(start_redis(Path(work.name) / "redis", rport, aof=False))
             state = f"redis://127.0.0.1:{rport}/0"
         port = free_port()
         aisle = str(Path(sys.executable).with_name("aisle"))
-        store = [] if args.store is None else ["--store", str(Path(tempfile.mkdtemp()) / "live.duckdb")
+        store = [] if args.store is None else ["--store", str(Path(work.name) / "live.duckdb")
                                                if args.store == "new" else args.store]
         env = {**os.environ, "AISLE_IMPRESSIONS": "true" if args.impressions == "on" else "false",
                "AISLE_EXPLORE__ENABLED": "true" if args.explore == "on" else "false"}
@@ -569,6 +572,7 @@ def _serve_aisle(args: argparse.Namespace) -> dict[str, Any]:
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+        work.cleanup()
 
 
 def _serve_noop(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,6 +22,20 @@ from aisle.rules import ItemAttributes
 
 
 @dataclass(frozen=True)
+class ItemContexts:
+    """The contexts of a fixed set of items without a shopper (`Featurizer.items`): read-only."""
+
+    base: np.ndarray  # (N_FEATURES, n): bias, rate, log price; the shopper's features 0
+    known: np.ndarray  # the same with the has-a-history feature 1 (what `for_shopper` copies and fills)
+    codes: np.ndarray  # (2, n): each item's leaf and brand slot in the shopper's count table
+    log_price: np.ndarray  # (n,): 5 x the log price feature, what the price fit compares with the shopper's
+
+    # Feature-major, (N_FEATURES, n): a request fills whole rows of it, contiguous, where the (n, N_FEATURES)
+    # layout made numpy loop over pairs of values (a per-pair overhead, twice the work of the fill itself); its
+    # transpose is the (n, N_FEATURES) contexts, which a matmul reads as they are.
+
+
+@dataclass(frozen=True)
 class Featurizer:
     attrs: ItemAttributes
     index: dict[str, int]  # item id -> row of `attrs`
@@ -46,55 +60,61 @@ class Featurizer:
 
     def rows(self, history: np.ndarray, items: np.ndarray, rate: np.ndarray) -> np.ndarray:
         """(len(items), N_FEATURES) contexts of item rows `items` for one shopper with `history` (item rows)."""
-        x = self.item_part(items, rate)
-        self.shopper_part(history, items, x)
-        return x
+        return self.for_shopper(history, self.items(items, rate))
 
-    def item_part(self, items: np.ndarray, rate: np.ndarray) -> np.ndarray:
-        """The contexts without the shopper (bias, the item's rate, its price): what serving computes once per
-        pool."""
-        x = np.zeros((len(items), N_FEATURES))
-        x[:, 0] = 1.0
-        x[:, 1] = 10.0 * rate
-        x[:, 6] = np.log1p(np.nan_to_num(self.attrs.price[items], nan=0.0)) / 5.0
-        return x
+    def items(self, items: np.ndarray, rate: np.ndarray) -> ItemContexts:
+        """The contexts of item rows `items` (with `rate`, their observed rates) without a shopper: what serving
+        computes once per pool, so that a request only fills in the shopper's columns (`for_shopper`)."""
+        x = np.zeros((N_FEATURES, len(items)))
+        x[0] = 1.0
+        x[1] = 10.0 * rate
+        x[6] = np.log1p(np.nan_to_num(self.attrs.price[items], nan=0.0)) / 5.0
+        known = x.copy()
+        known[5] = 1.0
+        for array in (x, known):
+            array.flags.writeable = False
+        return ItemContexts(x, known, np.ascontiguousarray(self._tables[0][items].T), 5.0 * x[6])
 
     @cached_property
     def _tables(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-        """Per catalog row, computed once so that a request's shopper columns are a few array operations: its
-        (leaf, brand) slots in one table of counts (the leaf codes, then the brand codes, an unknown code of
-        either in a slot of its own that is kept at 0), those two slots, the table's size, and its (log price,
-        has a price) pair."""
+        """Per catalog row, computed once so that a request's shopper columns are a few array operations (each
+        numpy call's overhead is far above its work on a 50-item history, so their number is the cost). The count
+        table: the leaf codes, then the brand codes (an unknown code of either has a slot of its own, kept at 0),
+        then a sink and a "priced" slot. Returned: each row's (leaf, brand) slots as an item reads them; each row's
+        (leaf, brand, priced) slots as a history counts them (an unknown code and an unpriced item go to the sink,
+        so the unknown slots stay 0 without clearing), one record per row; the table's size (the sink's slot); each
+        row's log price (0 without a price)."""
         a = self.attrs
         n_leaf = max(len(a.leaf_names), int(a.leaf.max(initial=-1)) + 1) + 1
         n_brand = max(len(a.brand_names), int(a.brand.max(initial=-1)) + 1) + 1
-        slots = np.column_stack([a.leaf.astype(np.int64) + 1, a.brand.astype(np.int64) + 1 + n_leaf])
-        price = np.column_stack([np.log1p(np.nan_to_num(a.price, nan=0.0)), ~np.isnan(a.price)])
-        return slots, np.array([0, n_leaf]), n_leaf + n_brand, price
+        size = n_leaf + n_brand
+        leaf, brand = a.leaf.astype(np.intp), a.brand.astype(np.intp)
+        read = np.column_stack([leaf + 1, brand + 1 + n_leaf])
+        counted = np.column_stack([np.where(leaf >= 0, leaf + 1, size), np.where(brand >= 0, brand + 1 + n_leaf, size),
+                                   np.where(np.isnan(a.price), size, size + 1)])
+        # one opaque 3-slot record per row: a 1-d gather of records is about half the cost of a 2-d gather of rows
+        records = np.ascontiguousarray(counted).view(np.dtype((np.void, 3 * np.dtype(np.intp).itemsize))).ravel()
+        return read, records, size, np.log1p(np.nan_to_num(a.price, nan=0.0))
 
-    def codes(self, items: np.ndarray) -> np.ndarray:
-        """What `shopper_part` reads of `items` (their leaf and brand slots): serving computes it once for its
-        pool, not per request."""
-        return self._tables[0][items]
-
-    def shopper_part(self, history: np.ndarray, items: np.ndarray, x: np.ndarray,
-                     codes: np.ndarray | None = None) -> None:
-        """Fill the shopper's columns of `x` (contexts of `items`, whose `codes` may be given): category and brand
-        shares, price fit."""
+    def for_shopper(self, history: np.ndarray, items: ItemContexts) -> np.ndarray:
+        """The (len(items), N_FEATURES) contexts of `items` for a shopper with `history` (item rows): category and
+        brand shares, price fit, has a history (a transposed view; read-only without a history)."""
         n = len(history)
         if not n:
-            return
-        slots, unknown, size, price = self._tables
-        counts = np.bincount(slots[history].ravel(), minlength=size)  # the history's leaves and brands at once
-        counts[unknown] = 0  # an unknown category or brand is no share
-        x[:, 2:4] = counts[self.codes(items) if codes is None else codes] / n
-        total, priced = np.add.reduce(price[history], axis=0)
+            return items.base.T
+        _read, counted, size, log_price = self._tables
+        # the history's leaves, brands and priced items in one count
+        counts = np.bincount(counted[history].view(np.intp), minlength=size + 2)
+        x = items.known.copy()
+        x[2:4] = (counts / n)[items.codes]  # the shares of the history in each item's category and brand
+        priced = counts[size + 1]
         if priced:  # minus the distance to the mean log price of what the shopper looked at (unpriced left out)
-            fit = x[:, 4]
-            np.subtract(5.0 * x[:, 6], total / priced, out=fit)
+            total = np.add.accumulate(log_price[history])[-1]  # summed in order, as it always was
+            fit = x[4]
+            np.subtract(items.log_price, total / priced, out=fit)
             np.abs(fit, out=fit)
             np.negative(fit, out=fit)
-        x[:, 5] = 1.0
+        return x.T
 
     def __call__(self, user_ids: list[str | None], item_ids: list[str], timestamps: pl.Series) -> np.ndarray:
         """Contexts of logged impressions (the `aisle.explore.state.Context` the update needs): each shopper's
@@ -115,4 +135,4 @@ class Featurizer:
         return out
 
 
-__all__ = ["Featurizer"]
+__all__ = ["Featurizer", "ItemContexts"]

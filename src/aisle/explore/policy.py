@@ -21,13 +21,18 @@ state or catalog change, built off the request path and swapped in): where each 
 pool's unfiltered rules mask and brands, LinUCB's item-side features and one matrix holding theta and a square
 root of A^-1 (a request's bounds are one small matmul), and each Thompson draw's best items in order (a request
 reads the first eligible ones of each draw's short list, and scans whole draws only when filters exclude a
-draw's whole short list). A request then does a few numpy operations over the pool of at most `pool` items.
+draw's whole short list), the bounds of every shopper without a history, and per shape of list (its length, pins,
+slots) the layout with its propensities. A request then does a few numpy operations over the pool of at most `pool`
+items; at that size each operation's fixed overhead (~1 us) outweighs its work, so what is cut is their number
+(benchmarks/RESULTS.md "Exploration's request path in fewer numpy calls").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,16 +44,15 @@ from aisle.rules import admissible
 EXPLANATION = {"type": "exploration", "text": "New to our recommendations: we are trying it out"}
 
 
-@dataclass(frozen=True)
-class Explored:
+class Explored(NamedTuple):
+    """One request's list (a named tuple: built on every request, and a frozen dataclass's construction cost
+    more than the rest of a LinUCB pick's Python)."""
+
     rows: np.ndarray  # the list's item rows
     propensities: np.ndarray  # per position
     explored: np.ndarray  # bool per position: a cold item placed by exploration
     source: np.ndarray  # per position, the index into the greedy list of the item shown there (-1: explored)
 
-
-_CERTAIN = np.ones(1)
-_CERTAIN.flags.writeable = False  # LinUCB's one pick: put in its slot with probability 1
 
 _SHORTLIST = 16
 """Thompson sampling: how many of each draw's best pool items are kept in order when the state loads. A request
@@ -86,7 +90,8 @@ class Explorer:
         # each catalog row's place in the pool, n (a spare slot past the pool) when not in it: a request clears
         # its exclusions from a copy of the pool's mask with two writes, whatever they hold
         self._at = np.full(len(attrs), n, np.int64)
-        self._at[self.pool] = np.arange(n)
+        self._positions = np.arange(n)  # a pick's one-item slice of it is its position array, no new array
+        self._at[self.pool] = self._positions
         self._stock = np.r_[admissible(self.pool, attrs=attrs, rules=rules, filters=None), False]
         self._brand = attrs.brand[self.pool]
         shown, rewards = featurizer.state.counts(self.pool_ids)
@@ -106,16 +111,19 @@ class Explorer:
             # rounding): a request's means and widths come from one matmul, x [theta | alpha L]
             w, v = np.linalg.eigh((a_inv + a_inv.T) / 2)
             self._weights = np.column_stack([theta, cfg.alpha * v * np.sqrt(np.maximum(w, 0.0))])
-            self.items_x = featurizer.item_part(self.pool, self.rate)  # the shopper's columns per request
-            self._codes = featurizer.codes(self.pool)
+            self._contexts = featurizer.items(self.pool, self.rate)  # the shopper's columns per request
+            self._no_history = self._bounds_of(self._contexts.base.T)  # every shopper without one: the same bounds
+            self._no_history.flags.writeable = False
 
-    def eligible(self, greedy: np.ndarray, excluded: list[int], filters: Filters | None) -> np.ndarray:
+    def eligible(self, greedy: np.ndarray, excluded: np.ndarray | Sequence[int], filters: Filters | None) -> np.ndarray:
         """Mask over the pool: what the hard rules let this request show (not on the list already)."""
         if filters is None or filters.is_empty():
             keep = self._stock.copy()
         else:
             keep = np.r_[admissible(self.pool, attrs=self.features.attrs, rules=self.rules, filters=filters), False]
-        keep[self._at[np.concatenate((greedy, excluded)).astype(np.int64, copy=False)]] = False
+        keep[self._at[greedy]] = False
+        if len(excluded):
+            keep[self._at[excluded]] = False
         return keep[:-1]
 
     def room(self, kept: np.ndarray, cand: np.ndarray) -> np.ndarray | None:
@@ -140,56 +148,70 @@ class Explorer:
         _codes, first, counts = np.unique(b[branded], return_index=True, return_counts=True)
         return int((~branded).sum() + np.minimum(counts, np.maximum(room[branded][first], 0)).sum())
 
-    def choose(self, greedy: np.ndarray, pinned: np.ndarray, k: int, *, excluded: list[int],
+    def choose(self, greedy: np.ndarray, pinned: Sequence[bool], k: int, *, excluded: np.ndarray | Sequence[int],
                filters: Filters | None, history: np.ndarray) -> Explored:
         """The list to show for the greedy list `greedy` (item rows, `pinned` marks promoted positions; distinct
         items, as the rules leave them)."""
         greedy = np.asarray(greedy, np.int64)
         keep = self.eligible(greedy, excluded, filters)
-        cand = np.flatnonzero(keep)
-        m = min(len(self.cfg.slots), len(cand))
-        pins = tuple(np.flatnonzero(pinned).tolist()) if len(pinned) else ()
-        room = None
+        m = min(len(self.cfg.slots), int(np.count_nonzero(keep)))
+        pins = tuple(i for i, p in enumerate(pinned) if p)
+        share = self.cfg.share
+        room = cand = None
         while m:  # fewer slots keep more greedy items, which may leave less room under the brand caps
-            layout = _layout(len(greedy), pins, tuple(self.cfg.slots[:m]), k)
+            layout = _layout(len(greedy), pins, self.cfg.slots[:m], k, share)
             if self.rules.max_per_brand is None:
                 break
+            cand = np.flatnonzero(keep) if cand is None else cand
             room = self.room(greedy[layout.kept], cand)
             if self.capacity(room, cand) >= m:
                 break
             m -= 1
         if m == 0:
             return Explored(greedy, np.ones(len(greedy)), np.zeros(len(greedy), bool), np.arange(len(greedy)))
-        share = self.cfg.share
         if not self.rng.random() < share:  # the greedy list: where the exploring one has the same item, either way
-            return Explored(greedy, (1 - share) + share * layout.same[: len(greedy)], np.zeros(len(greedy), bool),
-                            np.arange(len(greedy)))
+            return Explored(greedy, layout.greedy_propensities, layout.none_explored, layout.greedy_source)
         picks, probs = self._pick(keep, cand, room, m, history)
         shown = greedy[layout.gather]
         shown[layout.slots] = self.pool[picks]
-        props = np.where(layout.same, 1.0, share)
+        if probs is None:  # each slot's pick is certain (LinUCB): the layout's propensities as they are
+            return Explored(shown, layout.propensities, layout.explored, layout.source)
+        props = layout.propensities.copy()
         props[layout.slots] = share * probs
         return Explored(shown, props, layout.explored, layout.source)
 
-    def _pick(self, keep: np.ndarray, cand: np.ndarray, room: np.ndarray | None, m: int, history: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """(pool positions for the m slots in order, each one's probability of being put in its slot); `keep`
-        masks the pool, `cand` lists its True positions, `room` is per candidate (None: no brand cap)."""
+    def _pick(self, keep: np.ndarray, cand: np.ndarray | None, room: np.ndarray | None, m: int, history: np.ndarray
+              ) -> tuple[np.ndarray | list[int], np.ndarray | None]:
+        """(pool positions for the m slots in order, each one's probability of being put in its slot, None when
+        every one is certain); `keep` masks the pool, `cand` lists its True positions (None: not listed yet),
+        `room` is per candidate (None: no brand cap)."""
         if self.cfg.policy == "thompson":
             top = self._shortlisted(keep, m) if room is None else None
             if top is None:  # a brand cap, or filters that exclude some draw's whole short list
+                cand = np.flatnonzero(keep) if cand is None else cand
                 top = cand[_best(self.draws[:, cand], room, self._brand[cand], m)]
             row = int(self.rng.integers(len(top)))
             picks = top[row]
             return picks, np.add.reduce(top == picks[None, :], axis=0) / len(top)  # ndarray.mean: slower, same
-        x = self.items_x.copy()
-        self.features.shopper_part(history, self.pool, x, codes=self._codes)
+        bound = self._bounds(history)
+        if m == 1 and room is None:  # the default: the eligible item of highest bound, the first one among equals
+            best = int(np.where(keep, bound, -np.inf).argmax())
+            if keep[best]:  # (not when every eligible bound is -inf or below: the general way below)
+                return self._positions[best:best + 1], None
+        cand = np.flatnonzero(keep) if cand is None else cand
+        return cand[_best(bound[None, cand], room, self._brand[cand], m)[0]], None
+
+    def _bounds(self, history: np.ndarray) -> np.ndarray:
+        """LinUCB's upper confidence bound of each pool item for a shopper with `history` (item rows)."""
+        if not len(history):
+            return self._no_history
+        return self._bounds_of(self.features.for_shopper(history, self._contexts))
+
+    def _bounds_of(self, x: np.ndarray) -> np.ndarray:
+        """The bounds of the pool's contexts `x`."""
         z = x @ self._weights
         width = z[:, 1:]
-        bound = z[:, 0] + np.sqrt(np.einsum("ij,ij->i", width, width))
-        if m == 1 and room is None:
-            return cand[np.argmax(bound[cand])][None], _CERTAIN
-        return cand[_best(bound[None, cand], room, self._brand[cand], m)[0]], np.ones(m)
+        return z[:, 0] + np.sqrt(np.einsum("ij,ij->i", width, width))
 
     def _shortlisted(self, keep: np.ndarray, m: int) -> np.ndarray | None:
         """Per draw, the pool positions of its m best eligible items in order, read from the draws' short lists
@@ -235,19 +257,23 @@ def _best(scores: np.ndarray, room: np.ndarray | None, brand: np.ndarray, m: int
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where an exploring list puts what, for one shape of request (read-only arrays: shared by every request of
-    that shape)."""
+    """Where an exploring list puts what, and the propensities that follow, for one shape of request and share
+    (read-only arrays: shared by every request of that shape)."""
 
     source: np.ndarray  # per position, the index into the greedy list it shows (-1: an exploration slot)
     slots: np.ndarray  # the slot positions, in order
     gather: np.ndarray  # `source` with 0 at the slots: greedy[gather] is the list before its slots are filled
     kept: np.ndarray  # the greedy indices the exploring list keeps
-    same: np.ndarray  # per position: the greedy list shows the same item there (greedy items are distinct)
     explored: np.ndarray  # per position: a slot
+    propensities: np.ndarray  # the exploring list's, each slot's pick certain: 1 where the greedy list has the
+    # same item there (greedy items are distinct), else `share`
+    greedy_propensities: np.ndarray  # the greedy list's: (1 - share) + share [the exploring list has it there]
+    greedy_source: np.ndarray  # the greedy list's `source`: 0..n-1
+    none_explored: np.ndarray  # the greedy list's `explored`: all False
 
 
 @lru_cache(maxsize=4_096)
-def _layout(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int) -> _Layout:
+def _layout(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int, share: float) -> _Layout:
     """The exploring list's layout for a greedy list of n items with pins at `pinned`: pins keep their positions;
     slots skip them; greedy items fill the rest in order. Cached: a handful of layouts serve every request."""
     length = min(k, n + len(slots))
@@ -268,9 +294,12 @@ def _layout(n: int, pinned: tuple[int, ...], slots: tuple[int, ...], k: int) -> 
         if p not in fixed and p not in at:
             source[p] = next(rest)
     explored = source < 0
+    same = source == np.arange(length)
     out = _Layout(source=source, slots=np.flatnonzero(explored), gather=np.maximum(source, 0),
-                  kept=source[~explored], same=source == np.arange(length), explored=explored)
-    for array in (out.source, out.slots, out.gather, out.kept, out.same, out.explored):
+                  kept=source[~explored], explored=explored, propensities=np.where(same, 1.0, share),
+                  greedy_propensities=(1 - share) + share * same[:n], greedy_source=np.arange(n),
+                  none_explored=np.zeros(n, bool))
+    for array in vars(out).values():
         array.flags.writeable = False
     return out
 

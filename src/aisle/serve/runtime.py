@@ -101,6 +101,8 @@ class _Greedy:
 
 
 _NOTHING = _Greedy([], [], lambda i: {})
+_NO_ROWS = np.zeros(0, np.int64)
+_NO_ROWS.flags.writeable = False
 
 
 class Runtime:
@@ -284,7 +286,11 @@ class Runtime:
 
     def recommend(self, query: Query, k: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        excluded = [*self._seen(query), *query.exclude]
+        # rows not to show, as one array: the rules and the exploring slot index with it (a Python list of a
+        # 50-event history was converted again by each of them)
+        excluded = self._seen(query)
+        if query.exclude:
+            excluded = np.concatenate((excluded, np.asarray(query.exclude, np.int64)))
         greedy = self._from_bundle(query, k, excluded)
         if greedy is None:
             greedy = self._from_pipeline(query, k, excluded) if self.pipeline is not None else _NOTHING
@@ -294,7 +300,7 @@ class Runtime:
         return {"items": picks, "took_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "model_version": self.version, "history_length": len(query.history), "live_events": query.live}
 
-    def _explore(self, greedy: _Greedy, query: Query, k: int, excluded: list[int]) -> list[dict[str, Any]]:
+    def _explore(self, greedy: _Greedy, query: Query, k: int, excluded: np.ndarray) -> list[dict[str, Any]]:
         """The cards of the greedy list with the exploration slots filled on a share of requests (the greedy items
         they push off the list are never built); every card carries its exact `propensity`
         (`aisle.explore.policy`)."""
@@ -302,8 +308,8 @@ class Runtime:
         user = query.user_idx
         history = self.bundle.histories.of(user)[0] if user >= 0 and self.bundle.histories is not None else \
             np.zeros(0, np.int64)
-        res = self.explorer.choose(np.asarray(greedy.rows, np.int64), np.asarray(greedy.pinned, bool), k,
-                                   excluded=excluded, filters=query.filters, history=history)
+        res = self.explorer.choose(np.asarray(greedy.rows, np.int64), greedy.pinned, k, excluded=excluded,
+                                   filters=query.filters, history=history)
         out = []
         for row, at, p in zip(res.rows.tolist(), res.source.tolist(), res.propensities.tolist(), strict=True):
             card = greedy.build(at) if at >= 0 else self.card(row, None, dict(EXPLANATION))
@@ -311,7 +317,7 @@ class Runtime:
             out.append(card)
         return out
 
-    def _from_pipeline(self, query: Query, k: int, excluded: list[int]) -> _Greedy:
+    def _from_pipeline(self, query: Query, k: int, excluded: np.ndarray) -> _Greedy:
         pipe = self.pipeline
         assert pipe is not None
         positive = np.array([t in _POSITIVE for t in query.types], bool)
@@ -323,7 +329,7 @@ class Runtime:
         chosen = self._expose_new(chosen, cands.item, scores, k, excluded, query.filters)
         return self._pending(chosen, cands.best_source, cands.anchor, query)
 
-    def _from_bundle(self, query: Query, k: int, excluded: list[int]) -> _Greedy | None:
+    def _from_bundle(self, query: Query, k: int, excluded: np.ndarray) -> _Greedy | None:
         """A known shopper with nothing new since the bundle: their ranked list from the bundle, under the rules.
         None (run the pipeline) when they have live events, the rules keep seen items, or filters leave < k."""
         ranked, histories = self.bundle.ranked, self.bundle.histories
@@ -357,12 +363,12 @@ class Runtime:
             return {"type": "similar", "text": f"New, and similar to {title}", "item_id": self.item_id(anchor)}
         return self.pipeline.explain(row, source, anchor, query, self)
 
-    def _rules(self, rows: np.ndarray, scores: np.ndarray, k: int, excluded: list[int],
+    def _rules(self, rows: np.ndarray, scores: np.ndarray, k: int, excluded: np.ndarray,
                filters: Filters | None) -> Selected:
         return apply_rules(rows, scores, k, attrs=self.attrs, rules=self.settings.rules, index=self.index,
                            exclude=excluded, filters=filters)
 
-    def _expose_new(self, chosen: Selected, items: np.ndarray, scores: np.ndarray, k: int, excluded: list[int],
+    def _expose_new(self, chosen: Selected, items: np.ndarray, scores: np.ndarray, k: int, excluded: np.ndarray,
                     filters: Filters | None) -> Selected:
         """The `new_item_slot` rule: a new item among the candidates is shown at that position at the latest (not
         with exploration on: the bandit places new items, and learns which)."""
@@ -376,7 +382,7 @@ class Runtime:
             return chosen
         # what the list shows already is excluded: else a pin, which the rules place in any list it may enter,
         # came back as "the best new item" and was shown twice
-        best = self._rules(items[new], scores[new], 1, [*excluded, *chosen.rows.tolist()], filters)
+        best = self._rules(items[new], scores[new], 1, np.concatenate((excluded, chosen.rows)), filters)
         if not len(best.rows):
             return chosen
         at = min(slot, k, len(chosen.rows) + 1) - 1
@@ -402,13 +408,13 @@ class Runtime:
                     for k in keys}
         return None if self.online else dict.fromkeys(keys, empty)
 
-    def _seen(self, query: Query) -> list[int]:
+    def _seen(self, query: Query) -> np.ndarray:
         mode = self.settings.rules.exclude_seen
         if mode == "none" or not len(query.history):
-            return []
+            return _NO_ROWS
         if mode == "purchased":
-            return [int(i) for i, t in zip(query.history, query.types, strict=True) if t == "purchase"]
-        return [int(i) for i in query.history]
+            return query.history[np.array([t == "purchase" for t in query.types], bool)]
+        return query.history
 
     def card(self, row: int, score: float | None = None, why: dict[str, Any] | None = None) -> dict[str, Any]:
         item_id, title, brand, price, currency, category, available, _ = \
@@ -459,7 +465,7 @@ class Runtime:
     def trending(self, k: int, filters: Filters | None = None) -> list[dict[str, Any]]:
         return self._trending(k, filters, []).cards()
 
-    def _trending(self, k: int, filters: Filters | None, exclude: list[int]) -> _Greedy:
+    def _trending(self, k: int, filters: Filters | None, exclude: np.ndarray) -> _Greedy:
         trend = self.pipeline.trend if self.pipeline is not None else np.zeros(len(self.item_ids), np.float32)
         popularity = self.pipeline.popularity if self.pipeline is not None else trend
         key = trend.astype(np.float64) + 1e-6 * popularity

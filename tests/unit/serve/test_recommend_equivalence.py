@@ -175,3 +175,37 @@ def test_cards_read_the_catalog_as_it_is_after_each_upsert(tmp_path: Path) -> No
     assert card["score"] == 0.12346 and card["explanation"] == {"type": "x"}
     card["category"].append("mutated")
     assert after.card(3)["category"] == ["Home", "Lamps"]  # each card its own list
+
+
+def test_seen_purchases_are_kept_out_as_if_the_request_excluded_them(tmp_path: Path) -> None:
+    """`exclude_seen = "purchased"` keeps out the shopper's purchases (stored and live) and nothing else: the same
+    list as no seen-exclusion with those items in the request's `exclude`. (The rows not to show travel as one
+    array through the rules and the exploring slot.)"""
+    from aisle.bundle import Bundle
+    from aisle.config import Settings
+    from aisle.data.synthetic import SyntheticConfig
+    from aisle.pipeline import SourceSpec
+    from aisle.serve.runtime import Runtime
+    from tests.bundles import save_bundle, synthetic_shop
+
+    shop = synthetic_shop(SyntheticConfig(n_items=200, n_users=60, n_events=2_000, seed=6))
+    save_bundle(shop, [SourceSpec("itemknn", "itemknn", "i2i"), SourceSpec("trending", "trending", "trending")],
+                tmp_path / "b", search=False)
+    bundle = Bundle.load(tmp_path / "b", search=False)
+    runtimes = {mode: Runtime(bundle, Settings(rules=RulesConfig(exclude_seen=mode))) for mode in ("purchased", "none")}
+    rng = random.Random(6)
+    ids = list(runtimes["none"].item_ids)
+    compared = purchases_shown_without = 0
+    for user in [str(u) for u in bundle.users.ids[:40]]:
+        live = [(rng.choice(ids), rng.choice(["view", "purchase", "add_to_cart"]), 0)
+                for _ in range(rng.randrange(1, 6))]
+        q = runtimes["purchased"].query(user, live, False)
+        bought = sorted({ids[int(r)] for r, t in zip(q.history, q.types, strict=True) if t == "purchase"})
+        got = [c["item_id"] for c in runtimes["purchased"].recommend(q, 10)["items"]]
+        plain = runtimes["none"].recommend(runtimes["none"].query(user, live, False, exclude=bought), 10)["items"]
+        assert got == [c["item_id"] for c in plain], user
+        assert not set(got) & set(bought)
+        free = runtimes["none"].recommend(runtimes["none"].query(user, live, False), 10)["items"]
+        purchases_shown_without += bool({c["item_id"] for c in free} & set(bought))
+        compared += bool(bought)
+    assert compared >= 20 and purchases_shown_without  # the exclusion had something to do
