@@ -9,24 +9,38 @@ then that source serves. The plain larger mean decided before, and on a small st
 queries) it chose a single source on noise: the Markov source served at 0.0959 NDCG@10 where the combiner,
 kept, measured 0.1071 on the test targets (RESULTS.md, issue 24, "Every candidate scored"). When the combiner
 serves it is refitted on all training queries.
+
+Its LightGBM settings: `LGB_PARAMS`, with a configuration's `lightgbm` table on top (only the keys in `TUNABLE`),
+and `rounds` boosting rounds; with `early_stop` on, the held-out queries also choose the number of rounds (the fit
+on the rest stops once NDCG@10 on them has not improved for `early_stop` rounds, and the refit on all queries
+runs the best number), so a larger training set or a smaller learning rate is not held to a count chosen for
+another.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aisle.evaluate.metrics import ndcg_of_rank
 from aisle.pipeline.features import FeatureFrame
 
+if TYPE_CHECKING:
+    from aisle.pipeline.config import PipelineConfig
+
 LGB_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [10], "learning_rate": 0.05, "num_leaves": 15,
     "max_depth": 6, "min_data_in_leaf": 50, "feature_fraction": 0.8, "lambda_l2": 10.0, "verbose": -1,
     "deterministic": True, "force_row_wise": True, "num_threads": 1,
 }
+#: The LightGBM parameters a configuration may set (`PipelineConfig.lightgbm`); the rest of LGB_PARAMS is fixed
+#: (objective, metric, determinism, one thread).
+TUNABLE: tuple[str, ...] = ("learning_rate", "num_leaves", "max_depth", "min_data_in_leaf", "feature_fraction",
+                            "lambda_l2", "bagging_fraction", "bagging_freq", "lambdarank_truncation_level",
+                            "min_sum_hessian_in_leaf")
 COMBINER = "combiner"
 SELECT_P = 0.05  # a single source replaces the combiner only when better on the held-out queries at this level
 
@@ -63,12 +77,24 @@ class Combiner:
     """Orders a batch's candidates: the LightGBM model, or one source's own score when that won on held-out
     queries (`ranker` names which), or the summed reciprocal ranks when nothing could be learned."""
 
-    def __init__(self, source_keys: list[str], *, rounds: int = 80, seed: int = 0) -> None:
+    def __init__(self, source_keys: list[str], *, rounds: int = 80, seed: int = 0,
+                 params: dict[str, Any] | None = None, early_stop: int = 0) -> None:
+        unknown = sorted(set(params or {}) - set(TUNABLE))
+        if unknown:
+            raise ValueError(f"unknown LightGBM parameter(s) {', '.join(unknown)}; accepted: {', '.join(TUNABLE)}")
         self.source_keys, self.rounds, self.seed = list(source_keys), rounds, seed
+        self.params, self.early_stop = dict(params or {}), early_stop
+        self.best_rounds = rounds  # what the final fit runs: `rounds`, or what early stopping chose
         self.ranker = COMBINER
         self.selection: dict[str, float] = {}  # mean held-out NDCG@10 per candidate ranker
         self.selection_p = 1.0  # the paired test's p of the best single source against the combiner
         self.booster: Any = None
+
+    @classmethod
+    def of_config(cls, source_keys: list[str], config: PipelineConfig) -> Combiner:
+        """An unfitted combiner with the configuration's rounds, seed and LightGBM settings."""
+        return cls(source_keys, rounds=config.rounds, seed=config.seed, params=config.lightgbm,
+                   early_stop=config.early_stop)
 
     def fit(self, frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray, *, holdout_fraction: float,
             rng: np.random.Generator) -> Combiner:
@@ -77,8 +103,11 @@ class Combiner:
         held = rng.random(len(sizes)) < holdout_fraction
         if held.any() and (~held).any():
             rows = np.repeat(held, sizes)
-            model = self._train(frame.values[~rows], labels[~rows], sizes[~held], frame.names)
             held_frame, held_labels, held_sizes = frame.rows(rows), labels[rows], sizes[held]
+            model = self._train(frame.values[~rows], labels[~rows], sizes[~held], frame.names,
+                                valid=(held_frame.values, held_labels, held_sizes) if self.early_stop else None)
+            if self.early_stop:
+                self.best_rounds = max(1, int(model.best_iteration or model.current_iteration()))
             per_query = {COMBINER: held_out_ndcgs(model.predict(held_frame.values, num_threads=1), held_labels,
                                                   held_sizes)}
             for key in self.source_keys:
@@ -87,14 +116,22 @@ class Combiner:
             self.ranker, self.selection_p = choose_ranker(per_query)
             if self.ranker != COMBINER:
                 return self
-        self.booster = self._train(frame.values, labels, sizes, frame.names)
+        self.booster = self._train(frame.values, labels, sizes, frame.names, rounds=self.best_rounds)
         return self
 
-    def _train(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, names: tuple[str, ...]) -> Any:
+    def _train(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, names: tuple[str, ...], *,
+               rounds: int | None = None, valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Any:
+        """A LightGBM lambdarank model; with `valid` (held-out rows, labels, group sizes) it stops once their
+        NDCG@10 has not improved for `early_stop` rounds and keeps the best iteration."""
         import lightgbm as lgb
 
         data = lgb.Dataset(x, y, group=sizes.tolist(), feature_name=list(names))
-        return lgb.train({**LGB_PARAMS, "seed": self.seed}, data, num_boost_round=self.rounds)
+        params = {**LGB_PARAMS, **self.params, "seed": self.seed}
+        if valid is None:
+            return lgb.train(params, data, num_boost_round=rounds or self.rounds)
+        check = lgb.Dataset(valid[0], valid[1], group=valid[2].tolist(), reference=data)
+        return lgb.train(params, data, num_boost_round=self.rounds, valid_sets=[check],
+                         callbacks=[lgb.early_stopping(self.early_stop, first_metric_only=True, verbose=False)])
 
     def score(self, frame: FeatureFrame) -> np.ndarray:
         """The ranking score of each candidate row."""
@@ -112,14 +149,18 @@ class Combiner:
         path.mkdir(parents=True, exist_ok=True)
         meta = {"ranker": self.ranker, "selection": self.selection, "selection_p": self.selection_p,
                 "sources": self.source_keys,
-                "rounds": self.rounds, "seed": self.seed,
+                "rounds": self.rounds, "seed": self.seed, "params": self.params, "early_stop": self.early_stop,
+                "best_rounds": self.best_rounds,
                 "lightgbm": self.booster.model_to_string() if self.booster is not None else None}
         (path / "combiner.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, path: Path) -> Combiner:
         meta = json.loads((path / "combiner.json").read_text())
-        out = cls(meta["sources"], rounds=meta["rounds"], seed=meta["seed"])
+        # absent keys: saved before the LightGBM settings were configurable (LGB_PARAMS, a fixed count)
+        out = cls(meta["sources"], rounds=meta["rounds"], seed=meta["seed"], params=meta.get("params"),
+                  early_stop=int(meta.get("early_stop", 0)))
+        out.best_rounds = int(meta.get("best_rounds", meta["rounds"]))
         out.ranker, out.selection = meta["ranker"], meta["selection"]
         out.selection_p = float(meta.get("selection_p", 1.0))  # absent: saved before the paired choice
         if meta["lightgbm"] is not None:
@@ -129,4 +170,4 @@ class Combiner:
         return out
 
 
-__all__ = ["COMBINER", "LGB_PARAMS", "SELECT_P", "Combiner", "choose_ranker", "held_out_ndcgs"]
+__all__ = ["COMBINER", "LGB_PARAMS", "SELECT_P", "TUNABLE", "Combiner", "choose_ranker", "held_out_ndcgs"]

@@ -92,8 +92,13 @@ class PipelineConfig:
     decay: float = 0.8
     trending: int = 30
     max_train_queries: int = 5_000
-    rounds: int = 80
+    rounds: int = 80  # the combiner's boosting rounds; with early_stop, the most it may run
     holdout_fraction: float = 0.2  # of the combiner's queries, to choose between it and the best single source
+    # > 0: those held-out queries also choose the combiner's number of rounds (LightGBM early stopping on their
+    # NDCG@10 with this patience, in rounds); 0: it runs `rounds`
+    early_stop: int = 0
+    # the combiner's LightGBM settings over `aisle.pipeline.combiner.LGB_PARAMS` (keys: combiner.TUNABLE)
+    lightgbm: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     # optional feature groups of the combiner (aisle.pipeline.features.GROUPS); "tags" measured better on Amazon
     # Beauty's validation targets (RESULTS.md) and costs nothing where the catalog has no tags
@@ -108,6 +113,10 @@ class PipelineConfig:
         _known("ranker", self.ranker, RANKERS)
         for group in self.features:
             _known("feature group", group, GROUPS)
+        from aisle.pipeline.combiner import TUNABLE
+
+        for key in self.lightgbm:
+            _known("lightgbm key", key, TUNABLE)
         keys = [s.key for s in self.sources]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:

@@ -52,7 +52,7 @@ class Pipeline:
             config = PipelineConfig.from_json({**config.to_json(), "seed": seed, **overrides})
         self.config = config
         self.sources: list[CandidateSource] = [SOURCE_KINDS[s.kind](s, config) for s in config.sources]
-        self.combiner = Combiner(self.source_keys, rounds=config.rounds, seed=config.seed)
+        self.combiner = Combiner.of_config(self.source_keys, config)
         self.impression_ranker: ImpressionRanker | None = None
         self.facts: ItemFacts | None = None
         self._tags: Tags | None = None  # read from the catalog at fit, when the "tags" feature group is on
@@ -144,7 +144,7 @@ class Pipeline:
         frame, labels, sizes = self.training_frame(inner, users, targets, rng)
         if on_training_frame is not None:
             on_training_frame(frame, labels, sizes)
-        self.combiner = Combiner(self.source_keys, rounds=self.config.rounds, seed=self.config.seed)
+        self.combiner = Combiner.of_config(self.source_keys, self.config)
         if len(sizes):
             self.combiner.fit(frame, labels, sizes, holdout_fraction=self.config.holdout_fraction, rng=rng)
 

@@ -46,6 +46,10 @@ class TrainConfig:
     # wall-clock budget: stops after the epoch that crosses it; with the cosine schedule (one process), the schedule
     # follows the whole epochs the budget fits at the pace so far, so a run cut by its budget still ends annealed
     max_seconds: float | None = None
+    # the same budget in CPU seconds of this process (all its threads, `time.process_time`): how many epochs it
+    # allows does not depend on what else runs on the machine, so a benchmark row means the same under load
+    # (a wall-clock budget cut SASRec to 2-3 of its 20 epochs on a busy shared machine, RESULTS.md issue 24)
+    max_cpu_seconds: float | None = None
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig(**{**asdict(self), **changes})
@@ -121,11 +125,12 @@ class Trainer:
         net: nn.Module = DistributedDataParallel(module) if ctx.enabled else module
         opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = max(1, task.n_batches(ctx))
-        # the cosine's horizon in steps: a time budget (`max_seconds`) shortens it to the epochs that fit, so a
-        # nightly refit cut by its budget still ends annealed instead of stopping at a high learning rate
+        # the cosine's horizon in steps: a time budget (`max_seconds`, `max_cpu_seconds`) shortens it to the epochs
+        # that fit, so a nightly refit cut by its budget still ends annealed instead of stopping at a high rate
         horizon = [steps_per_epoch * cfg.epochs]
+        budgets = _budgets(cfg)
         # (one process only: ranks timing themselves could disagree on the learning rate and drift apart)
-        budget_schedule = cfg.max_seconds is not None and cfg.schedule == "cosine" and not ctx.enabled
+        budget_schedule = bool(budgets) and cfg.schedule == "cosine" and not ctx.enabled
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg, horizon[0]))
         amp = resolve_amp(ctx.device, cfg.amp)
         scaler = torch.amp.GradScaler(ctx.device.type) if amp == "fp16" else None  # fp16 needs loss scaling
@@ -143,6 +148,7 @@ class Trainer:
             best_state = state.get("best_model")
         writer = _tensorboard(cfg.tensorboard_dir) if ctx.is_main else None
         t0, base_seconds = time.perf_counter(), result.seconds
+        starts = [clock() for _, clock in budgets]
         bad_evals = 0
         with _progress_bar(cfg.progress and ctx.is_main, total=cfg.epochs * steps_per_epoch) as bar:
             if bar is not None:
@@ -166,9 +172,10 @@ class Trainer:
                         opt.step()
                     running, n = running + float(loss.detach()), n + 1
                     if budget_schedule:
-                        horizon[0] = _budget_horizon(horizon[0], cfg, time.perf_counter() - t0,
-                                                     (epoch - start_epoch) * steps_per_epoch + n, epoch,
-                                                     start_epoch, steps_per_epoch)
+                        horizon[0] = min(_budget_horizon(horizon[0], cfg.epochs, limit, clock() - began,
+                                                         (epoch - start_epoch) * steps_per_epoch + n, epoch,
+                                                         start_epoch, steps_per_epoch)
+                                         for (limit, clock), began in zip(budgets, starts, strict=True))
                     sched.step()
                     if bar is not None:
                         bar.advance(desc=f"epoch {epoch + 1} loss {running / n:.4f}")
@@ -188,11 +195,15 @@ class Trainer:
                     elif row[metric] > result.best_metric:
                         result.best_metric, result.best_epoch, bad_evals = row[metric], epoch + 1, 0
                         best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                    else:
+                    elif (epoch + 1) * steps_per_epoch > cfg.warmup_steps:
+                        # patience counts only once the warm-up is over: while the learning rate still rises a
+                        # flat epoch says nothing (the two-tower's old recipe stopped at epoch 6 of a 25-epoch
+                        # warm-up, RESULTS.md issue 24, "rows24")
                         bad_evals += 1
                     stop = bad_evals >= cfg.patience
-                over_time = cfg.max_seconds is not None and (time.perf_counter() - t0 > cfg.max_seconds
-                                                            or epoch + 1 >= horizon[0] // steps_per_epoch)
+                over_time = bool(budgets) and (
+                    any(clock() - began > limit for (limit, clock), began in zip(budgets, starts, strict=True))
+                    or epoch + 1 >= horizon[0] // steps_per_epoch)
                 row["lr"] = sched.get_last_lr()[0]
                 result.history.append(row)
                 if writer is not None:
@@ -222,16 +233,23 @@ class Trainer:
         return result
 
 
-def _budget_horizon(horizon: int, cfg: TrainConfig, elapsed: float, steps_done: int, epoch: int,
+def _budgets(cfg: TrainConfig) -> list[tuple[float, Callable[[], float]]]:
+    """The configured budgets, each with the clock it is measured by (wall clock, this process's CPU time)."""
+    return [(limit, clock) for limit, clock in ((cfg.max_seconds, time.perf_counter),
+                                                 (cfg.max_cpu_seconds, time.process_time)) if limit is not None]
+
+
+def _budget_horizon(horizon: int, epochs: int, budget: float, elapsed: float, steps_done: int, epoch: int,
                     start_epoch: int, steps_per_epoch: int) -> int:
-    """The cosine's horizon (steps) once `steps_done` steps of this run took `elapsed` seconds: the whole epochs
-    that `max_seconds` fits at the average pace so far (at least the current one, at most `epochs`), so the decay
-    reaches zero at the end of the last epoch the budget allows. The first steps (start-up, a burst of load)
-    are not a pace yet, and later ones may move the horizon either way as the average settles."""
-    if steps_done < _PACE_STEPS and elapsed <= (cfg.max_seconds or 0.0):
+    """The cosine's horizon (steps) once `steps_done` steps of this run took `elapsed` seconds of the budget's
+    clock: the whole epochs that `budget` fits at the average pace so far (at least the current one, at most
+    `epochs`), so the decay reaches zero at the end of the last epoch the budget allows. The first steps
+    (start-up, a burst of load) are not a pace yet, and later ones may move the horizon either way as the
+    average settles."""
+    if steps_done < _PACE_STEPS and elapsed <= budget:
         return horizon
-    fit = start_epoch + int((cfg.max_seconds or 0.0) / (elapsed / steps_done) // steps_per_epoch)
-    return steps_per_epoch * max(epoch + 1, min(cfg.epochs, fit))
+    fit = start_epoch + int(budget / (elapsed / steps_done) // steps_per_epoch)
+    return steps_per_epoch * max(epoch + 1, min(epochs, fit))
 
 
 _PACE_STEPS = 20

@@ -46,6 +46,50 @@ def test_time_budget_shortens_the_cosine_schedule_to_end_annealed(data: TrainDat
     assert model.result.history[-1]["lr"] < 0.05 * SMALL["lr"]
 
 
+def test_cpu_budget_stops_training_and_ends_annealed(data: TrainData) -> None:
+    """`max_cpu_seconds` counts this process's CPU time, not the wall clock: the same cut and the same annealed
+    end as the wall-clock budget, whatever the neighbours take from the machine."""
+    model = SASRec(epochs=1000, max_cpu_seconds=0.01, **{**SMALL, "schedule": "cosine"}).fit(data)
+    assert model.result is not None and model.result.epochs_run == 1 and not model.result.stopped_early
+    assert model.result.history[-1]["lr"] < 0.05 * SMALL["lr"]
+
+
+def test_cpu_budget_ignores_time_spent_waiting(data: TrainData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wall clock that races ahead (a loaded machine: the process waits for a core) cuts a `max_seconds` run
+    after one epoch and leaves a `max_cpu_seconds` run of the same size alone."""
+    import time as real_time
+
+    from aisle.train import trainer
+
+    class SlowWall:
+        """The trainer's clock module with a wall clock that advances 1,000 s at every reading."""
+
+        def __init__(self) -> None:
+            self.now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 1000.0
+            return self.now
+
+        def process_time(self) -> float:
+            return real_time.process_time()
+
+    monkeypatch.setattr(trainer, "time", SlowWall())
+    wall = SASRec(epochs=3, max_seconds=100.0, **SMALL).fit(data)
+    monkeypatch.setattr(trainer, "time", SlowWall())
+    cpu = SASRec(epochs=3, max_cpu_seconds=100.0, **SMALL).fit(data)
+    assert wall.result is not None and wall.result.epochs_run == 1
+    assert cpu.result is not None and cpu.result.epochs_run == 3
+
+
+def test_patience_waits_for_the_warm_up_to_end(data: TrainData) -> None:
+    """Epochs that end while the learning rate is still warming up never count against patience: a learning
+    rate too small to move the metric stops a 1-epoch patience at epoch 2 without a warm-up (the test above), and
+    not at all when every epoch is inside the warm-up."""
+    model = SASRec(epochs=6, patience=1, **{**SMALL, "lr": 1e-9, "warmup_steps": 10**6}).fit(data)
+    assert model.result is not None and not model.result.stopped_early and model.result.epochs_run == 6
+
+
 def test_checkpoint_resume_continues_where_it_stopped(data: TrainData, tmp_path) -> None:
     ckpt = str(tmp_path / "ckpt")
     first = SASRec(epochs=2, checkpoint_dir=ckpt, **SMALL).fit(data)

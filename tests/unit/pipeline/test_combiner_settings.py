@@ -1,0 +1,57 @@
+"""The combiner's LightGBM settings come from the configuration (`lightgbm`, checked against
+`combiner.TUNABLE`), and with `early_stop` its held-out queries choose the number of boosting rounds, which a saved
+and loaded combiner keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aisle.pipeline import Combiner, FeatureFrame, PipelineConfig, PipelineConfigError
+
+
+def _frame(n_queries: int = 300, size: int = 40, seed: int = 0) -> tuple[FeatureFrame, np.ndarray, np.ndarray]:
+    """Queries of `size` candidates with one target each; `a_score` finds it through noise, `b_score` is noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(n_queries * size, np.float32)
+    labels[np.arange(n_queries) * size + rng.integers(0, size, n_queries)] = 1.0
+    values = np.column_stack([labels + rng.normal(0, 0.6, len(labels)), rng.random(len(labels))]).astype(np.float32)
+    return FeatureFrame(("a_score", "b_score"), values), labels, np.full(n_queries, size)
+
+
+def test_an_unknown_lightgbm_key_is_an_error_that_lists_the_accepted_ones() -> None:
+    with pytest.raises(PipelineConfigError, match=r"unknown lightgbm key 'num_leafs'.*num_leaves"):
+        PipelineConfig.from_json({"lightgbm": {"num_leafs": 31}})
+    with pytest.raises(ValueError, match="objective"):
+        Combiner(["a"], params={"objective": "regression"})
+    config = PipelineConfig.from_json({"lightgbm": {"num_leaves": 31}, "early_stop": 20, "rounds": 300})
+    assert PipelineConfig.from_json(config.to_json()) == config
+
+
+def test_the_settings_reach_the_model() -> None:
+    frame, labels, sizes = _frame()
+    config = PipelineConfig.from_json({"lightgbm": {"num_leaves": 3}, "rounds": 7, "holdout_fraction": 0.0})
+    combiner = Combiner.of_config(["a", "b"], config).fit(frame, labels, sizes, holdout_fraction=0.0,
+                                                          rng=np.random.default_rng(0))
+    trees = combiner.booster.dump_model()["tree_info"]
+    assert len(trees) == 7 and max(t["num_leaves"] for t in trees) <= 3
+
+
+def test_early_stopping_chooses_the_rounds_on_held_out_queries_and_survives_a_reload(tmp_path: Path) -> None:
+    frame, labels, sizes = _frame()
+    combiner = Combiner(["a", "b"], rounds=2000, early_stop=10, params={"learning_rate": 0.3}).fit(
+        frame, labels, sizes, holdout_fraction=0.3, rng=np.random.default_rng(0))
+    assert combiner.ranker == "combiner"
+    assert 1 <= combiner.best_rounds < 2000  # a one-feature signal is learned long before 2,000 rounds
+    assert combiner.booster.current_iteration() == combiner.best_rounds
+    combiner.save(tmp_path / "c")
+    again = Combiner.load(tmp_path / "c")
+    assert (again.best_rounds, again.params, again.early_stop) == (combiner.best_rounds, {"learning_rate": 0.3}, 10)
+    test, truth, _ = _frame(seed=1)
+    np.testing.assert_array_equal(again.score(test), combiner.score(test))
+    # it learned to rank by the feature that finds the target (and not by the noise): top-1 as often as that feature
+    target = truth.reshape(300, 40).argmax(axis=1)
+    by_feature = (test.column("a_score").reshape(300, 40).argmax(axis=1) == target).mean()
+    assert (again.score(test).reshape(300, 40).argmax(axis=1) == target).mean() >= by_feature - 0.05 > 0.2
