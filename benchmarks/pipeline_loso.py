@@ -174,7 +174,8 @@ def main() -> None:
                                "candidates": float(np.concatenate(pool[name]).mean()),
                                **{k: float(m[k].mean()) for k in METRICS}}
         if name != WHOLE:
-            row |= {f"gain {k}": -tests[name][k]["difference"] for k in ("NDCG@10", "HR@10")}
+            # paired_tests(per_user, WHOLE) reports whole - variant: what the left-out source adds
+            row |= {f"gain {k}": tests[name][k]["difference"] for k in ("NDCG@10", "HR@10")}
             row |= {f"p {k}": tests[name][k]["p_value"] for k in ("NDCG@10", "HR@10")}
         rows.append(row)
     for row in rows:
