@@ -111,11 +111,14 @@ class RepeatPurchaseModel:
                               pl.col("timestamp").dt.epoch("us").alias("t"))
              .filter((pl.col("user_idx") >= 0) & (pl.col("item_idx") >= 0)).sort(["user_idx", "item_idx", "t"]))
         u, i, t = (p[c].to_numpy() for c in ("user_idx", "item_idx", "t"))
-        same_pair = np.r_[False, (u[1:] == u[:-1]) & (i[1:] == i[:-1])]
-        gap = np.r_[0, np.diff(t)]
+        # sized from the data, not `np.r_[False, ...]`: a log without purchases (MovieLens ratings) fits an empty
+        # model instead of failing the whole `aisle train` after its pipeline was fitted
+        same_pair = np.zeros(len(u), bool)
+        same_pair[1:] = (u[1:] == u[:-1]) & (i[1:] == i[:-1])
+        gap = np.diff(t, prepend=t[:1])
         order = ~same_pair | (gap >= SAME_ORDER_US)  # a new order of the pair (or its first)
         u, i, t, same_pair = u[order], i[order], t[order], same_pair[order]
-        gap = np.r_[0, np.diff(t)]  # between the orders kept
+        gap = np.diff(t, prepend=t[:1])  # between the orders kept
         end = int(t.max()) if len(t) else 0
         first = ~same_pair
         pair = np.cumsum(first) - 1

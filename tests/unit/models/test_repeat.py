@@ -81,3 +81,15 @@ def test_purchases_of_a_known_shopper_and_save_load(model: RepeatPurchaseModel, 
     now = int((T0 + timedelta(days=200)).timestamp() * 1e6)
     assert [(d.item, round(d.score, 9)) for d in again.due(items, times, now, user=3)] == \
         [(d.item, round(d.score, 9)) for d in model.due(items, times, now, user=3)]
+
+
+def test_a_log_without_purchases_fits_a_model_that_proposes_nothing(tmp_path: Path) -> None:
+    """MovieLens has ratings, no purchases: `aisle train` fits this model on whatever the log holds, so an empty
+    purchase log must give a model that says nothing is due, not an IndexError after the pipeline's fit."""
+    empty = _log(np.random.default_rng(0)).clear()
+    model = RepeatPurchaseModel().fit(empty, np.array([0, 1, 0]), ["Pantry", "Camping"], 5)
+    now = int((T0 + timedelta(days=200)).timestamp() * 1e6)
+    assert model.purchases_of(2)[0].size == 0
+    assert model.due(np.array([COFFEE, SHAMPOO]), np.array([now - 20 * DAY_US, now - 40 * DAY_US]), now) == []
+    model.save(tmp_path / "r")
+    assert RepeatPurchaseModel.load(tmp_path / "r").purchases_of(2)[0].size == 0
