@@ -103,7 +103,7 @@ def main() -> None:
             target = queries.targets(a, b)[0][:, 0]
             for name, (columns, combiner) in combiners.items():
                 scores = combiner.score(FeatureFrame(tuple(columns), cands.features.columns(columns)))
-                ranks[name].append(_target_ranks(cands.query, cands.item, scores, target))
+                ranks[name].append(target_ranks(cands.query, cands.item, scores, target))
             status.update(f"ranking the validation targets ... {b:,}/{len(queries):,}")
     rows = []
     for name, (_, combiner) in combiners.items():
@@ -154,9 +154,9 @@ def _share_of_queries(values: np.ndarray, labels: np.ndarray, sizes: np.ndarray,
     return values[rows], labels[rows], sizes[pick]
 
 
-def _target_ranks(query: np.ndarray, item: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+def target_ranks(query: np.ndarray, item: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per query, its target's 0-based rank among its candidates (ties: lower item index first, as the harness
-    breaks them); inf when the target is not a candidate."""
+    breaks them); inf when the target is not a candidate (the pipeline ranks every candidate above the rest)."""
     is_target = item == target[query]
     out = np.full(len(target), np.inf)
     hit_query, hit_score, hit_item = query[is_target], scores[is_target], item[is_target]

@@ -39,6 +39,7 @@ from aisle.evaluate.report import paired_tests
 from aisle.models.base import TrainData
 from aisle.pipeline import Combiner, FeatureFrame, Pipeline
 from aisle.pipeline.core import hold_out_last
+from pipeline_features import target_ranks
 
 WHOLE = "whole"
 METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -79,22 +80,6 @@ def train_variant(frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray, ke
     combiner = Combiner([k for k in keys if k != key], rounds=cfg.rounds, seed=cfg.seed)
     new_sizes = np.bincount(group[rows], minlength=len(sizes))[found]
     return combiner.fit(sub.rows(rows), y[rows], new_sizes, holdout_fraction=cfg.holdout_fraction, rng=rng)
-
-
-def target_ranks(query: np.ndarray, item: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per query, its target's 0-based rank among its candidates (ties: lower item index first, as the harness
-    breaks them); inf when the target is not a candidate (the pipeline ranks every candidate above the rest)."""
-    is_target = item == target[query]
-    out = np.full(len(target), np.inf)
-    hit_query, hit_score, hit_item = query[is_target], scores[is_target], item[is_target]
-    best = np.full(len(target), np.nan)
-    best[hit_query] = hit_score
-    at = np.full(len(target), -1)
-    at[hit_query] = hit_item
-    above = (scores > best[query]) | ((scores == best[query]) & (item < at[query]))
-    counted = np.bincount(query, weights=above, minlength=len(target))
-    out[hit_query] = counted[hit_query]
-    return out
 
 
 def metrics_of(rank: np.ndarray) -> dict[str, np.ndarray]:
