@@ -81,6 +81,17 @@ def test_search_eval_holdout_scores_only_the_held_out_fifth(tmp_path: Path) -> N
     assert "per query type" in result.output
 
 
+def test_search_eval_reports_the_fusion_recall_slack_and_rejects_a_negative_one(tmp_path: Path) -> None:
+    csv = _write(tmp_path / "judged.csv", JUDGED)
+    out = tmp_path / "res.json"
+    result = runner.invoke(app, ["search-eval", f"homedepot:{csv}", "--no-dense", "--fusion-recall-slack", "0.01",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["fusion"]["recall_slack"] == 0.01
+    result = runner.invoke(app, ["search-eval", f"homedepot:{csv}", "--fusion-recall-slack", "-1"])
+    assert result.exit_code == 2 and "--fusion-recall-slack" in result.output and "Traceback" not in result.output
+
+
 def test_search_eval_rejects_a_missing_encoder(tmp_path: Path) -> None:
     csv = _write(tmp_path / "judged.csv", JUDGED)
     result = runner.invoke(app, ["search-eval", f"homedepot:{csv}", "--encoder", str(tmp_path / "nope")])

@@ -55,6 +55,9 @@ def search_eval(
                                          "cross-validation over all queries, as a row for continuity.")] = False,
     tune_fusion: Annotated[bool, typer.Option(help="Tune the fusion (RRF k, dense weight, list depth) on the "
                                               "fitted queries.")] = True,
+    fusion_recall_slack: Annotated[float, typer.Option(help="The fusion tuning keeps the settings whose Recall@"
+                                                       "rerank-depth is within this of the best and picks the best "
+                                                       "NDCG@10 among them (0: the most recall).")] = 0.0,
     tune_reranker: Annotated[bool, typer.Option("--tune-reranker", help="Choose the reranker's hyperparameters "
                                                 "by 3-fold CV on the fitted queries (slow).")] = False,
     rerank_depth: Annotated[int | None, typer.Option(help="Fused candidates the reranker reorders "
@@ -89,6 +92,8 @@ def search_eval(
         raise typer.BadParameter("expected holdout or cv", param_hint="--protocol")
     if folds < 2 and (train is None and (protocol == "cv" or cv_row)):
         raise typer.BadParameter("need at least 2 folds (or --train)", param_hint="--folds")
+    if fusion_recall_slack < 0:
+        raise typer.BadParameter("must be at least 0", param_hint="--fusion-recall-slack")
     if rerank_depth is not None and rerank_depth < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--rerank-depth")
     t0 = time.perf_counter()
@@ -145,11 +150,12 @@ def search_eval(
         best, trials = tune.tune_fusion(kept, [judged[i] for i in sample], range(len(sample)),
                                         depth=engine.config.rerank_depth,
                                         dense_min_similarity=engine.config.dense_min_similarity, grid=grid,
-                                        progress=progress)
+                                        recall_slack=fusion_recall_slack, progress=progress)
         del kept
         engine.config = replace(engine.config, rrf_k=best.fusion.rrf_k, dense_weight=best.fusion.dense_weight,
                                 k_lex=best.k_lex, k_dense=best.k_dense, k_lex_any=best.k_lex_any)
-        fusion_report = {"tuned": True, "on": f"{len(sample):,} fitted queries", "trials": trials,
+        fusion_report = {"tuned": True, "on": f"{len(sample):,} fitted queries", "recall_slack": fusion_recall_slack,
+                         "trials": trials,
                          "seconds": round(time.perf_counter() - t1, 1)}
     fusion_report["chosen"] = {"rrf_k": engine.config.rrf_k, "dense_weight": engine.config.dense_weight,
                                "k_lex": engine.config.k_lex, "k_dense": engine.config.k_dense,

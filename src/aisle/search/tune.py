@@ -63,9 +63,10 @@ def fusion_grid(rrf_k: Sequence[float] = (10.0, 30.0, 60.0),
 
 def tune_fusion(prep: list[ev.Prepared], judged: list[ev.JudgedQuery], idx: Sequence[int], *, depth: int,
                 dense_min_similarity: float, grid: list[FusionSetting] | None = None,
+                recall_slack: float = 0.0,
                 progress: Progress | None = None) -> tuple[FusionSetting, list[dict[str, float]]]:
-    """The setting with the best Recall@`depth` (then NDCG@10) of the fused list over queries `idx`, and every
-    setting's scores (for the report)."""
+    """The chosen setting (`choose_fusion`) of the fused lists over queries `idx`, and every setting's scores (for
+    the report)."""
     grid = grid or fusion_grid()
     sub = [judged[i] for i in idx]
     trials = []
@@ -77,8 +78,19 @@ def tune_fusion(prep: list[ev.Prepared], judged: list[ev.JudgedQuery], idx: Sequ
                        f"recall@{depth}": round(float(m[f"recall@{depth}"]), 4)})
         if progress is not None:
             progress("tuning fusion", n + 1, len(grid))
-    best = max(range(len(grid)), key=lambda i: (trials[i][f"recall@{depth}"], trials[i]["ndcg@10"]))
-    return grid[best], trials
+    return grid[choose_fusion(trials, depth=depth, recall_slack=recall_slack)], trials
+
+
+def choose_fusion(trials: Sequence[dict[str, float]], *, depth: int, recall_slack: float = 0.0) -> int:
+    """Index of the trial with the best NDCG@10 among those whose Recall@`depth` is within `recall_slack` of the
+    best one. Slack 0 is "the most recall, then NDCG@10"; a large slack is plain NDCG@10 of the fused list.
+
+    Why a floor and not plain recall: the reranker can only use what the first `depth` candidates hold, so recall
+    there must not be given away, but the settings within a hair of the best recall differ widely in how good the
+    fused order itself is (the reranker's features include each candidate's fusion score and ranks)."""
+    top = max(t[f"recall@{depth}"] for t in trials)
+    ok = [i for i, t in enumerate(trials) if t[f"recall@{depth}"] >= top - recall_slack - 1e-12]
+    return max(ok, key=lambda i: (trials[i]["ndcg@10"], trials[i][f"recall@{depth}"]))
 
 
 #: the reranker's hyperparameter grid: (name, LightGBM params, boosting rounds). Rounds stay at 200 or below:

@@ -74,6 +74,14 @@ def test_tune_fusion_picks_the_best_recall_on_the_given_queries_only(store) -> N
     assert len(trials) == 2 and {"rrf_k", "dense_weight", "k_lex", "ndcg@10"} <= set(trials[0])
 
 
+def test_choose_fusion_trades_recall_for_ndcg_only_within_the_slack() -> None:
+    trials = [{"recall@150": 0.850, "ndcg@10": 0.40}, {"recall@150": 0.846, "ndcg@10": 0.45},
+              {"recall@150": 0.830, "ndcg@10": 0.47}, {"recall@150": 0.850, "ndcg@10": 0.41}]
+    assert tune.choose_fusion(trials, depth=150) == 3  # the most recall, then NDCG@10
+    assert tune.choose_fusion(trials, depth=150, recall_slack=0.005) == 1  # within 0.005 of the best recall
+    assert tune.choose_fusion(trials, depth=150, recall_slack=1.0) == 2  # plain NDCG@10 of the fused list
+
+
 def test_retriever_lists_and_recall_at_two_depths(store) -> None:
     engine = SearchEngine.build(store.items, dense=False)
     judged = ev.judged_queries(ev.judgments_from_events(store.events), engine)[:60]
