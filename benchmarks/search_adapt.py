@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned encoder and result.json")
     ap.add_argument("--judge", choices=("heldout", "dev"), default="heldout",
                     help="heldout: fit folds 1-4, judge fold 0; dev: fit folds 2-4, judge fold 1 (fold 0 unused)")
+    ap.add_argument("--train-folds", default=None,
+                    help="fine-tune on these fitted folds only (comma-separated, of 1-4; default: every fitted fold "
+                         "but the judged one), e.g. 3,4 for an encoder kept apart from the reranker's queries")
     ap.add_argument("--max-pairs", type=int, default=1500, help="seeded sample of the positives (0: all of them)")
     ap.add_argument("--positive-at", type=float, default=AdaptSettings.positive_at,
                     help="relevance (1-3) from which a judged pair is a positive")
@@ -87,7 +90,12 @@ def main() -> None:
     texts = [engine.catalog.embedding_text(i) for i in range(len(engine.catalog))]
     fold = judgments["query"].map_elements(lambda q: ev.fold_of(q, 5), return_dtype=pl.Int64)
     judge_fold = 0 if args.judge == "heldout" else 1
-    train, test = judgments.filter((fold != 0) & (fold != judge_fold)), judgments.filter(fold == judge_fold)
+    folds = [f for f in range(1, 5) if f != judge_fold]
+    if args.train_folds:
+        folds = sorted({int(f) for f in args.train_folds.split(",")})
+        if not set(folds) <= set(range(1, 5)) - {judge_fold}:
+            ap.error(f"--train-folds: fitted folds 1-4 other than the judged fold {judge_fold}, got {args.train_folds}")
+    train, test = judgments.filter(fold.is_in(folds)), judgments.filter(fold == judge_fold)
     judged = ev.judged_queries(test, engine)
     print(f"{len(engine.catalog):,} products; {train['query'].n_unique():,} training queries, "
           f"{len(judged):,} judged (fold {judge_fold}) queries; read + indexed in {time.perf_counter() - t0:.0f}s",
@@ -119,6 +127,7 @@ def main() -> None:
     result = {"machine": describe(), "pairs": len(pairs), "mine_seconds": round(mine_s, 1),
               "finetune_seconds": None if finetune_s is None else round(finetune_s, 1),
               "finetune_cpu_seconds": None if finetune_cpu_s is None else round(finetune_cpu_s, 1),
+              "train_folds": folds,
               "settings": vars(args) | {"path": str(args.path), "out": str(args.out), "encoder": str(encoder)},
               "judged_fold": judge_fold, "judged_queries": len(judged), "products": len(engine.catalog),
               "systems": systems,
