@@ -69,6 +69,11 @@ def main() -> None:
     ap.add_argument("--variant", action="append", required=True, help="NAME=SERVE/F2,F3,F4 (see above)")
     ap.add_argument("--slack", default="0", help="recall slacks of the fusion tuning to compare (0: today's rule)")
     ap.add_argument("--untuned", action="store_true", help="also the engine's default fusion, untuned")
+    ap.add_argument("--setting", action="append", default=[],
+                    help="also this fusion: RRF_K,DENSE_WEIGHT,K_LEX,K_DENSE,K_LEX_ANY (e.g. a tuning's choice)")
+    ap.add_argument("--tune-queries", type=int, default=2000,
+                    help="training queries the fusion is tuned on (a seeded sample, as `aisle search-eval`; 0: all)")
+    ap.add_argument("--tune-only", action="store_true", help="print the tuned settings, fit nothing")
     ap.add_argument("--sample", type=int, default=0, help="a seeded sample of this many queries per fold (a smoke run)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -77,7 +82,7 @@ def main() -> None:
         n, _, p = e.partition("=")
         encoders[n] = None if p == "-" else Path(p)
     variants = [parse_variant(v, encoders) for v in args.variant]
-    slacks = [float(s) for s in args.slack.split(",")]
+    slacks = [float(s) for s in args.slack.split(",") if s]
 
     t0, c0 = time.perf_counter(), time.process_time()
     data = read_dataspec(f"homedepot:{args.path}")
@@ -100,13 +105,19 @@ def main() -> None:
             engines[name] = base.with_encoder(emb, progress=True)
         return engines[name]
 
-    lists: dict[tuple[str, int], list[ev.Prepared]] = {}
+    rng = np.random.default_rng(0)
 
-    def kept(enc: str, f: int) -> list[ev.Prepared]:
-        if (enc, f) not in lists:
-            lists[(enc, f)] = ev.prepare(engine(enc), [judged[i].query for i in by_fold[f]], features=False,
-                                         list_depth=LIST_DEPTH)
-        return lists[(enc, f)]
+    def tuning_lists(fit: dict[int, str]) -> tuple[list[ev.Prepared], list[ev.JudgedQuery]]:
+        """Each retriever's kept lists for a seeded sample of `--tune-queries` training queries (as `aisle
+        search-eval` tunes on a sample), each query's lists from its own fold's engine."""
+        pool = [(f, i) for f in fit for i in by_fold[f]]
+        if 0 < args.tune_queries < len(pool):
+            pool = [pool[j] for j in np.sort(rng.choice(len(pool), args.tune_queries, replace=False))]
+        out: list[ev.Prepared] = []
+        for f, enc in fit.items():
+            out += ev.prepare(engine(enc), [judged[i].query for g, i in pool if g == f], features=False,
+                              list_depth=LIST_DEPTH)
+        return out, [judged[i] for f in fit for g, i in pool if g == f]
 
     feats: dict[tuple[str, int, tune.FusionSetting], list[ev.Prepared]] = {}
 
@@ -121,21 +132,39 @@ def main() -> None:
     d = SearchConfig()
     default = tune.FusionSetting(Fusion(d.rrf_k, d.dense_weight), d.k_lex, d.k_dense, d.k_lex_any)
     dev_judged = [judged[i] for i in by_fold[DEV_FOLD]]
-    rows = []
+    rows: list[dict] = []
+    tunings: dict[str, dict] = {}
+
+    def save() -> None:
+        args.out.write_text(json.dumps({"machine": describe(), "rows": rows, "tunings": tunings, "encoders": {
+            k: str(v) for k, v in encoders.items()}, "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(time.process_time() - c0, 1)}, indent=2))
+
     for name, serve, fit in variants:
         c1 = time.process_time()
-        train_kept = [p for f, enc in fit.items() for p in kept(enc, f)]
         train_judged = [judged[i] for f in fit for i in by_fold[f]]
-        _, trials = tune.tune_fusion(train_kept, train_judged, range(len(train_kept)), depth=d.rerank_depth,
-                                     dense_min_similarity=d.dense_min_similarity)
-        grid = tune.fusion_grid()
-        settings = {f"slack {s:g}": grid[tune.choose_fusion(trials, depth=d.rerank_depth, recall_slack=s)]
-                    for s in slacks}
+        settings: dict[str, tune.FusionSetting] = {}
+        if slacks:
+            kept, kept_judged = tuning_lists(fit)
+            _, trials = tune.tune_fusion(kept, kept_judged, range(len(kept)), depth=d.rerank_depth,
+                                         dense_min_similarity=d.dense_min_similarity)
+            grid = tune.fusion_grid()
+            settings = {f"slack {s:g}": grid[tune.choose_fusion(trials, depth=d.rerank_depth, recall_slack=s)]
+                        for s in slacks}
+            tunings[name] = {"queries": len(kept), "trials": trials}
+            del kept
         if args.untuned:
             settings["untuned"] = default
+        for g in args.setting:
+            k, w, kl, kd, ka = g.split(",")
+            settings[f"given {g}"] = tune.FusionSetting(Fusion(float(k), float(w)), int(kl), int(kd), int(ka))
         tune_cpu = time.process_time() - c1
-        print(f"{name}: fusion tuned on {len(train_kept):,} queries in {tune_cpu:.0f} CPU s: "
+        print(f"{name}: fusion chosen in {tune_cpu:.0f} CPU s: "
               + "; ".join(f"{k} -> {v}" for k, v in settings.items()), flush=True)
+        tunings.setdefault(name, {})["chosen"] = {k: str(v) for k, v in settings.items()}
+        save()
+        if args.tune_only:
+            continue
         for how, s in settings.items():
             c1 = time.process_time()
             train = [p for f, enc in fit.items() for p in prepared(enc, f, s)]
@@ -159,9 +188,7 @@ def main() -> None:
             # free the feature sets no later row of this variant needs
             for key in [k for k in feats if k[2] == s]:
                 del feats[key]
-        args.out.write_text(json.dumps({"machine": describe(), "rows": rows, "encoders": {
-            k: str(v) for k, v in encoders.items()}, "seconds": round(time.perf_counter() - t0, 1),
-            "cpu_seconds": round(time.process_time() - c0, 1)}, indent=2))
+        save()
     print(f"total {time.perf_counter() - t0:.0f} s, {time.process_time() - c0:.0f} CPU s; {describe()}")
 
 
