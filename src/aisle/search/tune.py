@@ -6,6 +6,9 @@ the dense list's weight, how deep each list is read, how many of the best lexica
 query words they hold) is rebuilt in microseconds per query, without retrieving
 again: a grid of dozens of settings costs about a second each. The objective is what the reranker can use: the
 recall of the first `depth` fused candidates (the reranker's reach), ties broken by the fused list's own NDCG@10.
+Trading some of that recall for the fused list's NDCG@10 (`recall_slack`) makes a better list for a search without
+a reranker and a worse one with it: the reranker reorders the head whatever its fused order, so what it is given
+counts, not how it is ordered (benchmarks/RESULTS.md, "The fusion tuned for NDCG@10").
 
 The reranker's hyperparameters are chosen by query-grouped cross-validation among the queries given (the caller
 passes the development 80%, never the held-out queries); the grid is small on purpose (each fit is tens of seconds
