@@ -49,9 +49,9 @@ def feed(url: str, seconds: float, lists: int, k: int, events: int, streams: lis
     t0 = last = time.monotonic()
     n = 0
     while time.monotonic() - t0 < seconds:
-        due = t0 + n / lists
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
+        wait = t0 + n / lists - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         user = f"u{n % 5000}"
         buffered[n % 2].append((new_request_id(), time.time_ns() // 1000, user, None, "recommendations", "v1", None,
                                 None, 0, items, scores, [1.0] * k))
