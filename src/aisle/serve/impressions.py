@@ -22,9 +22,9 @@ probability 1 of being shown where it was; an exploring policy answers with its 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -42,8 +42,13 @@ _NAMES = list(IMPRESSION_SCHEMA)
 
 
 def new_request_id() -> str:
-    """A random (uuid4) request id: unique without coordination between workers and replicas."""
-    return str(uuid.uuid4())
+    """A random (uuid4) request id: unique without coordination between workers and replicas. Built from the same
+    16 random bytes as `uuid.uuid4` gives, without the UUID object (half the CPU; every served list takes one)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Policy(Protocol):

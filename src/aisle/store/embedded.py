@@ -91,17 +91,30 @@ class Store(StoreBackend):
         self.con = duckdb.connect(self.path, read_only=read_only, config={"threads": threads} if threads else {})
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")  # Aisle draws its own progress bars
+        # The catalog is read through `pragma_table_info` only: a connection's first `information_schema` (or
+        # `duckdb_columns()`) query costs ~16 ms of CPU, and a stream consumer opens the store for every round
+        # (benchmarks/RESULTS.md, "The consumer's CPU per impression").
         if not read_only:
             self.con.execute(_DDL)
             self._add_positions()
-            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+            if self._stored_version() != SCHEMA_VERSION:  # a write per open made every close checkpoint
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
         # a file made by an older Aisle and opened read-only cannot be migrated: read what it lacks as nulls
-        columns = {r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'").fetchall()}
+        columns = self._columns("events")
         self._event_cols = ", ".join(f'"{c}"' if c in columns or not columns else f'NULL AS "{c}"'
                                      for c in EVENT_SCHEMA)
-        self._has_impressions = bool(self._scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'impressions'"))
+        self._has_impressions = not read_only or bool(self._columns("impressions"))
+
+    def _columns(self, table: str) -> set[str]:
+        """The column names of `table`; empty when there is no such table."""
+        try:
+            return {r[0] for r in self.con.execute("SELECT name FROM pragma_table_info(?)", [table]).fetchall()}
+        except duckdb.CatalogException:
+            return set()
+
+    def _stored_version(self) -> str | None:
+        got = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if got is None else str(got[0])
 
     def _add_positions(self) -> None:
         """Give every event its insertion number (`seq`); a store made before positions existed gets them here."""
@@ -119,8 +132,7 @@ class Store(StoreBackend):
             raise
 
     def _has_positions(self) -> bool:
-        return self._scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' "
-                            "AND column_name = 'seq'") > 0
+        return "seq" in self._columns("events")
 
     @property
     def name(self) -> str:
@@ -283,24 +295,28 @@ class Store(StoreBackend):
     def append_impressions(self, impressions: pl.DataFrame) -> Appended:
         """Append impression rows, skipping a (request_id, position) already stored or repeated in the batch (a
         stream entry delivered twice). Only stored rows at or after the batch's first timestamp are compared: the
-        log is appended in time order, so DuckDB's min/max block statistics skip the rest of the table."""
+        log is appended in time order, and a constant bound lets DuckDB's min/max block statistics skip the rest of
+        the table. A batch rarely repeats itself, so the window that keeps one row of each key runs only when polars
+        finds a repeat (it cost a third of the insert), and the rows inserted are the INSERT's own count (no
+        count of the table before and after)."""
         batch = conform(impressions, IMPRESSION_SCHEMA)
         if batch.is_empty():
             return Appended(0, 0)
-        before = self._count("impressions")
+        first = batch["timestamp"].dt.epoch("us").min()
+        repeats = batch.select(pl.struct("request_id", "position").is_duplicated().any()).item()
         self.con.register("_imp", batch.to_arrow())
         try:
-            self.con.execute(f"""
+            inserted = self._scalar(f"""
                 INSERT INTO impressions
                 SELECT {_IMPRESSION_COLS} FROM _imp b
-                WHERE NOT EXISTS (SELECT 1 FROM impressions s
-                                  WHERE s.timestamp >= (SELECT min(timestamp) FROM _imp)
-                                    AND s.request_id = b.request_id AND s.position = b.position)
-                QUALIFY row_number() OVER (PARTITION BY request_id, position) = 1
+                ANTI JOIN (SELECT request_id, position FROM impressions
+                           WHERE timestamp >= make_timestamptz({int(first)})) s
+                       ON s.request_id = b.request_id AND s.position = b.position
+                {"QUALIFY row_number() OVER (PARTITION BY b.request_id, b.position) = 1" if repeats else ""}
             """)
         finally:
             self.con.unregister("_imp")
-        return Appended(offered=batch.height, inserted=self._count("impressions") - before)
+        return Appended(offered=batch.height, inserted=inserted)
 
     # ---- reads ------------------------------------------------------------------------------------
 

@@ -3,12 +3,13 @@ past its bound, and the stream's encoding of buffered lists."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter
 
-from aisle.serve.impressions import DETERMINISTIC, ImpressionLog, decode, encode, to_frame
+from aisle.serve.impressions import DETERMINISTIC, ImpressionLog, decode, encode, new_request_id, to_frame
 from aisle.types import IMPRESSION_SCHEMA
 
 
@@ -72,3 +73,11 @@ def test_an_empty_list_logs_nothing_and_the_stream_encoding_round_trips() -> Non
     served = [s for b in sink.batches for s in b]
     assert [s[0] for s in served] == ["r1"]
     assert decode([encode(served)]).equals(to_frame(served))
+
+
+def test_request_ids_are_distinct_uuid4_strings() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids[:200]:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
