@@ -213,17 +213,21 @@ def test_events_are_idempotent_and_reach_the_store(client: TestClient, bundle_di
         assert store.events("user_id = 'shopper-x'").height == 2
 
 
-def test_erase_forgets_live_state_bundle_history_and_stored_events(client: TestClient, shop: Dataset,
+def test_erase_forgets_live_state_bundle_history_and_stored_events(bundle_dir: Path, shop: Dataset,
                                                                    tmp_path: Path) -> None:
-    user = _user_with_history(client, shop)
-    client.post("/events", json={"events": [{"user_id": user, "item_id": "i00003", "event_type": "purchase"}]})
-    assert client.get(f"/users/{user}/recommendations").json()["history_length"] > 1
-    r = client.delete(f"/users/{user}")
-    assert r.status_code == 200 and r.json()["erased"] and r.json()["live_events"] == 1
-    assert r.json()["stored_events"] == 1
-    after = client.get(f"/users/{user}/recommendations").json()
-    assert after["history_length"] == 0 and not after["known_user"]
-    with Store(tmp_path / "live.duckdb", read_only=True) as store:
+    """The store is read after the app has shut down: its consumer thread holds the file while it runs (a second,
+    read-only connection in the same process is refused), and its last flush must not bring the erased events back."""
+    path = tmp_path / "live.duckdb"
+    with TestClient(create_app(Settings(bundle=bundle_dir, store=path))) as client:
+        user = _user_with_history(client, shop)
+        client.post("/events", json={"events": [{"user_id": user, "item_id": "i00003", "event_type": "purchase"}]})
+        assert client.get(f"/users/{user}/recommendations").json()["history_length"] > 1
+        r = client.delete(f"/users/{user}")
+        assert r.status_code == 200 and r.json()["erased"] and r.json()["live_events"] == 1
+        assert r.json()["stored_events"] == 1
+        after = client.get(f"/users/{user}/recommendations").json()
+        assert after["history_length"] == 0 and not after["known_user"]
+    with Store(path, read_only=True) as store:
         assert store.events("user_id = ?", [user]).height == 0
 
 
