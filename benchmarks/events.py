@@ -39,13 +39,15 @@ import numpy as np
 
 import machine
 from load import Pool, free_port
-from procs import cpu_seconds, redis_figures, redis_pid, redis_report, server_children
+from procs import cpu_seconds, postgres_pid, redis_figures, redis_pid, redis_report, server_children, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
 
 from tests.redisserver import redis_server  # noqa: E402
 from tests.serving import wait_ready  # noqa: E402
+
+from aisle.serve.stream import TRACE_ENV  # noqa: E402
 
 LAG = re.compile(rb"^aisle_stream_lag_entries (\d+)", re.M)
 
@@ -231,6 +233,29 @@ def stored(url: str) -> tuple[int, int]:
     return len(ids), ids.n_unique()
 
 
+def round_table(trace: Path, t0: float, window_s: float = 30.0) -> list[dict[str, Any]]:
+    """The consumers' rounds of the events stream (`aisle.serve.stream.TRACE_ENV`), per `window_s` of the run
+    (`t0`: the run's start, epoch seconds): rounds, mean entries a round, and the mean seconds of each part of a
+    round (reading the stream, decoding, opening the store, appending, closing it = the commit and DuckDB's
+    checkpoint, the erasure check after it, acknowledging, the pause), so a growing part shows as a growing column."""
+    parts = ("read", "prepare", "open", "append", "close", "erasures", "ack", "pause")
+    rows: dict[int, list[dict[str, Any]]] = {}
+    for line in trace.read_bytes().splitlines():
+        got = json.loads(line)
+        if got.get("stream") == "e":
+            rows.setdefault(int((got["start"] - t0) // window_s), []).append(got)
+    out = []
+    for k in sorted(rows):
+        rounds = rows[k]
+        events = sum(r["events"] for r in rounds)
+        out.append({"from_s": int(k * window_s), "rounds": len(rounds),
+                    "entries": round(float(np.mean([r["entries"] for r in rounds])), 1),
+                    **{p: round(1000 * float(np.mean([r.get(p, 0.0) for r in rounds])), 1) for p in parts},
+                    "cpu_us_per_event": {p: round(1e6 * sum(r.get(f"{p}_cpu", 0.0) for r in rounds) / max(events, 1), 2)
+                                         for p in parts if p != "pause"}})
+    return out
+
+
 def redis_info(url: str) -> dict[str, Any]:
     """What Redis holds and what its append-only file cost after the run: memory, keys, the AOF's size and how
     often it was rewritten (a rewrite forks Redis; the child's CPU is not in redis-server's figure)."""
@@ -258,6 +283,8 @@ def main() -> None:
     ap.add_argument("--consumers", type=int, default=1, help="the server's consumer processes ([serve] consumers)")
     ap.add_argument("--per-user", type=int, default=1, help="events in a row from one shopper (batches())")
     ap.add_argument("--prefill", type=int, default=0, help="events stored before the run (a store with a history)")
+    ap.add_argument("--trace", action="store_true",
+                    help="log every consumer round (AISLE_STREAM_TRACE) and tabulate them per 30 s")
     ap.add_argument("--out")
     args = ap.parse_args()
     with ExitStack() as stack:
@@ -267,10 +294,13 @@ def main() -> None:
         url = stack.enter_context(store_url(args.store, folder))
         prefill_s = prefill(url, args.prefill) if args.prefill else 0.0
         port = free_port()
+        trace = folder / "rounds.jsonl"
+        env = {**os.environ, **({TRACE_ENV: str(trace)} if args.trace else {})}
         server = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port",
                                    str(port), "--workers", str(args.workers), "--state", state, "--store", url,
                                    *(["--consumers", str(args.consumers)] if args.consumers != 1 else [])],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                  env=env)
         stack.callback(lambda: (server.terminate(), server.wait(30)))
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, server)
@@ -281,10 +311,14 @@ def main() -> None:
         cpu0 = {k: cpu_seconds(v, children=k == "redis") for k, v in parts.items()}
         redis0 = redis_figures(state)
         cpu0_own = cpu_seconds(parts["redis"])
+        postmaster = postgres_pid(url) if args.store == "postgresql" else None
+        store0 = tree_cpu_seconds(postmaster)
+        started = time.time()
         result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate,
                                             args.per_user))
         result["drain_seconds"] = round(drain(base), 1)
         cpu = {k: cpu_seconds(v, children=k == "redis") - cpu0[k] for k, v in parts.items()}
+        store_cpu = tree_cpu_seconds(postmaster) - store0
         result["redis_rewrite_cpu_us_per_event"] = round(
             (cpu["redis"] - (cpu_seconds(parts["redis"]) - cpu0_own)) / max(result["acked_events"], 1) * 1e6, 1)
         redis1 = redis_figures(state)
@@ -292,6 +326,8 @@ def main() -> None:
         acked = max(result["acked_events"], 1)
         # until the lag was drained (with the old code the workers' CPU includes their consumer threads)
         spent = {"workers": cpu["workers"] + cpu["supervisor"], "consumer": cpu["consumer"], "redis": cpu["redis"]}
+        if postmaster is not None:  # the PostgreSQL server's processes (DuckDB runs inside the consumer)
+            spent["postgresql"] = store_cpu
         result["cpu_us_per_event"] = {k: round(v / acked * 1e6, 1) for k, v in spent.items()}
         result["cpu_us_per_event"]["all"] = round(sum(spent.values()) / acked * 1e6, 1)
         result["events_per_cpu_second"] = round(acked / max(sum(spent.values()), 1e-9))
@@ -302,13 +338,23 @@ def main() -> None:
         result["stored"], result["stored_distinct"] = stored(url)
         result["stored"] -= args.prefill
         result["stored_distinct"] -= args.prefill
+        if args.trace:
+            result["rounds"] = round_table(trace, started)
         result["lag_trend"] = lag_trend(result["lag_samples"], args.rate or result["events_per_s"], args.batch)
         result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch, rate=args.rate or None,
                       consumers=args.consumers, per_user=args.per_user, prefill=args.prefill,
                       prefill_s=round(prefill_s, 1),
                       connections=args.connections, seconds=args.seconds,
                       machine=machine.describe())
-    print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("lag_samples", "rounds")}, indent=2))
+    if "rounds" in result:
+        head = [k for k in result["rounds"][0] if k != "cpu_us_per_event"] if result["rounds"] else []
+        cpu = list(result["rounds"][0]["cpu_us_per_event"]) if result["rounds"] else []
+        print("consumer rounds per 30 s: wall ms per round | CPU us per event\n  "
+              + " ".join(f"{h[:8]:>8}" for h in head) + " |" + " ".join(f"{h[:8]:>8}" for h in cpu))
+        for row in result["rounds"]:
+            print("  " + " ".join(f"{row[h]:>8}" for h in head) + " |"
+                  + " ".join(f"{row['cpu_us_per_event'][h]:>8}" for h in cpu))
     print("lag (s, entries):", " ".join(f"{t:.0f}:{v}" for t, v in result["lag_samples"]))
     print(redis_report(redis0, redis1, max(result["acked_events"], 1)))
     print("lag verdict:", result["lag_trend"]["verdict"])

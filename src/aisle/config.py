@@ -36,6 +36,7 @@ OTHER_VARIABLES = {
     "AISLE_CACHE": "where models, embeddings and exports are cached",
     "AISLE_SERVE_SETTINGS": "set by `aisle serve` for its worker processes",
     "AISLE_CONSUMER_PARENT": "set by `aisle serve` for its stream consumer processes (its pid)",
+    "AISLE_STREAM_TRACE": "a file the stream consumers append one line per round to (benchmarks/events.py --trace)",
 }
 """`AISLE_*` variables that are not settings but are still Aisle's (so they are not typos)."""
 
