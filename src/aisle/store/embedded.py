@@ -94,14 +94,26 @@ class Store(StoreBackend):
         if not read_only:
             self.con.execute(_DDL)
             self._add_positions()
-            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+            if self._stored_version() != SCHEMA_VERSION:  # a write at every open would make every close checkpoint
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
         # a file made by an older Aisle and opened read-only cannot be migrated: read what it lacks as nulls
-        columns = {r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'").fetchall()}
+        columns = set(self._columns("events"))
         self._event_cols = ", ".join(f'"{c}"' if c in columns or not columns else f'NULL AS "{c}"'
                                      for c in EVENT_SCHEMA)
-        self._has_impressions = bool(self._scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'impressions'"))
+        self._has_impressions = bool(self._columns("impressions"))
+
+    def _columns(self, table: str) -> list[str]:
+        """`table`'s columns ([] when it does not exist). PRAGMA table_info, not information_schema: the first
+        catalog-wide query of a connection costs ~16 ms of CPU (it lists every catalog entry), as much as opening
+        the file, and a stream consumer opens the store every round (benchmarks/events_store_rounds.py)."""
+        try:
+            return [str(r[1]) for r in self.con.execute(f"PRAGMA table_info('{table}')").fetchall()]
+        except duckdb.CatalogException:
+            return []
+
+    def _stored_version(self) -> str | None:
+        got = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        return str(got[0][0]) if got else None
 
     def _add_positions(self) -> None:
         """Give every event its insertion number (`seq`); a store made before positions existed gets them here."""
@@ -119,8 +131,7 @@ class Store(StoreBackend):
             raise
 
     def _has_positions(self) -> bool:
-        return self._scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' "
-                            "AND column_name = 'seq'") > 0
+        return "seq" in self._columns("events")
 
     @property
     def name(self) -> str:
