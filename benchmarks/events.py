@@ -47,7 +47,9 @@ sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and read
 from tests.redisserver import redis_server  # noqa: E402
 from tests.serving import wait_ready  # noqa: E402
 
-from aisle.serve.stream import TRACE_ENV, stream_key  # noqa: E402
+from aisle.serve.stream import stream_key  # noqa: E402
+
+TRACE_ENV = "AISLE_STREAM_TRACE"  # aisle.serve.stream.TRACE_ENV, spelled out so the script runs against older trees
 
 LAG = re.compile(rb"^aisle_stream_lag_entries (\d+)", re.M)
 FINE_S = 0.05  # the fine lag samples' interval (Redis XLEN), 10-20 per period of the consumer's sawtooth

@@ -255,11 +255,12 @@ class Consumer:
                  forget_idle_s: float = 3600.0, stream: str = "events", pace_s: float = 0.0) -> None:
         """`stream`: "events" (`aisle:stream:events`, what POST /events accepted) or "impressions"
         (`aisle:impressions`, the served lists the workers log; `aisle.serve.impressions`). `pace_s`: after a
-        round that wrote something but less than `count` entries, wait this long before the next, so a busy stream
-        is written in fewer, larger store transactions: a DuckDB transaction costs ~80 ms of CPU whatever its size
-        (opening the file, the anti-join against the stored keys, the checkpoint at close), 48 us per event in
-        rounds of 2,000 events against 8 us in rounds of 100,000. A full round goes on at once (more is
-        waiting)."""
+        round that wrote something but less than `count` entries, the next starts `pace_s` after this one started,
+        so a busy stream is written in fewer, larger store transactions (each holds at least `pace_s` of traffic):
+        a DuckDB transaction costs tens of ms of CPU whatever its size (opening the file, the anti-join against the
+        stored keys, the checkpoint at close; benchmarks/events_store_rounds.py). Counted from the start, not the
+        end: a round that took `pace_s` or longer is followed at once, so what arrived meanwhile does not wait a
+        pause on top. A full round goes on at once too (more is waiting)."""
         import redis
 
         from aisle.serve import impressions
@@ -439,10 +440,14 @@ class Consumer:
         failures = 0
         while not stop.is_set():
             try:
+                started = time.monotonic()
                 paused = 0.0
                 if self.step() and self.pace_s and not self.full:
-                    stop.wait(self.pace_s)
-                    paused = self.pace_s
+                    # pace from the round's start, not its end: a round that took `pace_s` or longer (a slow
+                    # store write, a busy CPU) is followed at once, so what waited meanwhile is not left for
+                    # another pause on top (the lag then rises with the write time, not 1.5 times it)
+                    paused = max(0.0, self.pace_s - (time.monotonic() - started))
+                    stop.wait(paused)
                 self._log_round(paused)
                 failures = 0
             except Exception as exc:
