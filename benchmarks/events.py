@@ -56,13 +56,14 @@ FINE_S = 0.05  # the fine lag samples' interval (Redis XLEN), 10-20 per period o
 
 
 @contextmanager
-def store_url(kind: str, folder: Path) -> Any:
+def store_url(kind: str, folder: Path, pg_settings: dict[str, str] | None = None) -> Any:
+    """A new store of `kind`: a DuckDB file in `folder`, or a throwaway PostgreSQL server with `pg_settings`."""
     if kind == "duckdb":
         yield str(folder / "events.duckdb")
         return
     from tests.pgserver import postgres_server  # the tests' throwaway server (fsync off: an upper bound)
 
-    with postgres_server() as url:
+    with postgres_server(pg_settings) as url:
         yield url
 
 

@@ -57,12 +57,14 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=6_000_000)
     ap.add_argument("--round", type=int, default=15_000, help="events a round (events.py at 20,000/s: ~15,000)")
     ap.add_argument("--every", type=int, default=1_000_000, help="report per this many stored events")
+    ap.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a PostgreSQL server setting (shared_buffers=1GB); repeatable")
     ap.add_argument("--out")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aisle-rounds-")))
-        url = stack.enter_context(store_url(args.store, folder))
+        url = stack.enter_context(store_url(args.store, folder, dict(x.split("=", 1) for x in args.pg_setting)))
         sink = StoreSink(url, threads=1)
         stack.callback(sink.close)
         postmaster = postgres_pid(url) if args.store == "postgresql" else None
@@ -92,7 +94,8 @@ def main() -> None:
         print(" ".join(f"{row[h]:>17}" for h in head))
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "store": args.store, "round": args.round,
-                                              "events": args.events, "machine": machine.describe()}, indent=2))
+                                              "events": args.events, "pg_settings": args.pg_setting,
+                                              "machine": machine.describe()}, indent=2))
 
 
 if __name__ == "__main__":
