@@ -39,7 +39,7 @@ import numpy as np
 
 import machine
 from load import Pool, free_port
-from procs import cpu_seconds, redis_figures, redis_pid, redis_report, server_children
+from procs import cpu_seconds, postgres_pid, redis_figures, redis_pid, redis_report, server_children, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and readiness wait
@@ -47,17 +47,23 @@ sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server and read
 from tests.redisserver import redis_server  # noqa: E402
 from tests.serving import wait_ready  # noqa: E402
 
+from aisle.serve.stream import stream_key  # noqa: E402
+
+TRACE_ENV = "AISLE_STREAM_TRACE"  # aisle.serve.stream.TRACE_ENV, spelled out so the script runs against older trees
+
 LAG = re.compile(rb"^aisle_stream_lag_entries (\d+)", re.M)
+FINE_S = 0.05  # the fine lag samples' interval (Redis XLEN), 10-20 per period of the consumer's sawtooth
 
 
 @contextmanager
-def store_url(kind: str, folder: Path) -> Any:
+def store_url(kind: str, folder: Path, pg_settings: dict[str, str] | None = None) -> Any:
+    """A new store of `kind`: a DuckDB file in `folder`, or a throwaway PostgreSQL server with `pg_settings`."""
     if kind == "duckdb":
         yield str(folder / "events.duckdb")
         return
     from tests.pgserver import postgres_server  # the tests' throwaway server (fsync off: an upper bound)
 
-    with postgres_server() as url:
+    with postgres_server(pg_settings) as url:
         yield url
 
 
@@ -113,7 +119,35 @@ def batches(n_items: int, size: int, per_user: int = 1) -> Any:
         yield json.dumps({"events": events}).encode()
 
 
-def lag_trend(samples: list[tuple[float, int]], events_per_s: float, events_per_entry: int,
+def per_second(samples: list[tuple[float, int]], how: Any) -> list[tuple[float, float]]:
+    """`how` (np.mean: the lag averaged over every phase of the sawtooth; np.min: its trough, what was left when
+    the consumer had just acknowledged a round) of the fine lag samples of each whole second."""
+    seconds: dict[int, list[int]] = {}
+    for t, v in samples:
+        seconds.setdefault(int(t), []).append(v)
+    return [(k + 0.5, float(how(v))) for k, v in sorted(seconds.items()) if len(v) >= 5]
+
+
+def lag_and_rewrites(fine: list[tuple[float, int]], aof: list[tuple[float, int, int]]) -> dict[str, Any]:
+    """The mean fine lag in the seconds an AOF rewrite ran and in the others, per third of the run: do the
+    rewrites (a fork writing the whole data set, and the disk it keeps busy) slow the consumer, and more so later
+    when the data set is larger? With Redis' count of fsyncs it delayed (`aof_delayed_fsync`: with
+    `appendfsync everysec` a write waits when the previous fsync has taken over 2 s)."""
+    if not aof or not fine:
+        return {}
+    during = {int(t) for t, busy, _ in aof if busy}
+    end = max(t for t, _ in fine)
+    out: dict[str, Any] = {"rewrite_seconds": len(during), "delayed_fsyncs": aof[-1][2] - aof[0][2]}
+    for third in range(3):
+        lo, hi = end * third / 3, end * (third + 1) / 3
+        part = [(int(t) in during, v) for t, v in fine if lo <= t < hi]
+        for name, flag in (("rewriting", True), ("not_rewriting", False)):
+            got = [v for busy, v in part if busy == flag]
+            out[f"third{third + 1}_{name}"] = round(float(np.mean(got)), 1) if got else None
+    return out
+
+
+def lag_trend(samples: list[tuple[float, float]] | list[tuple[float, int]], events_per_s: float, events_per_entry: int,
               small_s_per_min: float = 0.1, warmup_s: float = 10.0) -> dict[str, Any]:
     """Does the lag grow? `samples`: (seconds, lag entries), one a second; those of the first `warmup_s` (the lag
     filling up from an empty stream) are left out. The least-squares slope of lag on time (entries per minute) with
@@ -159,15 +193,19 @@ def lag_trend(samples: list[tuple[float, int]], events_per_s: float, events_per_
 
 
 async def post_loop(port: int, seconds: float, connections: int, size: int, n_items: int, base: str,
-                    rate: float = 0.0, per_user: int = 1) -> dict[str, Any]:
+                    rate: float = 0.0, per_user: int = 1, state: str | None = None) -> dict[str, Any]:
     """Post for `seconds`: flat out (`rate` 0) or paced to `rate` events/s, open loop (latency counted from when a
-    batch was due, so waiting for a free connection counts)."""
+    batch was due, so waiting for a free connection counts). The lag is read from /metrics once a second (what an
+    operator's scraper sees) and, with `state`, from Redis every `FINE_S` (`lag_fine`: the consumer's sawtooth,
+    whose period of 0.5-1 s a once-a-second sample aliases into slow waves)."""
     pool = Pool(port, connections)
     await pool.open()
     source = batches(n_items, size, per_user)
     latencies: list[float] = []
     acked = errors = 0
     lag: list[tuple[float, int]] = []
+    fine: list[tuple[float, int]] = []
+    rewrites: list[tuple[float, int, int]] = []
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
 
@@ -194,6 +232,23 @@ async def post_loop(port: int, seconds: float, connections: int, size: int, n_it
             k += 1
         await asyncio.gather(*running)
 
+    async def sample_often() -> None:
+        import redis.asyncio as aredis
+
+        r = aredis.Redis.from_url(state)
+        try:
+            k = 0
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(FINE_S)
+                fine.append((time.perf_counter() - t0, int(await r.xlen(stream_key()))))
+                k += 1
+                if k % int(1 / FINE_S) == 0:  # once a second: is an AOF rewrite running, fsyncs delayed so far
+                    info = await r.info("persistence")
+                    rewrites.append((time.perf_counter() - t0, int(info["aof_rewrite_in_progress"]),
+                                     int(info.get("aof_delayed_fsync", 0))))
+        finally:
+            await r.aclose()
+
     async def sample() -> None:
         async with httpx.AsyncClient() as http:
             while time.perf_counter() < deadline:
@@ -203,12 +258,13 @@ async def post_loop(port: int, seconds: float, connections: int, size: int, n_it
 
     cpu0 = sum(os.times()[:2])
     senders = [paced()] if rate > 0 else [client() for _ in range(connections)]
-    await asyncio.gather(*senders, sample())
+    await asyncio.gather(*senders, sample(), *([sample_often()] if state else []))
     wall = time.perf_counter() - t0
     ms = np.array(latencies) * 1000
     return {"acked_events": acked, "events_per_s": round(acked / wall, 1), "requests": len(latencies),
             "errors": errors, "post_p50_ms": round(float(np.median(ms)), 2),
-            "post_p99_ms": round(float(np.quantile(ms, 0.99)), 2), "lag_samples": lag,
+            "post_p99_ms": round(float(np.quantile(ms, 0.99)), 2), "lag_samples": lag, "lag_fine": fine,
+            "aof_samples": rewrites,
             "client_cores": round((sum(os.times()[:2]) - cpu0) / wall, 2)}
 
 
@@ -229,6 +285,29 @@ def stored(url: str) -> tuple[int, int]:
     with open_store(url, read_only=True) as store:
         ids = store.events()["event_id"]
     return len(ids), ids.n_unique()
+
+
+def round_table(trace: Path, t0: float, window_s: float = 30.0) -> list[dict[str, Any]]:
+    """The consumers' rounds of the events stream (`aisle.serve.stream.TRACE_ENV`), per `window_s` of the run
+    (`t0`: the run's start, epoch seconds): rounds, mean entries a round, and the mean seconds of each part of a
+    round (reading the stream, decoding, opening the store, appending, closing it = the commit and DuckDB's
+    checkpoint, the erasure check after it, acknowledging, the pause), so a growing part shows as a growing column."""
+    parts = ("read", "prepare", "open", "append", "close", "erasures", "ack", "pause")
+    rows: dict[int, list[dict[str, Any]]] = {}
+    for line in trace.read_bytes().splitlines():
+        got = json.loads(line)
+        if got.get("stream") == "e":
+            rows.setdefault(int((got["start"] - t0) // window_s), []).append(got)
+    out = []
+    for k in sorted(rows):
+        rounds = rows[k]
+        events = sum(r["events"] for r in rounds)
+        out.append({"from_s": int(k * window_s), "rounds": len(rounds),
+                    "entries": round(float(np.mean([r["entries"] for r in rounds])), 1),
+                    **{p: round(1000 * float(np.mean([r.get(p, 0.0) for r in rounds])), 1) for p in parts},
+                    "cpu_us_per_event": {p: round(1e6 * sum(r.get(f"{p}_cpu", 0.0) for r in rounds) / max(events, 1), 2)
+                                         for p in parts if p != "pause"}})
+    return out
 
 
 def redis_info(url: str) -> dict[str, Any]:
@@ -258,6 +337,8 @@ def main() -> None:
     ap.add_argument("--consumers", type=int, default=1, help="the server's consumer processes ([serve] consumers)")
     ap.add_argument("--per-user", type=int, default=1, help="events in a row from one shopper (batches())")
     ap.add_argument("--prefill", type=int, default=0, help="events stored before the run (a store with a history)")
+    ap.add_argument("--trace", action="store_true",
+                    help="log every consumer round (AISLE_STREAM_TRACE) and tabulate them per 30 s")
     ap.add_argument("--out")
     args = ap.parse_args()
     with ExitStack() as stack:
@@ -267,10 +348,13 @@ def main() -> None:
         url = stack.enter_context(store_url(args.store, folder))
         prefill_s = prefill(url, args.prefill) if args.prefill else 0.0
         port = free_port()
+        trace = folder / "rounds.jsonl"
+        env = {**os.environ, **({TRACE_ENV: str(trace)} if args.trace else {})}
         server = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle), "--port",
                                    str(port), "--workers", str(args.workers), "--state", state, "--store", url,
                                    *(["--consumers", str(args.consumers)] if args.consumers != 1 else [])],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                  env=env)
         stack.callback(lambda: (server.terminate(), server.wait(30)))
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, server)
@@ -281,10 +365,14 @@ def main() -> None:
         cpu0 = {k: cpu_seconds(v, children=k == "redis") for k, v in parts.items()}
         redis0 = redis_figures(state)
         cpu0_own = cpu_seconds(parts["redis"])
+        postmaster = postgres_pid(url) if args.store == "postgresql" else None
+        store0 = tree_cpu_seconds(postmaster)
+        started = time.time()
         result = asyncio.run(post_loop(port, args.seconds, args.connections, args.batch, 2_000, base, args.rate,
-                                            args.per_user))
+                                            args.per_user, state))
         result["drain_seconds"] = round(drain(base), 1)
         cpu = {k: cpu_seconds(v, children=k == "redis") - cpu0[k] for k, v in parts.items()}
+        store_cpu = tree_cpu_seconds(postmaster) - store0
         result["redis_rewrite_cpu_us_per_event"] = round(
             (cpu["redis"] - (cpu_seconds(parts["redis"]) - cpu0_own)) / max(result["acked_events"], 1) * 1e6, 1)
         redis1 = redis_figures(state)
@@ -292,6 +380,8 @@ def main() -> None:
         acked = max(result["acked_events"], 1)
         # until the lag was drained (with the old code the workers' CPU includes their consumer threads)
         spent = {"workers": cpu["workers"] + cpu["supervisor"], "consumer": cpu["consumer"], "redis": cpu["redis"]}
+        if postmaster is not None:  # the PostgreSQL server's processes (DuckDB runs inside the consumer)
+            spent["postgresql"] = store_cpu
         result["cpu_us_per_event"] = {k: round(v / acked * 1e6, 1) for k, v in spent.items()}
         result["cpu_us_per_event"]["all"] = round(sum(spent.values()) / acked * 1e6, 1)
         result["events_per_cpu_second"] = round(acked / max(sum(spent.values()), 1e-9))
@@ -302,16 +392,33 @@ def main() -> None:
         result["stored"], result["stored_distinct"] = stored(url)
         result["stored"] -= args.prefill
         result["stored_distinct"] -= args.prefill
-        result["lag_trend"] = lag_trend(result["lag_samples"], args.rate or result["events_per_s"], args.batch)
+        if args.trace:
+            result["rounds"] = round_table(trace, started)
+        rate = args.rate or result["events_per_s"]
+        result["lag_trend"] = lag_trend(result["lag_samples"], rate, args.batch)
+        result["lag_trend_fine"] = lag_trend(per_second(result["lag_fine"], np.mean), rate, args.batch)
+        result["lag_trend_troughs"] = lag_trend(per_second(result["lag_fine"], np.min), rate, args.batch)
+        result["lag_and_rewrites"] = lag_and_rewrites(result["lag_fine"], result["aof_samples"])
         result.update(store=args.store, appendfsync=args.appendfsync, batch=args.batch, rate=args.rate or None,
                       consumers=args.consumers, per_user=args.per_user, prefill=args.prefill,
                       prefill_s=round(prefill_s, 1),
                       connections=args.connections, seconds=args.seconds,
                       machine=machine.describe())
-    print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}, indent=2))
+    series = ("lag_samples", "lag_fine", "aof_samples", "rounds")
+    print(json.dumps({k: v for k, v in result.items() if k not in series}, indent=2))
+    if "rounds" in result:
+        head = [k for k in result["rounds"][0] if k != "cpu_us_per_event"] if result["rounds"] else []
+        cpu = list(result["rounds"][0]["cpu_us_per_event"]) if result["rounds"] else []
+        print("consumer rounds per 30 s: wall ms per round | CPU us per event\n  "
+              + " ".join(f"{h[:8]:>8}" for h in head) + " |" + " ".join(f"{h[:8]:>8}" for h in cpu))
+        for row in result["rounds"]:
+            print("  " + " ".join(f"{row[h]:>8}" for h in head) + " |"
+                  + " ".join(f"{row['cpu_us_per_event'][h]:>8}" for h in cpu))
     print("lag (s, entries):", " ".join(f"{t:.0f}:{v}" for t, v in result["lag_samples"]))
     print(redis_report(redis0, redis1, max(result["acked_events"], 1)))
-    print("lag verdict:", result["lag_trend"]["verdict"])
+    print("lag verdict (once a second from /metrics):", result["lag_trend"]["verdict"])
+    print("lag verdict (every 50 ms, mean per second):", result["lag_trend_fine"]["verdict"])
+    print("lag verdict (every 50 ms, trough per second):", result["lag_trend_troughs"]["verdict"])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -40,6 +40,35 @@ def cpu_seconds(pids: list[int], children: bool = False) -> float:
     return total
 
 
+def postgres_pid(url: str) -> int | None:
+    """The postmaster of the PostgreSQL server at `url` (its data folder's postmaster.pid), None when unreadable (a
+    server on another host, or another user's files)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as con:
+            folder = con.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        return int((Path(folder) / "postmaster.pid").read_text().split()[0])
+    except (OSError, psycopg.Error, ValueError):
+        return None
+
+
+def tree_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds of `pid`, its children that exited (waited for) and its live children: a server that forks a
+    process per connection (PostgreSQL's backends) as one figure. Differences of two readings count a backend that
+    lived through both once (its whole life ends up in the parent's children figure when it exits)."""
+    if pid is None:
+        return 0.0
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                live.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return cpu_seconds([pid], children=True) + cpu_seconds(live)
+
+
 def redis_pid(url: str) -> list[int]:
     """The redis-server serving `url` (it titles itself `redis-server HOST:PORT`)."""
     port = b":" + url.rsplit(":", 1)[1].split("/", 1)[0].encode()

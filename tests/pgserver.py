@@ -32,8 +32,9 @@ def _bin_dir() -> Path | None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a server, yield its URL (superuser `aisle`, database `postgres`, trust auth), stop and delete it."""
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a server, yield its URL (superuser `aisle`, database `postgres`, trust auth), stop and delete it.
+    `settings`: more server settings (`{"shared_buffers": "1GB"}`; a benchmark's operator-tuned server)."""
     bindir = _bin_dir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are absent (apt-get install postgresql; .ci/run "
@@ -54,7 +55,7 @@ def postgres_server() -> Iterator[str]:
     subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "aisle", "--auth=trust", "-E", "UTF8",
                     "--no-sync"], check=True, capture_output=True, env=env)
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off " \
-           "-c full_page_writes=off"
+           "-c full_page_writes=off" + "".join(f" -c {k}={v}" for k, v in (settings or {}).items())
     subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w",
                     "-t", "60", "start"], check=True, capture_output=True, env=env)
     try:

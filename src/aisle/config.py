@@ -36,6 +36,7 @@ OTHER_VARIABLES = {
     "AISLE_CACHE": "where models, embeddings and exports are cached",
     "AISLE_SERVE_SETTINGS": "set by `aisle serve` for its worker processes",
     "AISLE_CONSUMER_PARENT": "set by `aisle serve` for its stream consumer processes (its pid)",
+    "AISLE_STREAM_TRACE": "a file the stream consumers append one line per round to (benchmarks/events.py --trace)",
 }
 """`AISLE_*` variables that are not settings but are still Aisle's (so they are not typos)."""
 
@@ -253,9 +254,10 @@ class Settings(_Frozen):
     tens of ms, the load benchmark's tail). 5 leaves it a third of a worker's weight when the CPU is saturated, so
     it still makes progress under a sustained write load; higher starves it more; 0 makes it the workers' equal."""
     events_store_s: float = Field(default=0.5, ge=0, le=60)
-    """Redis state: a consumer of the event stream that found less than a full round (1,000 entries) waits this long
-    before the next, so the store gets fewer, larger transactions (a DuckDB one costs ~80 ms of CPU whatever its
-    size); what an event waits in the stream before it is in the store. The live state has it at once."""
+    """Redis state: a consumer of the event stream that found less than a full round (1,000 entries) starts its next
+    round this long after the last one started (at once when that round took longer), so the store gets fewer,
+    larger transactions (a DuckDB one costs tens of ms of CPU whatever its size); about what an event waits in the
+    stream before it is in the store. The live state has it at once."""
     stream_claim_idle_s: float = Field(default=30.0, gt=0)
     """A stream entry taken by a consumer and not acknowledged for this long (the consumer died) is claimed and
     written by another."""

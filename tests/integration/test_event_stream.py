@@ -4,6 +4,8 @@ its consumers, and a kill -9 test of real processes (2 API workers + `aisle cons
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import random
 import signal
@@ -12,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -584,6 +587,70 @@ def test_a_consumer_deletes_what_it_wrote_while_the_user_was_erased(bundle_dir: 
         consumer.close()
         sink.close()
     assert _stored(db)["user_id"].to_list() == ["other", "other"]
+
+
+def _paced_rounds(redis_url: str, db: Path, trace: Path, write_s: float, monkeypatch: pytest.MonkeyPatch,
+                  seconds: float = 3.0) -> list[dict[str, Any]]:
+    """Run a consumer (`pace_s` 0.5) while an entry of 5 events arrives every 0.05 s for `seconds`, its store write
+    taking at least `write_s`; return its trace lines (`AISLE_STREAM_TRACE`) of the events stream."""
+    from aisle.serve.stream import TRACE_ENV, encode
+
+    monkeypatch.setenv(TRACE_ENV, str(trace))
+    r = redis.Redis.from_url(redis_url)
+    sink = StoreSink(db)
+
+    @contextlib.contextmanager
+    def slow() -> Iterator[Any]:
+        with sink.locked() as store:
+            yield store
+            time.sleep(write_s)  # a busy CPU or disk: the commit takes this long
+
+    consumer = Consumer(redis_url, slow, name="paced", pace_s=0.5, block_ms=100)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    try:
+        t0, k = time.monotonic(), 0
+        while time.monotonic() - t0 < seconds:
+            events = [{"event_id": f"p-{k}-{i}", "user_id": f"u{i}", "item_id": "i00001", "event_type": "view",
+                       "timestamp": datetime.now(UTC)} for i in range(5)]
+            r.xadd(stream_key(), {"e": b"[" + b",".join(encode(e) for e in events) + b"]"})
+            k += 1
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while r.xlen(stream_key()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(15)
+        consumer.close()
+        sink.close()
+        r.close()
+    assert _stored(db).height == 5 * k  # every event stored once
+    rounds = [json.loads(line) for line in trace.read_text().splitlines()]
+    return [x for x in rounds if x["stream"] == "e"]
+
+
+def test_a_consumer_paces_rounds_from_their_start_and_traces_each(tmp_path: Path, redis_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pace_s` spaces the rounds' starts (fewer, larger store transactions) without adding a pause after a round
+    that took longer: what arrived during a slow write is read at once. The trace has a line per round with the
+    wall and CPU seconds of each part."""
+    quick = _paced_rounds(redis_url, tmp_path / "quick.duckdb", tmp_path / "quick.jsonl", 0.0, monkeypatch)
+    starts = [x["start"] for x in quick]
+    assert len(quick) >= 3 and min(b - a for a, b in itertools.pairwise(starts)) >= 0.45
+    assert all(0 <= x["pause"] <= 0.5 for x in quick) and any(x["pause"] > 0 for x in quick)
+    parts = ("read", "prepare", "open", "append", "close", "erasures", "ack")
+    assert all(x[p] >= 0 and x[f"{p}_cpu"] >= 0 for x in quick for p in parts)
+    assert sum(x["events"] for x in quick) == sum(5 * x["entries"] for x in quick) == _stored(
+        tmp_path / "quick.duckdb").height
+
+    slow = _paced_rounds(redis_url, tmp_path / "slow.duckdb", tmp_path / "slow.jsonl", 0.7, monkeypatch)
+    # each write takes 0.7 s > pace_s: the next round starts as soon as this one ended (a pause after it would
+    # add 0.5 s to every gap)
+    assert len(slow) >= 3 and all(x["close"] >= 0.7 and x["pause"] == 0 for x in slow)
+    for this, after in itertools.pairwise(slow):
+        assert after["start"] - this["start"] < sum(this[p] for p in parts) + 0.25
 
 
 def test_without_redis_erase_runs_in_order_with_the_writes_before_it(bundle_dir: Path, tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ from aisle.types import EVENT_SCHEMA
 log = logging.getLogger("aisle.stream")
 
 GROUP = "aisle-store"
+#: A file to append one JSON line per consumer round to (entries read, seconds reading, writing, acknowledging,
+#: pausing): what `benchmarks/events.py --trace` tabulates to see which part of a round grows during a long run.
+TRACE_ENV = "AISLE_STREAM_TRACE"
 RATE_WINDOW_S = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -252,11 +255,12 @@ class Consumer:
                  forget_idle_s: float = 3600.0, stream: str = "events", pace_s: float = 0.0) -> None:
         """`stream`: "events" (`aisle:stream:events`, what POST /events accepted) or "impressions"
         (`aisle:impressions`, the served lists the workers log; `aisle.serve.impressions`). `pace_s`: after a
-        round that wrote something but less than `count` entries, wait this long before the next, so a busy stream
-        is written in fewer, larger store transactions: a DuckDB transaction costs ~80 ms of CPU whatever its size
-        (opening the file, the anti-join against the stored keys, the checkpoint at close), 48 us per event in
-        rounds of 2,000 events against 8 us in rounds of 100,000. A full round goes on at once (more is
-        waiting)."""
+        round that wrote something but less than `count` entries, the next starts `pace_s` after this one started,
+        so a busy stream is written in fewer, larger store transactions (each holds at least `pace_s` of traffic):
+        a DuckDB transaction costs tens of ms of CPU whatever its size (opening the file, the anti-join against the
+        stored keys, the checkpoint at close; benchmarks/events_store_rounds.py). Counted from the start, not the
+        end: a round that took `pace_s` or longer is followed at once, so what arrived meanwhile does not wait a
+        pause on top. A full round goes on at once too (more is waiting)."""
         import redis
 
         from aisle.serve import impressions
@@ -285,6 +289,10 @@ class Consumer:
         self.consumed = 0
         self.redelivered = 0
         self.dropped = 0
+        trace = os.environ.get(TRACE_ENV)
+        self._trace = open(trace, "ab", buffering=0) if trace else None  # noqa: SIM115 (closed by close())
+        self._times: dict[str, float] = {}
+        self._lap_at = (0.0, 0.0)
 
     def ensure_group(self) -> None:
         import redis
@@ -301,6 +309,8 @@ class Consumer:
         write their events to the store; acknowledge them. Returns the events written (0 when none waited)."""
         if not self._group_ready:
             self.ensure_group()
+        self._times = {"start": time.time()}
+        self._lap_at = (time.perf_counter(), time.thread_time())
         entries: list[tuple[str, dict[str, str]]] = []
         claimed = 0
         fresh = False  # entries delivered before (this consumer's own, or claimed) may be in the store already
@@ -327,6 +337,7 @@ class Consumer:
         self.full = len(entries) >= self.count
         if not entries:
             return 0
+        self._lap("read")
         frame, dropped = self._write(entries, fresh=fresh)
         ids = [entry_id for entry_id, _ in entries]
         second = int(time.time())
@@ -339,10 +350,26 @@ class Consumer:
         if claimed:
             pipe.incrby(f"{self.counters}:redelivered", claimed)
         pipe.execute()
+        self._lap("ack")
         self.consumed += frame.height
         self.redelivered += claimed
         self.dropped += dropped
+        self._times.update(entries=len(entries), events=frame.height)
         return frame.height
+
+    def _lap(self, part: str) -> None:
+        """Record the wall and CPU seconds (this thread's: DuckDB with one thread runs in it) since the last lap as
+        `part` of this round's trace line (`TRACE_ENV`)."""
+        if self._trace is not None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            self._times[part], self._times[f"{part}_cpu"] = wall - self._lap_at[0], cpu - self._lap_at[1]
+            self._lap_at = (wall, cpu)
+
+    def _log_round(self, paused: float) -> None:
+        """One line of the trace (`TRACE_ENV`) for the round just done, with the pause after it."""
+        if self._trace is not None and "events" in self._times:
+            self._trace.write(orjson.dumps({"consumer": self.name, "stream": self.field, **self._times,
+                                            "pause": round(paused, 4)}) + b"\n")
 
     def forget_gone(self) -> list[str]:
         """Remove from the group the consumers that hold nothing and were not heard of for `forget_idle_s` (every
@@ -391,15 +418,20 @@ class Consumer:
         before = self._erasures(users)
         frame = _without_erased(frame, before)
         dropped = offered - frame.height
+        self._lap("prepare")
         with self.store() as store:
+            self._lap("open")
             if frame.height:
                 self._append(store, frame.drop("_ms", "_seq"), fresh)
+            self._lap("append")
+        self._lap("close")
         after = self._erasures(users)
         late = {u: e for u, e in after.items() if before.get(u) != e}
         if late and _without_erased(frame, late).height < frame.height:  # erased while this was written
             with self.store() as store:
                 for user in late:
                     store.delete_user(user)
+        self._lap("erasures")
         return frame.drop("_ms", "_seq"), dropped
 
     def run(self, stop: threading.Event) -> None:
@@ -408,8 +440,15 @@ class Consumer:
         failures = 0
         while not stop.is_set():
             try:
+                started = time.monotonic()
+                paused = 0.0
                 if self.step() and self.pace_s and not self.full:
-                    stop.wait(self.pace_s)
+                    # pace from the round's start, not its end: a round that took `pace_s` or longer (a slow
+                    # store write, a busy CPU) is followed at once, so what waited meanwhile is not left for
+                    # another pause on top (the lag then rises with the write time, not 1.5 times it)
+                    paused = max(0.0, self.pace_s - (time.monotonic() - started))
+                    stop.wait(paused)
+                self._log_round(paused)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -419,6 +458,8 @@ class Consumer:
 
     def close(self) -> None:
         self.r.close()
+        if self._trace is not None:
+            self._trace.close()
 
 
 def compact_redis(redis_url: str, prefix: str = "aisle:", *, impression_grace_s: float = 3600.0) -> dict[str, int]:

@@ -106,7 +106,8 @@ class Store(StoreBackend):
         self._has_impressions = not read_only or bool(self._columns("impressions"))
 
     def _columns(self, table: str) -> set[str]:
-        """The column names of `table`; empty when there is no such table."""
+        """The column names of `table`; empty when there is no such table. `pragma_table_info`, not
+        information_schema: a stream consumer opens the store every round (benchmarks/events_store_rounds.py)."""
         try:
             return {r[0] for r in self.con.execute("SELECT name FROM pragma_table_info(?)", [table]).fetchall()}
         except duckdb.CatalogException:
