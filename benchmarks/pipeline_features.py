@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[t
                 seed: int, console: Console) -> SavedFrame:
     """One pipeline fit with every group of every variant and the largest `max_train_queries`; its training frame
     and validation candidates."""
-    every = tuple(dict.fromkeys(g for groups, _ in variants.values() for g in groups))
+    every = tuple(dict.fromkeys(g for groups, _ in variants.values() for g in groups if g not in DERIVED))
     data = read_dataspec(dataspec)
     split = leave_one_out(data.events)
     catalog = data.items if data.items.height else None
@@ -193,15 +194,18 @@ def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[
     """Per variant a combiner trained on the frame's columns it names, and the validation targets ranked by it."""
     n_users = len(frame.train_sizes)
     most = max(min(c.max_train_queries, n_users) for _, c in variants.values())
-    missing = {g for groups, _ in variants.values() for g in groups} - _groups_of(frame)
+    missing = {g for groups, _ in variants.values() for g in groups} - _groups_of(frame) - set(DERIVED)
     if missing:
         raise SystemExit(f"the frame has no {', '.join(sorted(missing))} columns: build it with those variants")
-    train_frame = FeatureFrame(frame.names, frame.train_values)
-    valid_frame = FeatureFrame(frame.names, frame.valid_values)
+    derived = tuple(dict.fromkeys(g for groups, _ in variants.values() for g in groups if g in DERIVED))
+    train_query = np.repeat(np.arange(len(frame.train_sizes)), frame.train_sizes)
+    train_frame = _with_derived(FeatureFrame(frame.names, frame.train_values), train_query, derived, frame)
+    valid_frame = _with_derived(FeatureFrame(frame.names, frame.valid_values), frame.valid_query, derived, frame)
     n_queries = len(frame.valid_user)
     rows, per_user = [], {}
     for name, (groups, settings) in variants.items():
-        columns = frame.feature_names(groups)
+        columns = frame.feature_names(tuple(g for g in groups if g not in DERIVED))
+        columns += [c for g in groups if g in DERIVED for c in DERIVED[g](frame.source_keys)]
         with console.status(f"{name}: training its combiner ..."):
             t1 = time.process_time()
             values, labels, sizes = _share_of_queries(train_frame.columns(columns), frame.train_labels,
@@ -241,6 +245,39 @@ def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[
                    for name, rank in per_user.items()]).write_parquet(args.per_user)
 
 
+def _normalised_ranks(values: FeatureFrame, query: np.ndarray, source_keys: list[str]) -> list[np.ndarray]:
+    """The `nrank` group, per source: the candidate's rank in that source's list over the list's length (its
+    `{key}_rr` turned back into a rank; the length counted over the query's rows in the frame, so after the
+    history is dropped), in [0, 1); 1 where the source did not propose it. Measured here, from the frame, before
+    it is worth a place in `aisle.pipeline.features`."""
+    out = []
+    for key in source_keys:
+        rr = values.column(f"{key}_rr").astype(np.float64)
+        present = rr > 0
+        length = np.bincount(query[present], minlength=int(query.max()) + 1 if len(query) else 0)
+        rank = np.where(present, 1.0 / np.where(present, rr, 1.0) - 1.0, 0.0)
+        out.append(np.where(present, np.minimum(rank / np.maximum(length[query], 1), 0.999), 1.0))
+    return out
+
+
+#: Groups computed here from the saved frame (a trial before a group joins the pipeline): name -> the columns'
+#: names for the pipeline's source keys. Their values: `_with_derived`.
+DERIVED: dict[str, Callable[[list[str]], list[str]]] = {"nrank": lambda keys: [f"{k}_nrank" for k in keys]}
+
+
+_DERIVED_VALUES = {"nrank": _normalised_ranks}
+
+
+def _with_derived(values: FeatureFrame, query: np.ndarray, groups: tuple[str, ...], frame: SavedFrame
+                  ) -> FeatureFrame:
+    """`values` with the derived groups' columns appended."""
+    if not groups:
+        return values
+    extra = [c for g in groups for c in _DERIVED_VALUES[g](values, query, frame.source_keys)]
+    names = values.names + tuple(c for g in groups for c in DERIVED[g](frame.source_keys))
+    return FeatureFrame(names, np.column_stack([values.values, *extra]).astype(np.float32))
+
+
 def _metric(rank: np.ndarray, metric: str, k: int) -> np.ndarray:
     """Per user, HR@k or NDCG@k of its one target at 0-based `rank` (inf: not a candidate)."""
     return np.where(rank < k, 1.0 if metric == "HR" else 1.0 / np.log2(np.minimum(rank, 1e9) + 2.0), 0.0)
@@ -273,7 +310,7 @@ def _variant(spec: str, base: PipelineConfig) -> tuple[tuple[str, ...], Pipeline
             lightgbm[key] = float(value) if "." in value or "e" in value else int(value)
         else:
             raise SystemExit(f"variant {spec!r}: unknown setting {key!r}; accepted: {', '.join(SETTINGS + TUNABLE)}")
-    return (() if groups == "none" else tuple(groups.split("+"))), base.updated({**over, "lightgbm": lightgbm})
+    return tuple(g for g in groups.split("+") if g != "none"), base.updated({**over, "lightgbm": lightgbm})
 
 
 def _share_of_queries(values: np.ndarray, labels: np.ndarray, sizes: np.ndarray, share: float, seed: int
