@@ -97,6 +97,8 @@ class SavedFrame:
     source_keys: list[str]
     scorer_keys: list[str]
     names: tuple[str, ...]
+    held_users: int  # the users with a held-out training event: what `max_train_queries` counts
+    drawn_users: int  # how many of them the training queries were drawn from (all, or the largest variant's share)
     train_values: np.ndarray
     train_labels: np.ndarray
     train_sizes: np.ndarray
@@ -116,7 +118,8 @@ class SavedFrame:
         np.savez(folder / "frame.npz", **{name: getattr(self, name) for name in self.ARRAYS})
         (folder / "frame.json").write_text(json.dumps({
             "dataspec": self.dataspec, "seed": self.seed, "fit_seconds": self.fit_seconds,
-            "source_keys": self.source_keys, "scorer_keys": self.scorer_keys, "names": list(self.names)}))
+            "source_keys": self.source_keys, "scorer_keys": self.scorer_keys, "names": list(self.names),
+            "held_users": self.held_users, "drawn_users": self.drawn_users}))
 
     @classmethod
     def load(cls, folder: Path) -> SavedFrame:
@@ -124,7 +127,7 @@ class SavedFrame:
         with np.load(folder / "frame.npz") as arrays:
             loaded = {name: arrays[name] for name in cls.ARRAYS}
         return cls(meta["dataspec"], meta["seed"], meta["fit_seconds"], meta["source_keys"], meta["scorer_keys"],
-                   tuple(meta["names"]), **loaded)
+                   tuple(meta["names"]), meta["held_users"], meta["drawn_users"], **loaded)
 
     def feature_names(self, groups: tuple[str, ...]) -> list[str]:
         return feature_names(self.source_keys, groups, self.scorer_keys)
@@ -183,7 +186,7 @@ def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[t
             kept.append((cands.features.values[rows], cands.query[rows] + a, cands.item[rows]))
             status.update(f"the validation candidates ... {b:,}/{len(queries):,}")
     return SavedFrame(
-        dataspec, seed, fit_s, pipe.source_keys, pipe.scorer_keys, frame.names, frame.values,
+        dataspec, seed, fit_s, pipe.source_keys, pipe.scorer_keys, frame.names, len(held_users), most, frame.values,
         captured["labels"], captured["sizes"], user[keep], item[keep],
         np.vstack([k[0] for k in kept]), np.concatenate([k[1] for k in kept]), np.concatenate([k[2] for k in kept]),
         np.asarray(queries.user_idx), np.concatenate(targets))
@@ -192,8 +195,10 @@ def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[t
 def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[tuple[str, ...], PipelineConfig]],
              args: argparse.Namespace, console: Console) -> None:
     """Per variant a combiner trained on the frame's columns it names, and the validation targets ranked by it."""
-    n_users = len(frame.train_sizes)
-    most = max(min(c.max_train_queries, n_users) for _, c in variants.values())
+    wanted = {name: min(c.max_train_queries, frame.held_users) for name, (_, c) in variants.items()}
+    if max(wanted.values()) > frame.drawn_users:
+        raise SystemExit(f"the frame's training queries come from {frame.drawn_users:,} users; a variant wants "
+                         f"{max(wanted.values()):,}: build it with that variant")
     missing = {g for groups, _ in variants.values() for g in groups} - _groups_of(frame) - set(DERIVED)
     if missing:
         raise SystemExit(f"the frame has no {', '.join(sorted(missing))} columns: build it with those variants")
@@ -208,14 +213,14 @@ def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[
         columns += [c for g in groups if g in DERIVED for c in DERIVED[g](frame.source_keys)]
         with console.status(f"{name}: training its combiner ..."):
             t1 = time.process_time()
-            values, labels, sizes = _share_of_queries(train_frame.columns(columns), frame.train_labels,
-                                                      frame.train_sizes, min(settings.max_train_queries, n_users)
-                                                      / most, base.seed)
+            values, labels, sizes = _share_of_queries(_columns(train_frame, columns), frame.train_labels,
+                                                      frame.train_sizes, wanted[name] / frame.drawn_users,
+                                                      base.seed)
             combiner = Combiner.of_config(frame.source_keys, settings).fit(
                 FeatureFrame(tuple(columns), values), labels, sizes, holdout_fraction=base.holdout_fraction,
                 rng=np.random.default_rng(base.seed))
             combiner_s = time.process_time() - t1
-        scores = combiner.score(FeatureFrame(tuple(columns), valid_frame.columns(columns)))
+        scores = combiner.score(FeatureFrame(tuple(columns), _columns(valid_frame, columns)))
         rank = np.full(n_queries, np.inf)
         got = target_ranks(frame.valid_query, frame.valid_item, scores, frame.valid_target)
         rank[np.isfinite(got)] = got[np.isfinite(got)]
@@ -276,6 +281,11 @@ def _with_derived(values: FeatureFrame, query: np.ndarray, groups: tuple[str, ..
     extra = [c for g in groups for c in _DERIVED_VALUES[g](values, query, frame.source_keys)]
     names = values.names + tuple(c for g in groups for c in DERIVED[g](frame.source_keys))
     return FeatureFrame(names, np.column_stack([values.values, *extra]).astype(np.float32))
+
+
+def _columns(values: FeatureFrame, names: list[str]) -> np.ndarray:
+    """`values.columns(names)`, without a copy when those are all its columns in order (a Beauty frame is 1 GB)."""
+    return values.values if list(values.names) == names else values.columns(names)
 
 
 def _metric(rank: np.ndarray, metric: str, k: int) -> np.ndarray:
