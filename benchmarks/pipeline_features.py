@@ -30,10 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -43,10 +46,11 @@ from aisle.cli.train import load_config, pipeline_config
 from aisle.data.readers import read_dataspec
 from aisle.data.splits import leave_one_out
 from aisle.evaluate.protocol import build_queries, item_vocab
-from aisle.models.base import TrainData
+from aisle.models.base import QueryBatch, TrainData
 from aisle.pipeline import Combiner, FeatureFrame, Pipeline, PipelineConfig
 from aisle.pipeline.combiner import TUNABLE
 from aisle.pipeline.core import hold_out_last
+from aisle.pipeline.features import GROUPS, Candidates, feature_names
 
 SETTINGS = ("rounds", "early_stop", "max_train_queries")
 
@@ -58,72 +62,247 @@ def main() -> None:
     ap.add_argument("--variants", default="none,tags")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--save-frame", type=Path, help="a folder: keep the fitted pipeline's training frame and the "
+                    "validation candidates there, so that --load-frame compares combiners without refitting")
+    ap.add_argument("--load-frame", type=Path, help="a folder written by --save-frame (same dataspec and seed)")
+    ap.add_argument("--per-user", type=Path, help="a .parquet file: each validation user's HR/NDCG@10 per variant")
     args = ap.parse_args()
     torch.set_num_threads(1)
     console = Console(stderr=True)
     base = pipeline_config(load_config(args.config), sources=DEMO_SOURCES_FAST)
     variants = {v: _variant(v, base) for v in args.variants.split(",")}
-    every = tuple(dict.fromkeys(g for groups, _ in variants.values() for g in groups))
-    data = read_dataspec(args.dataspec)
+    if args.load_frame:
+        frame = SavedFrame.load(args.load_frame)
+        if (frame.dataspec, frame.seed) != (args.dataspec, args.seed):
+            raise SystemExit(f"{args.load_frame} holds {frame.dataspec} at seed {frame.seed}, not {args.dataspec} "
+                             f"at seed {args.seed}")
+    else:
+        frame = build_frame(args.dataspec, base, variants, args.seed, console)
+        if args.save_frame:
+            frame.save(args.save_frame)
+            console.print(f"saved the frame to {args.save_frame}")
+    _compare(frame, base, variants, args, console)
+
+
+@dataclass
+class SavedFrame:
+    """What every combiner variant is trained and judged on, from one pipeline fit: the training frame (the
+    queries whose held-out event is a candidate, as `Pipeline.training_frame` builds it, with each row's user and
+    item), and the validation candidates of the users whose validation target is a candidate (the others are
+    misses whatever the combiner does, so their rows are not kept: the frame stays a few hundred MB on Beauty)."""
+
+    dataspec: str
+    seed: int
+    fit_seconds: float
+    source_keys: list[str]
+    scorer_keys: list[str]
+    names: tuple[str, ...]
+    held_users: int  # the users with a held-out training event: what `max_train_queries` counts
+    drawn_users: int  # how many of them the training queries were drawn from (all, or the largest variant's share)
+    train_values: np.ndarray
+    train_labels: np.ndarray
+    train_sizes: np.ndarray
+    train_user: np.ndarray
+    train_item: np.ndarray
+    valid_values: np.ndarray
+    valid_query: np.ndarray  # row -> position in valid_user
+    valid_item: np.ndarray
+    valid_user: np.ndarray  # every validation user, in query order
+    valid_target: np.ndarray
+
+    ARRAYS = ("train_values", "train_labels", "train_sizes", "train_user", "train_item", "valid_values",
+              "valid_query", "valid_item", "valid_user", "valid_target")
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "frame.npz", **{name: getattr(self, name) for name in self.ARRAYS})
+        (folder / "frame.json").write_text(json.dumps({
+            "dataspec": self.dataspec, "seed": self.seed, "fit_seconds": self.fit_seconds,
+            "source_keys": self.source_keys, "scorer_keys": self.scorer_keys, "names": list(self.names),
+            "held_users": self.held_users, "drawn_users": self.drawn_users}))
+
+    @classmethod
+    def load(cls, folder: Path) -> SavedFrame:
+        meta = json.loads((folder / "frame.json").read_text())
+        with np.load(folder / "frame.npz") as arrays:
+            loaded = {name: arrays[name] for name in cls.ARRAYS}
+        return cls(meta["dataspec"], meta["seed"], meta["fit_seconds"], meta["source_keys"], meta["scorer_keys"],
+                   tuple(meta["names"]), meta["held_users"], meta["drawn_users"], **loaded)
+
+    def feature_names(self, groups: tuple[str, ...]) -> list[str]:
+        return feature_names(self.source_keys, groups, self.scorer_keys)
+
+
+def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[tuple[str, ...], PipelineConfig]],
+                seed: int, console: Console) -> SavedFrame:
+    """One pipeline fit with every group of every variant and the largest `max_train_queries`; its training frame
+    and validation candidates."""
+    every = tuple(dict.fromkeys(g for groups, _ in variants.values() for g in groups if g not in DERIVED))
+    data = read_dataspec(dataspec)
     split = leave_one_out(data.events)
     catalog = data.items if data.items.height else None
     train = TrainData.from_events(split.history("valid"), items=item_vocab(data.events, catalog), catalog=catalog)
-    n_users = len(hold_out_last(train)[1])
-    most = max(min(c.max_train_queries, n_users) for _, c in variants.values())
+    _, held_users, held_targets = hold_out_last(train)
+    most = max(min(c.max_train_queries, len(held_users)) for _, c in variants.values())
     config = base.updated({"features": every, "max_train_queries": most})
     captured: dict[str, Any] = {}
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    pipe = Pipeline(config, seed=seed)
+    candidates = pipe.candidates
+
+    def recording(batch: QueryBatch, **kw: Any) -> Candidates:  # the training frame's rows: which user, which item
+        cands = candidates(batch, **kw)
+        seen.append((np.asarray(batch.user_idx)[cands.query], cands.item))
+        return cands
+
+    pipe.candidates = recording  # type: ignore[method-assign]
     t0 = time.perf_counter()
     with console.status("fitting the pipeline on the training events ..."):
-        pipe = Pipeline(config, seed=args.seed).fit(
-            train, on_training_frame=lambda f, y, g: captured.update(frame=f, labels=y, sizes=g))
+        pipe.fit(train, on_training_frame=lambda f, y, g: captured.update(frame=f, labels=y, sizes=g))
     fit_s = time.perf_counter() - t0
+    del pipe.candidates
+    target_of = np.full(train.n_users, -1, np.int64)
+    target_of[held_users] = held_targets
+    user = np.concatenate([u for u, _ in seen])
+    item = np.concatenate([i for _, i in seen])
+    found = np.bincount(user[item == target_of[user]], minlength=train.n_users) > 0
+    keep = found[user]
     frame: FeatureFrame = captured["frame"]
-    combiners: dict[str, tuple[list[str], Combiner]] = {}
-    combiner_s: dict[str, float] = {}
-    n_train: dict[str, int] = {}
-    for name, (groups, settings) in variants.items():
-        columns = pipe.feature_names(groups)
-        with console.status(f"{name}: training its combiner ..."):
-            t1 = time.process_time()
-            values, labels, sizes = _share_of_queries(frame.columns(columns), captured["labels"], captured["sizes"],
-                                                      min(settings.max_train_queries, n_users) / most, config.seed)
-            rng = np.random.default_rng(config.seed)
-            combiner = Combiner.of_config(pipe.source_keys, settings)
-            combiners[name] = (columns, combiner.fit(FeatureFrame(tuple(columns), values), labels, sizes,
-                                                     holdout_fraction=config.holdout_fraction, rng=rng))
-            combiner_s[name] = time.process_time() - t1
-            n_train[name] = len(sizes)
+    if keep.sum() != len(frame.values) or not np.array_equal(item[keep] == target_of[user[keep]],
+                                                               captured["labels"] > 0):
+        raise SystemExit("the recorded training rows do not line up with the training frame")
     queries = build_queries(train, split.history("valid"), split.valid)
-    ranks: dict[str, list[np.ndarray]] = {name: [] for name in variants}
+    kept: list[tuple[np.ndarray, ...]] = []
+    targets = []
     step = 1024
-    with console.status("ranking the validation targets ...") as status:
+    with console.status("the validation candidates ...") as status:
         for a in range(0, len(queries), step):
             b = min(a + step, len(queries))
             cands = pipe.candidates(queries.batch(a, b))
             target = queries.targets(a, b)[0][:, 0]
-            for name, (columns, combiner) in combiners.items():
-                scores = combiner.score(FeatureFrame(tuple(columns), cands.features.columns(columns)))
-                ranks[name].append(target_ranks(cands.query, cands.item, scores, target))
-            status.update(f"ranking the validation targets ... {b:,}/{len(queries):,}")
-    rows = []
-    for name, (_, combiner) in combiners.items():
-        rank = np.concatenate(ranks[name])
+            targets.append(target)
+            hit = np.bincount(cands.query[cands.item == target[cands.query]], minlength=b - a) > 0
+            rows = hit[cands.query]
+            kept.append((cands.features.values[rows], cands.query[rows] + a, cands.item[rows]))
+            status.update(f"the validation candidates ... {b:,}/{len(queries):,}")
+    return SavedFrame(
+        dataspec, seed, fit_s, pipe.source_keys, pipe.scorer_keys, frame.names, len(held_users), most, frame.values,
+        captured["labels"], captured["sizes"], user[keep], item[keep],
+        np.vstack([k[0] for k in kept]), np.concatenate([k[1] for k in kept]), np.concatenate([k[2] for k in kept]),
+        np.asarray(queries.user_idx), np.concatenate(targets))
+
+
+def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[tuple[str, ...], PipelineConfig]],
+             args: argparse.Namespace, console: Console) -> None:
+    """Per variant a combiner trained on the frame's columns it names, and the validation targets ranked by it."""
+    wanted = {name: min(c.max_train_queries, frame.held_users) for name, (_, c) in variants.items()}
+    if max(wanted.values()) > frame.drawn_users:
+        raise SystemExit(f"the frame's training queries come from {frame.drawn_users:,} users; a variant wants "
+                         f"{max(wanted.values()):,}: build it with that variant")
+    missing = {g for groups, _ in variants.values() for g in groups} - _groups_of(frame) - set(DERIVED)
+    if missing:
+        raise SystemExit(f"the frame has no {', '.join(sorted(missing))} columns: build it with those variants")
+    derived = tuple(dict.fromkeys(g for groups, _ in variants.values() for g in groups if g in DERIVED))
+    train_query = np.repeat(np.arange(len(frame.train_sizes)), frame.train_sizes)
+    train_frame = _with_derived(FeatureFrame(frame.names, frame.train_values), train_query, derived, frame)
+    valid_frame = _with_derived(FeatureFrame(frame.names, frame.valid_values), frame.valid_query, derived, frame)
+    n_queries = len(frame.valid_user)
+    rows, per_user = [], {}
+    for name, (groups, settings) in variants.items():
+        columns = frame.feature_names(tuple(g for g in groups if g not in DERIVED))
+        columns += [c for g in groups if g in DERIVED for c in DERIVED[g](frame.source_keys)]
+        with console.status(f"{name}: training its combiner ..."):
+            t1 = time.process_time()
+            values, labels, sizes = _share_of_queries(_columns(train_frame, columns), frame.train_labels,
+                                                      frame.train_sizes, wanted[name] / frame.drawn_users,
+                                                      base.seed)
+            combiner = Combiner.of_config(frame.source_keys, settings).fit(
+                FeatureFrame(tuple(columns), values), labels, sizes, holdout_fraction=base.holdout_fraction,
+                rng=np.random.default_rng(base.seed))
+            combiner_s = time.process_time() - t1
+        scores = combiner.score(FeatureFrame(tuple(columns), _columns(valid_frame, columns)))
+        rank = np.full(n_queries, np.inf)
+        got = target_ranks(frame.valid_query, frame.valid_item, scores, frame.valid_target)
+        rank[np.isfinite(got)] = got[np.isfinite(got)]
+        per_user[name] = rank
         rows.append({"variant": name, "ranker": combiner.ranker, "rounds": str(combiner.best_rounds),
-                     "queries": str(n_train[name]), "combiner CPU s": f"{combiner_s[name]:.0f}",
-                     **{f"{m}@{k}": float(np.mean(np.where(rank < k, 1.0 if m == "HR" else
-                                                           1.0 / np.log2(np.minimum(rank, 1e9) + 2.0), 0.0)))
-                        for k in (10, 20) for m in ("HR", "NDCG")}})
-    table = Table(title=f"{args.dataspec}: combiner feature groups on the validation targets "
-                        f"({len(queries):,} users), seed {args.seed}; pipeline fit {fit_s:.0f}s",
-                  title_justify="left")
+                     "queries": str(len(sizes)), "combiner CPU s": f"{combiner_s:.0f}",
+                     **{f"{m}@{k}": float(np.mean(_metric(rank, m, k))) for k in (10, 20) for m in ("HR", "NDCG")}})
+    first = next(iter(per_user))
+    for row in rows:
+        diff = _metric(per_user[row["variant"]], "NDCG", 10) - _metric(per_user[first], "NDCG", 10)
+        row[f"ΔNDCG@10 vs {first}"] = float(diff.mean())
+        row["p"] = _paired_p(diff)
+    table = Table(title=f"{args.dataspec}: combiner variants on the validation targets ({n_queries:,} users), "
+                        f"seed {args.seed}; pipeline fit {frame.fit_seconds:.0f}s", title_justify="left")
     for col in rows[0]:
         table.add_column(col, justify="left" if col in ("variant", "ranker") else "right")
     for row in rows:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     Console().print(table)
     if args.json:
-        args.json.write_text(json.dumps({"dataspec": args.dataspec, "seed": args.seed, "fit_seconds": fit_s,
-                                         "users": len(queries), "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"dataspec": args.dataspec, "seed": args.seed,
+                                         "fit_seconds": frame.fit_seconds, "users": n_queries, "rows": rows},
+                                        indent=2))
+    if args.per_user:
+        pl.concat([pl.DataFrame({"user_id": frame.valid_user.astype(str), "model": name,
+                                 "HR@10": _metric(rank, "HR", 10), "NDCG@10": _metric(rank, "NDCG", 10)})
+                   for name, rank in per_user.items()]).write_parquet(args.per_user)
+
+
+def _normalised_ranks(values: FeatureFrame, query: np.ndarray, source_keys: list[str]) -> list[np.ndarray]:
+    """The `nrank` group, per source: the candidate's rank in that source's list over the list's length (its
+    `{key}_rr` turned back into a rank; the length counted over the query's rows in the frame, so after the
+    history is dropped), in [0, 1); 1 where the source did not propose it. Measured here, from the frame, before
+    it is worth a place in `aisle.pipeline.features`."""
+    out = []
+    for key in source_keys:
+        rr = values.column(f"{key}_rr").astype(np.float64)
+        present = rr > 0
+        length = np.bincount(query[present], minlength=int(query.max()) + 1 if len(query) else 0)
+        rank = np.where(present, 1.0 / np.where(present, rr, 1.0) - 1.0, 0.0)
+        out.append(np.where(present, np.minimum(rank / np.maximum(length[query], 1), 0.999), 1.0))
+    return out
+
+
+#: Groups computed here from the saved frame (a trial before a group joins the pipeline): name -> the columns'
+#: names for the pipeline's source keys. Their values: `_with_derived`.
+DERIVED: dict[str, Callable[[list[str]], list[str]]] = {"nrank": lambda keys: [f"{k}_nrank" for k in keys]}
+
+
+_DERIVED_VALUES = {"nrank": _normalised_ranks}
+
+
+def _with_derived(values: FeatureFrame, query: np.ndarray, groups: tuple[str, ...], frame: SavedFrame
+                  ) -> FeatureFrame:
+    """`values` with the derived groups' columns appended."""
+    if not groups:
+        return values
+    extra = [c for g in groups for c in _DERIVED_VALUES[g](values, query, frame.source_keys)]
+    names = values.names + tuple(c for g in groups for c in DERIVED[g](frame.source_keys))
+    return FeatureFrame(names, np.column_stack([values.values, *extra]).astype(np.float32))
+
+
+def _columns(values: FeatureFrame, names: list[str]) -> np.ndarray:
+    """`values.columns(names)`, without a copy when those are all its columns in order (a Beauty frame is 1 GB)."""
+    return values.values if list(values.names) == names else values.columns(names)
+
+
+def _metric(rank: np.ndarray, metric: str, k: int) -> np.ndarray:
+    """Per user, HR@k or NDCG@k of its one target at 0-based `rank` (inf: not a candidate)."""
+    return np.where(rank < k, 1.0 if metric == "HR" else 1.0 / np.log2(np.minimum(rank, 1e9) + 2.0), 0.0)
+
+
+def _paired_p(diff: np.ndarray) -> float:
+    """Two-sided p of a paired t-test on per-user differences (1.0 when they are all zero)."""
+    from scipy import stats
+
+    return float(stats.ttest_1samp(diff, 0.0).pvalue) if diff.any() else 1.0
+
+
+def _groups_of(frame: SavedFrame) -> set[str]:
+    """The optional feature groups whose columns the frame holds."""
+    return {g for g in GROUPS if set(frame.feature_names((g,))) <= set(frame.names)}
 
 
 def _variant(spec: str, base: PipelineConfig) -> tuple[tuple[str, ...], PipelineConfig]:
@@ -141,7 +320,7 @@ def _variant(spec: str, base: PipelineConfig) -> tuple[tuple[str, ...], Pipeline
             lightgbm[key] = float(value) if "." in value or "e" in value else int(value)
         else:
             raise SystemExit(f"variant {spec!r}: unknown setting {key!r}; accepted: {', '.join(SETTINGS + TUNABLE)}")
-    return (() if groups == "none" else tuple(groups.split("+"))), base.updated({**over, "lightgbm": lightgbm})
+    return tuple(g for g in groups.split("+") if g != "none"), base.updated({**over, "lightgbm": lightgbm})
 
 
 def _share_of_queries(values: np.ndarray, labels: np.ndarray, sizes: np.ndarray, share: float, seed: int
