@@ -20,6 +20,7 @@ DOCUMENTED = Path(__file__).parents[2] / "benchmarks" / "pipeline_fast.toml"
 DEEP = Path(__file__).parents[2] / "benchmarks" / "pipeline_deep.toml"
 HOPS = Path(__file__).parents[2] / "benchmarks" / "pipeline_hops.toml"
 FULL = Path(__file__).parents[2] / "benchmarks" / "pipeline_full.toml"
+STOPPED = Path(__file__).parents[2] / "benchmarks" / "pipeline_full_stopped.toml"
 
 
 def _flat(output: str) -> str:
@@ -179,3 +180,26 @@ def test_the_full_scoring_pipeline_measured_is_the_one_served(tmp_path: Path) ->
     assert served == measured
     assert served["features"] == ["tags", "full"]
     assert [s["key"] for s in served["sources"] if s["kind"] in ("user", "sequential")] == ["sasrec", "als"]
+
+
+def _pipeline_lines(path: Path) -> list[str]:
+    """The `[pipeline]` table's lines (what configures the pipeline; the comments above it only explain)."""
+    return path.read_text().split("[pipeline]", 1)[1].splitlines()
+
+
+def test_the_early_stopped_deep_pipeline_differs_only_in_sasrec_and_is_the_one_served(tmp_path: Path) -> None:
+    """`benchmarks/pipeline_full_stopped.toml` is `pipeline_full.toml` with SASRec's epochs chosen by early
+    stopping on each user's held-out last item: the with/without-deep rows compare it against the same file
+    without its SASRec line, so every other line must be `pipeline_full.toml`'s. Measured == served as for the
+    others, with the 80-epoch cap cut to 2 to keep the test in seconds."""
+    full, stopped = _pipeline_lines(FULL), _pipeline_lines(STOPPED)
+    changed = [(a, b) for a, b in zip(full, stopped, strict=True) if a != b]
+    assert len(changed) == 1 and all('key = "sasrec"' in line for line in changed[0])
+    text = STOPPED.read_text()
+    assert text.count("epochs = 80,") == 1
+    quick = tmp_path / "stopped.toml"
+    quick.write_text(text.replace("epochs = 80,", "epochs = 2,"))
+    measured, served = _served_config(tmp_path, quick)
+    assert served == measured
+    deep = next(s for s in served["sources"] if s["key"] == "sasrec")
+    assert deep["fit_once"] and deep["params"] == {"epochs": 2, "holdout": True, "eval_every": 2, "patience": 10}
