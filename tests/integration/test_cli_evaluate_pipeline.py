@@ -145,14 +145,20 @@ def test_what_is_measured_is_what_is_served(tmp_path: Path) -> None:
     assert default["sources"] == served["sources"]
 
 
+def _shortened(tmp_path: Path, config: Path, long: str, short: str) -> Path:
+    """A copy of `config` whose one training-length setting `long` reads `short`: the test checks what is measured
+    and served, not the model's quality, so it trains for seconds."""
+    text = config.read_text()
+    assert text.count(long) == 1
+    quick = tmp_path / config.name
+    quick.write_text(text.replace(long, short))
+    return quick
+
+
 def test_the_deep_pipeline_measured_is_the_one_served(tmp_path: Path) -> None:
     """The same for the configuration with the deep source (`benchmarks/pipeline_deep.toml`): SASRec fitted once,
     within its time budget, in both. Its 8 epochs become 1 here (the only change), to keep the test in seconds."""
-    text = DEEP.read_text()
-    assert text.count("epochs = 8,") == 1
-    quick = tmp_path / "deep.toml"
-    quick.write_text(text.replace("epochs = 8,", "epochs = 1,"))
-    measured, served = _served_config(tmp_path, quick)
+    measured, served = _served_config(tmp_path, _shortened(tmp_path, DEEP, "epochs = 8,", "epochs = 1,"))
     assert served == measured
     deep = next(s for s in served["sources"] if s["kind"] == "sequential")
     assert deep["model"] == "sasrec" and deep["fit_once"] and deep["params"]["max_seconds"] > 0
@@ -172,10 +178,8 @@ def test_the_full_scoring_pipeline_measured_is_the_one_served(tmp_path: Path) ->
     """The same for `benchmarks/pipeline_full.toml`: the two-hop pipeline with SASRec, its user sources scoring
     every candidate (the "full" feature group) in both. SASRec's 20 epochs (a count, not a time budget: the
     rows must not depend on the machine's load) become 1 here."""
-    text = FULL.read_text()
-    assert text.count("params = {epochs = 20}") == 1 and "max_seconds" not in text.split("[pipeline]")[1]
-    quick = tmp_path / "full.toml"
-    quick.write_text(text.replace("params = {epochs = 20}", "params = {epochs = 1}"))
+    assert "max_seconds" not in FULL.read_text().split("[pipeline]")[1]
+    quick = _shortened(tmp_path, FULL, "params = {epochs = 20}", "params = {epochs = 1}")
     measured, served = _served_config(tmp_path, quick)
     assert served == measured
     assert served["features"] == ["tags", "full"]
@@ -195,11 +199,7 @@ def test_the_early_stopped_deep_pipeline_differs_only_in_sasrec_and_is_the_one_s
     full, stopped = _pipeline_lines(FULL), _pipeline_lines(STOPPED)
     changed = [(a, b) for a, b in zip(full, stopped, strict=True) if a != b]
     assert len(changed) == 1 and all('key = "sasrec"' in line for line in changed[0])
-    text = STOPPED.read_text()
-    assert text.count("epochs = 80,") == 1
-    quick = tmp_path / "stopped.toml"
-    quick.write_text(text.replace("epochs = 80,", "epochs = 2,"))
-    measured, served = _served_config(tmp_path, quick)
+    measured, served = _served_config(tmp_path, _shortened(tmp_path, STOPPED, "epochs = 80,", "epochs = 2,"))
     assert served == measured
     deep = next(s for s in served["sources"] if s["key"] == "sasrec")
     assert deep["fit_once"] and deep["params"] == {"epochs": 2, "holdout": True, "eval_every": 2, "patience": 10}
