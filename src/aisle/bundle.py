@@ -363,7 +363,8 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
                                        "adapted": adaptation.adapted, "pairs": adaptation.pairs,
                                        "encoder": adaptation.encoder, "carried": adaptation.carried}
         parts["search"] = {"what": f"{len(engine.catalog):,} items, dense={dense}, reranker="
-                                   f"{'yes' if engine.reranker is not None else 'no'}",
+                                   f"{'yes' if engine.reranker is not None else 'no'}, search memory="
+                                   f"{f'{len(engine.memory):,} logged searches' if engine.memory else 'no'}",
                            "seconds": time.perf_counter() - t0}
     bundle = Bundle(items=items, users=train.users, catalog=catalog, histories=Histories.from_train(train,
                     history_length), pipeline=pipe, user_rows=rows, ranked=ranked, search=engine,
@@ -403,8 +404,16 @@ def _search_engine(data: Any, dense: bool, adapt: Any = None, previous: Path | N
 
         engine, adaptation = adapt_engine(engine, judgments, adapt, previous=previous)
     if judgments.height:
+        from aisle.search.memory import MIN_LOGGED_QUERIES
+
         judged = ev.judged_queries(judgments, engine)
-        prep = ev.prepare(engine, [j.query for j in judged])
+        memories, memory = None, None
+        if engine.dense is not None and len(judged) >= MIN_LOGGED_QUERIES:
+            # the search memory of the store's logged searches; the reranker learns from cross-fitted memories,
+            # so each logged query's features come from the OTHER folds' searches, as a new query's would
+            memories, memory = ev.cross_fitted_memories(engine, judged, np.arange(len(judged)))
+        prep = ev.prepare(engine, [j.query for j in judged], memories=memories)
         if sum(len(p.features) for p in prep) >= 100:
             engine.reranker = ev.fit(prep, ev.head_gains(prep, judged), list(range(len(prep))))
+            engine.memory = memory
     return engine, adaptation
