@@ -112,6 +112,15 @@ def adapt_settings(params: dict[str, dict[str, Any]], flag: bool | None, seed: i
         raise ValueError(f"[search]: {exc}") from None
 
 
+def search_memory_setting(params: dict[str, dict[str, Any]]) -> bool:
+    """`memory` of the `[search]` table (default true): whether search keeps a memory of the log's searches
+    (`aisle.search.memory`). Raises ValueError for anything but a boolean."""
+    memory = params.get(SEARCH_TABLE, {}).get("memory", True)
+    if not isinstance(memory, bool):
+        raise ValueError(f"[search] memory must be true or false, not {memory!r}")
+    return memory
+
+
 def parameter_names(cls: type) -> set[str]:
     """The keyword arguments a model class takes: its own list when its constructor forwards `**overrides`
     (`parameter_names()`), else the named parameters of `__init__`."""
@@ -215,9 +224,7 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     try:  # the configuration first: a typo in it must not cost a data read
         pcfg = pipeline_config(params)
         adapt_cfg = adapt_settings(params, adapt, seed) if search else None
-        memory = params.get(SEARCH_TABLE, {}).get("memory", True)
-        if not isinstance(memory, bool):
-            raise ValueError(f"[search] memory must be true or false, not {memory!r}")
+        memory = search_memory_setting(params)
         if adapt_cfg is not None and not dense:
             raise ValueError("--adapt fine-tunes the dense search encoder: it needs --dense")
         data = read_dataspec(dataspec)
