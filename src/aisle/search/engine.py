@@ -144,7 +144,7 @@ class SearchEngine:
     def with_encoder(self, embedder: Embedder, *, progress: bool = False) -> SearchEngine:
         """This engine with its dense index rebuilt by another encoder (a fine-tuned one: `aisle.search.adapt`);
         catalog, lexical index and spelling are shared. The reranker is dropped: it learned on the old encoder's
-        cosines, so the caller trains a new one."""
+        cosines, so the caller trains a new one; so is the search memory, whose query vectors are the old encoder's."""
         texts = [self.catalog.embedding_text(i) for i in range(len(self.catalog))]
         dense = DenseIndex(embedder.embed_texts(texts, progress=progress))
         return SearchEngine(self.catalog, self.lexical, dense, self.spell, embedder=embedder, config=self.config)
@@ -477,8 +477,10 @@ class SearchEngine:
     def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates | None) -> Hit:
         cat = self.catalog
         title = cat.texts["title"][row]
-        fields, dense, similarity = [], False, None
+        fields, dense, similarity, memory = [], False, None, None
         if cand is not None:
+            if cand.recollection is not None:  # shoppers chose it after a similar logged search
+                memory = cand.recollection.chosen_after(row)
             fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
             pos = np.searchsorted(cand.rows, row)
             dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
@@ -487,7 +489,7 @@ class SearchEngine:
         price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
         return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
                    price=price, matched={"fields": fields, "terms": in_title, "dense": dense,
-                                         "dense_similarity": similarity})
+                                         "dense_similarity": similarity, "memory_similarity": memory})
 
     def more_like(self, item_id: str, filters: Filters, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows closest in meaning to the item (cosine of its vector with theirs) among those passing `filters`,

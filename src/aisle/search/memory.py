@@ -64,10 +64,15 @@ class Recollection:
         """The first `k` products with a positive score: the memory's retrieval list."""
         return self.rows[:k][self.score[:k] > 0]
 
+    def chosen_after(self, row: int) -> float | None:
+        """The similarity of the closest logged query after which shoppers chose product `row` (a positive gain),
+        None when no neighbour did: what a hit's explanation says."""
+        at = np.flatnonzero((self.rows == row) & (self.score > 0))
+        return round(float(self.best_sim[at[0]]), 4) if len(at) else None
+
     def features(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), len(FEATURES)) float32 in `FEATURES` order; a product no neighbour judged: 0, 0, 0, -1."""
-        out = np.zeros((len(rows), len(FEATURES)), np.float32)
-        out[:, 3] = -1.0
+        out = absent(rows)
         out[:, 4] = self.top_sim
         if len(self.rows) and len(rows):
             order = np.argsort(self.rows, kind="stable")
@@ -81,8 +86,10 @@ class Recollection:
 
 
 def absent(rows: np.ndarray) -> np.ndarray:
-    """The memory features of candidates when there is no memory (or no query vector): nothing remembered."""
-    return Recollection(*(np.zeros(0) for _ in range(5)), top_sim=0.0).features(rows)  # type: ignore[arg-type]
+    """The memory features of candidates when nothing is remembered (no memory, or no query vector)."""
+    out = np.zeros((len(rows), len(FEATURES)), np.float32)
+    out[:, 3] = -1.0
+    return out
 
 
 class SearchMemory:
@@ -137,20 +144,13 @@ class SearchMemory:
     def neighbours(self, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The logged queries closest to `qvec` (at most `NEIGHBOURS`, similarity >= `MIN_SIMILARITY`), closest
         first, with their similarities."""
-        if not len(self.queries):
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        sims = self.vectors @ np.asarray(qvec, np.float32)
-        k = min(NEIGHBOURS, len(sims))
-        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-        top = top[np.lexsort((top, -sims[top]))]
-        top = top[sims[top] >= MIN_SIMILARITY]
-        return top, sims[top]
+        return _nearest(self.vectors @ np.asarray(qvec, np.float32) if len(self.queries) else np.zeros(0, np.float32))
 
     def recall(self, qvec: np.ndarray) -> Recollection:
         """Everything the memory says about a query with vector `qvec` (see the module docstring)."""
         sims = self.vectors @ np.asarray(qvec, np.float32) if len(self.queries) else np.zeros(0, np.float32)
         top_sim = float(sims.max()) if len(sims) else 0.0
-        near, near_sim = self.neighbours(qvec)
+        near, near_sim = _nearest(sims)
         if not len(near):
             empty = np.zeros(0, np.float32)
             return Recollection(np.zeros(0, np.int64), empty, empty, empty, empty, top_sim)
@@ -190,3 +190,14 @@ class SearchMemory:
         saved = cls(meta["queries"], np.load(folder / "vectors.npy"), np.load(folder / "indptr.npy"),
                     np.arange(len(rows)), np.load(folder / "gains.npy"))
         return saved.rebased(rows)
+
+
+def _nearest(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the `NEIGHBOURS` highest similarities that reach `MIN_SIMILARITY`, highest first (ties by index)."""
+    k = min(NEIGHBOURS, len(sims))
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+    top = top[np.lexsort((top, -sims[top]))]
+    top = top[sims[top] >= MIN_SIMILARITY]
+    return top, sims[top]

@@ -10,6 +10,7 @@ import pytest
 
 from aisle.search import evaluate as ev
 from aisle.search.engine import SearchEngine
+from aisle.search.explain import explain_hit
 from aisle.search.memory import FEATURES, SearchMemory
 from aisle.search.text import normalize
 from aisle.types import Item, items_frame
@@ -48,8 +49,14 @@ def test_a_near_variant_of_a_logged_query_gets_the_product_it_led_to(engine: Sea
         assert elbow in rec.top(5).tolist()
         f = dict(zip(FEATURES, rec.features(np.array([elbow]))[0].tolist(), strict=True))
         assert f["mem_score"] > 0 and f["mem_best_gain"] == 2.0 and f["mem_best_sim"] == pytest.approx(rec.top_sim)
-        hits = [h.item_id for h in engine.search("pvc elbow 1/2").hits]
+        result = engine.search("pvc elbow 1/2")
+        hits = [h.item_id for h in result.hits]
         assert hits[:2].count("elbow") == 1  # the memory brings in a product whose title has none of the words
+        hit = result.hits[hits.index("elbow")]
+        assert hit.matched["memory_similarity"] == pytest.approx(rec.top_sim, abs=1e-4)
+        why = explain_hit({"matched": hit.matched}, query="pvc elbow 1/2", filters={})
+        assert "shoppers chose it after a similar search" in why["text"] and why["memory_similarity"]
+        assert all(h.matched["memory_similarity"] is None for h in result.hits if h.item_id != "elbow")
         # a query unlike every logged one recalls nothing, and the engine ranks as without a memory
         pq, _ = engine.understand("grey sofa")
         far = engine.recall(engine.query_vector(pq))
