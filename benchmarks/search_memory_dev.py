@@ -27,6 +27,7 @@ import numpy as np
 
 from aisle.data.readers import read_dataspec
 from aisle.search import evaluate as ev
+from aisle.search import memory
 from aisle.search.embed import Embedder, default_cache_dir
 from aisle.search.engine import SearchEngine
 from aisle.search.querytypes import TYPES
@@ -41,8 +42,14 @@ def main() -> None:
     ap.add_argument("path", type=Path, help="Home Depot train_dev.csv.gz")
     ap.add_argument("--encoder", type=Path, default=None, help="a fine-tuned encoder folder (default: packaged)")
     ap.add_argument("--setting", default="10,0.5,300,300,50", help="fusion: RRF_K,DENSE_WEIGHT,K_LEX,K_DENSE,K_ANY")
+    ap.add_argument("--k-memory", type=int, default=None, help="memory products fused (default: SearchConfig's)")
+    ap.add_argument("--neighbours", type=int, default=memory.NEIGHBOURS, help="logged queries consulted")
+    ap.add_argument("--min-similarity", type=float, default=memory.MIN_SIMILARITY)
+    ap.add_argument("--power", type=float, default=memory.POWER, help="similarity exponent of a neighbour's vote")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    # settings of `aisle.search.memory` tried on the development fold (module constants: the served defaults)
+    memory.NEIGHBOURS, memory.MIN_SIMILARITY, memory.POWER = args.neighbours, args.min_similarity, args.power
     t0, c0 = time.perf_counter(), time.process_time()
     data = read_dataspec(f"homedepot:{args.path}")
     judgments = data.extras["judgments"].drop_nulls("relevance")
@@ -51,6 +58,8 @@ def main() -> None:
     k, w, kl, kd, ka = args.setting.split(",")
     engine.config = replace(engine.config, rrf_k=float(k), dense_weight=float(w), k_lex=int(kl), k_dense=int(kd),
                             k_lex_any=int(ka))
+    if args.k_memory is not None:
+        engine.config = replace(engine.config, k_memory=args.k_memory)
     judged = [j for j in ev.judged_queries(judgments, engine) if not ev.is_held_out(j.query)]
     fold = np.array([ev.fold_of(j.query, 5) for j in judged])
     dev, train = np.flatnonzero(fold == DEV_FOLD), np.flatnonzero(fold != DEV_FOLD)
@@ -112,6 +121,8 @@ def main() -> None:
                 line += f" | {side} {t['aisle-no-memory']['ndcg@10']:.4f} -> {t['aisle']['ndcg@10']:.4f}"
         print(line)
     out = {"machine": describe(), "setting": args.setting, "encoder": str(args.encoder or "packaged"),
+           "memory": {"k_memory": engine.config.k_memory, "neighbours": memory.NEIGHBOURS,
+                      "min_similarity": memory.MIN_SIMILARITY, "power": memory.POWER},
            "dev_queries": len(dev), "train_queries": len(train), "rows": rows, "types": types, "split": split,
            "importance": importance, "cpu_seconds": {"plain": round(plain_cpu, 1), "memory": round(mem_cpu, 1),
                                                      "fit": fit_cpu},

@@ -1,8 +1,8 @@
 """`SearchEngine`: the store-facing search API over one catalog.
 
-A request goes: parse the query (`query.QueryParser`) -> apply filters -> fused lexical + dense candidates
-(`retrieve`) -> LambdaMART rerank of the first `rerank_depth` (`rerank`, when trained) -> personal boost ->
-sort -> facets -> page. Design choices:
+A request goes: parse the query (`query.QueryParser`) -> apply filters -> fused lexical + dense (+ search memory:
+`memory`, when the engine has one) candidates (`retrieve`) -> LambdaMART rerank of the first `rerank_depth`
+(`rerank`, when trained) -> personal boost -> sort -> facets -> page. Design choices:
 
 * Extracted intent becomes a *hard* filter only where the store has that data as structure: a price range when
   items have prices, a brand when the catalog has a brand column (not brands inferred from titles), a leaf

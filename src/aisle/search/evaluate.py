@@ -11,7 +11,9 @@ Protocol (what `aisle search-eval` runs):
   found in the top 100, averaged over queries with at least one; items missing from the catalog count as missed.
 * Baseline `bm25`: plain bm25s over titles only with its English stemmer and stopwords, default parameters.
 * `hybrid`: Aisle's query understanding + field BM25 + MiniLM fused with RRF, nothing learned.
-* `aisle`: the hybrid candidates reranked by LambdaMART.
+* `aisle`: the hybrid candidates reranked by LambdaMART; with the dense side, also the search memory (`memory`) of the
+  fitted queries' judgments, cross-fitted (`cross_fitted_memories`: no query ever sees its own judgments), and an
+  `aisle-no-memory` row of the same without it.
 * Nothing learned ever scores a query it saw (issue 25). The default protocol, `holdout`: a fixed 20% of the
   queries, those with `fold_of(query, 5) == 0` (a hash of the normalised text, so "Deck Over" and "deck over" fall
   together; `aisle.search.adapt` holds the same queries out of the encoder), is kept out of every fit: the fusion

@@ -19,6 +19,9 @@ and the query itself `mem_top_sim`, its closest logged query's similarity: how m
 rest. The products with the highest `mem_score` are also a retriever (`SearchConfig.k_memory` of them fused with
 RRF), which is what finds products a similar query led to but the query's own words and vector miss.
 
+Brute force is the right tool up to ~100,000 logged queries (a 100,000 x 384 product is a few milliseconds on one
+core); a log with many more distinct searches would want the memory's vectors in the ANN index the catalog uses.
+
 A query must never see its own log entries when the reranker learns how far to trust the memory: `without`
 gives the memory less some logged queries (cross-fitting: a fitted query's features come from the memory of the
 OTHER folds), and evaluation scores held-out queries against a memory of the fitted ones only.
