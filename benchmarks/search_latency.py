@@ -5,7 +5,7 @@ far less): `SearchEngine.search`, i.e. parse, spelling, MiniLM query embedding, 
 LambdaMART rerank of the first 150 candidates, result set, facets, one page of hits; one query at a time on one
 thread, with the query-embedding cache off. The reranker is trained first on the synthetic store's own search log
 (clicks after a search), with the search memory of that log where the code has one (as `aisle train` builds
-both), so the timed path is the full production one. Queries are the distinct
+both with `[search] memory = true`), so the timed path is the longest production one. Queries are the distinct
 queries shoppers typed in the synthetic log (typos, prices, brands, sizes included).
 
     .venv/bin/python benchmarks/search_latency.py                       # 50k items, 1000 queries

@@ -32,6 +32,7 @@ from aisle.search.embed import Embedder, default_cache_dir
 from aisle.search.engine import SearchEngine
 from aisle.search.querytypes import TYPES
 from machine import describe
+from search_dev import fit_and_rank
 
 DEV_FOLD = 1
 LEVELS = (0.6, 0.7, 0.8, 0.9)
@@ -46,6 +47,9 @@ def main() -> None:
     ap.add_argument("--neighbours", type=int, default=memory.NEIGHBOURS, help="logged queries consulted")
     ap.add_argument("--min-similarity", type=float, default=memory.MIN_SIMILARITY)
     ap.add_argument("--power", type=float, default=memory.POWER, help="similarity exponent of a neighbour's vote")
+    ap.add_argument("--pool-control", action="store_true",
+                    help="give both rerankers one more feature, 'judged for ANY training query' (no similarity): "
+                         "the dataset artifact the memory could otherwise stand in for (see RESULTS)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     # settings of `aisle.search.memory` tried on the development fold (module constants: the served defaults)
@@ -81,13 +85,35 @@ def main() -> None:
           f"({len(fitted):,} logged queries)", flush=True)
     ranked: dict[str, list[np.ndarray]] = {}
     fit_cpu = {}
+    importance: dict[str, float] = {}
+    if args.pool_control:
+        pool = {int(r) for i in train for r in judged[i].rows if r >= 0}
+        own_fold = {f: {int(r) for i in train if fold[i] == f for r in judged[i].rows if r >= 0} for f in (2, 3, 4)}
+        # a training query's flag comes from the OTHER training folds, as its memory does
+        pools = {f: {int(r) for g in (2, 3, 4) if g != f for r in own_fold[g]} for f in (2, 3, 4)}
+
+        def flagged(prep: list[ev.Prepared]) -> list[ev.Prepared]:
+            out = []
+            for i, p in enumerate(prep):
+                judged_for = pool if fold[i] == DEV_FOLD else pools[int(fold[i])]
+                rows = p.rows[:len(p.features)]
+                col = np.fromiter((int(r) in judged_for for r in rows), np.float32, len(rows))[:, None]
+                out.append(ev.Prepared(rows=p.rows, features=np.hstack([p.features, col]), lists=p.lists,
+                                       types=p.types, memory_sim=p.memory_sim))
+            return out
+
+        plain, mem = flagged(plain), flagged(mem)
     for name, prep in (("aisle-no-memory", plain), ("aisle", mem)):
         c1 = time.process_time()
-        model = ev.fit(prep, ev.head_gains(prep, judged), train)
+        labels = ev.head_gains(prep, judged)
+        if args.pool_control:  # one more column than `Reranker` knows: LightGBM straight
+            ranked[name] = fit_and_rank(prep, labels, train, dev, None, None)
+        else:
+            model = ev.fit(prep, labels, train)
+            ranked[name] = [ev.apply(model, prep[i]) for i in dev]
+            if name == "aisle":
+                importance = {k: round(v, 1) for k, v in list(model.importance().items())[:12]}
         fit_cpu[name] = round(time.process_time() - c1, 1)
-        ranked[name] = [ev.apply(model, prep[i]) for i in dev]
-        if name == "aisle":
-            importance = {k: round(v, 1) for k, v in list(model.importance().items())[:12]}
     dj = [judged[i] for i in dev]
     ranked = {"bm25": ev.bm25_baseline(engine.catalog.texts["title"], [j.query for j in dj], k=200),
               "hybrid": [plain[i].rows for i in dev], "memory alone": [mem[i].lists.get("memory", np.zeros(0))
@@ -121,6 +147,7 @@ def main() -> None:
                 line += f" | {side} {t['aisle-no-memory']['ndcg@10']:.4f} -> {t['aisle']['ndcg@10']:.4f}"
         print(line)
     out = {"machine": describe(), "setting": args.setting, "encoder": str(args.encoder or "packaged"),
+           "pool_control": args.pool_control,
            "memory": {"k_memory": engine.config.k_memory, "neighbours": memory.NEIGHBOURS,
                       "min_similarity": memory.MIN_SIMILARITY, "power": memory.POWER},
            "dev_queries": len(dev), "train_queries": len(train), "rows": rows, "types": types, "split": split,

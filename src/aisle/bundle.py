@@ -318,7 +318,7 @@ class Bundle:
 
 def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search: bool = True, dense: bool = True,
                          history_length: int = 50, progress: Any = None, adapt: Any = None,
-                         previous_encoder: Path | None = None, search_memory: bool = True) -> Bundle:
+                         previous_encoder: Path | None = None, search_memory: bool = False) -> Bundle:
     """Everything `aisle serve` needs from a Dataset: pipeline (+ per-user lists), search engine, catalog,
     histories. `manifest["metrics"]["parts"]` says what was built and how long each part took. `adapt` (an
     `aisle.search.adapt.AdaptSettings`) fine-tunes search's dense encoder on the data's own search log first;
@@ -389,7 +389,7 @@ def saved_search_encoder(path: str | Path) -> Path | None:
 
 
 def _search_engine(data: Any, dense: bool, adapt: Any = None, previous: Path | None = None, *,
-                   memory: bool = True) -> tuple[SearchEngine, Any]:
+                   memory: bool = False) -> tuple[SearchEngine, Any]:
     """The search engine and, when `adapt` asks for it, what adapting its encoder did (`Adaptation`)."""
     from aisle.search import evaluate as ev
     from aisle.search.embed import Embedder, default_cache_dir

@@ -76,11 +76,12 @@ def search_eval(
                                                "~/.cache/aisle).")] = None,
     save: Annotated[Path | None, typer.Option(help="Also fit the reranker on all queries and save the search "
                                               "index here.")] = None,
-    memory: Annotated[bool, typer.Option(help="Search memory (`aisle.search.memory`): the fitted queries' judged "
-                                         "products found through similar queries, a retriever and reranker "
-                                         "features, cross-fitted (holdout protocol with the dense side); "
-                                         "--no-memory leaves it out, the 'aisle-no-memory' row is always there "
-                                         "to compare.")] = True,
+    memory: Annotated[bool, typer.Option(help="Also score Aisle with a search memory (`aisle.search.memory`): the "
+                                         "fitted queries' judged products found through similar queries, as a "
+                                         "retriever and reranker features, cross-fitted (holdout protocol, dense "
+                                         "side), beside an 'aisle-no-memory' row. Off by default: on a judgment "
+                                         "file whose catalog is the judged products (Home Depot) most of its "
+                                         "gain is an artifact of that (benchmarks/RESULTS.md).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for --sample-queries / --catalog-size.")] = 0,
 ) -> None:
     """Rank the whole catalog for every judged query; print NDCG@10 / Recall@100/@200 of bm25, hybrid and Aisle,

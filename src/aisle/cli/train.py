@@ -34,7 +34,7 @@ PIPELINE_TABLE = "pipeline"
 """A table of a `--config` file that is not a model: the serving pipeline (validated by PipelineConfig)."""
 SEARCH_TABLE = "search"
 """The other one: search's encoder adaptation (`adapt = true` and `aisle.search.adapt.AdaptSettings` fields) and its
-search memory (`memory = false` leaves it out; `aisle.search.memory`)."""
+search memory (`memory = true`; `aisle.search.memory`)."""
 
 
 def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
@@ -113,9 +113,9 @@ def adapt_settings(params: dict[str, dict[str, Any]], flag: bool | None, seed: i
 
 
 def search_memory_setting(params: dict[str, dict[str, Any]]) -> bool:
-    """`memory` of the `[search]` table (default true): whether search keeps a memory of the log's searches
+    """`memory` of the `[search]` table (default false): whether search keeps a memory of the log's searches
     (`aisle.search.memory`). Raises ValueError for anything but a boolean."""
-    memory = params.get(SEARCH_TABLE, {}).get("memory", True)
+    memory = params.get(SEARCH_TABLE, {}).get("memory", False)
     if not isinstance(memory, bool):
         raise ValueError(f"[search] memory must be true or false, not {memory!r}")
     return memory

@@ -51,7 +51,7 @@ class Outcome:
 
 class Worker:
     def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None,
-                 adapt: Any = None, search_memory: bool = True) -> None:
+                 adapt: Any = None, search_memory: bool = False) -> None:
         """`adapt`: `aisle.search.adapt.AdaptSettings` (the `[search]` table of the `[worker] pipeline` file, read
         by `aisle.cli.train.adapt_settings`) when refits fine-tune search's encoder as `aisle train --adapt` does;
         `search_memory`: its `memory` (refits build search's memory of the log's searches, as `aisle train`)."""

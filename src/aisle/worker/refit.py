@@ -31,7 +31,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
           base: str | None = None, embedder: Any = None, impressions: pl.DataFrame | None = None,
           explore: Any = None, adapt: Any = None, previous_encoder: Path | None = None,
-          catalog_log: Any = None, search_memory: bool = True) -> Decision:
+          catalog_log: Any = None, search_memory: bool = False) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
