@@ -318,12 +318,13 @@ class Bundle:
 
 def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search: bool = True, dense: bool = True,
                          history_length: int = 50, progress: Any = None, adapt: Any = None,
-                         previous_encoder: Path | None = None) -> Bundle:
+                         previous_encoder: Path | None = None, search_memory: bool = False) -> Bundle:
     """Everything `aisle serve` needs from a Dataset: pipeline (+ per-user lists), search engine, catalog,
     histories. `manifest["metrics"]["parts"]` says what was built and how long each part took. `adapt` (an
     `aisle.search.adapt.AdaptSettings`) fine-tunes search's dense encoder on the data's own search log first;
     `previous_encoder` (the fine-tune of the bundle this one replaces: `saved_search_encoder`) serves instead when
-    the log has too few pairs to adapt."""
+    the log has too few pairs to adapt. `search_memory`: search remembers what shoppers engaged with after the
+    log's searches (`aisle.search.memory`) when the log has at least `MIN_LOGGED_QUERIES` of them."""
     import time
 
     from aisle.evaluate.protocol import item_vocab
@@ -356,14 +357,15 @@ def build_serving_bundle(data: Any, config: Any = None, *, seed: int = 0, search
     if search and catalog is not None:
         t0 = time.perf_counter()
         say("search index")
-        engine, adaptation = _search_engine(data, dense, adapt, previous_encoder)
+        engine, adaptation = _search_engine(data, dense, adapt, previous_encoder, memory=search_memory)
         if adaptation is not None:
             say(f"search encoder: {adaptation.reason}")
             parts["search_encoder"] = {"what": adaptation.reason, "seconds": adaptation.seconds,
                                        "adapted": adaptation.adapted, "pairs": adaptation.pairs,
                                        "encoder": adaptation.encoder, "carried": adaptation.carried}
         parts["search"] = {"what": f"{len(engine.catalog):,} items, dense={dense}, reranker="
-                                   f"{'yes' if engine.reranker is not None else 'no'}",
+                                   f"{'yes' if engine.reranker is not None else 'no'}, search memory="
+                                   f"{f'{len(engine.memory):,} logged searches' if engine.memory else 'no'}",
                            "seconds": time.perf_counter() - t0}
     bundle = Bundle(items=items, users=train.users, catalog=catalog, histories=Histories.from_train(train,
                     history_length), pipeline=pipe, user_rows=rows, ranked=ranked, search=engine,
@@ -386,8 +388,8 @@ def saved_search_encoder(path: str | Path) -> Path | None:
     return root / search / encoder if encoder else None
 
 
-def _search_engine(data: Any, dense: bool, adapt: Any = None, previous: Path | None = None
-                   ) -> tuple[SearchEngine, Any]:
+def _search_engine(data: Any, dense: bool, adapt: Any = None, previous: Path | None = None, *,
+                   memory: bool = False) -> tuple[SearchEngine, Any]:
     """The search engine and, when `adapt` asks for it, what adapting its encoder did (`Adaptation`)."""
     from aisle.search import evaluate as ev
     from aisle.search.embed import Embedder, default_cache_dir
@@ -403,8 +405,16 @@ def _search_engine(data: Any, dense: bool, adapt: Any = None, previous: Path | N
 
         engine, adaptation = adapt_engine(engine, judgments, adapt, previous=previous)
     if judgments.height:
+        from aisle.search.memory import MIN_LOGGED_QUERIES
+
         judged = ev.judged_queries(judgments, engine)
-        prep = ev.prepare(engine, [j.query for j in judged])
+        memories, logged = None, None
+        if memory and engine.dense is not None and len(judged) >= MIN_LOGGED_QUERIES:
+            # the search memory of the store's logged searches; the reranker learns from cross-fitted memories,
+            # so each logged query's features come from the OTHER folds' searches, as a new query's would
+            memories, logged = ev.cross_fitted_memories(engine, judged, np.arange(len(judged)))
+        prep = ev.prepare(engine, [j.query for j in judged], memories=memories)
         if sum(len(p.features) for p in prep) >= 100:
             engine.reranker = ev.fit(prep, ev.head_gains(prep, judged), list(range(len(prep))))
+            engine.memory = logged
     return engine, adaptation

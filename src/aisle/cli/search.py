@@ -76,6 +76,12 @@ def search_eval(
                                                "~/.cache/aisle).")] = None,
     save: Annotated[Path | None, typer.Option(help="Also fit the reranker on all queries and save the search "
                                               "index here.")] = None,
+    memory: Annotated[bool, typer.Option(help="Also score Aisle with a search memory (`aisle.search.memory`): the "
+                                         "fitted queries' judged products found through similar queries, as a "
+                                         "retriever and reranker features, cross-fitted (holdout protocol, dense "
+                                         "side), beside an 'aisle-no-memory' row. Off by default: on a judgment "
+                                         "file whose catalog is the judged products (Home Depot) most of its "
+                                         "gain is an artifact of that (benchmarks/RESULTS.md).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for --sample-queries / --catalog-size.")] = 0,
 ) -> None:
     """Rank the whole catalog for every judged query; print NDCG@10 / Recall@100/@200 of bm25, hybrid and Aisle,
@@ -165,6 +171,15 @@ def search_eval(
     prep = ev.prepare(engine, queries, list_depth=200, progress=progress)
     hybrid = [p.rows for p in prep]
     hybrid_s = time.perf_counter() - t1
+    use_memory = memory and dense and train is None and protocol == "holdout"
+    plain_prep, memory_report, memory_s = prep, {"on": False}, 0.0
+    fitted_memory = None
+    if use_memory:
+        t1 = time.perf_counter()
+        memories, fitted_memory = ev.cross_fitted_memories(engine, judged, fit_idx)
+        prep = ev.prepare(engine, queries, list_depth=200, progress=progress, memories=memories)
+        del memories
+        memory_s = time.perf_counter() - t1
     t1 = time.perf_counter()
     rerank_report: dict[str, Any] = {}
     params: dict[str, object] | None = None
@@ -190,6 +205,11 @@ def search_eval(
         model = ev.fit(prep, labels, fit_idx, params=params, rounds=rounds)
         scored = set(test_idx.tolist())
         aisle = [ev.apply(model, p) if i in scored else p.rows for i, p in enumerate(prep)]
+        if use_memory:
+            plain_model = ev.fit(plain_prep, ev.head_gains(plain_prep, judged), fit_idx, params=params, rounds=rounds)
+            plain = [ev.apply(plain_model, p) if i in scored else p.rows for i, p in enumerate(plain_prep)]
+            memory_report = _memory_report(prep, judged, test_idx, {"aisle-no-memory": plain, "aisle": aisle})
+            memory_report["logged_queries"] = len(fit_idx)
         how = (f"fitted on {len(fit_idx):,} queries (80%), scored on the {len(test_idx):,} held-out ones "
                "(fold_of(query, 5) == 0)")
         if cv_row:
@@ -209,16 +229,21 @@ def search_eval(
                    "description": f"Aisle query understanding + field BM25 + {'fine-tuned ' if encoder else ''}"
                    "MiniLM, RRF fusion, nothing learned" if dense
                    else "Aisle query understanding + field BM25, nothing learned"},
-        "aisle": {**on_test(aisle), "seconds": round(hybrid_s + rerank_s, 1),
-                  "description": f"hybrid + LambdaMART reranker, {how}"},
+        "aisle": {**on_test(aisle), "seconds": round(hybrid_s + memory_s + rerank_s, 1),
+                  "description": f"hybrid + {'search memory + ' if use_memory else ''}LambdaMART reranker, {how}"},
     }
+    if use_memory:
+        systems["aisle-no-memory"] = {**on_test(plain), "seconds": round(hybrid_s + rerank_s, 1),
+                                      "description": "the same without the search memory"}
+        systems = {k: systems[k] for k in ("bm25", "hybrid", "aisle-no-memory", "aisle")}
     if cv_rankings is not None:
         systems["aisle-cv"] = {**on_test(cv_rankings, np.arange(len(judged))), "seconds": round(rerank_s, 1),
                                "description": f"the reranker by query-grouped {folds}-fold CV over all "
                                f"{len(judged):,} queries (the fusion was tuned on 80% of them)"}
     names = sorted({k for p in prep for k in p.lists if k not in ("lexical_ok", "dense_sim")})
     retrievers = {n: on_test([p.lists.get(n, np.zeros(0, np.int32)) for p in prep]) for n in names}
-    types = _by_type(prep, judged, test_idx, {"bm25": bm25, "hybrid": hybrid, "aisle": aisle})
+    types = _by_type(prep, judged, test_idx, {"bm25": bm25, "hybrid": hybrid,
+                                              **({"aisle-no-memory": plain} if use_memory else {}), "aisle": aisle})
     result = {
         "dataspec": dataspec, "catalog": catalog or dataspec, "queries": len(queries), "products": items.height,
         "judgments": judgments.height, "scored_queries": len(test), "protocol": {
@@ -228,6 +253,7 @@ def search_eval(
             "dense": dense, "encoder": embedder.model_name if embedder is not None else None,
             "sample_queries": sample_queries, "catalog_size": catalog_size, "seed": seed},
         "systems": systems, "retrievers": retrievers, "types": types, "fusion": fusion_report,
+        "memory": memory_report,
         "reranker": {**rerank_report, "params": params or "defaults", "rounds": rounds or "default",
                      "features": len(prep[0].features[0]) if any(len(p.features) for p in prep) else 0},
         "reranker_importance": {k: round(v, 1) for k, v in list(model.importance().items())[:15]} if model else {},
@@ -237,6 +263,8 @@ def search_eval(
     _print_tables(out, result, dataspec, items.height)
     if save is not None:
         engine.reranker = ev.fit(prep, labels, list(range(len(prep))), params=params, rounds=rounds)
+        if fitted_memory is not None:  # the reranker learned on cross-fitted memories; it serves with all of it
+            engine.memory = ev.search_memory(engine, judged)
         engine.save(save)
         err.print(f"Saved the index with a reranker fitted on all {len(prep):,} queries to {save}")
     if json_out is not None:
@@ -266,6 +294,32 @@ def _by_type(prep: list[Any], judged: list[Any], test_idx: Any, rankings: dict[s
     return out
 
 
+#: similarity levels of the held-out queries' closest logged query that the memory report splits them by
+MEMORY_LEVELS: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)
+
+
+def _memory_report(prep: list[Any], judged: list[Any], test_idx: Any,
+                   rankings: dict[str, list[Any]]) -> dict[str, Any]:
+    """How many scored queries have a logged neighbour at least X alike, and the rows' metrics with and without
+    one: how much of the memory's effect is near-duplicate queries and how much generalises."""
+    from aisle.search import evaluate as ev
+
+    out: dict[str, Any] = {"on": True, "levels": {}}
+    for level in MEMORY_LEVELS:
+        near = [i for i in test_idx if prep[i].memory_sim >= level]
+        far = [i for i in test_idx if prep[i].memory_sim < level]
+        row: dict[str, Any] = {"with_neighbour": len(near), "without": len(far)}
+        for side, idx in (("with_neighbour", near), ("without", far)):
+            if idx:
+                sub = [judged[i] for i in idx]
+                row[f"{side}_metrics"] = {name: {k: round(float(v), 4) for k, v in
+                                                 ev.metrics([r[i] for i in idx], sub).items()
+                                                 if k in ("ndcg@10", "recall@100")}
+                                          for name, r in rankings.items()}
+        out["levels"][f"{level:g}"] = row
+    return out
+
+
 def _print_tables(out: Console, result: dict[str, Any], dataspec: str, products: int) -> None:
     systems, n = result["systems"], result["scored_queries"]
     table = Table(title=f"Search on {dataspec}: {n:,} scored queries ({result['protocol']['name']}), "
@@ -290,6 +344,17 @@ def _print_tables(out: Console, result: dict[str, Any], dataspec: str, products:
     for t, row in result["types"].items():
         table.add_row(t, f"{row['queries']:,}", *(f"{row[x]['ndcg@10']:.4f}" for x in systems_named))
     out.print(table)
+    if result["memory"].get("on"):
+        table = Table(title="Search memory: scored queries by their closest logged query's similarity (NDCG@10)")
+        for col in ("closest logged query", "queries", "aisle-no-memory", "aisle"):
+            table.add_column(col, justify="left" if col == "closest logged query" else "right")
+        for level, row in result["memory"]["levels"].items():
+            for side, label in (("with_neighbour", f">= {level}"), ("without", f"< {level}")):
+                m = row.get(f"{side}_metrics")
+                if m:
+                    table.add_row(label, f"{row[side]:,}", f"{m['aisle-no-memory']['ndcg@10']:.4f}",
+                                  f"{m['aisle']['ndcg@10']:.4f}")
+        out.print(table)
     ch = result["fusion"]["chosen"]
     out.print(f"Fusion{' (tuned on ' + result['fusion']['on'] + ')' if result['fusion']['tuned'] else ''}: "
               f"RRF k {ch['rrf_k']:g}, dense weight {ch['dense_weight']:g}, lists {ch['k_lex']} lexical + "

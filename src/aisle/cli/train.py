@@ -33,7 +33,8 @@ err = Console(stderr=True, soft_wrap=True)
 PIPELINE_TABLE = "pipeline"
 """A table of a `--config` file that is not a model: the serving pipeline (validated by PipelineConfig)."""
 SEARCH_TABLE = "search"
-"""The other one: search's encoder adaptation (`adapt = true` and `aisle.search.adapt.AdaptSettings` fields)."""
+"""The other one: search's encoder adaptation (`adapt = true` and `aisle.search.adapt.AdaptSettings` fields) and its
+search memory (`memory = true`; `aisle.search.memory`)."""
 
 
 def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
@@ -85,12 +86,12 @@ def pipeline_config(params: dict[str, dict[str, Any]], *, sources: list[dict[str
 
 
 def search_keys() -> set[str]:
-    """What a `[search]` table may set: `adapt` and the fields of `AdaptSettings`."""
+    """What a `[search]` table may set: `adapt`, `memory` and the fields of `AdaptSettings`."""
     from dataclasses import fields
 
     from aisle.search.adapt import AdaptSettings
 
-    return {"adapt"} | {f.name for f in fields(AdaptSettings)}
+    return {"adapt", "memory"} | {f.name for f in fields(AdaptSettings)}
 
 
 def adapt_settings(params: dict[str, dict[str, Any]], flag: bool | None, seed: int) -> Any:
@@ -101,6 +102,7 @@ def adapt_settings(params: dict[str, dict[str, Any]], flag: bool | None, seed: i
     table = dict(params.get(SEARCH_TABLE, {}))
     enabled = table.pop("adapt", False) if flag is None else flag
     table.pop("adapt", None)
+    table.pop("memory", None)
     if not enabled:
         return None
     table.setdefault("seed", seed)
@@ -108,6 +110,15 @@ def adapt_settings(params: dict[str, dict[str, Any]], flag: bool | None, seed: i
         return AdaptSettings(**table)
     except TypeError as exc:
         raise ValueError(f"[search]: {exc}") from None
+
+
+def search_memory_setting(params: dict[str, dict[str, Any]]) -> bool:
+    """`memory` of the `[search]` table (default false): whether search keeps a memory of the log's searches
+    (`aisle.search.memory`). Raises ValueError for anything but a boolean."""
+    memory = params.get(SEARCH_TABLE, {}).get("memory", False)
+    if not isinstance(memory, bool):
+        raise ValueError(f"[search] memory must be true or false, not {memory!r}")
+    return memory
 
 
 def parameter_names(cls: type) -> set[str]:
@@ -213,6 +224,7 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
     try:  # the configuration first: a typo in it must not cost a data read
         pcfg = pipeline_config(params)
         adapt_cfg = adapt_settings(params, adapt, seed) if search else None
+        memory = search_memory_setting(params)
         if adapt_cfg is not None and not dense:
             raise ValueError("--adapt fine-tunes the dense search encoder: it needs --dense")
         data = read_dataspec(dataspec)
@@ -229,7 +241,7 @@ def serving_bundle(dataspec: str, out: Path, *, params: dict[str, dict[str, Any]
 
     with status or contextlib.nullcontext():
         bundle = build_serving_bundle(data, pcfg, seed=seed, search=search, dense=dense, progress=progress,
-                                      adapt=adapt_cfg)
+                                      adapt=adapt_cfg, search_memory=memory)
     if not ctx.is_main:
         ctx.barrier()  # rank 0 is writing the bundle
         ctx.close()

@@ -28,7 +28,7 @@ def worker(
     refresh_seconds: Annotated[float | None, typer.Option(help="Overrides [worker] refresh_seconds.")] = None,
 ) -> None:
     """Keep the served bundle current: refresh it from new events, refit and gate it, publish to the registry."""
-    from aisle.cli.train import adapt_settings, load_config
+    from aisle.cli.train import adapt_settings, load_config, search_memory_setting
     from aisle.config import ConfigError, load_settings
     from aisle.pipeline import PipelineConfig
     from aisle.worker import LeaseLostError, Worker
@@ -44,7 +44,7 @@ def worker(
         params = load_config(settings.worker.pipeline) if settings.worker.pipeline is not None else {}
         pipeline = PipelineConfig().updated(params.get("pipeline", {}))
         adapt = adapt_settings(params, None, settings.worker.seed)  # as `aisle train --config` reads [search]
-        runner = Worker(settings, pipeline=pipeline, adapt=adapt)
+        runner = Worker(settings, pipeline=pipeline, adapt=adapt, search_memory=search_memory_setting(params))
     except (ConfigError, ValueError, OSError, typer.BadParameter) as exc:
         err.print(error_line(exc))
         raise typer.Exit(2) from None

@@ -1,8 +1,8 @@
 """`SearchEngine`: the store-facing search API over one catalog.
 
-A request goes: parse the query (`query.QueryParser`) -> apply filters -> fused lexical + dense candidates
-(`retrieve`) -> LambdaMART rerank of the first `rerank_depth` (`rerank`, when trained) -> personal boost ->
-sort -> facets -> page. Design choices:
+A request goes: parse the query (`query.QueryParser`) -> apply filters -> fused lexical + dense (+ search memory:
+`memory`, when the engine has one) candidates (`retrieve`) -> LambdaMART rerank of the first `rerank_depth`
+(`rerank`, when trained) -> personal boost -> sort -> facets -> page. Design choices:
 
 * Extracted intent becomes a *hard* filter only where the store has that data as structure: a price range when
   items have prices, a brand when the catalog has a brand column (not brands inferred from titles), a leaf
@@ -47,10 +47,11 @@ from aisle.search.catalog import Catalog
 from aisle.search.dense import DenseIndex
 from aisle.search.embed import MODEL_NAME, Embedder
 from aisle.search.lexical import DERIVED, LexicalIndex
+from aisle.search.memory import Recollection, SearchMemory
 from aisle.search.query import Filters, ParsedQuery, QueryParser
 from aisle.search.rerank import RERANK_DEPTH, Reranker
 from aisle.search.results import Hit, SearchResult, facet_counts
-from aisle.search.retrieve import DENSE_WEIGHT, RRF_K, Candidates, Fusion, QueryTerms, Retriever
+from aisle.search.retrieve import DENSE_WEIGHT, MEMORY_WEIGHT, RRF_K, Candidates, Fusion, QueryTerms, Retriever
 from aisle.search.spell import SpellIndex
 from aisle.search.text import analyze, normalize
 
@@ -66,6 +67,8 @@ class SearchConfig:
     rerank_depth: int = RERANK_DEPTH
     rrf_k: float = RRF_K  # fusion (`retrieve.Fusion`); `aisle search-eval` tunes it on development queries
     dense_weight: float = DENSE_WEIGHT
+    k_memory: int = 30  # the search memory's products fused into the candidates (when the engine has a memory)
+    memory_weight: float = MEMORY_WEIGHT
     k_lex_any: int = 0  # the first this many lexical candidates are eligible even below `min_should_match`
     min_should_match: float = 0.5
     dense_min_similarity: float = 0.3
@@ -76,8 +79,9 @@ class SearchConfig:
 class SearchEngine:
     def __init__(self, catalog: Catalog, lexical: LexicalIndex, dense: DenseIndex | None, spell: SpellIndex,
                  *, embedder: Embedder | None = None, reranker: Reranker | None = None,
-                 config: SearchConfig | None = None) -> None:
+                 config: SearchConfig | None = None, memory: SearchMemory | None = None) -> None:
         self.catalog, self.lexical, self.dense, self.spell = catalog, lexical, dense, spell
+        self.memory = memory  # `aisle.search.memory`: served only with the encoder whose query vectors it holds
         self.parser = QueryParser(spell, catalog.normalized_values())
         self.retriever = Retriever(lexical, dense)
         self.embedder = embedder if embedder is not None else (Embedder() if dense is not None else None)
@@ -120,6 +124,8 @@ class SearchEngine:
                                     popularity={i: known.get(i, 0.0) for i in items["item_id"].to_list()},
                                     config=self.config)
         engine.reranker = self.reranker
+        if self.memory is not None:  # the same products, under the new catalog's row numbers
+            engine.memory = self.memory.rebased(engine.item_rows(list(self.catalog.item_ids)))
         return engine
 
     @property
@@ -138,7 +144,7 @@ class SearchEngine:
     def with_encoder(self, embedder: Embedder, *, progress: bool = False) -> SearchEngine:
         """This engine with its dense index rebuilt by another encoder (a fine-tuned one: `aisle.search.adapt`);
         catalog, lexical index and spelling are shared. The reranker is dropped: it learned on the old encoder's
-        cosines, so the caller trains a new one."""
+        cosines, so the caller trains a new one; so is the search memory, whose query vectors are the old encoder's."""
         texts = [self.catalog.embedding_text(i) for i in range(len(self.catalog))]
         dense = DenseIndex(embedder.embed_texts(texts, progress=progress))
         return SearchEngine(self.catalog, self.lexical, dense, self.spell, embedder=embedder, config=self.config)
@@ -198,7 +204,8 @@ class SearchEngine:
 
     @property
     def fusion(self) -> Fusion:
-        return Fusion(rrf_k=self.config.rrf_k, dense_weight=self.config.dense_weight)
+        return Fusion(rrf_k=self.config.rrf_k, dense_weight=self.config.dense_weight,
+                      memory_weight=self.config.memory_weight)
 
     def understand(self, query: str) -> tuple[ParsedQuery, QueryTerms]:
         pq = self.parser.parse(query)
@@ -213,6 +220,10 @@ class SearchEngine:
         if self.dense is None or self.embedder is None:
             return None
         return self.embedder.embed_query(self.embedding_query(pq))
+
+    def recall(self, qvec: np.ndarray | None) -> Recollection | None:
+        """What the search memory holds for a query vector; None without a memory (or without a vector)."""
+        return None if self.memory is None or qvec is None else self.memory.recall(qvec)
 
     def hard_filters(self, extracted: Filters) -> Filters:
         """The part of the query's extracted intent the catalog can enforce (see module docstring)."""
@@ -263,6 +274,8 @@ class SearchEngine:
         if cand.matched is not None and terms.tokens:
             lexical &= (cand.matched >= self.min_match(terms)) | (cand.lex_rank <= self.config.k_lex_any)
         ok = lexical | ((cand.dense_rank > 0) & (cand.dense >= self.config.dense_min_similarity))
+        if cand.memory_rank is not None:
+            ok |= cand.memory_rank > 0
         idx = np.flatnonzero(ok)
         return _subset(cand, idx[np.argsort(-cand.rrf[idx], kind="stable")])
 
@@ -358,7 +371,8 @@ class SearchEngine:
             empty = np.zeros(0, np.int64)
             return empty, np.zeros(0), empty, self.retriever.candidates(terms, None, mask=m, k_lex=0, k_dense=0)
         cand = self.retriever.candidates(terms, qvec, mask=m, k_lex=self.config.k_lex, k_dense=self.config.k_dense,
-                                         fusion=self.fusion)
+                                         fusion=self.fusion, recollection=self.recall(qvec),
+                                         k_memory=self.config.k_memory)
         ranked = self.eligible(cand, terms)
         rows = self.result_set(terms, ranked, m)
         ordered, scores = self.rerank(pq, terms, ranked)
@@ -463,8 +477,10 @@ class SearchEngine:
     def _hit(self, row: int, score: float, in_title: list[str], cand: Candidates | None) -> Hit:
         cat = self.catalog
         title = cat.texts["title"][row]
-        fields, dense, similarity = [], False, None
+        fields, dense, similarity, memory = [], False, None, None
         if cand is not None:
+            if cand.recollection is not None:  # shoppers chose it after a similar logged search
+                memory = cand.recollection.chosen_after(row)
             fields = [name for name, v in cand.fields_all.items() if name not in DERIVED and v[row] > 0]
             pos = np.searchsorted(cand.rows, row)
             dense = bool(pos < len(cand.rows) and cand.rows[pos] == row and cand.dense_rank[pos] > 0)
@@ -473,7 +489,7 @@ class SearchEngine:
         price = float(cat.price[row]) if np.isfinite(cat.price[row]) else None
         return Hit(item_id=cat.item_ids[row], score=score, title=title, brand=cat.texts["brand"][row] or None,
                    price=price, matched={"fields": fields, "terms": in_title, "dense": dense,
-                                         "dense_similarity": similarity})
+                                         "dense_similarity": similarity, "memory_similarity": memory})
 
     def more_like(self, item_id: str, filters: Filters, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows closest in meaning to the item (cosine of its vector with theirs) among those passing `filters`,
@@ -510,7 +526,8 @@ class SearchEngine:
                     "config": asdict(self.config), "features": list(feats.FEATURES),
                     "embedding_model": self.embedder.model_name if encoder is not None else MODEL_NAME,
                     "encoder": ENCODER_DIR if encoder is not None else None,
-                    "dense": self.dense is not None, "reranker": self.reranker is not None}
+                    "dense": self.dense is not None, "reranker": self.reranker is not None,
+                    "memory": self.memory is not None}
         if encoder is not None:
             _copy_encoder(encoder, folder / ENCODER_DIR)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -523,6 +540,8 @@ class SearchEngine:
             self.dense.save(folder / "dense")
         if self.reranker is not None:
             self.reranker.save(folder / "reranker.txt")
+        if self.memory is not None:
+            self.memory.save(folder / "memory", self.catalog.item_ids)
 
     @classmethod
     def load(cls, folder: Path, *, embedder: Embedder | None = None) -> SearchEngine:
@@ -536,8 +555,11 @@ class SearchEngine:
         reranker = Reranker.load(folder / "reranker.txt") if manifest["reranker"] else None
         if dense is not None and manifest.get("encoder"):  # a fine-tuned encoder travels with its index
             embedder = (embedder or Embedder()).for_model(folder / manifest["encoder"])
-        return cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
-                   embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+        engine = cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
+                     embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
+        if manifest.get("memory") and dense is not None:
+            engine.memory = SearchMemory.load(folder / "memory", lambda ids: engine.item_rows(ids))
+        return engine
 
 
 def _copy_encoder(src: Path, dst: Path) -> None:
@@ -574,4 +596,6 @@ def _subset(cand: Candidates, idx: np.ndarray) -> Candidates:
                       dense_rank=cand.dense_rank[idx], rrf=cand.rrf[idx],
                       fields={k: v[idx] for k, v in cand.fields.items()}, lex_all=cand.lex_all,
                       matched=None if cand.matched is None else cand.matched[idx], matched_all=cand.matched_all,
-                      fields_all=cand.fields_all)
+                      fields_all=cand.fields_all,
+                      memory_rank=None if cand.memory_rank is None else cand.memory_rank[idx],
+                      recollection=cand.recollection)

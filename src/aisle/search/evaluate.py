@@ -11,7 +11,9 @@ Protocol (what `aisle search-eval` runs):
   found in the top 100, averaged over queries with at least one; items missing from the catalog count as missed.
 * Baseline `bm25`: plain bm25s over titles only with its English stemmer and stopwords, default parameters.
 * `hybrid`: Aisle's query understanding + field BM25 + MiniLM fused with RRF, nothing learned.
-* `aisle`: the hybrid candidates reranked by LambdaMART.
+* `aisle`: the hybrid candidates reranked by LambdaMART; with the dense side, also the search memory (`memory`) of the
+  fitted queries' judgments, cross-fitted (`cross_fitted_memories`: no query ever sees its own judgments), and an
+  `aisle-no-memory` row of the same without it.
 * Nothing learned ever scores a query it saw (issue 25). The default protocol, `holdout`: a fixed 20% of the
   queries, those with `fold_of(query, 5) == 0` (a hash of the normalised text, so "Deck Over" and "deck over" fall
   together; `aisle.search.adapt` holds the same queries out of the encoder), is kept out of every fit: the fusion
@@ -25,7 +27,7 @@ Protocol (what `aisle search-eval` runs):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import bm25s
@@ -36,6 +38,7 @@ import Stemmer
 from aisle.evaluate import metrics as mx
 from aisle.search import querytypes
 from aisle.search.engine import SearchEngine
+from aisle.search.memory import SearchMemory
 from aisle.search.rerank import Reranker
 from aisle.search.retrieve import Candidates, QueryTerms, top_k
 from aisle.search.text import normalize
@@ -61,6 +64,7 @@ class Prepared:
     features: np.ndarray
     lists: dict[str, np.ndarray] = field(default_factory=dict)  # per retriever: its own top rows (`retriever_lists`)
     types: tuple[str, ...] = ()  # the query's types (`querytypes.classify`)
+    memory_sim: float = 0.0  # similarity of the closest logged query in the search memory it was given (0: none)
 
 
 def judged_queries(judgments: pl.DataFrame, engine: SearchEngine) -> list[JudgedQuery]:
@@ -147,9 +151,12 @@ def bm25_baseline(titles: list[str], queries: list[str], k: int = 100) -> list[n
 
 
 def prepare(engine: SearchEngine, queries: list[str], *, features: bool = True, list_depth: int = 0,
-            progress: Progress | None = None) -> list[Prepared]:
+            progress: Progress | None = None,
+            memories: Sequence[SearchMemory | None] | None = None) -> list[Prepared]:
     """Retrieve and fuse candidates for every query (dense side batched) and compute the head features; with
-    `list_depth`, also keep each retriever's own top rows to that depth (`retriever_lists`) and the query types."""
+    `list_depth`, also keep each retriever's own top rows to that depth (`retriever_lists`) and the query types.
+    `memories` gives each query its own search memory (cross-fitting: never one holding the query's own log
+    entries); by default every query gets the engine's."""
     parsed = [engine.understand(q) for q in queries]
     dense_rows: np.ndarray | None = None
     k_dense = max(engine.config.k_dense, list_depth)
@@ -162,19 +169,49 @@ def prepare(engine: SearchEngine, queries: list[str], *, features: bool = True, 
     for i, (pq, terms) in enumerate(parsed):
         qvec = None if vecs is None else vecs[i]
         drows = None if dense_rows is None else dense_rows[i]
+        memory = engine.memory if memories is None else memories[i]
+        recollection = None if memory is None or qvec is None else memory.recall(qvec)
         cand = engine.retriever.candidates(terms, qvec, k_lex=engine.config.k_lex, k_dense=engine.config.k_dense,
-                                           dense_rows=drows, fusion=engine.fusion)
+                                           dense_rows=drows, fusion=engine.fusion, recollection=recollection,
+                                           k_memory=engine.config.k_memory)
         ranked = engine.eligible(cand, terms)
         x = engine.head_features(pq, terms, ranked) if features else np.zeros((0, 0), np.float32)
-        p = Prepared(rows=ranked.rows, features=x)
+        p = Prepared(rows=ranked.rows, features=x,
+                     memory_sim=0.0 if recollection is None else recollection.top_sim)
         if list_depth:
             p.lists = {**retriever_lists(engine, terms, cand, qvec, drows, list_depth),
                        "fused": ranked.rows[:list_depth].astype(np.int32)}
+            if recollection is not None:
+                p.lists["memory"] = recollection.top(list_depth).astype(np.int32)
             p.types = querytypes.classify(pq, terms, engine.lexical)
         out.append(p)
         if progress is not None and (i % 200 == 0 or i == len(parsed) - 1):
             progress("retrieving", i + 1, len(parsed))
     return out
+
+
+def search_memory(engine: SearchEngine, judged: Sequence[JudgedQuery]) -> SearchMemory:
+    """A search memory of judged (or logged) queries, their vectors made as the engine makes a query's: the same
+    encoder, over the same text the dense side embeds (`SearchEngine.embedding_query`)."""
+    if engine.embedder is None or engine.dense is None:
+        raise ValueError("a search memory needs the dense side (its logged queries are found by their vectors)")
+    texts = [engine.embedding_query(engine.understand(j.query)[0]) for j in judged]
+    return SearchMemory.from_logged(judged, engine.embedder.embed_texts(texts))
+
+
+def cross_fitted_memories(engine: SearchEngine, judged: list[JudgedQuery], fit_idx: np.ndarray,
+                          folds: int = HOLDOUT_FOLDS) -> tuple[list[SearchMemory], SearchMemory]:
+    """Each query's search memory such that it never holds the query's own judgments, and the memory of every
+    fitted query (what a held-out query, and the served engine, get).
+
+    The memory is the fitted queries' judgments. A fitted query in fold k (`fold_of(query, folds)`: identical
+    normalised queries share a fold) gets the memory of the fitted queries of the OTHER folds, so the reranker
+    learns how far to trust the memory on queries it does not hold; a held-out query gets all of it."""
+    fitted = search_memory(engine, [judged[i] for i in fit_idx])
+    fold_of_fitted = np.array([fold_of(judged[i].query, folds) for i in fit_idx])
+    per_fold = {f: fitted.without(fold_of_fitted == f) for f in np.unique(fold_of_fitted).tolist()}
+    fit_set = set(np.asarray(fit_idx).tolist())
+    return [per_fold[fold_of(j.query, folds)] if i in fit_set else fitted for i, j in enumerate(judged)], fitted
 
 
 def retriever_lists(engine: SearchEngine, terms: QueryTerms, cand: Candidates, qvec: np.ndarray | None,

@@ -8,6 +8,7 @@ A hit is in a result for one or more of these reasons, and its explanation names
   with none of the words gets in ("sneakers" -> running shoes);
 * **understood filters**: what query understanding turned into a filter ("under $40", a brand, a colour), which
   every hit passes;
+* **search memory**: shoppers chose it after a similar logged search (`memory_similarity`: how similar);
 * **boosts**: the shopper's brand and category affinities that moved it up (personalised search only);
 * **browse**: no words to match (a category page, "under $50"): popularity ordered it.
 
@@ -66,6 +67,9 @@ def explain_hit(hit: Mapping[str, Any], *, query: str, filters: Mapping[str, Any
         parts.append(f"Matches your words in the {', '.join(fields)}")
     if similarity is not None:
         parts.append(f"close in meaning to your search (similarity {similarity:.2f})")
+    memory = matched.get("memory_similarity")
+    if memory is not None:
+        parts.append(f"shoppers chose it after a similar search (similarity {memory:.2f})")
     if not parts:  # nothing to match (a category or price page): popularity ordered it
         parts.append("Popular among what you asked for")
     boosts = _boosts(hit, affinity or {})
@@ -75,7 +79,7 @@ def explain_hit(hit: Mapping[str, Any], *, query: str, filters: Mapping[str, Any
         parts.append("fits " + ", ".join(phrases))
     text = "; ".join(parts)
     return {"type": "search", "text": text[0].upper() + text[1:], "matched_words": words, "fields": fields,
-            "dense_similarity": similarity, "filters": phrases, "boosts": boosts}
+            "dense_similarity": similarity, "memory_similarity": memory, "filters": phrases, "boosts": boosts}
 
 
 def _boosts(hit: Mapping[str, Any], affinity: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ the title), the title's own product word against the query's (`title_head_match`
 different value in the same unit, which a missing match alone does not tell from a title without wattage), and the
 candidate's place within its own result set (`popularity_rel` / `popularity_pct`, `price_pct` / `price_rel`: the
 cheapest of the set and the set's best seller are what shoppers pick when the text ties).
+And the search memory's (`aisle.search.memory.FEATURES`: what shoppers engaged with after similar logged searches;
+nothing remembered when the engine has no memory).
 Everything is vectorised over the candidate set: ~1-2 ms for 300 candidates.
 """
 
@@ -25,6 +27,7 @@ import re
 
 import numpy as np
 
+from aisle.search import memory
 from aisle.search.catalog import Catalog
 from aisle.search.lexical import LexicalIndex
 from aisle.search.query import ParsedQuery
@@ -40,7 +43,7 @@ FEATURES: tuple[str, ...] = (
     "head_match", "q_len", "q_corrections", "title_len",
     "brand_match", "color_match", "category_match", "price_fit", "popularity",
     "window_ratio", "title_head_match", "measure_conflict", "popularity_rel", "popularity_pct", "price_pct",
-    "price_rel",
+    "price_rel", *memory.FEATURES,
 )
 _MEASURE = re.compile(r"^\d[\d./-]*([a-z]+)$")
 _DIMENSION = re.compile(r"^\d[\d./-]*x\d[\d./-]*$")
@@ -192,5 +195,8 @@ def compute(pq: ParsedQuery, terms: QueryTerms, cand: Candidates, catalog: Catal
     f["title_head_match"] = head.matches_at([terms.head], rows) if head is not None and terms.head \
         else np.full(m, -1.0, dtype=np.float32)
     f["measure_conflict"] = _conflicts(terms, rows, lexical)
+    mem = cand.recollection.features(rows) if cand.recollection is not None else memory.absent(rows)
+    for i, name in enumerate(memory.FEATURES):
+        f[name] = mem[:, i]
     return np.column_stack([np.asarray(f[n], dtype=np.float32) for n in FEATURES]) if m else \
         np.zeros((0, len(FEATURES)), dtype=np.float32)

@@ -7,7 +7,8 @@ matches lexically). The constant k and the dense list's weight are `Fusion` sett
 dense weight 0.5 are the defaults, because dense alone is clearly weaker on product titles with the packaged
 encoder; `aisle search-eval` tunes both on the development queries only (`aisle.search.tune`), since a
 domain-adapted encoder deserves more weight. The fused list is what the reranker reorders, and the ranking when no
-reranker is trained.
+reranker is trained. With a search memory (`aisle.search.memory`: what shoppers engaged with after similar logged
+searches), its first `k_memory` products are a third list, fused with `memory_weight`.
 
 Lexical query terms: the corrected words with weight 1, any original word that the correction replaced also with
 weight 1 (a rare true word is never lost: it scores only where it occurs), and synonym/compound expansions with
@@ -22,11 +23,13 @@ import numpy as np
 
 from aisle.search.dense import DenseIndex
 from aisle.search.lexical import LexicalIndex, bigrams, chargrams, query_pairs, stem_sequence
+from aisle.search.memory import Recollection
 from aisle.search.query import ParsedQuery
 from aisle.search.text import analyze
 
 RRF_K = 60.0
 DENSE_WEIGHT = 0.5
+MEMORY_WEIGHT = 1.0  # a product similar searches led to is as good a lead as the best lexical list's
 EXPANSION_WEIGHT = 0.5
 
 
@@ -37,13 +40,18 @@ class Fusion:
 
     rrf_k: float = RRF_K
     dense_weight: float = DENSE_WEIGHT
+    memory_weight: float = MEMORY_WEIGHT
 
 
-def fuse(lex_rank: np.ndarray, dense_rank: np.ndarray, fusion: Fusion) -> np.ndarray:
+def fuse(lex_rank: np.ndarray, dense_rank: np.ndarray, fusion: Fusion,
+         memory_rank: np.ndarray | None = None) -> np.ndarray:
     """The RRF score of candidates from their 1-based ranks in each list (0: absent); the one definition that
     serving and the fusion tuning share."""
-    return (np.where(lex_rank > 0, 1.0 / (fusion.rrf_k + lex_rank), 0.0)
-            + np.where(dense_rank > 0, fusion.dense_weight / (fusion.rrf_k + dense_rank), 0.0)).astype(np.float32)
+    score = (np.where(lex_rank > 0, 1.0 / (fusion.rrf_k + lex_rank), 0.0)
+             + np.where(dense_rank > 0, fusion.dense_weight / (fusion.rrf_k + dense_rank), 0.0))
+    if memory_rank is not None:
+        score = score + np.where(memory_rank > 0, fusion.memory_weight / (fusion.rrf_k + memory_rank), 0.0)
+    return score.astype(np.float32)
 
 
 @dataclass
@@ -96,6 +104,8 @@ class Candidates:
     matched: np.ndarray | None = None  # distinct query words each candidate contains (any own field)
     matched_all: np.ndarray | None = None  # the same for every catalog item
     fields_all: dict[str, np.ndarray] = field(default_factory=dict)  # per-field BM25 of every catalog item
+    memory_rank: np.ndarray | None = None  # 1-based rank in the search memory's list, 0 when not in it
+    recollection: Recollection | None = None  # what the search memory holds for the query (None: no memory)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -126,8 +136,10 @@ class Retriever:
 
     def candidates(self, terms: QueryTerms, qvec: np.ndarray | None, *, mask: np.ndarray | None = None,
                    k_lex: int = 200, k_dense: int = 200, dense_rows: np.ndarray | None = None,
-                   fusion: Fusion = Fusion()) -> Candidates:
-        """Fused candidates; `dense_rows` passes a dense top-k computed beforehand (batched evaluation)."""
+                   fusion: Fusion = Fusion(), recollection: Recollection | None = None,
+                   k_memory: int = 0) -> Candidates:
+        """Fused candidates; `dense_rows` passes a dense top-k computed beforehand (batched evaluation); with a
+        `recollection` (the search memory's answer for the query), its first `k_memory` products are fused too."""
         total, per = self.lexical.combined(terms.lex_tokens, terms.lex_weights, terms.bigrams)
         lex_rows = top_k(total, k_lex, mask)
         if dense_rows is not None:
@@ -136,15 +148,25 @@ class Retriever:
             dense_rows, _ = self.dense.search(qvec, k_dense, mask)
         else:
             dense_rows = np.zeros(0, np.int64)
-        rows = np.unique(np.concatenate([lex_rows, dense_rows])).astype(np.int64)
+        mem_rows = np.zeros(0, np.int64)
+        if recollection is not None and k_memory > 0:
+            mem_rows = recollection.top(k_memory)
+            if mask is not None:
+                mem_rows = mem_rows[mask[mem_rows]]
+        rows = np.unique(np.concatenate([lex_rows, dense_rows, mem_rows])).astype(np.int64)
         lex_rank = np.zeros(len(rows), np.float32)
         dense_rank = np.zeros(len(rows), np.float32)
         lex_rank[np.searchsorted(rows, lex_rows)] = np.arange(1, len(lex_rows) + 1)
         dense_rank[np.searchsorted(rows, dense_rows)] = np.arange(1, len(dense_rows) + 1)
-        rrf = fuse(lex_rank, dense_rank, fusion)
+        memory_rank = None
+        if recollection is not None:
+            memory_rank = np.zeros(len(rows), np.float32)
+            memory_rank[np.searchsorted(rows, mem_rows)] = np.arange(1, len(mem_rows) + 1)
+        rrf = fuse(lex_rank, dense_rank, fusion, memory_rank)
         dense_sim = self.dense.similarity(qvec, rows) if self.dense is not None and qvec is not None \
             else np.zeros(len(rows), np.float32)
         matched = self.lexical.match_count(terms.tokens)
         return Candidates(rows=rows, lex=total[rows], dense=dense_sim, lex_rank=lex_rank, dense_rank=dense_rank,
                           rrf=rrf, fields={k: v[rows] for k, v in per.items()}, lex_all=total,
-                          matched=matched[rows], matched_all=matched, fields_all=per)
+                          matched=matched[rows], matched_all=matched, fields_all=per, memory_rank=memory_rank,
+                          recollection=recollection)

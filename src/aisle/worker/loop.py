@@ -51,9 +51,10 @@ class Outcome:
 
 class Worker:
     def __init__(self, settings: Settings, *, pipeline: PipelineConfig | None = None, lease: Lease | None = None,
-                 adapt: Any = None) -> None:
+                 adapt: Any = None, search_memory: bool = False) -> None:
         """`adapt`: `aisle.search.adapt.AdaptSettings` (the `[search]` table of the `[worker] pipeline` file, read
-        by `aisle.cli.train.adapt_settings`) when refits fine-tune search's encoder as `aisle train --adapt` does."""
+        by `aisle.cli.train.adapt_settings`) when refits fine-tune search's encoder as `aisle train --adapt` does;
+        `search_memory`: its `memory` (refits build search's memory of the log's searches, as `aisle train`)."""
         if settings.store is None:
             raise ValueError("aisle worker needs a store to read events from (--store, AISLE_STORE or store = ...)")
         if adapt is not None and not settings.worker.dense:
@@ -61,6 +62,7 @@ class Worker:
         self.settings, self.cfg = settings, settings.worker
         self.pipeline = pipeline or PipelineConfig()
         self.adapt = adapt
+        self.search_memory = search_memory
         self.registry = Registry(settings.bundle, keep=settings.registry_keep)
         self.lease = lease or open_lease(settings.state, settings.store, self.registry.root,
                                          ttl_s=self.cfg.lease_ttl_seconds)
@@ -242,7 +244,7 @@ class Worker:
                          unseen=unseen, version=new_version,
                          base=version, embedder=self.embedder(), impressions=impressions,
                          explore=serving_state, adapt=self.adapt, previous_encoder=previous_encoder,
-                         catalog_log=upserts)
+                         catalog_log=upserts, search_memory=self.search_memory)
         return self._publish(tmp, decision, new_version), decision
 
     def _baseline(self, version: str | None, extra: dict[str, Any]) -> tuple[Bundle | None, int | None]:

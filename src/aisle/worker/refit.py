@@ -31,7 +31,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
           pipeline: PipelineConfig, *, unseen: pl.DataFrame | None = None, version: str | None = None,
           base: str | None = None, embedder: Any = None, impressions: pl.DataFrame | None = None,
           explore: Any = None, adapt: Any = None, previous_encoder: Path | None = None,
-          catalog_log: Any = None) -> Decision:
+          catalog_log: Any = None, search_memory: bool = False) -> Decision:
     """Fit, gate, fold the hold-out in and save the candidate to `out`; the Decision says whether to promote it.
 
     `baseline`: the bundle to beat (None: nothing serves yet). `unseen`: the events the baseline has never seen
@@ -41,7 +41,8 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
     exploration learned). `adapt` (`AdaptSettings`, the `[search]` table of the worker's pipeline file): search's
     encoder is fine-tuned on the searches before the hold-out, as `aisle train --adapt` does on everything, or,
     with too few pairs, `previous_encoder` (the serving version's fine-tune) is carried forward. `catalog_log`: the
-    servers' upsert log as read before the store (`aisle.serve.catalog_log`), whose coverage the decision records."""
+    servers' upsert log as read before the store (`aisle.serve.catalog_log`), whose coverage the decision records.
+    `search_memory`: search remembers the searches before the hold-out (`aisle.search.memory`), as `aisle train`."""
     cfg = settings.worker
     t0 = time.perf_counter()
     events = data.events
@@ -52,7 +53,7 @@ def refit(data: Dataset, watermark: int, baseline: Bundle | None, out: Path, set
         else events
     train = Dataset(name=data.name, log=data.log, items=data.items, users=data.users, events=before)
     candidate = build_serving_bundle(train, pipeline, seed=cfg.seed, dense=cfg.dense, adapt=adapt,
-                                     previous_encoder=previous_encoder)
+                                     previous_encoder=previous_encoder, search_memory=search_memory)
     encoder = candidate.manifest.get("metrics", {}).get("parts", {}).get("search_encoder")
     learned: dict[str, Any] = {}
     if pipeline.ranker == "impressions":
