@@ -45,6 +45,10 @@ class SourceSpec:
     fit_once: bool = False
     window: int | None = None  # item-to-item: last items used (default: the pipeline's window)
     decay: float | None = None  # item-to-item: weight of the item d steps before the last, decay ** d
+    # added to the pipeline's seed for this source's model: two sources of the same model and parameters with
+    # different offsets are two independently initialised fits, an ensemble the combiner weighs (same offset: the
+    # same model twice)
+    seed_offset: int = 0
 
     def __post_init__(self) -> None:
         from aisle.pipeline.sources import SOURCE_KINDS

@@ -9,7 +9,7 @@ import pytest
 
 from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.evaluate.protocol import item_vocab
-from aisle.models.base import TrainData
+from aisle.models.base import QueryBatch, TrainData
 from aisle.models.markov import MarkovChain
 from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec, hold_out_last
 
@@ -78,3 +78,36 @@ def test_a_fit_once_source_serves_the_fit_the_combiner_learned_from(
     assert any(not np.array_equal(markov.neighbours(i, 20)[0], on_full.source("markov").neighbours(i, 20)[0])
                for i in items)
     np.testing.assert_allclose(pipe.source("trending").counts, on_full.source("trending").counts, rtol=1e-6)
+
+
+def test_seed_offset_makes_a_second_fit_of_the_same_model_an_independent_one(
+        split: tuple[TrainData, TrainData, pl.DataFrame]) -> None:
+    """Two sources of one model (an ensemble the combiner weighs) are two fits only when their `seed_offset`s
+    differ: with the same offset they score every candidate alike, with another they do not; and the offset is
+    relative, so the pipeline's own seed still moves both."""
+    full = split[0]
+
+    def scores(offset: int, seed: int = 0) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], float]]:
+        """Each ALS source's score of every (query, candidate) pair of 20 users."""
+        sources = (SourceSpec("als", "als", "user", {"factors": 8, "iterations": 3}),
+                   SourceSpec("als_b", "als", "user", {"factors": 8, "iterations": 3}, seed_offset=offset))
+        pipe = Pipeline(PipelineConfig(sources=sources, rounds=5, features=("full",), seed=seed)).fit(full)
+        histories = full.sequences()
+        users = np.arange(20)
+        cands = pipe.candidates(QueryBatch(users, [histories[u] for u in users]))
+        pairs = list(zip(cands.query.tolist(), cands.item.tolist(), strict=True))
+        return (dict(zip(pairs, cands.features.column("als_full").tolist(), strict=True)),
+                dict(zip(pairs, cands.features.column("als_b_full").tolist(), strict=True)))
+
+    def close(x: dict[tuple[int, int], float], y: dict[tuple[int, int], float]) -> bool:
+        common = sorted(set(x) & set(y))
+        assert len(common) > 100
+        return bool(np.allclose([x[p] for p in common], [y[p] for p in common], rtol=1e-5))
+
+    same_a, same_b = scores(0)
+    assert close(same_a, same_b)
+    other_a, other_b = scores(7)
+    assert close(other_a, same_a)
+    assert not close(other_a, other_b)
+    moved_a, moved_b = scores(7, seed=1)
+    assert not close(moved_a, other_a) and not close(moved_b, other_b)

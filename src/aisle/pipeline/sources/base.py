@@ -127,7 +127,7 @@ class CandidateSource(ABC):
 
     def fit(self, data: TrainData, *, seed: int = 0) -> Self:
         """Fit the model on `data` and derive what serving reads from it."""
-        self.model = self._new_model(seed).fit(data)
+        self.model = self._new_model(seed + self.spec.seed_offset).fit(data)
         self._derive(data)
         return self
 
