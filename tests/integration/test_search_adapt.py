@@ -13,16 +13,14 @@ from typer.testing import CliRunner
 
 from aisle.bundle import Bundle
 from aisle.cli import app
-from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.optimize.onnx import INT8_TAG
 from aisle.search import evaluate as ev
 from aisle.search.engine import SearchEngine
 from tests.redisserver import free_port
+from tests.searchshop import SOURCES, write_time_split_shop
 from tests.serving import aisle_process, wait_ready
 
 runner = CliRunner()
-SOURCES = [{"key": "itemknn", "model": "itemknn", "kind": "i2i", "decay": 0.7},
-           {"key": "trending", "model": "trending", "kind": "trending"}]
 # small and few steps (the CPU is shared): 8 steps of 32 (query, clicked item, BM25 hard negative) triplets
 SEARCH = {"min_pairs": 50, "max_pairs": 256, "batch_size": 32, "max_seq_length": 24, "lr": 5e-5}
 
@@ -32,13 +30,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.Mo
     """A store split in time: the bundles learn from the first 80% of events, the rest are held-out searches."""
     root = tmp_path_factory.mktemp("adapt")
     monkeypatch_module.setenv("AISLE_CACHE", str(root / "cache"))  # encoders and vectors of this test only
-    s = generate(SyntheticConfig(n_items=300, n_users=150, n_events=9_000, seed=3))
-    cut = s.events["timestamp"].sort()[int(s.events.height * 0.8)]
-    (root / "shop").mkdir()
-    s.items.write_parquet(root / "shop" / "items.parquet")
-    s.users.write_parquet(root / "shop" / "users.parquet")
-    s.events.filter(pl.col("timestamp") < cut).write_parquet(root / "shop" / "events.parquet")
-    s.events.filter(pl.col("timestamp") >= cut).write_parquet(root / "held_out.parquet")
+    write_time_split_shop(root)
     config = root / "adapt.json"
     config.write_text(json.dumps({"pipeline": {"sources": SOURCES}, "search": SEARCH}))
     few = root / "few.json"

@@ -14,16 +14,14 @@ from typer.testing import CliRunner
 
 from aisle.bundle import Bundle
 from aisle.cli import app
-from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.search import evaluate as ev
 from aisle.search.engine import SearchEngine
 from aisle.search.memory import MIN_LOGGED_QUERIES
 from tests.redisserver import free_port
+from tests.searchshop import SOURCES, write_time_split_shop
 from tests.serving import aisle_process, wait_ready
 
 runner = CliRunner()
-SOURCES = [{"key": "itemknn", "model": "itemknn", "kind": "i2i", "decay": 0.7},
-           {"key": "trending", "model": "trending", "kind": "trending"}]
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +35,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.Mo
     """A store split in time: the bundles learn from the first 80% of events, the rest are held-out searches."""
     root = tmp_path_factory.mktemp("memory")
     monkeypatch_module.setenv("AISLE_CACHE", str(root / "cache"))
-    s = generate(SyntheticConfig(n_items=300, n_users=150, n_events=9_000, seed=3))
-    cut = s.events["timestamp"].sort()[int(s.events.height * 0.8)]
-    (root / "shop").mkdir()
-    s.items.write_parquet(root / "shop" / "items.parquet")
-    s.users.write_parquet(root / "shop" / "users.parquet")
-    s.events.filter(pl.col("timestamp") < cut).write_parquet(root / "shop" / "events.parquet")
-    s.events.filter(pl.col("timestamp") >= cut).write_parquet(root / "held_out.parquet")
+    write_time_split_shop(root)
     out = {"root": root}
     for name, search in (("memory", {"memory": True}), ("plain", {})):  # off unless asked for
         config = root / f"{name}.json"
