@@ -558,7 +558,7 @@ class SearchEngine:
         engine = cls(catalog, LexicalIndex.load(folder / "lexical"), dense, SpellIndex.load(folder / "spell"),
                      embedder=embedder, reranker=reranker, config=SearchConfig(**manifest["config"]))
         if manifest.get("memory") and dense is not None:
-            engine.memory = SearchMemory.load(folder / "memory", lambda ids: engine.item_rows(ids))
+            engine.memory = SearchMemory.load(folder / "memory", engine.item_rows)
         return engine
 
 
