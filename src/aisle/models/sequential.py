@@ -12,6 +12,7 @@ benchmarks/deep_tune.py). `score` encodes any history, so a brand-new session is
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -74,6 +75,15 @@ class SequentialRecommender:
         self.result = Trainer(self.train_cfg).fit(net, task, monitor=monitor)
         net.eval()
         return self
+
+    def refit_overrides(self) -> dict[str, Any]:
+        """What a refit on the same events plus each user's newest one should change, after this fit: when the
+        hold-out chose the epochs (early stopping), train on everything (`holdout` off) and stop after the best
+        epoch of the same schedule. The pipeline refits its sources so; without it a refit would hold the newest
+        event out again, and the served model would never train on it. Empty when nothing was held out."""
+        if not self.seq.holdout or self.result is None or not math.isfinite(self.result.best_metric):
+            return {}
+        return {"holdout": False, "stop_after": self.result.best_epoch}
 
     def prepare(self, data: TrainData) -> torch.nn.Module:
         """The untrained network for `data`'s catalog, installed as `self.net` (`fit` trains it; other training

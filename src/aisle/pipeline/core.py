@@ -4,8 +4,11 @@
 rest, the combiner learns to rank the held-out item among its candidates, and then the sources are refitted on
 everything (under the evaluation harness that held-out event is exactly the validation target; the test target
 is never seen). Sources that read no events (content) are fitted once, on everything; `fit_once` sources (a deep
-model within a nightly budget) once, on the events without each user's last one. `Pipeline` is itself a Recommender:
-`score` puts candidates above every other item, which keeps popularity order.
+model within a nightly budget) once, on the events without each user's last one. A deep source that stops
+early on a hold-out of its own (`holdout = true`: the last event of what it is fitted on) chooses its epochs in
+the first fit; its refit trains that many epochs on everything, the hold-out put back
+(`SequentialRecommender.refit_overrides`). `Pipeline` is itself a Recommender: `score` puts candidates above every
+other item, which keeps popularity order.
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ class Pipeline:
         """Fit the sources that read events on `data`; the `final` fit leaves `fit_once` sources as they are."""
         for source in self.sources:
             if source.spec.refit and not (final and source.spec.fit_once):
-                source.fit(data, seed=self.config.seed)
+                source.fit(data, seed=self.config.seed, refit=final)
         self.facts = self._item_facts(data, attrs)
 
     def _item_facts(self, data: TrainData, attrs: ItemAttributes) -> ItemFacts:

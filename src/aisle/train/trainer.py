@@ -50,6 +50,14 @@ class TrainConfig:
     # allows does not depend on what else runs on the machine, so a benchmark row means the same under load
     # (a wall-clock budget cut SASRec to 2-3 of its 20 epochs on a busy shared machine, RESULTS.md issue 24)
     max_cpu_seconds: float | None = None
+    # stop after this many epochs of the `epochs`-long schedule: a refit on data with the hold-out put back follows
+    # the trajectory of the fit that chose this count by early stopping and ends where that one peaked
+    # (`SequentialRecommender.refit_overrides`)
+    stop_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.stop_after is not None and self.stop_after < 1:
+            raise ValueError(f"stop_after must be at least 1, got {self.stop_after}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig(**{**asdict(self), **changes})
@@ -222,6 +230,8 @@ class Trainer:
                     torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "epoch": epoch, "result": asdict(result),
                                 "best_model": best_state, "config": asdict(cfg)}, ckpt_dir / "last.pt")
+                if cfg.stop_after is not None and epoch + 1 >= cfg.stop_after:
+                    over_time = True
                 if ctx.broadcast_flag(stop or over_time):
                     result.stopped_early = stop
                     break

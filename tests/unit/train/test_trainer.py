@@ -82,6 +82,32 @@ def test_cpu_budget_ignores_time_spent_waiting(data: TrainData, monkeypatch: pyt
     assert cpu.result is not None and cpu.result.epochs_run == 3
 
 
+def test_stop_after_follows_the_longer_schedule_and_stops_there(data: TrainData) -> None:
+    """`stop_after` cuts a run at that epoch without shortening its cosine schedule: its epochs are the first
+    epochs of the full-length run, learning rates and losses alike (what a refit relies on to end where the
+    early-stopped fit peaked), and 0 is refused."""
+    cfg = {**SMALL, "schedule": "cosine", "holdout": False}
+    whole = SASRec(epochs=5, **cfg).fit(data).result
+    cut = SASRec(epochs=5, stop_after=2, **cfg).fit(data).result
+    assert whole is not None and cut is not None and cut.epochs_run == 2 and whole.epochs_run == 5
+    for mine, theirs in zip(cut.history, whole.history[:2], strict=True):
+        assert mine["lr"] == pytest.approx(theirs["lr"]) and mine["loss"] == pytest.approx(theirs["loss"], rel=1e-5)
+    assert cut.history[-1]["lr"] > 0.5 * SMALL["lr"]  # not annealed: the 5-epoch schedule's third of the way
+    with pytest.raises(ValueError, match="stop_after"):
+        SASRec(epochs=5, stop_after=0, **cfg)
+
+
+def test_refit_overrides_carry_the_early_stopped_epoch_count(data: TrainData) -> None:
+    """After a hold-out fit the refit trains on everything for the epochs that fit chose; a fit that held
+    nothing out asks for no change."""
+    held = SASRec(epochs=4, **SMALL).fit(data)
+    assert held.result is not None and held.result.best_epoch >= 1
+    assert held.refit_overrides() == {"holdout": False, "stop_after": held.result.best_epoch}
+    again = SASRec(epochs=4, **{**SMALL, **held.refit_overrides()}).fit(data)
+    assert again.result is not None and again.result.epochs_run == held.result.best_epoch
+    assert SASRec(epochs=2, **{**SMALL, "holdout": False}).fit(data).refit_overrides() == {}
+
+
 def test_patience_waits_for_the_warm_up_to_end(data: TrainData) -> None:
     """Epochs that end while the learning rate is still warming up never count against patience: a learning
     rate too small to move the metric stops a 1-epoch patience at epoch 2 without a warm-up (the test above), and

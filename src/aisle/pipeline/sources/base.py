@@ -125,17 +125,20 @@ class CandidateSource(ABC):
 
     # ---- fitting and persistence ---------------------------------------------------------------------
 
-    def fit(self, data: TrainData, *, seed: int = 0) -> Self:
-        """Fit the model on `data` and derive what serving reads from it."""
-        self.model = self._new_model(seed + self.spec.seed_offset).fit(data)
+    def fit(self, data: TrainData, *, seed: int = 0, refit: bool = False) -> Self:
+        """Fit the model on `data` and derive what serving reads from it. `refit`: the pipeline's second fit, on
+        the events with each user's held-out newest one put back; a model whose first fit chose its training
+        length on that hold-out (early stopping) then trains that length on everything (`refit_overrides`)."""
+        overrides = self.model.refit_overrides() if refit and hasattr(self.model, "refit_overrides") else {}
+        self.model = self._new_model(seed + self.spec.seed_offset, overrides).fit(data)
         self._derive(data)
         return self
 
-    def _new_model(self, seed: int) -> Recommender:
+    def _new_model(self, seed: int, overrides: dict[str, Any] | None = None) -> Recommender:
         from aisle.models.registry import MODELS
 
         cls = MODELS[self.spec.model]
-        kwargs = dict(self.spec.params)
+        kwargs = {**self.spec.params, **(overrides or {})}
         try:
             if "seed" in inspect.signature(cls).parameters:
                 kwargs.setdefault("seed", seed)
