@@ -52,7 +52,7 @@ from aisle.pipeline.combiner import TUNABLE
 from aisle.pipeline.core import hold_out_last
 from aisle.pipeline.features import GROUPS, Candidates, feature_names
 
-SETTINGS = ("rounds", "early_stop", "max_train_queries")
+SETTINGS = ("rounds", "early_stop", "max_train_queries", "bags", "bag_fraction")
 
 
 def main() -> None:
@@ -315,7 +315,7 @@ def _variant(spec: str, base: PipelineConfig) -> tuple[tuple[str, ...], Pipeline
         if key == "max_train_queries" and value == "all":
             over[key] = 1 << 30
         elif key in SETTINGS:
-            over[key] = int(value)
+            over[key] = float(value) if key == "bag_fraction" else int(value)
         elif key in TUNABLE:
             lightgbm[key] = float(value) if "." in value or "e" in value else int(value)
         else:

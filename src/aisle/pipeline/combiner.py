@@ -14,7 +14,9 @@ Its LightGBM settings: `LGB_PARAMS`, with a configuration's `lightgbm` table on 
 and `rounds` boosting rounds; with `early_stop` on, the held-out queries also choose the number of rounds (the fit
 on the rest stops once NDCG@10 on them has not improved for `early_stop` rounds, and the refit on all queries
 runs the best number), so a larger training set or a smaller learning rate is not held to a count chosen for
-another.
+another. With `bags` > 1 it is that many LightGBM models, each on its own random `bag_fraction` of the training
+queries with its own seed, their scores averaged: a lambdarank model fitted on a few thousand queries moves with
+which queries it drew, and the average does not move as much.
 """
 
 from __future__ import annotations
@@ -78,23 +80,29 @@ class Combiner:
     queries (`ranker` names which), or the summed reciprocal ranks when nothing could be learned."""
 
     def __init__(self, source_keys: list[str], *, rounds: int = 80, seed: int = 0,
-                 params: dict[str, Any] | None = None, early_stop: int = 0) -> None:
+                 params: dict[str, Any] | None = None, early_stop: int = 0, bags: int = 1,
+                 bag_fraction: float = 0.8) -> None:
         unknown = sorted(set(params or {}) - set(TUNABLE))
         if unknown:
             raise ValueError(f"unknown LightGBM parameter(s) {', '.join(unknown)}; accepted: {', '.join(TUNABLE)}")
+        if bags < 1 or not 0.0 < bag_fraction <= 1.0:
+            raise ValueError(f"bags must be at least 1 and bag_fraction in (0, 1]; got {bags}, {bag_fraction}")
+        if bags > 1 and early_stop:
+            raise ValueError("early_stop chooses one model's rounds; it does not combine with bags > 1")
         self.source_keys, self.rounds, self.seed = list(source_keys), rounds, seed
         self.params, self.early_stop = dict(params or {}), early_stop
+        self.bags, self.bag_fraction = bags, bag_fraction
         self.best_rounds = rounds  # what the final fit runs: `rounds`, or what early stopping chose
         self.ranker = COMBINER
         self.selection: dict[str, float] = {}  # mean held-out NDCG@10 per candidate ranker
         self.selection_p = 1.0  # the paired test's p of the best single source against the combiner
-        self.booster: Any = None
+        self.boosters: list[Any] = []  # one LightGBM model per bag; empty until fitted (or a source ranks)
 
     @classmethod
     def of_config(cls, source_keys: list[str], config: PipelineConfig) -> Combiner:
         """An unfitted combiner with the configuration's rounds, seed and LightGBM settings."""
         return cls(source_keys, rounds=config.rounds, seed=config.seed, params=config.lightgbm,
-                   early_stop=config.early_stop)
+                   early_stop=config.early_stop, bags=config.bags, bag_fraction=config.bag_fraction)
 
     def fit(self, frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray, *, holdout_fraction: float,
             rng: np.random.Generator) -> Combiner:
@@ -104,29 +112,45 @@ class Combiner:
         if held.any() and (~held).any():
             rows = np.repeat(held, sizes)
             held_frame, held_labels, held_sizes = frame.rows(rows), labels[rows], sizes[held]
-            model = self._train(frame.values[~rows], labels[~rows], sizes[~held], frame.names,
-                                valid=(held_frame.values, held_labels, held_sizes) if self.early_stop else None)
+            models = self._train_bags(frame.values[~rows], labels[~rows], sizes[~held], frame.names,
+                                      valid=(held_frame.values, held_labels, held_sizes) if self.early_stop else None)
             if self.early_stop:
-                self.best_rounds = max(1, int(model.best_iteration or model.current_iteration()))
-            per_query = {COMBINER: held_out_ndcgs(model.predict(held_frame.values, num_threads=1), held_labels,
-                                                  held_sizes)}
+                self.best_rounds = max(1, int(models[0].best_iteration or models[0].current_iteration()))
+            per_query = {COMBINER: held_out_ndcgs(_average(models, held_frame.values), held_labels, held_sizes)}
             for key in self.source_keys:
                 per_query[key] = held_out_ndcgs(held_frame.column(f"{key}_score"), held_labels, held_sizes)
             self.selection = {k: float(v.mean()) if len(v) else 0.0 for k, v in per_query.items()}
             self.ranker, self.selection_p = choose_ranker(per_query)
             if self.ranker != COMBINER:
                 return self
-        self.booster = self._train(frame.values, labels, sizes, frame.names, rounds=self.best_rounds)
+        self.boosters = self._train_bags(frame.values, labels, sizes, frame.names, rounds=self.best_rounds)
         return self
 
+    def _train_bags(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, names: tuple[str, ...], *,
+                    rounds: int | None = None, valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                    ) -> list[Any]:
+        """`bags` models: one on every query (bags = 1), else each on a random `bag_fraction` of the queries
+        (drawn with the combiner's seed and the bag's number, so a refit draws the same) with seed + bag."""
+        if self.bags == 1:
+            return [self._train(x, y, sizes, names, rounds=rounds, valid=valid, seed=self.seed)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        take = max(1, round(self.bag_fraction * len(sizes)))
+        models = []
+        for bag in range(self.bags):
+            queries = np.sort(np.random.default_rng([self.seed, bag]).choice(len(sizes), take, replace=False))
+            rows = np.concatenate([np.arange(starts[q], starts[q + 1]) for q in queries])
+            models.append(self._train(x[rows], y[rows], sizes[queries], names, rounds=rounds, seed=self.seed + bag))
+        return models
+
     def _train(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, names: tuple[str, ...], *,
-               rounds: int | None = None, valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Any:
+               rounds: int | None = None, valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+               seed: int = 0) -> Any:
         """A LightGBM lambdarank model; with `valid` (held-out rows, labels, group sizes) it stops once their
         NDCG@10 has not improved for `early_stop` rounds and keeps the best iteration."""
         import lightgbm as lgb
 
         data = lgb.Dataset(x, y, group=sizes.tolist(), feature_name=list(names))
-        params = {**LGB_PARAMS, **self.params, "seed": self.seed}
+        params = {**LGB_PARAMS, **self.params, "seed": seed}
         if valid is None:
             return lgb.train(params, data, num_boost_round=rounds or self.rounds)
         check = lgb.Dataset(valid[0], valid[1], group=valid[2].tolist(), reference=data)
@@ -139,9 +163,9 @@ class Combiner:
             return np.zeros(0)
         if self.ranker in self.source_keys:
             return frame.column(f"{self.ranker}_score").astype(np.float64) + 1e-3 * frame.column("popularity")
-        if self.booster is None:
+        if not self.boosters:
             return frame.columns([f"{k}_rr" for k in self.source_keys]).sum(axis=1).astype(np.float64)
-        return np.asarray(self.booster.predict(frame.values, num_threads=1), np.float64)
+        return _average(self.boosters, frame.values)
 
     def save(self, path: Path) -> None:
         """One JSON file: the choice, the held-out scores and the LightGBM model as its own text format (a string
@@ -150,8 +174,8 @@ class Combiner:
         meta = {"ranker": self.ranker, "selection": self.selection, "selection_p": self.selection_p,
                 "sources": self.source_keys,
                 "rounds": self.rounds, "seed": self.seed, "params": self.params, "early_stop": self.early_stop,
-                "best_rounds": self.best_rounds,
-                "lightgbm": self.booster.model_to_string() if self.booster is not None else None}
+                "best_rounds": self.best_rounds, "bags": self.bags, "bag_fraction": self.bag_fraction,
+                "lightgbm": [b.model_to_string() for b in self.boosters] or None}
         (path / "combiner.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -159,15 +183,25 @@ class Combiner:
         meta = json.loads((path / "combiner.json").read_text())
         # absent keys: saved before the LightGBM settings were configurable (LGB_PARAMS, a fixed count)
         out = cls(meta["sources"], rounds=meta["rounds"], seed=meta["seed"], params=meta.get("params"),
-                  early_stop=int(meta.get("early_stop", 0)))
+                  early_stop=int(meta.get("early_stop", 0)), bags=int(meta.get("bags", 1)),
+                  bag_fraction=float(meta.get("bag_fraction", 0.8)))
         out.best_rounds = int(meta.get("best_rounds", meta["rounds"]))
         out.ranker, out.selection = meta["ranker"], meta["selection"]
         out.selection_p = float(meta.get("selection_p", 1.0))  # absent: saved before the paired choice
         if meta["lightgbm"] is not None:
             import lightgbm as lgb
 
-            out.booster = lgb.Booster(model_str=meta["lightgbm"])
+            saved = meta["lightgbm"]  # one string: saved before bags
+            out.boosters = [lgb.Booster(model_str=m) for m in ([saved] if isinstance(saved, str) else saved)]
         return out
+
+
+def _average(models: list[Any], x: np.ndarray) -> np.ndarray:
+    """The mean of the models' scores of the rows of `x` (one model: its scores)."""
+    total = np.asarray(models[0].predict(x, num_threads=1), np.float64)
+    for model in models[1:]:
+        total += model.predict(x, num_threads=1)
+    return total / len(models)
 
 
 __all__ = ["COMBINER", "LGB_PARAMS", "SELECT_P", "TUNABLE", "Combiner", "choose_ranker", "held_out_ndcgs"]

@@ -103,6 +103,10 @@ class PipelineConfig:
     early_stop: int = 0
     # the combiner's LightGBM settings over `aisle.pipeline.combiner.LGB_PARAMS` (keys: combiner.TUNABLE)
     lightgbm: dict[str, Any] = field(default_factory=dict)
+    # the combiner as `bags` LightGBM models, each on a random `bag_fraction` of its training queries, scores
+    # averaged (1: one model on all of them)
+    bags: int = 1
+    bag_fraction: float = 0.8
     seed: int = 0
     # optional feature groups of the combiner (aisle.pipeline.features.GROUPS); "tags" measured better on Amazon
     # Beauty's validation targets (RESULTS.md) and costs nothing where the catalog has no tags
@@ -121,6 +125,11 @@ class PipelineConfig:
 
         for key in self.lightgbm:
             _known("lightgbm key", key, TUNABLE)
+        if self.bags < 1 or not 0.0 < self.bag_fraction <= 1.0:
+            raise PipelineConfigError(f"bags must be at least 1 and bag_fraction in (0, 1]; got {self.bags}, "
+                                      f"{self.bag_fraction}")
+        if self.bags > 1 and self.early_stop:
+            raise PipelineConfigError("early_stop chooses one model's rounds; it does not combine with bags > 1")
         keys = [s.key for s in self.sources]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:

@@ -4,6 +4,7 @@ and loaded combiner keeps."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_the_settings_reach_the_model() -> None:
     config = PipelineConfig.from_json({"lightgbm": {"num_leaves": 3}, "rounds": 7, "holdout_fraction": 0.0})
     combiner = Combiner.of_config(["a", "b"], config).fit(frame, labels, sizes, holdout_fraction=0.0,
                                                           rng=np.random.default_rng(0))
-    trees = combiner.booster.dump_model()["tree_info"]
+    trees = combiner.boosters[0].dump_model()["tree_info"]
     assert len(trees) == 7 and max(t["num_leaves"] for t in trees) <= 3
 
 
@@ -45,7 +46,7 @@ def test_early_stopping_chooses_the_rounds_on_held_out_queries_and_survives_a_re
         frame, labels, sizes, holdout_fraction=0.3, rng=np.random.default_rng(0))
     assert combiner.ranker == "combiner"
     assert 1 <= combiner.best_rounds < 2000  # a one-feature signal is learned long before 2,000 rounds
-    assert combiner.booster.current_iteration() == combiner.best_rounds
+    assert combiner.boosters[0].current_iteration() == combiner.best_rounds
     combiner.save(tmp_path / "c")
     again = Combiner.load(tmp_path / "c")
     assert (again.best_rounds, again.params, again.early_stop) == (combiner.best_rounds, {"learning_rate": 0.3}, 10)
@@ -55,3 +56,35 @@ def test_early_stopping_chooses_the_rounds_on_held_out_queries_and_survives_a_re
     target = truth.reshape(300, 40).argmax(axis=1)
     by_feature = (test.column("a_score").reshape(300, 40).argmax(axis=1) == target).mean()
     assert (again.score(test).reshape(300, 40).argmax(axis=1) == target).mean() >= by_feature - 0.05 > 0.2
+
+
+def test_bags_average_models_fitted_on_different_queries_and_survive_a_reload(tmp_path: Path) -> None:
+    """`bags = 3`: three models, each on its own share of the queries with its own seed, scoring as their mean;
+    saved and loaded they score the same; a combiner saved before bags (one model string) still loads; and the
+    settings that cannot hold are refused."""
+    frame, labels, sizes = _frame()
+    config = PipelineConfig.from_json({"bags": 3, "bag_fraction": 0.5, "rounds": 10})
+    bagged = Combiner.of_config(["a", "b"], config).fit(frame, labels, sizes, holdout_fraction=0.2,
+                                                        rng=np.random.default_rng(0))
+    test, _, _ = _frame(seed=1)
+    assert len(bagged.boosters) == 3
+    each = np.stack([b.predict(test.values, num_threads=1) for b in bagged.boosters])
+    assert not np.allclose(each[0], each[1]) and not np.allclose(each[1], each[2])
+    np.testing.assert_allclose(bagged.score(test), each.mean(axis=0))
+    bagged.save(tmp_path / "bagged")
+    np.testing.assert_array_equal(Combiner.load(tmp_path / "bagged").score(test), bagged.score(test))
+
+    single = Combiner(["a", "b"], rounds=10).fit(frame, labels, sizes, holdout_fraction=0.2,
+                                                 rng=np.random.default_rng(0))
+    single.save(tmp_path / "single")
+    meta = json.loads((tmp_path / "single" / "combiner.json").read_text())
+    meta["lightgbm"] = meta["lightgbm"][0]
+    for key in ("bags", "bag_fraction"):
+        del meta[key]
+    (tmp_path / "single" / "combiner.json").write_text(json.dumps(meta))
+    np.testing.assert_array_equal(Combiner.load(tmp_path / "single").score(test), single.score(test))
+
+    with pytest.raises(PipelineConfigError, match="bags"):
+        PipelineConfig.from_json({"bags": 0})
+    with pytest.raises(PipelineConfigError, match="early_stop"):
+        PipelineConfig.from_json({"bags": 2, "early_stop": 10})
