@@ -186,6 +186,8 @@ def test_the_full_scoring_pipeline_measured_is_the_one_served(tmp_path: Path) ->
     assert served["features"] == ["tags", "full"]
     assert [s["key"] for s in served["sources"] if s["kind"] in ("user", "sequential")] == ["sasrec", "als"]
     assert not next(s for s in served["sources"] if s["key"] == "sasrec")["fit_once"]
+    assert served["max_train_queries"] == 1_000_000
+    assert served["lightgbm"] == {"num_leaves": 31, "min_data_in_leaf": 100}
 
 
 def _pipeline_lines(path: Path) -> list[str]:
