@@ -130,7 +130,7 @@ class Combiner:
                     rounds: int | None = None, valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                     ) -> list[Any]:
         """`bags` models: one on every query (bags = 1), else each on a random `bag_fraction` of the queries
-        (drawn with the combiner's seed and the bag's number, so a refit draws the same) with seed + bag."""
+        (drawn from the combiner's seed and the bag's number, so the same fit draws the same) with seed + bag."""
         if self.bags == 1:
             return [self._train(x, y, sizes, names, rounds=rounds, valid=valid, seed=self.seed)]
         starts = np.concatenate([[0], np.cumsum(sizes)])
