@@ -75,6 +75,16 @@ def choose_ranker(per_query: dict[str, np.ndarray], p_level: float = SELECT_P) -
     return (best if p < p_level else COMBINER), p
 
 
+def settings_problem(*, bags: int, bag_fraction: float, early_stop: int) -> str | None:
+    """What is wrong with these bagging settings, or None. One rule for both doors: the pipeline's config file
+    (which wraps it in `PipelineConfigError`) and direct construction (`ValueError`)."""
+    if bags < 1 or not 0.0 < bag_fraction <= 1.0:
+        return f"bags must be at least 1 and bag_fraction in (0, 1]; got {bags}, {bag_fraction}"
+    if bags > 1 and early_stop:
+        return "early_stop chooses one model's rounds; it does not combine with bags > 1"
+    return None
+
+
 class Combiner:
     """Orders a batch's candidates: the LightGBM model, or one source's own score when that won on held-out
     queries (`ranker` names which), or the summed reciprocal ranks when nothing could be learned."""
@@ -85,10 +95,9 @@ class Combiner:
         unknown = sorted(set(params or {}) - set(TUNABLE))
         if unknown:
             raise ValueError(f"unknown LightGBM parameter(s) {', '.join(unknown)}; accepted: {', '.join(TUNABLE)}")
-        if bags < 1 or not 0.0 < bag_fraction <= 1.0:
-            raise ValueError(f"bags must be at least 1 and bag_fraction in (0, 1]; got {bags}, {bag_fraction}")
-        if bags > 1 and early_stop:
-            raise ValueError("early_stop chooses one model's rounds; it does not combine with bags > 1")
+        problem = settings_problem(bags=bags, bag_fraction=bag_fraction, early_stop=early_stop)
+        if problem:
+            raise ValueError(problem)
         self.source_keys, self.rounds, self.seed = list(source_keys), rounds, seed
         self.params, self.early_stop = dict(params or {}), early_stop
         self.bags, self.bag_fraction = bags, bag_fraction

@@ -121,15 +121,13 @@ class PipelineConfig:
         _known("ranker", self.ranker, RANKERS)
         for group in self.features:
             _known("feature group", group, GROUPS)
-        from aisle.pipeline.combiner import TUNABLE
+        from aisle.pipeline.combiner import TUNABLE, settings_problem
 
         for key in self.lightgbm:
             _known("lightgbm key", key, TUNABLE)
-        if self.bags < 1 or not 0.0 < self.bag_fraction <= 1.0:
-            raise PipelineConfigError(f"bags must be at least 1 and bag_fraction in (0, 1]; got {self.bags}, "
-                                      f"{self.bag_fraction}")
-        if self.bags > 1 and self.early_stop:
-            raise PipelineConfigError("early_stop chooses one model's rounds; it does not combine with bags > 1")
+        problem = settings_problem(bags=self.bags, bag_fraction=self.bag_fraction, early_stop=self.early_stop)
+        if problem:
+            raise PipelineConfigError(problem)
         keys = [s.key for s in self.sources]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:

@@ -230,9 +230,9 @@ class Trainer:
                     torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "epoch": epoch, "result": asdict(result),
                                 "best_model": best_state, "config": asdict(cfg)}, ckpt_dir / "last.pt")
-                if cfg.stop_after is not None and epoch + 1 >= cfg.stop_after:
-                    over_time = True
-                if ctx.broadcast_flag(stop or over_time):
+                # a refit told to stop where its holdout fit stopped: the schedule stays `epochs` long
+                cut = cfg.stop_after is not None and epoch + 1 >= cfg.stop_after
+                if ctx.broadcast_flag(stop or over_time or cut):
                     result.stopped_early = stop
                     break
         result.seconds = base_seconds + time.perf_counter() - t0  # a resumed run adds to the seconds it had

@@ -88,3 +88,7 @@ def test_bags_average_models_fitted_on_different_queries_and_survive_a_reload(tm
         PipelineConfig.from_json({"bags": 0})
     with pytest.raises(PipelineConfigError, match="early_stop"):
         PipelineConfig.from_json({"bags": 2, "early_stop": 10})
+    with pytest.raises(ValueError, match="bag_fraction"):
+        Combiner(["a", "b"], bags=2, bag_fraction=0.0)
+    with pytest.raises(ValueError, match="early_stop"):
+        Combiner(["a", "b"], bags=2, early_stop=10)
