@@ -100,11 +100,28 @@ def _append(store: Path, events: pl.DataFrame) -> int:
         sink.close()
 
 
-def _worker(shop: dict[str, Path], log: Path, *args: str, pipeline: Path | None = None, **env: str
-            ) -> subprocess.Popen[bytes]:
+# `aisle worker` whose publishing step, once reached, says so in a file and waits to be killed: a kill -9 that
+# lands with the candidate written but not yet a version, every time (polling for the half-written folder
+# raced the publish on a busy machine)
+HELD_AT_PUBLISH = """
+import pathlib, runpy, sys, time
+from aisle.registry import Registry
+reached = pathlib.Path(sys.argv.pop(1))
+def held(self, tmp, *args, **kwargs):
+    reached.write_text(str(tmp))
+    time.sleep(3600)
+Registry.publish = held
+sys.argv[0] = "aisle"
+runpy.run_module("aisle", run_name="__main__", alter_sys=True)
+"""
+
+
+def _worker(shop: dict[str, Path], log: Path, *args: str, pipeline: Path | None = None,
+            held_at_publish: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
     environ = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
                **_settings_env(pipeline or shop["pipeline"], **env)}
-    return subprocess.Popen([sys.executable, "-m", "aisle", "worker", "--bundle", str(shop["registry"]), "--store",
+    start = ["-m", "aisle"] if held_at_publish is None else ["-c", HELD_AT_PUBLISH, str(held_at_publish)]
+    return subprocess.Popen([sys.executable, *start, "worker", "--bundle", str(shop["registry"]), "--store",
                              str(shop["store"]), *args], env=environ, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -185,11 +202,14 @@ def test_kill_9_mid_refit_or_refresh_never_leaves_a_partial_current_and_the_next
     assert first is not None
     later = pl.read_parquet(shop["later"])
     log = shop["tmp"] / "w.log"
-    # a refit killed once its candidate is being written
+    # a refit killed with its candidate written but not yet published
     _append(shop["store"], later.slice(0, 600))
-    p = _worker(shop, log, "--once", "refit")
-    _wait_for("a half-written candidate", lambda: any(reg.versions_dir.glob(".incoming-*")) or p.poll() is not None,
-              180, log)
+    reached = shop["tmp"] / "publishing"
+    p = _worker(shop, log, "--once", "refit", held_at_publish=reached)
+    _wait_for("the refit to reach publishing",
+              lambda: (reached.exists() and reached.read_text()) or p.poll() is not None, 180, log)
+    assert p.poll() is None, log.read_text()[-3000:]
+    assert Path(reached.read_text()).is_dir() and any(reg.versions_dir.glob(".incoming-*"))
     _kill(p)
     assert reg.current() == first and [v.version for v in reg.list()] == [first]
     # refreshes killed at random moments, with new events between them
