@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aisle.train.distributed import DistContext
+from aisle.train.memory import kept_freed_memory
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,9 @@ class Trainer:
         t0, base_seconds = time.perf_counter(), result.seconds
         starts = [clock() for _, clock in budgets]
         bad_evals = 0
-        with _progress_bar(cfg.progress and ctx.is_main, total=cfg.epochs * steps_per_epoch) as bar:
+        # on CPU, large per-step buffers come from the heap instead of fresh zeroed pages (`aisle.train.memory`)
+        kept = kept_freed_memory() if ctx.device.type == "cpu" else contextlib.nullcontext()
+        with kept, _progress_bar(cfg.progress and ctx.is_main, total=cfg.epochs * steps_per_epoch) as bar:
             if bar is not None:
                 bar.update(completed=start_epoch * steps_per_epoch)
             for epoch in range(start_epoch, cfg.epochs):
