@@ -75,9 +75,13 @@ def choose_ranker(per_query: dict[str, np.ndarray], p_level: float = SELECT_P) -
     return (best if p < p_level else COMBINER), p
 
 
-def settings_problem(*, bags: int, bag_fraction: float, early_stop: int) -> str | None:
-    """What is wrong with these bagging settings, or None. One rule for both doors: the pipeline's config file
-    (which wraps it in `PipelineConfigError`) and direct construction (`ValueError`)."""
+def settings_problem(*, params: dict[str, Any], bags: int, bag_fraction: float, early_stop: int) -> str | None:
+    """What is wrong with these LightGBM and bagging settings, or None. One rule for both doors: the pipeline's
+    config file (which wraps it in `PipelineConfigError`) and direct construction (`ValueError`)."""
+    unknown = sorted(set(params) - set(TUNABLE))
+    if unknown:
+        return (f"unknown lightgbm key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"accepted: {', '.join(TUNABLE)}")
     if bags < 1 or not 0.0 < bag_fraction <= 1.0:
         return f"bags must be at least 1 and bag_fraction in (0, 1]; got {bags}, {bag_fraction}"
     if bags > 1 and early_stop:
@@ -92,10 +96,7 @@ class Combiner:
     def __init__(self, source_keys: list[str], *, rounds: int = 80, seed: int = 0,
                  params: dict[str, Any] | None = None, early_stop: int = 0, bags: int = 1,
                  bag_fraction: float = 0.8) -> None:
-        unknown = sorted(set(params or {}) - set(TUNABLE))
-        if unknown:
-            raise ValueError(f"unknown LightGBM parameter(s) {', '.join(unknown)}; accepted: {', '.join(TUNABLE)}")
-        problem = settings_problem(bags=bags, bag_fraction=bag_fraction, early_stop=early_stop)
+        problem = settings_problem(params=params or {}, bags=bags, bag_fraction=bag_fraction, early_stop=early_stop)
         if problem:
             raise ValueError(problem)
         self.source_keys, self.rounds, self.seed = list(source_keys), rounds, seed

@@ -121,11 +121,10 @@ class PipelineConfig:
         _known("ranker", self.ranker, RANKERS)
         for group in self.features:
             _known("feature group", group, GROUPS)
-        from aisle.pipeline.combiner import TUNABLE, settings_problem
+        from aisle.pipeline.combiner import settings_problem
 
-        for key in self.lightgbm:
-            _known("lightgbm key", key, TUNABLE)
-        problem = settings_problem(bags=self.bags, bag_fraction=self.bag_fraction, early_stop=self.early_stop)
+        problem = settings_problem(params=self.lightgbm, bags=self.bags, bag_fraction=self.bag_fraction,
+                                   early_stop=self.early_stop)
         if problem:
             raise PipelineConfigError(problem)
         keys = [s.key for s in self.sources]
