@@ -88,7 +88,7 @@ def main() -> None:
 
     from aisle.config import Settings
     from aisle.serve import consumers
-    from aisle.serve.services import StoreSink
+    from aisle.serve.sink import StoreSink
 
     paces = {name: value for name, value in (("events_store_s", args.events_store_s),
                                              ("impressions_store_s", args.impressions_store_s)) if value is not None}

@@ -35,7 +35,7 @@ from procs import postgres_pid, tree_cpu_seconds
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' throwaway PostgreSQL server
 
-from aisle.serve.services import StoreSink  # noqa: E402
+from aisle.serve.sink import StoreSink  # noqa: E402
 from aisle.types import EVENT_SCHEMA  # noqa: E402
 from events import store_url  # noqa: E402
 

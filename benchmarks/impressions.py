@@ -39,7 +39,7 @@ def _consumer_cost(served: list, repeats: int) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway Redis
     from tests.redisserver import redis_server
 
-    from aisle.serve.services import StoreSink
+    from aisle.serve.sink import StoreSink
     from aisle.serve.stream import Consumer
 
     with redis_server(aof=False) as url, tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ from aisle.config import Settings
 from aisle.data.synthetic import SyntheticConfig
 from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
-from aisle.serve.services import StoreSink
+from aisle.serve.sink import StoreSink
 from aisle.serve.stream import Consumer
 from aisle.store import open_store
 from aisle.types import EVENT_SCHEMA

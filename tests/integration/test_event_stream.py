@@ -28,7 +28,7 @@ from aisle.config import Settings
 from aisle.data.synthetic import SyntheticConfig
 from aisle.pipeline import SourceSpec
 from aisle.serve import Services, create_app
-from aisle.serve.services import StoreSink
+from aisle.serve.sink import StoreSink
 from aisle.serve.stream import Consumer, stream_key
 from aisle.store import Store
 from tests.bundles import save_bundle, synthetic_shop

@@ -25,7 +25,7 @@ import pytest
 from aisle.config import load_settings
 from aisle.data.synthetic import SyntheticConfig, generate
 from aisle.registry import Registry
-from aisle.serve.services import StoreSink
+from aisle.serve.sink import StoreSink
 from aisle.store import open_store
 from aisle.types import Event, EventType, events_frame
 from aisle.worker import Worker

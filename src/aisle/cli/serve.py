@@ -209,7 +209,7 @@ def consume(
     import threading
 
     from aisle.config import ConfigError, load_settings
-    from aisle.serve.services import StoreSink
+    from aisle.serve.sink import StoreSink
     from aisle.serve.stream import Consumer
     from aisle.stopping import stop_on_signals
     from aisle.store import describe

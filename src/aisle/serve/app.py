@@ -36,7 +36,8 @@ from aisle.serve import quick
 from aisle.serve.errors import STATUSES
 from aisle.serve.errors import name as error_name
 from aisle.serve.routes import MAX_K_MARK, router
-from aisle.serve.services import NotReadyError, Services, StoreUnavailableError
+from aisle.serve.services import NotReadyError, Services
+from aisle.serve.sink import StoreUnavailableError
 from aisle.web import STATIC_PATH, static_files
 from aisle.web import router as web_router
 

@@ -81,7 +81,7 @@ def main(settings_file: str, streams: tuple[str, ...] | None = None) -> None:
     """The consumer process: the settings from the file `aisle serve` wrote; runs until SIGTERM or SIGINT.
     `streams`: which streams this process consumes (default: `streams_of(settings)`)."""
     from aisle.config import Settings
-    from aisle.serve.services import StoreSink
+    from aisle.serve.sink import StoreSink
 
     parent = int(os.environ.get(PARENT_ENV) or os.getppid())
     _die_with_parent()

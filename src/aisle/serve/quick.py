@@ -23,7 +23,8 @@ from starlette.types import Scope
 
 from aisle.query import FilterError, Filters
 from aisle.serve import routes
-from aisle.serve.services import NotReadyError, Services, StoreUnavailableError
+from aisle.serve.services import NotReadyError, Services
+from aisle.serve.sink import StoreUnavailableError
 
 PATH = "/users/{user_id}/recommendations"
 _PREFIX, _SUFFIX = "/users/", "/recommendations"

@@ -75,7 +75,7 @@ class Worker:
 
     def _store(self) -> Any:
         """The store for one read, under the same lock the servers write a DuckDB file under."""
-        from aisle.serve.services import StoreSink
+        from aisle.serve.sink import StoreSink
 
         return StoreSink(self.settings.store).locked()  # type: ignore[arg-type]
 

@@ -108,7 +108,7 @@ def test_read_only_store_must_exist(tmp_path) -> None:
 def test_a_store_opened_for_background_writing_runs_one_duckdb_thread(tmp_path) -> None:
     """The stream consumer beside the API workers opens its store through `StoreSink(path, threads=1)`: its writes
     never take every core at once (DuckDB's default is one thread per core)."""
-    from aisle.serve.services import StoreSink
+    from aisle.serve.sink import StoreSink
 
     def threads(store: Store) -> int:
         return int(store.con.execute("SELECT current_setting('threads')").fetchone()[0])
