@@ -43,6 +43,15 @@ LGB_PARAMS: dict[str, Any] = {
 TUNABLE: tuple[str, ...] = ("learning_rate", "num_leaves", "max_depth", "min_data_in_leaf", "feature_fraction",
                             "lambda_l2", "bagging_fraction", "bagging_freq", "lambdarank_truncation_level",
                             "min_sum_hessian_in_leaf")
+#: The tree size a configuration that does not pin it gets, by the combiner's number of training queries: the
+#: larger trees learn more from many queries and overfit a few. Chosen on validation targets only (RESULTS.md,
+#: issue 24, "The combiner sized to its queries"): 7 leaves on ML-100K's ~800 queries, 15 on 2,101 of Beauty's,
+#: 31 leaves of at least 100 rows on 9,352 of Beauty's; the thresholds lie between those counts.
+SIZED: tuple[tuple[int, dict[str, int]], ...] = (
+    (1_300, {"num_leaves": 7, "min_data_in_leaf": 100}),
+    (4_400, {"num_leaves": 15, "min_data_in_leaf": 50}),
+)
+SIZED_LARGE: dict[str, int] = {"num_leaves": 31, "min_data_in_leaf": 100}
 COMBINER = "combiner"
 SELECT_P = 0.05  # a single source replaces the combiner only when better on the held-out queries at this level
 
@@ -73,6 +82,11 @@ def choose_ranker(per_query: dict[str, np.ndarray], p_level: float = SELECT_P) -
     diff = per_query[best] - mine
     p = float(stats.ttest_rel(per_query[best], mine).pvalue) if len(diff) > 1 and diff.any() else 1.0
     return (best if p < p_level else COMBINER), p
+
+
+def sized_params(queries: int) -> dict[str, int]:
+    """The tree settings for a combiner fitted on `queries` training queries (`SIZED`)."""
+    return dict(next((params for below, params in SIZED if queries < below), SIZED_LARGE))
 
 
 def settings_problem(*, params: dict[str, Any], bags: int, bag_fraction: float, early_stop: int) -> str | None:
@@ -107,6 +121,7 @@ class Combiner:
         self.selection: dict[str, float] = {}  # mean held-out NDCG@10 per candidate ranker
         self.selection_p = 1.0  # the paired test's p of the best single source against the combiner
         self.boosters: list[Any] = []  # one LightGBM model per bag; empty until fitted (or a source ranks)
+        self.sized: dict[str, int] = {}  # the tree settings the number of training queries gave (`sized_params`)
 
     @classmethod
     def of_config(cls, source_keys: list[str], config: PipelineConfig) -> Combiner:
@@ -118,6 +133,10 @@ class Combiner:
             rng: np.random.Generator) -> Combiner:
         if not len(sizes):
             return self
+        # trees sized by every training query's count unless the configuration sizes them: the first fit (without
+        # the held-out ones) and the refit on all of them train the same shape of model
+        pinned = {"num_leaves", "min_data_in_leaf"} & set(self.params)
+        self.sized = {} if pinned else sized_params(len(sizes))
         held = rng.random(len(sizes)) < holdout_fraction
         if held.any() and (~held).any():
             rows = np.repeat(held, sizes)
@@ -160,7 +179,7 @@ class Combiner:
         import lightgbm as lgb
 
         data = lgb.Dataset(x, y, group=sizes.tolist(), feature_name=list(names))
-        params = {**LGB_PARAMS, **self.params, "seed": seed}
+        params = {**LGB_PARAMS, **self.sized, **self.params, "seed": seed}
         if valid is None:
             return lgb.train(params, data, num_boost_round=rounds or self.rounds)
         check = lgb.Dataset(valid[0], valid[1], group=valid[2].tolist(), reference=data)
@@ -185,6 +204,7 @@ class Combiner:
                 "sources": self.source_keys,
                 "rounds": self.rounds, "seed": self.seed, "params": self.params, "early_stop": self.early_stop,
                 "best_rounds": self.best_rounds, "bags": self.bags, "bag_fraction": self.bag_fraction,
+                "sized": self.sized,
                 "lightgbm": [b.model_to_string() for b in self.boosters] or None}
         (path / "combiner.json").write_text(json.dumps(meta))
 
@@ -198,6 +218,7 @@ class Combiner:
         out.best_rounds = int(meta.get("best_rounds", meta["rounds"]))
         out.ranker, out.selection = meta["ranker"], meta["selection"]
         out.selection_p = float(meta.get("selection_p", 1.0))  # absent: saved before the paired choice
+        out.sized = dict(meta.get("sized", {}))  # absent: saved before the settings were sized (LGB_PARAMS')
         if meta["lightgbm"] is not None:
             import lightgbm as lgb
 
@@ -214,4 +235,5 @@ def _average(models: list[Any], x: np.ndarray) -> np.ndarray:
     return total / len(models)
 
 
-__all__ = ["COMBINER", "LGB_PARAMS", "SELECT_P", "TUNABLE", "Combiner", "choose_ranker", "held_out_ndcgs"]
+__all__ = ["COMBINER", "LGB_PARAMS", "SELECT_P", "SIZED", "SIZED_LARGE", "TUNABLE", "Combiner", "choose_ranker",
+           "held_out_ndcgs", "sized_params"]
