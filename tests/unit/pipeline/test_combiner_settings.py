@@ -92,3 +92,25 @@ def test_bags_average_models_fitted_on_different_queries_and_survive_a_reload(tm
         Combiner(["a", "b"], bags=2, bag_fraction=0.0)
     with pytest.raises(ValueError, match="early_stop"):
         Combiner(["a", "b"], bags=2, early_stop=10)
+
+
+def test_trees_are_sized_by_the_training_queries_unless_the_configuration_sizes_them(tmp_path: Path) -> None:
+    """A few hundred queries (ML-100K) train small trees, thousands larger ones (Beauty); a configuration that sets
+    `num_leaves` or `min_data_in_leaf` keeps its own; a saved and loaded combiner says what it was sized to."""
+    def leaves(combiner: Combiner) -> int:
+        return max(t["num_leaves"] for t in combiner.boosters[0].dump_model()["tree_info"])
+
+    fitted = {}
+    for n in (300, 2_000, 5_000):
+        frame, labels, sizes = _frame(n_queries=n)
+        fitted[n] = Combiner(["a", "b"], rounds=3).fit(frame, labels, sizes, holdout_fraction=0.0,
+                                                       rng=np.random.default_rng(0))
+    assert fitted[300].sized == {"num_leaves": 7, "min_data_in_leaf": 100} and leaves(fitted[300]) <= 7
+    assert fitted[2_000].sized == {"num_leaves": 15, "min_data_in_leaf": 50} and 7 < leaves(fitted[2_000]) <= 15
+    assert fitted[5_000].sized == {"num_leaves": 31, "min_data_in_leaf": 100} and 15 < leaves(fitted[5_000]) <= 31
+    frame, labels, sizes = _frame(n_queries=300)
+    pinned = Combiner(["a", "b"], rounds=3, params={"min_data_in_leaf": 20}).fit(
+        frame, labels, sizes, holdout_fraction=0.0, rng=np.random.default_rng(0))
+    assert pinned.sized == {} and 7 < leaves(pinned) <= 15  # LGB_PARAMS' 15 leaves, the configuration's 20 rows
+    fitted[300].save(tmp_path / "c")
+    assert Combiner.load(tmp_path / "c").sized == fitted[300].sized
