@@ -11,12 +11,13 @@ kept, measured 0.1071 on the test targets (RESULTS.md, issue 24, "Every candidat
 serves it is refitted on all training queries.
 
 Its LightGBM settings: `LGB_PARAMS`, with a configuration's `lightgbm` table on top (only the keys in `TUNABLE`),
-and `rounds` boosting rounds; with `early_stop` on, the held-out queries also choose the number of rounds (the fit
-on the rest stops once NDCG@10 on them has not improved for `early_stop` rounds, and the refit on all queries
-runs the best number), so a larger training set or a smaller learning rate is not held to a count chosen for
-another. With `bags` > 1 it is that many LightGBM models, each on its own random `bag_fraction` of the training
-queries with its own seed, their scores averaged: a lambdarank model fitted on a few thousand queries moves with
-which queries it drew, and the average does not move as much.
+and `rounds` boosting rounds. Unless the table sets the tree size, the number of training queries does (`SIZED`):
+trees that learn the most from Beauty's thousands of queries overfit ML-100K's hundreds. With `early_stop` on, the
+held-out queries also choose the number of rounds (the fit on the rest stops once NDCG@10 on them has not improved
+for `early_stop` rounds, and the refit on all queries runs the best number), so a larger training set or a smaller
+learning rate is not held to a count chosen for another. With `bags` > 1 it is that many LightGBM models, each on
+its own random `bag_fraction` of the training queries with its own seed, their scores averaged: a lambdarank model
+fitted on a few thousand queries moves with which queries it drew, and the average does not move as much.
 """
 
 from __future__ import annotations
