@@ -62,6 +62,20 @@ def upsert_frame(upserts: Sequence[dict[str, Any]]) -> pl.DataFrame:
     return frame.unique("item_id", keep="last", maintain_order=True)
 
 
+def _moved(chosen: Selected, frm: int, to: int) -> Selected:
+    """`chosen` with its entry at `frm` moved up to `to` (the entries between shift down one); unchanged when it is
+    there or higher already. The moved entry shows the score of the one it displaced, so the list stays ordered."""
+    if frm <= to:
+        return chosen
+
+    def move(a: np.ndarray) -> np.ndarray:
+        return np.insert(np.delete(a, frm), to, a[frm])
+
+    scores = move(chosen.scores)
+    scores[to] = chosen.scores[to]
+    return Selected(move(chosen.rows), scores, move(chosen.pinned), move(chosen.positions))
+
+
 def _catalog(bundle: Bundle, upserts: Sequence[dict[str, Any]]) -> tuple[list[str], pl.DataFrame, list[str]]:
     """(item ids in index order, the catalog aligned with them, ids new since the bundle) after `upserts`."""
     base = bundle.catalog if bundle.catalog is not None else pl.DataFrame({"item_id": []}, schema={
@@ -375,8 +389,11 @@ class Runtime:
         slot = self.settings.rules.new_item_slot
         if self.explorer is not None:  # exploration places new items (README "Exploring new and cold items")
             return chosen
-        if slot is None or self.n_old >= len(self.item_ids) or (chosen.rows >= self.n_old).any():
+        if slot is None or self.n_old >= len(self.item_ids):
             return chosen
+        shown_new = np.flatnonzero(chosen.rows >= self.n_old)
+        if len(shown_new):  # the list has one already: moved up to the slot if it is further down
+            return _moved(chosen, int(shown_new[0]), min(slot, k) - 1)
         new = items >= self.n_old
         if not new.any():
             return chosen
