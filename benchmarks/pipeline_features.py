@@ -48,7 +48,7 @@ from aisle.data.splits import leave_one_out
 from aisle.evaluate.protocol import build_queries, item_vocab
 from aisle.models.base import QueryBatch, TrainData
 from aisle.pipeline import Combiner, FeatureFrame, Pipeline, PipelineConfig
-from aisle.pipeline.combiner import LGB_PARAMS, TUNABLE
+from aisle.pipeline.combiner import TUNABLE
 from aisle.pipeline.core import hold_out_last
 from aisle.pipeline.features import GROUPS, Candidates, feature_names
 
@@ -225,7 +225,7 @@ def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[
         got = target_ranks(frame.valid_query, frame.valid_item, scores, frame.valid_target)
         rank[np.isfinite(got)] = got[np.isfinite(got)]
         per_user[name] = rank
-        trees = {**LGB_PARAMS, **combiner.sized, **combiner.params}
+        trees = combiner.lightgbm_params()
         rows.append({"variant": name, "ranker": combiner.ranker, "rounds": str(combiner.best_rounds),
                      "leaves": f"{trees['num_leaves']}/{trees['min_data_in_leaf']}", "queries": str(len(sizes)),
                      "combiner CPU s": f"{combiner_s:.0f}",

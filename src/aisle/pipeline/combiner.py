@@ -156,6 +156,11 @@ class Combiner:
         self.boosters = self._train_bags(frame.values, labels, sizes, frame.names, rounds=self.best_rounds)
         return self
 
+    def lightgbm_params(self) -> dict[str, Any]:
+        """The LightGBM settings its models train with: `LGB_PARAMS`, the tree size its training queries gave
+        (once fitted), the configuration's table."""
+        return {**LGB_PARAMS, **self.sized, **self.params}
+
     def _train_bags(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, names: tuple[str, ...], *,
                     rounds: int | None = None, valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                     ) -> list[Any]:
@@ -180,7 +185,7 @@ class Combiner:
         import lightgbm as lgb
 
         data = lgb.Dataset(x, y, group=sizes.tolist(), feature_name=list(names))
-        params = {**LGB_PARAMS, **self.sized, **self.params, "seed": seed}
+        params = {**self.lightgbm_params(), "seed": seed}
         if valid is None:
             return lgb.train(params, data, num_boost_round=rounds or self.rounds)
         check = lgb.Dataset(valid[0], valid[1], group=valid[2].tolist(), reference=data)
