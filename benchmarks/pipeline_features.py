@@ -46,11 +46,11 @@ from aisle.cli.train import load_config, pipeline_config
 from aisle.data.readers import read_dataspec
 from aisle.data.splits import leave_one_out
 from aisle.evaluate.protocol import build_queries, item_vocab
-from aisle.models.base import QueryBatch, TrainData
+from aisle.models.base import TrainData
 from aisle.pipeline import Combiner, FeatureFrame, Pipeline, PipelineConfig
 from aisle.pipeline.combiner import TUNABLE
-from aisle.pipeline.core import hold_out_last
-from aisle.pipeline.features import GROUPS, Candidates, feature_names
+from aisle.pipeline.core import TrainingFrame, hold_out_tail
+from aisle.pipeline.features import GROUPS, feature_names
 
 SETTINGS = ("rounds", "early_stop", "max_train_queries", "bags", "bag_fraction")
 
@@ -97,8 +97,9 @@ class SavedFrame:
     source_keys: list[str]
     scorer_keys: list[str]
     names: tuple[str, ...]
-    held_users: int  # the users with a held-out training event: what `max_train_queries` counts
-    drawn_users: int  # how many of them the training queries were drawn from (all, or the largest variant's share)
+    held_queries: int  # the held-out training events (one per user, or `train_positions`): what `max_train_queries`
+    # counts
+    drawn_queries: int  # how many of them the training queries were drawn from (all, or the largest variant's share)
     train_values: np.ndarray
     train_labels: np.ndarray
     train_sizes: np.ndarray
@@ -119,7 +120,7 @@ class SavedFrame:
         (folder / "frame.json").write_text(json.dumps({
             "dataspec": self.dataspec, "seed": self.seed, "fit_seconds": self.fit_seconds,
             "source_keys": self.source_keys, "scorer_keys": self.scorer_keys, "names": list(self.names),
-            "held_users": self.held_users, "drawn_users": self.drawn_users}))
+            "held_queries": self.held_queries, "drawn_queries": self.drawn_queries}))
 
     @classmethod
     def load(cls, folder: Path) -> SavedFrame:
@@ -127,7 +128,7 @@ class SavedFrame:
         with np.load(folder / "frame.npz") as arrays:
             loaded = {name: arrays[name] for name in cls.ARRAYS}
         return cls(meta["dataspec"], meta["seed"], meta["fit_seconds"], meta["source_keys"], meta["scorer_keys"],
-                   tuple(meta["names"]), meta["held_users"], meta["drawn_users"], **loaded)
+                   tuple(meta["names"]), meta["held_queries"], meta["drawn_queries"], **loaded)
 
     def feature_names(self, groups: tuple[str, ...]) -> list[str]:
         return feature_names(self.source_keys, groups, self.scorer_keys)
@@ -142,35 +143,16 @@ def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[t
     split = leave_one_out(data.events)
     catalog = data.items if data.items.height else None
     train = TrainData.from_events(split.history("valid"), items=item_vocab(data.events, catalog), catalog=catalog)
-    _, held_users, held_targets = hold_out_last(train)
-    most = max(min(c.max_train_queries, len(held_users)) for _, c in variants.values())
+    held_queries = len(hold_out_tail(train, base.train_positions).users)
+    most = max(min(c.max_train_queries, held_queries) for _, c in variants.values())
     config = base.updated({"features": every, "max_train_queries": most})
-    captured: dict[str, Any] = {}
-    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    captured: list[TrainingFrame] = []
     pipe = Pipeline(config, seed=seed)
-    candidates = pipe.candidates
-
-    def recording(batch: QueryBatch, **kw: Any) -> Candidates:  # the training frame's rows: which user, which item
-        cands = candidates(batch, **kw)
-        seen.append((np.asarray(batch.user_idx)[cands.query], cands.item))
-        return cands
-
-    pipe.candidates = recording  # type: ignore[method-assign]
     t0 = time.perf_counter()
     with console.status("fitting the pipeline on the training events ..."):
-        pipe.fit(train, on_training_frame=lambda f, y, g: captured.update(frame=f, labels=y, sizes=g))
+        pipe.fit(train, on_training_frame=captured.append)
     fit_s = time.perf_counter() - t0
-    del pipe.candidates
-    target_of = np.full(train.n_users, -1, np.int64)
-    target_of[held_users] = held_targets
-    user = np.concatenate([u for u, _ in seen])
-    item = np.concatenate([i for _, i in seen])
-    found = np.bincount(user[item == target_of[user]], minlength=train.n_users) > 0
-    keep = found[user]
-    frame: FeatureFrame = captured["frame"]
-    if keep.sum() != len(frame.values) or not np.array_equal(item[keep] == target_of[user[keep]],
-                                                               captured["labels"] > 0):
-        raise SystemExit("the recorded training rows do not line up with the training frame")
+    training = captured[0]
     queries = build_queries(train, split.history("valid"), split.valid)
     kept: list[tuple[np.ndarray, ...]] = []
     targets = []
@@ -186,8 +168,9 @@ def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[t
             kept.append((cands.features.values[rows], cands.query[rows] + a, cands.item[rows]))
             status.update(f"the validation candidates ... {b:,}/{len(queries):,}")
     return SavedFrame(
-        dataspec, seed, fit_s, pipe.source_keys, pipe.scorer_keys, frame.names, len(held_users), most, frame.values,
-        captured["labels"], captured["sizes"], user[keep], item[keep],
+        dataspec, seed, fit_s, pipe.source_keys, pipe.scorer_keys, training.frame.names, held_queries, most,
+        training.frame.values, training.labels, training.sizes, np.repeat(training.users, training.sizes),
+        training.items,
         np.vstack([k[0] for k in kept]), np.concatenate([k[1] for k in kept]), np.concatenate([k[2] for k in kept]),
         np.asarray(queries.user_idx), np.concatenate(targets))
 
@@ -195,9 +178,9 @@ def build_frame(dataspec: str, base: PipelineConfig, variants: dict[str, tuple[t
 def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[tuple[str, ...], PipelineConfig]],
              args: argparse.Namespace, console: Console) -> None:
     """Per variant a combiner trained on the frame's columns it names, and the validation targets ranked by it."""
-    wanted = {name: min(c.max_train_queries, frame.held_users) for name, (_, c) in variants.items()}
-    if max(wanted.values()) > frame.drawn_users:
-        raise SystemExit(f"the frame's training queries come from {frame.drawn_users:,} users; a variant wants "
+    wanted = {name: min(c.max_train_queries, frame.held_queries) for name, (_, c) in variants.items()}
+    if max(wanted.values()) > frame.drawn_queries:
+        raise SystemExit(f"the frame's training queries were drawn from {frame.drawn_queries:,}; a variant wants "
                          f"{max(wanted.values()):,}: build it with that variant")
     missing = {g for groups, _ in variants.values() for g in groups} - _groups_of(frame) - set(DERIVED)
     if missing:
@@ -207,18 +190,19 @@ def _compare(frame: SavedFrame, base: PipelineConfig, variants: dict[str, tuple[
     train_frame = _with_derived(FeatureFrame(frame.names, frame.train_values), train_query, derived, frame)
     valid_frame = _with_derived(FeatureFrame(frame.names, frame.valid_values), frame.valid_query, derived, frame)
     n_queries = len(frame.valid_user)
+    owner = frame.train_user[np.cumsum(frame.train_sizes) - frame.train_sizes]  # each training query's user
     rows, per_user = [], {}
     for name, (groups, settings) in variants.items():
         columns = frame.feature_names(tuple(g for g in groups if g not in DERIVED))
         columns += [c for g in groups if g in DERIVED for c in DERIVED[g](frame.source_keys)]
         with console.status(f"{name}: training its combiner ..."):
             t1 = time.process_time()
-            values, labels, sizes = _share_of_queries(_columns(train_frame, columns), frame.train_labels,
-                                                      frame.train_sizes, wanted[name] / frame.drawn_users,
-                                                      base.seed)
+            values, labels, sizes, owners = _share_of_queries(
+                _columns(train_frame, columns), frame.train_labels, frame.train_sizes, owner,
+                wanted[name] / frame.drawn_queries, base.seed)
             combiner = Combiner.of_config(frame.source_keys, settings).fit(
                 FeatureFrame(tuple(columns), values), labels, sizes, holdout_fraction=base.holdout_fraction,
-                rng=np.random.default_rng(base.seed))
+                rng=np.random.default_rng(base.seed), owners=owners)
             combiner_s = time.process_time() - t1
         scores = combiner.score(FeatureFrame(tuple(columns), _columns(valid_frame, columns)))
         rank = np.full(n_queries, np.inf)
@@ -325,14 +309,14 @@ def _variant(spec: str, base: PipelineConfig) -> tuple[tuple[str, ...], Pipeline
     return tuple(g for g in groups.split("+") if g != "none"), base.updated({**over, "lightgbm": lightgbm})
 
 
-def _share_of_queries(values: np.ndarray, labels: np.ndarray, sizes: np.ndarray, share: float, seed: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A random `share` of the frame's queries (all of them at share 1), rows kept in order."""
+def _share_of_queries(values: np.ndarray, labels: np.ndarray, sizes: np.ndarray, owners: np.ndarray, share: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random `share` of the frame's queries (all of them at share 1), rows kept in order, with their users."""
     if share >= 1.0:
-        return values, labels, sizes
+        return values, labels, sizes, owners
     pick = np.random.default_rng(seed + 1).random(len(sizes)) < share
     rows = np.repeat(pick, sizes)
-    return values[rows], labels[rows], sizes[pick]
+    return values[rows], labels[rows], sizes[pick], owners[pick]
 
 
 def target_ranks(query: np.ndarray, item: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from aisle.evaluate.protocol import build_queries, item_vocab
 from aisle.evaluate.report import paired_tests
 from aisle.models.base import TrainData
 from aisle.pipeline import Combiner, FeatureFrame, Pipeline
-from aisle.pipeline.core import hold_out_last
+from aisle.pipeline.core import TrainingFrame, hold_out_tail
 from pipeline_features import target_ranks
 
 WHOLE = "whole"
@@ -63,11 +63,12 @@ def without(frame: FeatureFrame, key: str | None, max_count: float) -> tuple[Fea
     return FeatureFrame(tuple(names), values[keep]), keep
 
 
-def train_variant(frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray, keys: list[str], key: str | None,
-                  max_count: float, pipe: Pipeline, n_users: int) -> Combiner:
+def train_variant(training: TrainingFrame, keys: list[str], key: str | None, max_count: float, pipe: Pipeline,
+                  n_queries: int) -> Combiner:
     """The combiner the pipeline without `key` learns: same rows (less the ones only `key` found; a query whose
     target only `key` found teaches nothing and is left out, as `Pipeline.training_frame` does), same seed and
     held-out draw as `Pipeline._fit_combiner`."""
+    frame, labels, sizes = training.frame, training.labels, training.sizes
     sub, keep = without(frame, key, max_count)
     group = np.repeat(np.arange(len(sizes)), sizes)[keep]
     y = labels[keep]
@@ -75,11 +76,12 @@ def train_variant(frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray, ke
     rows = found[group]
     cfg = pipe.config
     rng = np.random.default_rng(cfg.seed)
-    if n_users > cfg.max_train_queries:  # the draw `training_frame` made, so the held-out fifth is the same
-        rng.choice(n_users, cfg.max_train_queries, replace=False)
+    if n_queries > cfg.max_train_queries:  # the draw `training_frame` made, so the held-out fifth is the same
+        rng.choice(n_queries, cfg.max_train_queries, replace=False)
     combiner = Combiner([k for k in keys if k != key], rounds=cfg.rounds, seed=cfg.seed)
     new_sizes = np.bincount(group[rows], minlength=len(sizes))[found]
-    return combiner.fit(sub.rows(rows), y[rows], new_sizes, holdout_fraction=cfg.holdout_fraction, rng=rng)
+    return combiner.fit(sub.rows(rows), y[rows], new_sizes, holdout_fraction=cfg.holdout_fraction, rng=rng,
+                        owners=training.users[found])
 
 
 def metrics_of(rank: np.ndarray) -> dict[str, np.ndarray]:
@@ -112,21 +114,20 @@ def main() -> None:
         raise SystemExit(f"{args.config}: the full feature group ranks among the pool; leave it out of the config")
     captured: dict[str, Any] = {}
 
-    def capture(frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray) -> None:
-        captured.update(frame=frame, labels=labels, sizes=sizes, max_count=float(pipe.facts.counts.max()))
+    def capture(training: TrainingFrame) -> None:
+        captured.update(training=training, max_count=float(pipe.facts.counts.max()))
 
     t0 = time.perf_counter()
     with console.status("fitting the pipeline (sources on the training events, combiner on the validation "
                         "targets) ..."):
         pipe.fit(train, on_training_frame=capture)
     fit_s = time.perf_counter() - t0
-    n_users = len(hold_out_last(train)[1])
+    n_queries = len(hold_out_tail(train, config.train_positions).users)
     variants: dict[str, str | None] = {WHOLE: None, **{f"-{k}": k for k in keys}}
     combiners: dict[str, Combiner] = {}
     with console.status("training the combiner of each variant ..."):
         for name, key in variants.items():
-            combiners[name] = train_variant(captured["frame"], captured["labels"], captured["sizes"], keys, key,
-                                            captured["max_count"], pipe, n_users)
+            combiners[name] = train_variant(captured["training"], keys, key, captured["max_count"], pipe, n_queries)
     test_max = float(pipe.facts.counts.max())
     queries = build_queries(train, split.history("test"), split.test)
     ranks: dict[str, list[np.ndarray]] = {name: [] for name in [*variants, "served"]}

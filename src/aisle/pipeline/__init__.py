@@ -15,10 +15,19 @@ from aisle.pipeline.config import (
     PipelineConfigError,
     SourceSpec,
 )
-from aisle.pipeline.core import Pipeline, as_model, compare, extend_attributes, hold_out_last, item_attributes
+from aisle.pipeline.core import (
+    Pipeline,
+    as_model,
+    compare,
+    extend_attributes,
+    hold_out_last,
+    hold_out_tail,
+    item_attributes,
+)
 from aisle.pipeline.features import GROUPS, Candidates, FeatureFrame, ItemFacts
 from aisle.pipeline.sources import SOURCE_KINDS, CandidateSource, Contributions, top_n
 
 __all__ = ["CONTENT_SOURCE", "DEFAULT_SOURCES", "GROUPS", "SOURCE_KINDS", "CandidateSource", "Candidates", "Combiner",
            "Contributions", "FeatureFrame", "ItemFacts", "Pipeline", "PipelineConfig", "PipelineConfigError",
-           "SourceSpec", "as_model", "compare", "extend_attributes", "hold_out_last", "item_attributes", "top_n"]
+           "SourceSpec", "as_model", "compare", "extend_attributes", "hold_out_last", "hold_out_tail",
+           "item_attributes", "top_n"]

@@ -131,7 +131,9 @@ class Combiner:
                    early_stop=config.early_stop, bags=config.bags, bag_fraction=config.bag_fraction)
 
     def fit(self, frame: FeatureFrame, labels: np.ndarray, sizes: np.ndarray, *, holdout_fraction: float,
-            rng: np.random.Generator) -> Combiner:
+            rng: np.random.Generator, owners: np.ndarray | None = None) -> Combiner:
+        """Learn from the queries of `frame` (consecutive groups of `sizes` rows); `owners`, each query's user:
+        a user's queries are held out together, so the choice is judged on users the combiner did not learn from."""
         if not len(sizes):
             return self
         # trees sized by every training query's count unless the configuration sizes them: the first fit (without
@@ -139,6 +141,9 @@ class Combiner:
         pinned = {"num_leaves", "min_data_in_leaf"} & set(self.params)
         self.sized = {} if pinned else sized_params(len(sizes))
         held = rng.random(len(sizes)) < holdout_fraction
+        if owners is not None and len(owners):  # each query takes the draw of its user's first query
+            _, first, inverse = np.unique(owners, return_index=True, return_inverse=True)
+            held = held[first][inverse]
         if held.any() and (~held).any():
             rows = np.repeat(held, sizes)
             held_frame, held_labels, held_sizes = frame.rows(rows), labels[rows], sizes[held]

@@ -96,6 +96,10 @@ class PipelineConfig:
     decay: float = 0.8
     trending: int = 30
     max_train_queries: int = 5_000
+    # how many of each user's last events the combiner learns from, each a query on the history before it (the
+    # sources' first fit leaves them all out; a user keeps at least two events): 1 suits short histories (Amazon's
+    # ~9 events per user), more gives a store of few users with long histories more queries (RESULTS.md, issue 24)
+    train_positions: int = 1
     rounds: int = 80  # the combiner's boosting rounds; with early_stop, the most it may run
     holdout_fraction: float = 0.2  # of the combiner's queries, to choose between it and the best single source
     # > 0: those held-out queries also choose the combiner's number of rounds (LightGBM early stopping on their
@@ -127,6 +131,8 @@ class PipelineConfig:
                                    early_stop=self.early_stop)
         if problem:
             raise PipelineConfigError(problem)
+        if self.train_positions < 1:
+            raise PipelineConfigError(f"train_positions must be at least 1; got {self.train_positions}")
         keys = [s.key for s in self.sources]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:

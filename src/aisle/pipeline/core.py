@@ -3,8 +3,11 @@
 `fit` trains the combiner without leakage: each user's last event is held out, the sources are fitted on the
 rest, the combiner learns to rank the held-out item among its candidates, and then the sources are refitted on
 everything (under the evaluation harness that held-out event is exactly the validation target; the test target
-is never seen). Sources that read no events (content) are fitted once, on everything; `fit_once` sources (a deep
-model within a nightly budget) once, on the events without each user's last one. A deep source that stops
+is never seen). With `train_positions` = m > 1 each user's last m events are held out and each is a training
+query on the history before it: a store with few users and long histories (ML-100K: 943 users, ~100 events each)
+gives its combiner m times the queries, where one per user left it ~800 to learn from. Sources that read no events
+(content) are fitted once, on everything; `fit_once` sources (a deep model within a nightly budget) once, on the
+events without the held-out ones. A deep source that stops
 early on a hold-out of its own (`holdout = true`: the last event of what it is fitted on) chooses its epochs in
 the first fit; its refit trains that many epochs on everything, the hold-out put back
 (`SequentialRecommender.refit_overrides`). `Pipeline` is itself a Recommender: `score` puts candidates above every
@@ -16,8 +19,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import polars as pl
@@ -41,6 +45,39 @@ from aisle.rules import ItemAttributes
 
 FORMAT = 2
 _CHUNK = 512
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """`inner`: the events without each user's last `positions` positive ones (`hold_out_tail`); one combiner query
+    per held-out event: user `users[i]`, target `targets[i]`, history the user's `inner` sequence followed by
+    `before[i]` (that user's held-out events before the target, empty for the first)."""
+
+    inner: TrainData
+    users: np.ndarray
+    targets: np.ndarray
+    before: list[np.ndarray]
+
+    @functools.cached_property
+    def _sequences(self) -> list[np.ndarray]:
+        return self.inner.sequences()
+
+    def histories(self, queries: np.ndarray) -> list[np.ndarray]:
+        """The time-ordered history of each query of `queries` (positions in `users`)."""
+        sequences = self._sequences
+        return [np.concatenate([sequences[self.users[q]], self.before[q]]) if len(self.before[q])
+                else sequences[self.users[q]] for q in queries]
+
+
+class TrainingFrame(NamedTuple):
+    """What the combiner learns from: the candidates of the queries whose target is among them, one frame; a label
+    per row (1: the target), rows per query (`sizes`), each query's user and each row's item."""
+
+    frame: FeatureFrame
+    labels: np.ndarray
+    sizes: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
 
 
 class Pipeline:
@@ -110,19 +147,18 @@ class Pipeline:
 
     # ---- fitting -------------------------------------------------------------------------------------
 
-    def fit(self, data: TrainData, *, on_training_frame: Callable[[FeatureFrame, np.ndarray, np.ndarray], None]
-            | None = None) -> Self:
+    def fit(self, data: TrainData, *, on_training_frame: Callable[[TrainingFrame], None] | None = None) -> Self:
         """Fit sources and combiner (see the module docstring); `on_training_frame` is handed the combiner's
-        training frame, labels and group sizes (`benchmarks/pipeline_features.py` trains variants on it)."""
+        training frame (`benchmarks/pipeline_features.py` trains variants on it)."""
         self.n_items = data.n_items
         attrs = item_attributes(data.catalog, data.n_items)
         self._tags = item_tags(data.catalog, data.n_items) if "tags" in self.config.features else None
         for source in self.sources:
             if not source.spec.refit:
                 source.fit(data, seed=self.config.seed)
-        inner, users, targets = hold_out_last(data)
-        self._fit_sources(inner, attrs)
-        self._fit_combiner(inner, users, targets, on_training_frame)
+        held = hold_out_tail(data, self.config.train_positions)
+        self._fit_sources(held.inner, attrs)
+        self._fit_combiner(held, on_training_frame)
         self._fit_sources(data, attrs, final=True)
         return self
 
@@ -141,40 +177,44 @@ class Pipeline:
         trend = trending.scores if trending is not None else (counts / max(counts.max(), 1e-12)).astype(np.float32)
         return ItemFacts.of_counts(counts, trend, attrs, self._tags)
 
-    def _fit_combiner(self, inner: TrainData, users: np.ndarray, targets: np.ndarray,
-                      on_training_frame: Callable[[FeatureFrame, np.ndarray, np.ndarray], None] | None) -> None:
+    def _fit_combiner(self, held: HeldOut, on_training_frame: Callable[[TrainingFrame], None] | None) -> None:
         rng = np.random.default_rng(self.config.seed)
-        frame, labels, sizes = self.training_frame(inner, users, targets, rng)
+        training = self.training_frame(held, rng)
         if on_training_frame is not None:
-            on_training_frame(frame, labels, sizes)
+            on_training_frame(training)
         self.combiner = Combiner.of_config(self.source_keys, self.config)
-        if len(sizes):
-            self.combiner.fit(frame, labels, sizes, holdout_fraction=self.config.holdout_fraction, rng=rng)
+        if len(training.sizes):
+            self.combiner.fit(training.frame, training.labels, training.sizes,
+                              holdout_fraction=self.config.holdout_fraction, rng=rng, owners=training.users)
 
-    def training_frame(self, inner: TrainData, users: np.ndarray, targets: np.ndarray, rng: np.random.Generator
-                       ) -> tuple[FeatureFrame, np.ndarray, np.ndarray]:
-        """What the combiner learns from, with the sources fitted on `inner`: the candidates of (at most
-        `max_train_queries` of) `users` on their `inner` history, labelled 1 for their held-out `targets`, as one
-        frame with its labels and per-query group sizes. Only queries whose target is among their candidates
-        teach anything, so the others are left out."""
-        if len(users) > self.config.max_train_queries:
-            pick = np.sort(rng.choice(len(users), self.config.max_train_queries, replace=False))
-            users, targets = users[pick], targets[pick]
-        sequences = inner.sequences()
-        frames, labels, sizes = [], [], []
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start:start + _CHUNK]
-            cands = self.candidates(QueryBatch(chunk, [sequences[u] for u in chunk]))
-            hit = (cands.item == targets[start:start + _CHUNK][cands.query]).astype(np.float32)
+    def training_frame(self, held: HeldOut, rng: np.random.Generator) -> TrainingFrame:
+        """What the combiner learns from, with the sources fitted on `held.inner`: the candidates of (at most
+        `max_train_queries` of) the held-out queries on their histories, labelled 1 for their targets. Only queries
+        whose target is among their candidates teach anything, so the others are left out."""
+        queries = np.arange(len(held.users))
+        if len(queries) > self.config.max_train_queries:
+            queries = np.sort(rng.choice(len(queries), self.config.max_train_queries, replace=False))
+        frames, labels, sizes, owners, items = [], [], [], [], []
+        for start in range(0, len(queries), _CHUNK):
+            chunk = queries[start:start + _CHUNK]
+            users, targets = held.users[chunk], held.targets[chunk]
+            cands = self.candidates(QueryBatch(users, held.histories(chunk)))
+            hit = (cands.item == targets[cands.query]).astype(np.float32)
             found = np.bincount(cands.query, weights=hit, minlength=len(chunk)) > 0
             keep = found[cands.query]
             frames.append(cands.features.rows(keep).values)
             labels.append(hit[keep])
+            items.append(cands.item[keep])
             sizes += np.bincount(cands.query, minlength=len(chunk))[found].tolist()
+            owners.append(users[found])
         names = tuple(self.feature_names())
+
+        def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
         values = np.vstack(frames) if frames else np.zeros((0, len(names)), np.float32)
-        return (FeatureFrame(names, values), np.concatenate(labels) if labels else np.zeros(0, np.float32),
-                np.asarray(sizes, np.int64))
+        return TrainingFrame(FeatureFrame(names, values), joined(labels, np.float32), np.asarray(sizes, np.int64),
+                             joined(owners, np.int64), joined(items, np.int64))
 
     @property
     def ranker(self) -> str:
@@ -503,14 +543,31 @@ def extend_attributes(attrs: ItemAttributes, rows: list[int], items: pl.DataFram
 
 def hold_out_last(data: TrainData, min_events: int = 3) -> tuple[TrainData, np.ndarray, np.ndarray]:
     """`data` without each user's last positive event (users with >= min_events), and (users, held-out items)."""
+    held = hold_out_tail(data, 1, min_events)
+    return held.inner, held.users, held.targets
+
+
+def hold_out_tail(data: TrainData, positions: int, min_events: int = 3) -> HeldOut:
+    """`data` without each user's last `positions` positive events, as far as the user keeps `min_events` - 1 of
+    them (a user with fewer than `min_events` keeps all); the queries in the order of the users' first positive
+    event, each user's in time order (with one position: what the combiner always learned from)."""
+    if positions < 1:
+        raise ValueError(f"positions must be at least 1; got {positions}")
     events = data.events.with_row_index("_r")
-    positive = events.filter(pl.col("weight") > 0)
-    last = positive.group_by("user_idx", maintain_order=True).agg(pl.col("_r").last(), pl.col("item_idx").last(),
-                                                                  pl.len().alias("n"))
-    last = last.filter(pl.col("n") >= min_events)
-    inner = events.filter(~pl.col("_r").is_in(last["_r"].implode())).drop("_r")
-    return (TrainData(users=data.users, items=data.items, events=inner, catalog=data.catalog),
-            last["user_idx"].to_numpy().astype(np.int64), last["item_idx"].to_numpy().astype(np.int64))
+    positive = events.filter(pl.col("weight") > 0).with_columns(
+        pl.len().over("user_idx").cast(pl.Int64).alias("_n"), pl.int_range(pl.len()).over("user_idx").alias("_pos"),
+        pl.col("_r").min().over("user_idx").alias("_first"))
+    held = positive.filter(pl.col("_pos") >= pl.max_horizontal(pl.col("_n") - positions, pl.lit(min_events - 1))
+                           ).sort("_first", "_pos")
+    inner = events.filter(~pl.col("_r").is_in(held["_r"].implode())).drop("_r")
+    users = held["user_idx"].to_numpy().astype(np.int64)
+    targets = held["item_idx"].to_numpy().astype(np.int64)
+    # each query's earlier held-out events: the targets before it in its user's run of queries
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    before = [targets[run_start[q]:q] for q in range(len(users))]
+    return HeldOut(TrainData(users=data.users, items=data.items, events=inner, catalog=data.catalog), users,
+                   targets, before)
 
 
 def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, console: Any = None,
@@ -528,5 +585,5 @@ def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, c
     return run_experiment(data, models, max_trials=1, seed=seed, console=console, name=name)
 
 
-__all__ = ["FORMAT", "Pipeline", "as_model", "compare", "extend_attributes", "hold_out_last", "item_attributes",
-           "item_tags"]
+__all__ = ["FORMAT", "HeldOut", "Pipeline", "TrainingFrame", "as_model", "compare", "extend_attributes",
+           "hold_out_last", "hold_out_tail", "item_attributes", "item_tags"]
