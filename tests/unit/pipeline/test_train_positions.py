@@ -7,8 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.evaluate.protocol import item_vocab
 from aisle.models.base import TrainData
 from aisle.pipeline import (
     Combiner,
@@ -21,16 +19,15 @@ from aisle.pipeline import (
     hold_out_tail,
 )
 from aisle.pipeline.core import TrainingFrame
+from tests.conftest import small_store
 
-SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
-           SourceSpec("markov", "markov", "i2i", window=5, decay=0.5),
+SOURCES = (SourceSpec("itemknn", "itemknn", "i2i"), SourceSpec("markov", "markov", "i2i", window=5),
            SourceSpec("trending", "trending", "trending"))
 
 
 @pytest.fixture(scope="module")
 def data() -> TrainData:
-    s = generate(SyntheticConfig(n_items=300, n_users=150, n_events=8_000, seed=5))
-    return TrainData.from_events(s.events, items=item_vocab(s.events, s.items), catalog=s.items)
+    return small_store()
 
 
 def test_each_user_holds_out_its_last_events_and_keeps_two(data: TrainData) -> None:

@@ -9,10 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from aisle.data.synthetic import SyntheticConfig, generate
-from aisle.evaluate.protocol import item_vocab
 from aisle.models.base import QueryBatch, TrainData
 from aisle.pipeline import Pipeline, PipelineConfig, SourceSpec, hold_out_last
+from tests.conftest import small_store
 
 SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 4}),
            SourceSpec("itemknn", "itemknn", "i2i", decay=0.7),
@@ -22,8 +21,7 @@ SOURCES = (SourceSpec("als", "als", "user", {"factors": 16, "iterations": 4}),
 
 @pytest.fixture(scope="module")
 def data() -> TrainData:
-    s = generate(SyntheticConfig(n_items=300, n_users=150, n_events=8_000, seed=5))
-    return TrainData.from_events(s.events, items=item_vocab(s.events, s.items), catalog=s.items)
+    return small_store()
 
 
 @pytest.fixture(scope="module")
