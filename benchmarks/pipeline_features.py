@@ -97,8 +97,7 @@ class SavedFrame:
     source_keys: list[str]
     scorer_keys: list[str]
     names: tuple[str, ...]
-    held_queries: int  # the held-out training events (one per user, or `train_positions`): what `max_train_queries`
-    # counts
+    held_queries: int  # the held-out training events (`train_positions` per user): what `max_train_queries` counts
     drawn_queries: int  # how many of them the training queries were drawn from (all, or the largest variant's share)
     train_values: np.ndarray
     train_labels: np.ndarray
