@@ -50,13 +50,21 @@ _CHUNK = 512
 @dataclass(frozen=True)
 class HeldOut:
     """`inner`: the events without each user's last `positions` positive ones (`hold_out_tail`); one combiner query
-    per held-out event: user `users[i]`, target `targets[i]`, history the user's `inner` sequence followed by
-    `before[i]` (that user's held-out events before the target, empty for the first)."""
+    per held-out event: user `users[i]`, target `targets[i]` (a user's queries next to each other, in time order),
+    history the user's `inner` sequence followed by `before[i]`."""
 
     inner: TrainData
     users: np.ndarray
     targets: np.ndarray
-    before: list[np.ndarray]
+
+    @functools.cached_property
+    def before(self) -> list[np.ndarray]:
+        """Per query, its user's held-out events before its target (the targets of the queries before it in that
+        user's run; empty for the first)."""
+        starts = np.flatnonzero(np.r_[True, self.users[1:] != self.users[:-1]]) if len(self.users) \
+            else np.zeros(0, np.int64)
+        run_start = np.repeat(starts, np.diff(np.r_[starts, len(self.users)]))
+        return [self.targets[run_start[q]:q] for q in range(len(self.users))]
 
     @functools.cached_property
     def _sequences(self) -> list[np.ndarray]:
@@ -560,14 +568,8 @@ def hold_out_tail(data: TrainData, positions: int, min_events: int = 3) -> HeldO
     held = positive.filter(pl.col("_pos") >= pl.max_horizontal(pl.col("_n") - positions, pl.lit(min_events - 1))
                            ).sort("_first", "_pos")
     inner = events.filter(~pl.col("_r").is_in(held["_r"].implode())).drop("_r")
-    users = held["user_idx"].to_numpy().astype(np.int64)
-    targets = held["item_idx"].to_numpy().astype(np.int64)
-    # each query's earlier held-out events: the targets before it in its user's run of queries
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
-    run_start = np.repeat(starts, np.diff(np.r_[starts, len(users)]))
-    before = [targets[run_start[q]:q] for q in range(len(users))]
-    return HeldOut(TrainData(users=data.users, items=data.items, events=inner, catalog=data.catalog), users,
-                   targets, before)
+    return HeldOut(TrainData(users=data.users, items=data.items, events=inner, catalog=data.catalog),
+                   held["user_idx"].to_numpy().astype(np.int64), held["item_idx"].to_numpy().astype(np.int64))
 
 
 def compare(data: Any, config: PipelineConfig | None = None, *, seed: int = 0, console: Any = None,
