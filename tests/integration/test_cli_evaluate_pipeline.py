@@ -145,11 +145,11 @@ def test_what_is_measured_is_what_is_served(tmp_path: Path) -> None:
     assert default["sources"] == served["sources"]
 
 
-def _shortened(tmp_path: Path, config: Path, long: str, short: str, times: int = 1) -> Path:
-    """A copy of `config` whose training-length setting `long` (found `times` times: once per deep source) reads
-    `short`: the test checks what is measured and served, not the model's quality, so it trains for seconds."""
+def _shortened(tmp_path: Path, config: Path, long: str, short: str) -> Path:
+    """A copy of `config` whose training-length setting `long` (found once) reads `short`: the test checks what is
+    measured and served, not the model's quality, so it trains for seconds."""
     text = config.read_text()
-    assert text.count(long) == times
+    assert text.count(long) == 1
     quick = tmp_path / config.name
     quick.write_text(text.replace(long, short))
     return quick
