@@ -213,6 +213,6 @@ def test_movielens_pipeline_differs_only_in_its_deep_source_and_is_the_one_serve
     measured, served = _served_config(tmp_path, _shortened(tmp_path, STOPPED, "epochs = 200,", "epochs = 2,"))
     assert served == measured
     assert served["train_positions"] == 5
-    deep = [s for s in served["sources"] if s["kind"] in ("user", "sequential") and s["key"] != "als"]
+    deep = [s for s in served["sources"] if s["model"] in ("sasrec", "gru4rec", "twotower")]
     assert [(s["model"], s["kind"], s["fit_once"]) for s in deep] == [("twotower", "user", False)]
     assert deep[0]["params"] == {"max_len": 200, "epochs": 2, "holdout": True, "eval_every": 2, "patience": 10}

@@ -71,12 +71,15 @@ def test_a_users_queries_are_held_out_together() -> None:
     labels[np.arange(200) * 20 + rng.integers(0, 20, 200)] = 1.0
     frame = FeatureFrame(("a_score", "b_score"), np.column_stack([labels + rng.normal(0, 0.5, len(labels)),
                                                                  rng.random(len(labels))]).astype(np.float32))
-    fit = {"holdout_fraction": 0.5, "rng": np.random.default_rng(1)}
+
+    def fit(owners: np.ndarray) -> Combiner:
+        return Combiner(["a", "b"], rounds=5).fit(frame, labels, sizes, holdout_fraction=0.5,
+                                                  rng=np.random.default_rng(1), owners=owners)
+
     # every query one user's: the held-out share is all of them or none, so no choice is made against the sources
-    alone = Combiner(["a", "b"], rounds=5).fit(frame, labels, sizes, owners=np.zeros(200, np.int64), **fit)
+    alone = fit(np.zeros(200, np.int64))
     assert alone.selection == {}
-    apart = Combiner(["a", "b"], rounds=5).fit(frame, labels, sizes, holdout_fraction=0.5,
-                                               rng=np.random.default_rng(1), owners=np.arange(200))
+    apart = fit(np.arange(200))
     assert set(apart.selection) == {"combiner", "a", "b"}
 
 
