@@ -30,28 +30,28 @@ def wait_ready(url: str, proc: subprocess.Popen, *, seconds: float = 120.0,
         time.sleep(0.3)
 
 
-def clients_per_worker(url: str, workers: int, *, tries: int = 300, **kwargs: object) -> dict[int, httpx.Client]:
+def clients_per_worker(url: str, workers: int, *, seconds: float = 90.0, **kwargs: object) -> dict[int, httpx.Client]:
     """One keep-alive client per worker process of `aisle serve --workers N`, keyed by the worker's pid.
 
     Why: the workers share one listening socket and the kernel picks which accepts a connection; a connection then
     stays with that worker, so opening connections until `/health` has answered from every pid gives a client
-    that reaches each worker on purpose (`worker_pid` tells whether it still does)."""
+    that reaches each worker on purpose (`worker_pid` tells whether it still does). Tried until `seconds` pass, not
+    a count of times: `/ready` answers as soon as one worker is up, and on a busy machine another may still be
+    loading its bundle (or the kernel may hand a run of connections to the same one)."""
     found: dict[int, httpx.Client] = {}
-    spare: list[httpx.Client] = []
-    for _ in range(tries):
+    deadline = time.monotonic() + seconds
+    tries = 0
+    while len(found) < workers and time.monotonic() < deadline:
         client = httpx.Client(base_url=url, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
                               **kwargs)  # type: ignore[arg-type]
-        pid = worker_pid(client)
+        pid, tries = worker_pid(client), tries + 1
         if pid in found:
-            spare.append(client)
+            client.close()
+            time.sleep(0.05 if tries > 100 else 0)
         else:
             found[pid] = client
-        if len(found) == workers:
-            break
-    for client in spare:
-        client.close()
     if len(found) < workers:
-        raise AssertionError(f"reached {len(found)} of {workers} workers in {tries} connections")
+        raise AssertionError(f"reached {len(found)} of {workers} workers in {tries} connections over {seconds:.0f} s")
     return found
 
 

@@ -33,7 +33,7 @@ from aisle.serve.stream import Consumer, stream_key
 from aisle.store import Store
 from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import free_port, redis_server, start_redis
-from tests.serving import wait_ready
+from tests.serving import clients_per_worker, wait_ready
 
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
 
@@ -694,27 +694,6 @@ def test_consumers_that_left_are_forgotten_by_the_group(redis_url: str, tmp_path
         sink.close()
 
 
-def _pinned_clients(url: str, n: int = 2, tries: int = 60) -> list[tuple[httpx.Client, int]]:
-    """`n` clients, each holding one keep-alive connection to a different worker process (told apart by the pid
-    /health reports): uvicorn's workers share the listening socket, so which worker a new connection reaches is
-    chance; requests on one connection stay with its worker."""
-    got: dict[int, httpx.Client] = {}
-    spare: list[httpx.Client] = []
-    for _ in range(tries):
-        client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1))
-        pid = int(client.get("/health").json()["pid"])
-        if pid in got:
-            spare.append(client)
-        else:
-            got[pid] = client
-        if len(got) == n:
-            break
-    for c in spare:
-        c.close()
-    assert len(got) == n, f"{tries} connections reached only the workers {sorted(got)}"
-    return [(c, pid) for pid, c in got.items()]
-
-
 @pytest.mark.slow
 def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: Path, tmp_path: Path,
                                                                      kill_store: str) -> None:
@@ -730,7 +709,7 @@ def test_erase_through_the_other_of_two_real_workers_leaves_nothing(bundle_dir: 
         proc = _serve(bundle_dir, port, redis_url, kill_store, log)
         try:
             wait_ready(url, proc, output=log.read_text)
-            (a, pid_a), (b, pid_b) = _pinned_clients(url)
+            (pid_a, a), (pid_b, b) = clients_per_worker(url, 2, timeout=30).items()
             known = _bundle_users(a, 5)
             users = known + [f"erase-me-{i:02d}" for i in range(60 - len(known))]
             for n, user in enumerate([*users, "keep-me"]):
