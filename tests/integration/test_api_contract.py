@@ -222,23 +222,32 @@ def test_api_key_file_must_be_private(tmp_path: Path) -> None:
     assert taken.returncode == 2 and "no bundle here" in taken.stderr  # the keys were read; the bundle is missing
 
 
-@pytest.mark.slow
-def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundle_dir: Path) -> None:
-    secret = "s3cret-key-not-in-environ"
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+def _serving(bundle_dir: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`aisle serve` over `bundle_dir` in its own process group with `tmp` as its temp directory, once ready."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--workers", "2",
-                             "--api-key", secret, "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--port", str(port),
+                             *args], env={**os.environ, "PYTHONPATH": str(SRC), "TMPDIR": str(tmp)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    wait_ready(base, proc)
+    return proc, base
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundle_dir: Path, tmp_path: Path,
+                                                                           workers: int) -> None:
+    """...and SIGTERM (docker stop, Kubernetes) removes that file's folder: with one worker uvicorn raises the
+    signal again after its own shutdown, which used to end the process before its cleanup."""
+    secret = "s3cret-key-not-in-environ"
+    proc, base = _serving(bundle_dir, tmp_path, "--workers", str(workers), "--api-key", secret)
     path = None
     try:
-        wait_ready(base, proc)
         event = {"events": [GOOD]}
         assert httpx.post(f"{base}/events", json=event).status_code == 401
         assert httpx.post(f"{base}/events", json=event, headers={"X-API-Key": secret}).status_code == 200
         pids = [proc.pid, *_descendants(proc.pid)]
-        assert len(pids) >= 3  # the supervisor and two workers
+        assert len(pids) >= (1 if workers == 1 else 3)  # the server, or the supervisor and two workers
         settings_files = set()
         for pid in pids:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -246,10 +255,40 @@ def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundl
             for var in environ.split(b"\0"):
                 if var.startswith(b"AISLE_SERVE_SETTINGS="):
                     settings_files.add(Path(var.split(b"=", 1)[1].decode()))
+        if workers == 1:  # the server reads its settings file itself
+            settings_files = {next(tmp_path.glob("aisle-serve-*/settings.json"))}
         assert len(settings_files) == 1
         (path,) = settings_files
+        assert path.parent.parent == tmp_path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     assert path is not None and not path.exists()  # removed when the server stops
+    assert not list(tmp_path.iterdir())  # the metrics folder of two workers too
+
+
+@pytest.mark.slow
+def test_folders_of_a_killed_server_are_removed_by_the_next_one(bundle_dir: Path, tmp_path: Path) -> None:
+    """A server killed outright cannot clean up; the next `aisle serve` removes what it left (API keys included),
+    and never the folders of a server that is still running."""
+    killed, _ = _serving(bundle_dir, tmp_path, "--workers", "2", "--api-key", "k1")
+    left = sorted(tmp_path.iterdir())
+    assert [f.name[:11] for f in left] == ["aisle-prom-", "aisle-serve"]
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert all(f.exists() for f in left)
+    running, _ = _serving(bundle_dir, tmp_path, "--api-key", "k2")
+    try:
+        mine = list(tmp_path.iterdir())
+        assert len(mine) == 1 and not any(f.exists() for f in left)
+        second, _ = _serving(bundle_dir, tmp_path, "--api-key", "k3")  # sweeps too, and keeps the running one's
+        try:
+            assert all(f.exists() for f in mine) and len(list(tmp_path.iterdir())) == 2
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.wait(timeout=60)
+    finally:
+        os.killpg(running.pid, signal.SIGTERM)
+        running.wait(timeout=60)
+    assert not list(tmp_path.iterdir())

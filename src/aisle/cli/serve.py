@@ -3,12 +3,16 @@
 Worker processes get their settings from a file, never from the environment: API keys in an environment
 variable would be readable by anyone who can read `/proc/PID/environ` of a worker (and are inherited by every
 child process). `run` writes the settings JSON into a fresh private folder, readable by this user only (0600),
-hands the workers its *path* (AISLE_SERVE_SETTINGS), and removes it when the server stops. Keys can come
-from a file too (`--api-key-file`, one per line), so they need not appear on the command line either.
+hands the workers its *path* (AISLE_SERVE_SETTINGS), and removes it when the server stops (Ctrl-C or SIGTERM). A
+server killed outright (SIGKILL, out of memory) cannot, so each such folder holds a lock while its server runs, and
+the next `aisle serve` of the same user removes the folders whose lock is free. Keys can come from a file too
+(`--api-key-file`, one per line), so they need not appear on the command line either.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -20,6 +24,7 @@ import typer
 from rich.console import Console
 
 from aisle.cli.console import error_line
+from aisle.stopping import sigterm_raises_exit
 
 if TYPE_CHECKING:
     from aisle.config import Settings
@@ -52,10 +57,57 @@ def read_key_file(path: Path) -> tuple[str, ...]:
     return keys
 
 
+_HELD = ".held"  # the file in each private folder that its server keeps locked (flock) while it runs
+_SETTINGS, _METRICS = "aisle-serve-", "aisle-prom-"  # the private folders' name prefixes
+_held: dict[Path, int] = {}  # this process's private folders and their locked descriptors
+
+
+def _private_folder(prefix: str) -> Path:
+    """A new folder `prefix`* in the temp directory that only this user can enter (0700), held by this process: an
+    flock on its `.held` file, which the kernel drops when the process ends, however it ends. The file takes that
+    name only once locked, so a sweep never sees a free lock in a folder that is still being made."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    fd = os.open(folder / f"{_HELD}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    (folder / f"{_HELD}.new").rename(folder / _HELD)
+    _held[folder] = fd
+    return folder
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove one of this process's private folders (and let go of its lock)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(KeyError, OSError):
+        os.close(_held.pop(folder))
+
+
+def _sweep_private_folders() -> list[Path]:
+    """Remove this user's private folders left by servers that were killed outright (their lock is free); folders
+    without a `.held` file (being made, or from an older Aisle) are left alone. Returns what it removed."""
+    removed = []
+    for prefix in (_SETTINGS, _METRICS):
+        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            try:
+                if folder in _held or folder.stat().st_uid != os.getuid():
+                    continue
+                fd = os.open(folder / _HELD, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: its server is running
+                continue
+            finally:
+                os.close(fd)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def write_settings_file(settings: Settings) -> Path:
-    """The settings JSON in a new private folder (0700), the file itself 0600; the caller removes the folder."""
-    folder = Path(tempfile.mkdtemp(prefix="aisle-serve-"))
-    path = folder / "settings.json"
+    """The settings JSON in a new private folder (0700), the file itself 0600; the caller removes the folder
+    (`_remove_folder`)."""
+    path = _private_folder(_SETTINGS) / "settings.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(settings.model_dump_json())
@@ -168,26 +220,29 @@ def run(settings: Settings, *, log_level: str = "warning") -> None:
     consumer_process = settings.consume and settings.state != "memory" and settings.store is not None
     if consumer_process:  # the stream consumers run in a process of their own, not in the workers
         settings = settings.model_copy(update={"consume": False})
+    for folder in _sweep_private_folders():
+        err.print(f"note: removed {folder}, left by a server that was killed")
     settings_file = write_settings_file(settings)
     os.environ[_ENV] = str(settings_file)
     own_metrics_dir = settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if own_metrics_dir:  # the workers' metric files, removed with the settings when the server stops
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aisle-prom-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_private_folder(_METRICS))
     consumers: list[Any] = []
     try:
-        if consumer_process:
-            from aisle.serve.consumers import processes
+        with sigterm_raises_exit():
+            if consumer_process:
+                from aisle.serve.consumers import processes
 
-            consumers = [c.start() for c in processes(settings, settings_file)]
-        uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop",
-                    http="aisle.serve.http:OneWriteProtocol")  # httptools, one write per answer
+                consumers = [c.start() for c in processes(settings, settings_file)]
+            uvicorn.run("aisle.cli.serve:app_factory", factory=True, host=settings.host, port=settings.port,
+                        workers=settings.workers, log_level=log_level, access_log=False, loop="uvloop",
+                        http="aisle.serve.http:OneWriteProtocol")  # httptools, one write per answer
     finally:
         for c in consumers:  # after the workers: their last impressions are in the stream by now
             c.stop()
-        shutil.rmtree(settings_file.parent, ignore_errors=True)
+        _remove_folder(settings_file.parent)
         if own_metrics_dir:
-            shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+            _remove_folder(Path(os.environ.pop("PROMETHEUS_MULTIPROC_DIR")))
 
 
 def consume(
