@@ -17,7 +17,8 @@ TOLERANCE = 0.03  # absolute NDCG@10: the two runs see the same data in a differ
 
 
 def _run(args: list[str], out: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path),
+           "TMPDIR": str(out.parent)}  # torchrun's torchelastic_* folders stay in the test's own
     done = subprocess.run(args, env=env, timeout=300, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return json.loads(out.read_text())
