@@ -90,7 +90,8 @@ def test_reload_refuses_a_model_bundle_and_keeps_serving(built: dict[str, Path])
 def test_under_torchrun_only_rank_0_writes_the_serving_bundle(built: dict[str, Path], tmp_path: Path) -> None:
     """Both ranks read the same store (read-only, at once) and build; rank 0 alone writes the folder."""
     out, log = tmp_path / "bundle", tmp_path / "writes"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path),
+           "TMPDIR": str(tmp_path)}  # torchrun's torchelastic_* folders stay in the test's own
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(AUDIT), str(out), str(log), "train", f"store:{built['store']}", "--out", str(out),
                            "--config", str(built["config"]), "--no-dense"],
