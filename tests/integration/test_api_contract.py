@@ -6,6 +6,7 @@ TestClient (keys configured, so the write routes are guarded), or to a real `ais
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ from aisle.pipeline import SourceSpec
 from aisle.serve import create_app
 from tests.bundles import save_bundle, synthetic_shop
 from tests.redisserver import free_port
-from tests.serving import wait_ready
+from tests.serving import aisle_process, wait_ready
 
 KEY = "contract-key"
 SRC = Path(aisle.__file__).resolve().parents[1]  # the sources this test imports, for its subprocesses
@@ -222,15 +223,17 @@ def test_api_key_file_must_be_private(tmp_path: Path) -> None:
     assert taken.returncode == 2 and "no bundle here" in taken.stderr  # the keys were read; the bundle is missing
 
 
-def _serving(bundle_dir: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`aisle serve` over `bundle_dir` in its own process group with `tmp` as its temp directory, once ready."""
+@contextlib.contextmanager
+def _serving(bundle_dir: Path, tmp: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`aisle serve` over `bundle_dir` with `tmp` as its temp directory (its log beside it), once ready."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "aisle", "serve", "--bundle", str(bundle_dir), "--port", str(port),
-                             *args], env={**os.environ, "PYTHONPATH": str(SRC), "TMPDIR": str(tmp)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, proc)
-    return proc, base
+    tmp.mkdir(exist_ok=True)
+    log = tmp.parent / f"serve-{port}.log"
+    with aisle_process(["serve", "--bundle", str(bundle_dir), "--port", str(port), *args], log,
+                       TMPDIR=str(tmp)) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, proc, output=lambda: log.read_text(errors="replace"))
+        yield proc, base
 
 
 @pytest.mark.slow
@@ -240,9 +243,9 @@ def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundl
     """...and SIGTERM (docker stop, Kubernetes) removes that file's folder: with one worker uvicorn raises the
     signal again after its own shutdown, which used to end the process before its cleanup."""
     secret = "s3cret-key-not-in-environ"
-    proc, base = _serving(bundle_dir, tmp_path, "--workers", str(workers), "--api-key", secret)
+    tmp = tmp_path / "tmp"
     path = None
-    try:
+    with _serving(bundle_dir, tmp, "--workers", str(workers), "--api-key", secret) as (proc, base):
         event = {"events": [GOOD]}
         assert httpx.post(f"{base}/events", json=event).status_code == 401
         assert httpx.post(f"{base}/events", json=event, headers={"X-API-Key": secret}).status_code == 200
@@ -256,39 +259,29 @@ def test_worker_processes_get_keys_from_a_private_file_not_the_environment(bundl
                 if var.startswith(b"AISLE_SERVE_SETTINGS="):
                     settings_files.add(Path(var.split(b"=", 1)[1].decode()))
         if workers == 1:  # the server reads its settings file itself
-            settings_files = {next(tmp_path.glob("aisle-serve-*/settings.json"))}
+            settings_files = {next(tmp.glob("aisle-serve-*/settings.json"))}
         assert len(settings_files) == 1
         (path,) = settings_files
-        assert path.parent.parent == tmp_path
+        assert path.parent.parent == tmp
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-    assert path is not None and not path.exists()  # removed when the server stops
-    assert not list(tmp_path.iterdir())  # the metrics folder of two workers too
+    assert path is not None and not path.exists()  # removed when the server stops (SIGTERM)
+    assert not list(tmp.iterdir())  # the metrics folder of two workers too
 
 
 @pytest.mark.slow
 def test_folders_of_a_killed_server_are_removed_by_the_next_one(bundle_dir: Path, tmp_path: Path) -> None:
     """A server killed outright cannot clean up; the next `aisle serve` removes what it left (API keys included),
     and never the folders of a server that is still running."""
-    killed, _ = _serving(bundle_dir, tmp_path, "--workers", "2", "--api-key", "k1")
-    left = sorted(tmp_path.iterdir())
-    assert [f.name[:11] for f in left] == ["aisle-prom-", "aisle-serve"]
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait(timeout=60)
+    tmp = tmp_path / "tmp"
+    with _serving(bundle_dir, tmp, "--workers", "2", "--api-key", "k1") as (killed, _):
+        left = sorted(tmp.iterdir())
+        assert [f.name[:11] for f in left] == ["aisle-prom-", "aisle-serve"]
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=60)
     assert all(f.exists() for f in left)
-    running, _ = _serving(bundle_dir, tmp_path, "--api-key", "k2")
-    try:
-        mine = list(tmp_path.iterdir())
+    with _serving(bundle_dir, tmp, "--api-key", "k2"):
+        mine = list(tmp.iterdir())
         assert len(mine) == 1 and not any(f.exists() for f in left)
-        second, _ = _serving(bundle_dir, tmp_path, "--api-key", "k3")  # sweeps too, and keeps the running one's
-        try:
-            assert all(f.exists() for f in mine) and len(list(tmp_path.iterdir())) == 2
-        finally:
-            os.killpg(second.pid, signal.SIGTERM)
-            second.wait(timeout=60)
-    finally:
-        os.killpg(running.pid, signal.SIGTERM)
-        running.wait(timeout=60)
-    assert not list(tmp_path.iterdir())
+        with _serving(bundle_dir, tmp, "--api-key", "k3"):  # sweeps too, and keeps the running one's
+            assert all(f.exists() for f in mine) and len(list(tmp.iterdir())) == 2
+    assert not list(tmp.iterdir())

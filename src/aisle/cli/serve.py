@@ -88,7 +88,7 @@ def _sweep_private_folders() -> list[Path]:
     for prefix in (_SETTINGS, _METRICS):
         for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
             try:
-                if folder in _held or folder.stat().st_uid != os.getuid():
+                if folder.stat().st_uid != os.getuid():
                     continue
                 fd = os.open(folder / _HELD, os.O_RDONLY)
             except OSError:
