@@ -22,13 +22,16 @@ pytestmark = pytest.mark.skipif(
 
 _FLOATS = 16 * 1024 * 1024  # 64 MB of float32: above the largest mmap threshold glibc adapts to (32 MB)
 _PAGES = _FLOATS * 4 // resource.getpagesize()  # the pages of one such buffer
+# The heap settles before the steps reuse its pages: small allocations between the two buffers and their alignment
+# differ from run to run, so the first steps may still map fresh pages (seen until the 9th of 16 on the CI machine,
+# the 7th here); the steps are judged after sixteen.
 _MB = 1024 * 1024
 
 _STEPS = f"""
 import json, resource, torch
 from aisle.train.memory import kept_freed_memory
 
-def steps(n=16):  # training-like steps: a large buffer and one computed from it, both freed
+def steps(n=32):  # training-like steps: a large buffer and one computed from it, both freed
     faults = []
     for _ in range(n):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -61,7 +64,7 @@ print(json.dumps({"default": default, "applied": applied, "kept": kept, "start":
 """)
     assert r["applied"]
     assert min(r["default"]) >= 2 * _PAGES  # type: ignore[call-overload]  # each step maps and zeroes both anew
-    assert sum(r["kept"][-8:]) <= _PAGES // 4  # type: ignore[index]  # once the heap holds them: reused
+    assert sum(r["kept"][-16:]) <= _PAGES // 4  # type: ignore[index]  # once the heap holds them: reused
     assert r["held"] >= r["start"] + 64 * _MB  # type: ignore[operator]  # kept while training
     assert r["after"] <= r["start"] + 16 * _MB  # type: ignore[operator]  # and given back when it ends
 
@@ -74,7 +77,7 @@ with kept_freed_memory():
     kept = steps()
 print(json.dumps({"kept": kept}))
 """)
-    assert sum(r["kept"][-8:]) <= _PAGES // 4  # type: ignore[index]
+    assert sum(r["kept"][-16:]) <= _PAGES // 4  # type: ignore[index]
 
 
 def test_an_allocator_the_user_configured_is_left_alone() -> None:
