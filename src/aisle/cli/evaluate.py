@@ -66,6 +66,10 @@ def evaluate(
     per_user: Annotated[Path | None, typer.Option("--per-user", help="Write each test user's metrics, one row "
                                                   "per model and user, to this .parquet or .csv file (for "
                                                   "user subsets and paired tests).")] = None,
+    keep_seen: Annotated[bool, typer.Option("--keep-seen", help="Rank the items a shopper already had too (by "
+                                            "default they are excluded, and a target among them counts as a "
+                                            "miss): for stores where shoppers buy the same items again.")]
+    = False,
 ) -> None:
     """Tune on validation, refit, and score models on the test targets (full ranking); print a comparison."""
     from aisle.data.readers import DataSpec, read_dataspec
@@ -126,7 +130,7 @@ def evaluate(
     try:
         exp = run_experiment(data, classes, protocol=protocol, ks=ks, max_trials=max_trials,
                              seed=seed, sampled=sampled, target_types=_names(target_types) if target_types else None,
-                             console=err, name=spec.path.stem)
+                             exclude_seen=not keep_seen, console=err, name=spec.path.stem)
     except ModelError as exc:
         err.print(error_line(exc))
         raise typer.Exit(1) from None

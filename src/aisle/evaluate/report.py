@@ -185,7 +185,23 @@ def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> 
     table.add_section()
     for key, head in (("fit_seconds", "fit seconds"), ("eval_seconds", "eval seconds")):
         table.add_row(head, *(_fmt(e.get(key, "-"), 2) for e in models.values()))
+    unranked = [e.get("unreachable_targets") or 0 for e in models.values()]
+    if any(unranked):  # else a reader takes a capped HR or an AUC under 0.5 for a broken model
+        table.add_row("unranked targets", *(f"{n:,}" for n in unranked))
+        table.caption = _unranked_note(report, max(unranked))
+        table.caption_justify = "left"
     return table
+
+
+def _unranked_note(report: Mapping[str, Any], most: int) -> str:
+    """Why some test targets could not be ranked, and what that does to the metrics above."""
+    total = next((e["n_targets"] for e in report["models"].values() if e.get("n_targets")), None)
+    share = f" of {total:,}" if total else ""
+    seen = ("an item already in the shopper's history, which the protocol excludes from the ranking "
+            "(`aisle evaluate --keep-seen` ranks it: repeat-purchase stores), or " if report.get("exclude_seen", True)
+            else "")
+    return (f"unranked targets (up to {most:,}{share}): {seen}an item the model gives no score. Each counts as a "
+            "miss in every metric: it caps HR and scores 0 in AUC.")
 
 
 def candidate_recall_table(report: Mapping[str, Any]) -> Table | None:

@@ -85,6 +85,7 @@ class ModelRun:
             tuning_seconds=round(self.tuning_seconds, 3),
             params=self.params,
             n_evaluated=self.result.n_users,
+            n_targets=self.result.n_targets,
             unreachable_targets=self.result.unreachable_targets,
             valid=self.valid,
             trials=[{"params": t.params, "valid": t.valid, "fit_seconds": round(t.fit_seconds, 3)}

@@ -59,4 +59,5 @@ def test_terminal_table_lists_models_and_headline_metrics() -> None:
     text = console.export_text()
     for word in ("pop", "itemknn", "HR@10", "NDCG@20", "MRR", "AUC", "Coverage@10", "0.0521", "eval seconds"):
         assert word in text
+    assert "unranked" not in text  # every target could be ranked: no row, no note
     assert params_summary(REPORT) == "pop: weighted=False\nitemknn: k=100"
