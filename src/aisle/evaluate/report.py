@@ -21,7 +21,9 @@ from typing import Any
 
 import polars as pl
 from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 #: Keys of a model's entry that are not metrics.
 NOT_METRICS = frozenset({"fit_seconds", "eval_seconds", "tuning_seconds", "params", "n_evaluated",
@@ -156,9 +158,10 @@ def write_report(report: Mapping[str, Any], path: Path) -> tuple[Path, Path]:
     return path, png
 
 
-def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> Table:
+def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> Table | Group:
     """Terminal table: one column per model, one row per headline metric (HR and NDCG at every K, MRR, AUC,
-    the widest coverage) and the fit/evaluation seconds; the best value of each metric in bold.
+    the widest coverage) and the fit/evaluation seconds; the best value of each metric in bold. Where some test
+    targets could not be ranked, a row counts them per model and a note under the table says why.
 
     Models are columns so that the table fits a terminal however many cut-offs are asked for. Chosen
     parameters are too wide for it: print `params_summary(report)` beside the table.
@@ -186,11 +189,12 @@ def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> 
     for key, head in (("fit_seconds", "fit seconds"), ("eval_seconds", "eval seconds")):
         table.add_row(head, *(_fmt(e.get(key, "-"), 2) for e in models.values()))
     unranked = [e.get("unreachable_targets") or 0 for e in models.values()]
-    if any(unranked):  # else a reader takes a capped HR or an AUC under 0.5 for a broken model
-        table.add_row("unranked targets", *(f"{n:,}" for n in unranked))
-        table.caption = _unranked_note(report, max(unranked))
-        table.caption_justify = "left"
-    return table
+    if not any(unranked):
+        return table
+    # else a reader takes a capped HR or an AUC under 0.5 for a broken model (a note under the table, not its
+    # caption: rich drops a word where a caption's line fills the terminal)
+    table.add_row("unranked", *(f"{n:,}" for n in unranked))
+    return Group(table, Text(_unranked_note(report, max(unranked))))
 
 
 def _unranked_note(report: Mapping[str, Any], most: int) -> str:
@@ -200,8 +204,8 @@ def _unranked_note(report: Mapping[str, Any], most: int) -> str:
     seen = ("an item already in the shopper's history, which the protocol excludes from the ranking "
             "(`aisle evaluate --keep-seen` ranks it: repeat-purchase stores), or " if report.get("exclude_seen", True)
             else "")
-    return (f"unranked targets (up to {most:,}{share}): {seen}an item the model gives no score. Each counts as a "
-            "miss in every metric: it caps HR and scores 0 in AUC.")
+    return (f"unranked targets (up to {most:,}{share}): {seen}an item the model gives no score. Each is a miss "
+            "for every metric: it caps HR, and AUC scores it 0.")
 
 
 def candidate_recall_table(report: Mapping[str, Any]) -> Table | None:
