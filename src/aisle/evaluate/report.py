@@ -173,7 +173,8 @@ def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> 
     shown += coverage[-1:]
     models = report["models"]
     table = Table(title=title or f"{report['dataset']} · {report['protocol']} · {_ranking(report)}",
-                  title_justify="left", box=box.SIMPLE_HEAD)
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
     table.add_column("metric", no_wrap=True)
     for name in models:  # numbers never shrink: a truncated figure is a wrong figure
         table.add_column(name, justify="right", no_wrap=True, min_width=6)
