@@ -78,7 +78,7 @@ def test_bad_source_and_options_are_clean_errors(toy_registry: dict, tmp_path: P
 def test_targets_already_in_the_history_are_said_and_keep_seen_ranks_them(toy_registry: dict,
                                                                           tmp_path: Path) -> None:
     """Half the shoppers' last item is one they had before: excluded by default, each such target is a miss for
-    every model, and the table says how many and why; `--keep-seen` ranks them."""
+    every model, and the table and the Markdown report say how many and why; `--keep-seen` ranks them."""
     path = tmp_path / "Repeat.txt"
     seqs = toy_sequences(40, 20, seed=5)
     lines = [f"{u} {' '.join([*seq, seq[0]] if n % 2 else seq)}" for n, (u, seq) in enumerate(seqs.items())]
@@ -86,15 +86,17 @@ def test_targets_already_in_the_history_are_said_and_keep_seen_ranks_them(toy_re
     repeats = len(seqs) // 2  # toy sequences never repeat an item, so each odd shopper's target is a repeat
     runs = {}
     for flag in ([], ["--keep-seen"]):
-        out = tmp_path / f"res{len(flag)}.json"
+        out, md = tmp_path / f"res{len(flag)}.json", tmp_path / f"rep{len(flag)}" / "report.md"
         result = runner.invoke(app, ["evaluate", f"s3rec:{path}", "--models", "toy-pop", "--k", "10",
-                                     "--max-trials", "1", "--json", str(out), *flag], terminal_width=200)
+                                     "--max-trials", "1", "--json", str(out), "--report", str(md), *flag],
+                               terminal_width=200)
         assert result.exit_code == 0, result.output
-        runs[len(flag)] = (json.loads(out.read_text()), " ".join(result.stdout.split()))
+        runs[len(flag)] = (json.loads(out.read_text()), " ".join(result.stdout.split()) + md.read_text())
     (excluded, text), (kept, kept_text) = runs[0], runs[1]
     entry = excluded["models"]["toy-pop"]
     assert excluded["exclude_seen"] and entry["unreachable_targets"] == repeats > 0
     assert entry["n_targets"] == 40
     assert "unranked targets" in text and "already in the shopper's history" in text and "--keep-seen" in text
+    assert f"unranked targets (up to {repeats} of 40)" in (tmp_path / "rep0" / "report.md").read_text()
     assert not kept["exclude_seen"] and kept["models"]["toy-pop"]["unreachable_targets"] == 0
     assert "unranked targets" not in kept_text

@@ -118,6 +118,9 @@ def markdown(report: Mapping[str, Any], chart: str | None = None) -> str:
         params = json.dumps(entry.get("params", {}), sort_keys=True)
         lines.append(f"| {name} | {_fmt(entry.get('fit_seconds', '-'), 2)} | {_fmt(entry.get('eval_seconds', '-'), 2)} "
                      f"| {_fmt(entry.get('tuning_seconds', '-'), 2)} | `{params}` |")
+    note = _unranked_note(report)
+    if note is not None:
+        lines += ["", note]
     if chart:
         lines += ["", f"![metrics]({chart})"]
     return "\n".join(lines) + "\n"
@@ -189,22 +192,27 @@ def comparison_table(report: Mapping[str, Any], *, title: str | None = None) -> 
     table.add_section()
     for key, head in (("fit_seconds", "fit seconds"), ("eval_seconds", "eval seconds")):
         table.add_row(head, *(_fmt(e.get(key, "-"), 2) for e in models.values()))
-    unranked = [e.get("unreachable_targets") or 0 for e in models.values()]
-    if not any(unranked):
+    note = _unranked_note(report)
+    if note is None:
         return table
-    # else a reader takes a capped HR or an AUC under 0.5 for a broken model (a note under the table, not its
-    # caption: rich drops a word where a caption's line fills the terminal)
-    table.add_row("unranked", *(f"{n:,}" for n in unranked))
-    return Group(table, Text(_unranked_note(report, max(unranked))))
+    # a note under the table, not its caption: rich drops a word where a caption's line fills the terminal
+    table.add_row("unranked", *(f"{e.get('unreachable_targets') or 0:,}" for e in models.values()))
+    return Group(table, Text(note))
 
 
-def _unranked_note(report: Mapping[str, Any], most: int) -> str:
-    """Why some test targets could not be ranked, and what that does to the metrics above."""
+def _unranked_note(report: Mapping[str, Any]) -> str | None:
+    """How many test targets a model could not rank, why, and what that does to its metrics; None when every
+    target could be ranked. Why said at all: else a reader takes a capped HR or an AUC under 0.5 for a broken
+    model (the demo's store, where shoppers restock, has more than half its targets in the shoppers' histories)."""
+    most = max((e.get("unreachable_targets") or 0 for e in report["models"].values()), default=0)
+    if not most:
+        return None
     total = next((e["n_targets"] for e in report["models"].values() if e.get("n_targets")), None)
     share = f" of {total:,}" if total else ""
-    seen = ("an item already in the shopper's history, which the protocol excludes from the ranking "
-            "(`aisle evaluate --keep-seen` ranks it: repeat-purchase stores), or " if report.get("exclude_seen", True)
-            else "")
+    seen = ""
+    if report.get("exclude_seen", True):
+        seen = ("an item already in the shopper's history, which the protocol excludes from the ranking "
+                "(`aisle evaluate --keep-seen` ranks it: repeat-purchase stores), or ")
     return (f"unranked targets (up to {most:,}{share}): {seen}an item the model gives no score. Each is a miss "
             "for every metric: it caps HR, and AUC scores it 0.")
 
