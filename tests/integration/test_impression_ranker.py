@@ -27,6 +27,9 @@ from aisle.simulate import WorldConfig, build_world, make_policy, simulate
 from aisle.store import open_store
 from tests.workers import run_job
 
+# one xdist worker for the module: its module-scoped fixture is then built once, not once per worker
+pytestmark = pytest.mark.xdist_group("integration_impression_ranker")
+
 SOURCES = (SourceSpec("itemknn", "itemknn", "i2i", decay=0.7), SourceSpec("trending", "trending", "trending"))
 COMBINER = PipelineConfig(sources=SOURCES, rounds=10)
 IMPRESSIONS = PipelineConfig(sources=SOURCES, rounds=10, ranker="impressions")

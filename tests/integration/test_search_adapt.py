@@ -20,6 +20,9 @@ from tests.redisserver import free_port
 from tests.searchshop import SOURCES, write_time_split_shop
 from tests.serving import aisle_process, wait_ready
 
+# one xdist worker for the module: its module-scoped fixture is then built once, not once per worker
+pytestmark = pytest.mark.xdist_group("integration_search_adapt")
+
 runner = CliRunner()
 # small and few steps (the CPU is shared): 8 steps of 32 (query, clicked item, BM25 hard negative) triplets
 SEARCH = {"min_pairs": 50, "max_pairs": 256, "batch_size": 32, "max_seq_length": 24, "lr": 5e-5}

@@ -21,6 +21,9 @@ from tests.redisserver import free_port
 from tests.searchshop import SOURCES, write_time_split_shop
 from tests.serving import aisle_process, wait_ready
 
+# one xdist worker for the module: its module-scoped fixture is then built once, not once per worker
+pytestmark = pytest.mark.xdist_group("integration_search_memory")
+
 runner = CliRunner()
 
 

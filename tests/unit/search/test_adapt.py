@@ -16,6 +16,9 @@ from aisle.search.adapt import AdaptSettings, adapt_engine, engine_lexical, fine
 from aisle.search.embed import MODEL_NAME, Embedder
 from aisle.search.engine import SearchEngine
 
+# one xdist worker for the module: its module-scoped fixture is then built once, not once per worker
+pytestmark = pytest.mark.xdist_group("unit_adapt")
+
 # a fine-tune of two small steps: what is checked is the plumbing and determinism, not quality (the integration
 # test and benchmarks/search_adapt.py measure that)
 TINY = AdaptSettings(batch_size=16, max_pairs=32, min_pairs=8, max_seq_length=16, seed=1)

@@ -11,7 +11,8 @@ from aisle.search.retrieve import QueryTerms
 from aisle.search.spell import SpellIndex
 from tests.conftest import shared_path
 
-pytestmark = pytest.mark.realdata
+# one xdist worker for the module: its module-scoped fixture is then built once, not once per worker
+pytestmark = [pytest.mark.realdata, pytest.mark.xdist_group("unit_realdata_queries")]
 
 
 @pytest.fixture(scope="module")

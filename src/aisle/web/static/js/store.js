@@ -37,6 +37,9 @@ async function render() {
   document.title = out.title;
   main.removeAttribute("aria-busy");
   main.dataset.ready = name;
+  // the address rendered (read now: a search page rewrites its own to name the step), so a script or a test that
+  // just changed the address waits for it: until the hashchange starts the next render the old page reads ready
+  main.dataset.route = location.hash;
   syncSearchBox();
   if (!firstRender) {
     main.querySelector("h1")?.focus();
