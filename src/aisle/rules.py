@@ -86,6 +86,20 @@ class Selected:
     pinned: np.ndarray  # bool per row
     positions: np.ndarray  # where each row was in the candidates given (-1 for a pin), to read their other columns
 
+    def inserted(self, at: int, row: int, score: float, pinned: bool, position: int, k: int) -> Selected:
+        """This list with one entry put at `at` (the ones from there shift down one), cut to `k` entries."""
+        return Selected(np.insert(self.rows, at, row)[:k], np.insert(self.scores, at, score)[:k],
+                        np.insert(self.pinned, at, pinned)[:k], np.insert(self.positions, at, position)[:k])
+
+    def moved(self, frm: int, to: int) -> Selected:
+        """This list with its entry at `frm` moved up to `to` (the ones between shift down one); unchanged when it
+        is there or higher already. The moved entry shows the score of the one it displaced, so the scores stay in
+        order."""
+        if frm <= to:
+            return self
+        rest = Selected(*(np.delete(a, frm) for a in (self.rows, self.scores, self.pinned, self.positions)))
+        return rest.inserted(to, self.rows[frm], self.scores[to], self.pinned[frm], self.positions[frm], len(self.rows))
+
 
 def _boosts(rows: np.ndarray, attrs: ItemAttributes, rules: RulesConfig, index: Mapping[str, int]) -> np.ndarray:
     b = np.zeros(len(rows))

@@ -62,20 +62,6 @@ def upsert_frame(upserts: Sequence[dict[str, Any]]) -> pl.DataFrame:
     return frame.unique("item_id", keep="last", maintain_order=True)
 
 
-def _moved(chosen: Selected, frm: int, to: int) -> Selected:
-    """`chosen` with its entry at `frm` moved up to `to` (the entries between shift down one); unchanged when it is
-    there or higher already. The moved entry shows the score of the one it displaced, so the list stays ordered."""
-    if frm <= to:
-        return chosen
-
-    def move(a: np.ndarray) -> np.ndarray:
-        return np.insert(np.delete(a, frm), to, a[frm])
-
-    scores = move(chosen.scores)
-    scores[to] = chosen.scores[to]
-    return Selected(move(chosen.rows), scores, move(chosen.pinned), move(chosen.positions))
-
-
 def _catalog(bundle: Bundle, upserts: Sequence[dict[str, Any]]) -> tuple[list[str], pl.DataFrame, list[str]]:
     """(item ids in index order, the catalog aligned with them, ids new since the bundle) after `upserts`."""
     base = bundle.catalog if bundle.catalog is not None else pl.DataFrame({"item_id": []}, schema={
@@ -393,7 +379,7 @@ class Runtime:
             return chosen
         shown_new = np.flatnonzero(chosen.rows >= self.n_old)
         if len(shown_new):  # the list has one already: moved up to the slot if it is further down
-            return _moved(chosen, int(shown_new[0]), min(slot, k) - 1)
+            return chosen.moved(int(shown_new[0]), min(slot, k) - 1)
         new = items >= self.n_old
         if not new.any():
             return chosen
@@ -403,11 +389,8 @@ class Runtime:
         if not len(best.rows):
             return chosen
         at = min(slot, k, len(chosen.rows) + 1) - 1
-        rows = np.insert(chosen.rows, at, best.rows[0])[:k]
-        shown = np.insert(chosen.scores, at, chosen.scores[at] if at < len(chosen.scores) else best.scores[0])[:k]
-        position = np.flatnonzero(new)[best.positions[0]]
-        return Selected(rows, shown, np.insert(chosen.pinned, at, False)[:k],
-                        np.insert(chosen.positions, at, position)[:k])
+        shown = chosen.scores[at] if at < len(chosen.scores) else best.scores[0]
+        return chosen.inserted(at, best.rows[0], shown, False, np.flatnonzero(new)[best.positions[0]], k)
 
     def _precomputed_lists(self, query: Query) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
         """The bundle's per-user lists for a known user, unless the catalog is small enough (or indexed) to score

@@ -43,3 +43,16 @@ def test_max_per_brand_diversity_boosts_and_pins() -> None:
                                                                             Pin(item_id="i5", position=1))),
                       index=INDEX)
     assert sel.rows.tolist() == [0, 7, 1, 2] and sel.pinned.tolist() == [False, True, False, False]
+
+
+def test_a_selected_list_moves_an_entry_up_and_takes_one_in_keeping_its_scores_in_order() -> None:
+    chosen = apply_rules(ROWS, SCORES, 6, attrs=ATTRS, rules=RulesConfig(), index=INDEX)
+    assert chosen.rows.tolist() == [0, 1, 2, 3, 4, 6]
+    up = chosen.moved(5, 2)  # item 6 to the third place: the ones between shift down, it shows the displaced score
+    assert up.rows.tolist() == [0, 1, 6, 2, 3, 4]
+    assert up.scores.tolist() == [8, 7, 6, 6, 5, 4]
+    assert up.positions.tolist() == [0, 1, 6, 2, 3, 4] and not up.pinned.any()
+    assert chosen.moved(1, 3) is chosen  # already higher: unchanged
+    new = chosen.inserted(1, 7, 7.0, False, 7, 6)  # put second, the list keeps its length
+    assert new.rows.tolist() == [0, 7, 1, 2, 3, 4] and new.scores.tolist() == [8, 7, 7, 6, 5, 4]
+    assert new.positions.tolist() == [0, 7, 1, 2, 3, 4]
