@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--variants", default="default", help=f"reranker variants: {', '.join(VARIANTS)}")
     ap.add_argument("--prf", type=int, default=0, help="also test the PRF features over the first N candidates")
     ap.add_argument("--prep-cache", type=Path, default=None, help="keep / reuse the prepared candidates here")
+    ap.add_argument("--drop", default="", help="feature columns left out of every fit, comma-separated (a feature "
+                    "set judged against the same run without it)")
     ap.add_argument("--dev-fold", type=int, choices=(1, 2, 3, 4), default=1,
                     help="the fitted fold judged (the other three train the reranker): a second fold confirms a "
                          "gain seen on the first")
@@ -134,6 +136,16 @@ def main() -> None:
           "held-out fold 0 unused")
     m = ev.metrics([prep[i].rows for i in dev], dev_judged, recall_at_k=(100, 150, 200, 300, 400))
     print("fused candidates:", {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()})
+    from aisle.search.features import FEATURES
+
+    drop = [c for c in args.drop.split(",") if c]
+    unknown = [c for c in drop if c not in FEATURES]
+    if unknown:
+        ap.error(f"unknown feature(s) {', '.join(unknown)}")
+    if drop:
+        kept = np.array([i for i, c in enumerate(FEATURES) if c not in drop])
+        prep = [Prepared(rows=p.rows, features=p.features[:, kept] if len(p.features) else p.features) for p in prep]
+        print("left out:", ", ".join(drop))
     extras = [0, args.prf] if args.prf else [0]
     for d in depths:
         for prf in extras:
