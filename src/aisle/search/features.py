@@ -43,7 +43,7 @@ FEATURES: tuple[str, ...] = (
     "head_match", "q_len", "q_corrections", "title_len",
     "brand_match", "color_match", "category_match", "price_fit", "popularity",
     "window_ratio", "title_head_match", "measure_conflict", "popularity_rel", "popularity_pct", "price_pct",
-    "price_rel", "desc_match_ratio", "attr_match_ratio", "any_match_ratio", "any_idf_cov", *memory.FEATURES,
+    "price_rel", *memory.FEATURES,
 )
 _MEASURE = re.compile(r"^\d[\d./-]*([a-z]+)$")
 _DIMENSION = re.compile(r"^\d[\d./-]*x\d[\d./-]*$")
@@ -101,39 +101,6 @@ def _rel(x: np.ndarray) -> np.ndarray:
 
 def _ratio(matched: np.ndarray, total: int) -> np.ndarray:
     return matched / total if total else np.full(len(matched), -1.0, dtype=np.float32)
-
-
-#: the fields a query word may be found in for `any_match_ratio`: what the product page shows
-_COVER_FIELDS = ("title", "brand", "category", "attributes", "description")
-
-
-def _coverage(f: dict[str, np.ndarray], uniq: list[str], rows: np.ndarray, lexical: LexicalIndex) -> None:
-    """The query's words found in the description, in the attributes, and anywhere on the product (plain and
-    idf-weighted): "cordless drill 20v" where the title says "drill/driver kit" and the volts and "cordless" are in
-    the attributes. A field's BM25 alone does not say this: it cannot tell one word twice from two words once."""
-    m = len(rows)
-    none = np.full(m, -1.0, dtype=np.float32)
-    for name, key in (("description", "desc_match_ratio"), ("attributes", "attr_match_ratio")):
-        field = lexical.fields.get(name)
-        f[key] = _ratio(field.matches_at(uniq, rows), len(uniq)) if field is not None else none
-    fields = [lexical.fields[n] for n in _COVER_FIELDS if n in lexical.fields]
-    if not uniq or not fields:
-        f["any_match_ratio"] = f["any_idf_cov"] = none
-        return
-    title = lexical.fields["title"]
-    found = np.zeros(m, dtype=np.float32)
-    found_idf = np.zeros(m, dtype=np.float32)
-    total_idf = 0.0
-    for t in uniq:
-        hit = np.zeros(m, dtype=bool)
-        for field in fields:
-            hit |= field.matches_at([t], rows) > 0
-        w = title.token_idf([t]) or 1.0  # a word no title has: as rare as it gets
-        found += hit
-        found_idf += w * hit
-        total_idf += w
-    f["any_match_ratio"] = found / len(uniq)
-    f["any_idf_cov"] = found_idf / total_idf
 
 
 def compute(pq: ParsedQuery, terms: QueryTerms, cand: Candidates, catalog: Catalog,
@@ -228,7 +195,6 @@ def compute(pq: ParsedQuery, terms: QueryTerms, cand: Candidates, catalog: Catal
     f["title_head_match"] = head.matches_at([terms.head], rows) if head is not None and terms.head \
         else np.full(m, -1.0, dtype=np.float32)
     f["measure_conflict"] = _conflicts(terms, rows, lexical)
-    _coverage(f, uniq, rows, lexical)
     mem = cand.recollection.features(rows) if cand.recollection is not None else memory.absent(rows)
     for i, name in enumerate(memory.FEATURES):
         f[name] = mem[:, i]
