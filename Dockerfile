@@ -6,9 +6,11 @@
 # downloaded at run time (HF_HUB_OFFLINE=1 makes any attempt an error rather than a silent wait).
 ARG BASE=python:3.11-slim-bookworm
 
-# ---- build: a virtual environment in /opt/aisle ------------------------------------------------------------
-FROM ${BASE} AS build
-# the legacy builder keeps this stage as an untagged image; the label lets a rebuild's cleanup find it
+# ---- deps: a virtual environment in /opt/aisle with PyTorch and every dependency, not Aisle itself ----------
+# A stage of its own so that the runtime copies it in a layer no source edit touches: when the runtime copied the
+# venv with Aisle inside, every edit made a new 2.4 GB layer (the image rebuilt, stored and pushed whole).
+FROM ${BASE} AS deps
+# the legacy builder keeps these stages as untagged images; the label lets a rebuild's cleanup find them
 LABEL org.aisle.stage="build"
 # python:3.11-slim has Python 3.11; a Debian base (deploy/base.sh) gets bookworm's python3, which is 3.11 too.
 RUN if ! command -v python3 >/dev/null; then \
@@ -34,11 +36,13 @@ RUN set -e; [ -f /build-local/ca.pem ] && export PIP_CERT=/build-local/ca.pem; \
 RUN set -e; [ -f /build-local/ca.pem ] && export PIP_CERT=/build-local/ca.pem; \
     /opt/aisle/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt; \
     /opt/aisle/bin/pip install -q -c constraints.txt -r requirements.txt
+
+# ---- build: Aisle as a wheel (what the runtime installs) and the exported query encoder --------------------
+FROM deps AS build
 COPY README.md ./
 COPY src ./src
-# (the bytecode pip compiled stays: the runtime user cannot write /opt/aisle, and a replica starts faster)
 RUN set -e; [ -f /build-local/ca.pem ] && export PIP_CERT=/build-local/ca.pem; \
-    /opt/aisle/bin/pip install -q --no-deps .
+    /opt/aisle/bin/pip wheel -q --no-deps -w /wheels . && /opt/aisle/bin/pip install -q --no-deps /wheels/*.whl
 # search's query encoder exported to ONNX now, not on a replica's first search (~20 s there: measured in
 # benchmarks/RESULTS.md "Fleet"); the file is named by the model package's version, so every container reuses it
 RUN AISLE_CACHE=/opt/aisle-cache /opt/aisle/bin/python -c \
@@ -53,10 +57,15 @@ RUN if ! command -v python3 >/dev/null; then \
             apt-get install -y -qq --no-install-recommends libgomp1 >/dev/null && rm -rf /var/lib/apt/lists/*)) \
     && useradd --system --uid 10001 --create-home --home-dir /home/aisle aisle \
     && mkdir -p /bundle /data && chown aisle:aisle /bundle /data
-COPY --from=build /opt/aisle /opt/aisle
+COPY --from=deps /opt/aisle /opt/aisle
 # Aisle's cache (ONNX exports, ANN indexes, text vectors), seeded with the query encoder and writable by the user
 COPY --from=build --chown=aisle:aisle /opt/aisle-cache /opt/aisle-cache
 COPY deploy/pipeline.toml deploy/init.sh /etc/aisle/
+# Aisle itself last, a layer of a few MB: the only one a source edit changes (the wheel alone, never an index;
+# the bytecode pip compiles stays: the runtime user cannot write /opt/aisle, and a replica starts faster)
+COPY --from=build /wheels/ /tmp/wheels/
+RUN /opt/aisle/bin/pip install -q --no-deps --no-index --no-cache-dir --disable-pip-version-check /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="aisle" org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
